@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
+
+
+class PrunevoError(Exception):
+    """Bad input: the message says what was wrong and what is allowed."""
+
+
+class FormulaError(PrunevoError):
+    """A formula that does not parse or does not type-check."""
+
+
+class DataError(PrunevoError):
+    """A dataset that is missing, malformed or unknown."""
+
+
+class ModelError(PrunevoError):
+    """A model the pruner cannot handle, or an unknown network name."""
+
+
+class RunError(PrunevoError):
+    """A run directory or checkpoint that is missing, corrupt or incompatible."""

@@ -1,0 +1,78 @@
+"""Evolution settings: plain data, saved in every run directory."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from prunevo.errors import PrunevoError, RunError
+from prunevo.fitness.tasks import DEFAULT_TASKS
+
+
+@dataclass(frozen=True)
+class TaskOverrides:
+    """Settings applied to every task of a run (None keeps each task's default)."""
+
+    prune_ratio: float | None = None
+    selection: str | None = None
+    group_reduction: str | None = None
+    finetune_epochs: float | None = None
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
+    overrides: TaskOverrides = field(default_factory=TaskOverrides)
+    population: int = 24
+    generations: int = 8
+    seed: int = 0
+    n_jobs: int = 2
+    tournament_size: int = 3
+    parsimony_size: float = 1.4  # DEAP double tournament: the smaller tree wins with prob. size/2
+    crossover_prob: float = 0.6
+    mutation_prob: float = 0.3
+    max_height: int = 8
+    init_min_height: int = 1
+    init_max_height: int = 4
+    elitism: int = 2
+    hall_of_fame_size: int = 10
+    seed_classics: bool = True
+    random_baseline_seeds: int = 3
+    data_root: str | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.population >= 2, f"population must be at least 2, got {self.population}"),
+            (self.generations >= 0, f"generations must be >= 0, got {self.generations}"),
+            (self.n_jobs >= 1, f"n_jobs must be >= 1, got {self.n_jobs}"),
+            (0 <= self.elitism < self.population, f"elitism must be in [0, population), got {self.elitism}"),
+            (2 <= self.max_height <= 17, f"max_height must be in [2, 17], got {self.max_height}"),
+            (1 <= self.init_min_height <= self.init_max_height <= self.max_height,
+             "need 1 <= init_min_height <= init_max_height <= max_height"),
+            (1.0 <= self.parsimony_size <= 2.0, f"parsimony_size must be in [1, 2], got {self.parsimony_size}"),
+            (len(self.tasks) >= 1, "at least one task is needed"),
+            (self.task_weights is None or len(self.task_weights) == len(self.tasks),
+             "task_weights needs one weight per task"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise PrunevoError(message)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvolutionConfig":
+        try:
+            values = dict(data)
+            values["tasks"] = tuple(values["tasks"])
+            if values.get("task_weights") is not None:
+                values["task_weights"] = tuple(values["task_weights"])
+            values["overrides"] = TaskOverrides(**values.get("overrides", {}))
+            known = {f.name for f in fields(cls)}
+            unknown = set(values) - known
+            if unknown:
+                raise RunError(f"unknown config fields {sorted(unknown)}")
+            return cls(**values)
+        except (KeyError, TypeError) as exc:
+            raise RunError(f"run config is malformed: {exc}") from None

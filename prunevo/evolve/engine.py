@@ -1,0 +1,100 @@
+"""The GP loop on DEAP: seeded population, double tournament (fitness + parsimony), one-point crossover,
+uniform mutation under a height limit, elitism.
+
+Randomness: DEAP's operators use Python's global ``random``; it is re-seeded from (run seed, generation)
+at the start of every generation, so a run resumed from generation g's checkpoint draws exactly what the
+uninterrupted run drew.
+"""
+from __future__ import annotations
+
+import copy
+import operator
+import random
+from dataclasses import dataclass
+
+from deap import base, gp, tools
+
+from prunevo.evolve.config import EvolutionConfig
+from prunevo.evolve.individuals import Individual, build_pset, gen_grow, gen_half_and_half, to_deap
+from prunevo.fitness.evaluator import Evaluator, FitnessResult
+from prunevo.primitives.classic import classic_formulas
+from prunevo.primitives.formula import Formula
+from prunevo.pruning.criteria import FormulaCriterion
+from prunevo.utils import derive_seed
+
+
+@dataclass
+class Scored:
+    """An evaluated individual as plain data (what checkpoints store)."""
+
+    text: str
+    fitness: float
+    reason: str | None = None
+
+
+def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.Toolbox:
+    toolbox = base.Toolbox()
+    toolbox.register("expr_mut", gen_grow, pset=pset, min_=0, max_=2)
+    toolbox.register("select", tools.selDoubleTournament, fitness_size=config.tournament_size,
+                     parsimony_size=config.parsimony_size, fitness_first=True)
+    toolbox.register("mate", gp.cxOnePoint)
+    toolbox.register("mutate", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
+    limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=config.max_height)
+    toolbox.decorate("mate", limit)
+    toolbox.decorate("mutate", limit)
+    return toolbox
+
+
+def initial_population(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> list[Individual]:
+    """The classic criteria first (the seed paper's warm start), then ramped half-and-half trees."""
+    random.seed(derive_seed(config.seed, "init"))
+    population = []
+    if config.seed_classics:
+        population = [to_deap(f.tree, pset) for f in classic_formulas().values()][: config.population]
+    while len(population) < config.population:
+        population.append(Individual(gen_half_and_half(pset, config.init_min_height, config.init_max_height)))
+    return population
+
+
+def vary(population: list[Individual], config: EvolutionConfig, toolbox: base.Toolbox,
+         generation: int) -> list[Individual]:
+    """One generation of selection and variation (elites are copied unchanged)."""
+    random.seed(derive_seed(config.seed, "generation", generation))
+    elites = [copy.deepcopy(ind) for ind in tools.selBest(population, config.elitism)]
+    offspring = [copy.deepcopy(ind) for ind in toolbox.select(population, len(population) - config.elitism)]
+    for i in range(1, len(offspring), 2):
+        if random.random() < config.crossover_prob:
+            offspring[i - 1], offspring[i] = toolbox.mate(offspring[i - 1], offspring[i])
+            del offspring[i - 1].fitness.values, offspring[i].fitness.values
+    for i in range(len(offspring)):
+        if random.random() < config.mutation_prob:
+            (offspring[i],) = toolbox.mutate(offspring[i])
+            del offspring[i].fitness.values
+    return elites + offspring
+
+
+def evaluate_population(population: list[Individual], evaluator: Evaluator) -> dict[str, FitnessResult]:
+    """Evaluate the individuals without a fitness; returns the results by formula text."""
+    todo = [ind for ind in population if not ind.fitness.valid]
+    formulas = [ind.formula for ind in todo]
+    results = evaluator.evaluate([FormulaCriterion(f) for f in formulas])
+    for ind, result in zip(todo, results):
+        ind.fitness.values = (result.fitness,)
+    return {f.text: r for f, r in zip(formulas, results)}
+
+
+def snapshot(population: list[Individual]) -> list[Scored]:
+    return [Scored(Formula(ind.formula.tree).text, ind.fitness.values[0]) for ind in population]
+
+
+def restore(scored: list[Scored], pset: gp.PrimitiveSetTyped) -> list[Individual]:
+    population = []
+    for s in scored:
+        ind = to_deap(Formula.parse(s.text).tree, pset)
+        ind.fitness.values = (s.fitness,)
+        population.append(ind)
+    return population
+
+
+__all__ = ["Scored", "build_pset", "evaluate_population", "initial_population", "make_toolbox", "restore",
+           "snapshot", "vary"]

@@ -1,0 +1,84 @@
+"""The hall of fame (best distinct formulas) and the Pareto front (fitness vs complexity).
+
+Formulas are distinct when their simplified SymPy forms differ: ``l1(W) * 2`` and ``l1(W) + l1(W)`` are
+one entry.  Entries are plain data so that they round-trip through JSON checkpoints exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from prunevo.primitives.formula import Formula
+
+
+@dataclass
+class Entry:
+    text: str
+    fitness: float
+    complexity: int
+    generation: int
+    accuracy: dict[str, float] = field(default_factory=dict)
+    relative: dict[str, float] = field(default_factory=dict)
+    key: str = ""
+
+    @property
+    def formula(self) -> Formula:
+        return Formula.parse(self.text)
+
+    def sort_key(self) -> tuple:
+        # best fitness first; among equals the simpler, then the text (deterministic everywhere)
+        return (-self.fitness, self.complexity, self.text)
+
+    def describe(self) -> dict:
+        formula = self.formula
+        return {**asdict(self), "simplified": formula.simplified.text, "sympy": str(formula.sympy),
+                "latex": formula.latex()}
+
+
+class HallOfFame:
+    def __init__(self, size: int, entries: list[Entry] | None = None):
+        self.size = size
+        self.entries: list[Entry] = sorted(entries or [], key=Entry.sort_key)
+
+    def would_enter(self, fitness: float) -> bool:
+        return len(self.entries) < self.size or fitness > self.entries[-1].fitness
+
+    def offer(self, entry: Entry) -> None:
+        """Keep the entry if it is among the best ``size`` distinct formulas."""
+        if not self.would_enter(entry.fitness):
+            return
+        entry.key = entry.key or Formula.parse(entry.text).canonical_key
+        for i, old in enumerate(self.entries):
+            if old.key == entry.key:
+                if entry.sort_key() < old.sort_key():
+                    self.entries[i] = entry
+                    self.entries.sort(key=Entry.sort_key)
+                return
+        self.entries.append(entry)
+        self.entries.sort(key=Entry.sort_key)
+        del self.entries[self.size:]
+
+    @property
+    def best(self) -> Entry | None:
+        return self.entries[0] if self.entries else None
+
+
+class ParetoFront:
+    """The best formula at each complexity, then only those no simpler formula beats."""
+
+    def __init__(self, by_complexity: dict[int, Entry] | None = None):
+        self.by_complexity: dict[int, Entry] = dict(by_complexity or {})
+
+    def offer(self, entry: Entry) -> None:
+        old = self.by_complexity.get(entry.complexity)
+        if old is None or entry.sort_key() < old.sort_key():
+            self.by_complexity[entry.complexity] = entry
+
+    @property
+    def front(self) -> list[Entry]:
+        out, best = [], float("-inf")
+        for complexity in sorted(self.by_complexity):
+            entry = self.by_complexity[complexity]
+            if entry.fitness > best:
+                out.append(entry)
+                best = entry.fitness
+        return out

@@ -1,0 +1,185 @@
+"""An evolution run: prepare the tasks, evolve, and keep the run directory up to date every generation."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from prunevo.errors import RunError
+from prunevo.evolve import rundir
+from prunevo.evolve.config import EvolutionConfig
+from prunevo.evolve.engine import Scored, evaluate_population, initial_population, make_toolbox, restore, snapshot, vary
+from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
+from prunevo.evolve.individuals import build_pset
+from prunevo.evolve.plot import plot_fitness
+from prunevo.fitness.evaluator import Evaluator
+from prunevo.fitness.tasks import PreparedTask, make_task, prepare_task
+from prunevo.primitives.classic import classic_formulas
+from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion
+from prunevo.pruning.selection import PruneSpec
+from prunevo.utils import atomic_write_json
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: EvolutionConfig
+    hall_of_fame: list[Entry]
+    pareto: list[Entry]
+    baselines: dict[str, dict]
+    log: list[dict]
+
+    @property
+    def best(self) -> Entry:
+        return self.hall_of_fame[0]
+
+
+def build_tasks(config: EvolutionConfig) -> list:
+    """The run's Task objects, with the config's overrides and weights applied."""
+    tasks = []
+    o = config.overrides
+    for i, name in enumerate(config.tasks):
+        task = make_task(name)
+        prune = task.prune
+        prune = replace(prune, ratio=o.prune_ratio) if o.prune_ratio is not None else prune
+        prune = replace(prune, selection=o.selection) if o.selection is not None else prune
+        prune = replace(prune, group_reduction=o.group_reduction) if o.group_reduction is not None else prune
+        finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
+        weight = config.task_weights[i] if config.task_weights else 1.0
+        tasks.append(replace(task, prune=PruneSpec(**asdict(prune)), finetune=finetune, weight=weight))
+    return tasks
+
+
+def prepare_tasks(config: EvolutionConfig) -> list[PreparedTask]:
+    return [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
+            for t in build_tasks(config)]
+
+
+def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:
+    """Fitness of every classic criterion, and of random averaged over ``random_seeds`` draws."""
+    classics = classic_formulas()
+    criteria = [FormulaCriterion(f) for f in classics.values()] + [RandomCriterion(s) for s in range(random_seeds)]
+    results = evaluator.evaluate(criteria)
+    out = {name: {"fitness": r.fitness, "accuracy": r.accuracy, "reason": r.reason}
+           for name, r in zip(classics, results)}
+    randoms = results[len(classics):]
+    if randoms:
+        out["random"] = {
+            "fitness": statistics.fmean(r.fitness for r in randoms),
+            "fitness_std": statistics.pstdev([r.fitness for r in randoms]),
+            "accuracy": {t: statistics.fmean(r.accuracy[t] for r in randoms) for t in randoms[0].accuracy},
+            "reason": None,
+        }
+    return out
+
+
+def _entry(text: str, result, generation: int, complexity: int) -> Entry:
+    return Entry(text, result.fitness, complexity, generation, result.accuracy, result.relative)
+
+
+def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFront, config: EvolutionConfig) -> None:
+    rundir.write_checkpoint(run_dir, state)
+    rundir.write_log(run_dir / "log.csv", state["log"])
+    atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
+    atomic_write_json(run_dir / "pareto.json", [e.describe() for e in pareto.front])
+    atomic_write_json(run_dir / "baselines.json", state["baselines"])
+    baseline_fitness = {k: v["fitness"] for k, v in state["baselines"].items() if v.get("reason") is None}
+    plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
+
+
+def _log_row(generation: int, population, evaluated: int, evaluator: Evaluator, seconds: float,
+             jobs: int) -> dict:
+    fits = [ind.fitness.values[0] for ind in population]
+    best = max(population, key=lambda ind: ind.fitness.values[0])
+    return {
+        "generation": generation, "evaluations": evaluated, "jobs": jobs,
+        "best": max(fits), "median": statistics.median(fits), "mean": statistics.fmean(fits),
+        "valid": sum(f > 0 for f in fits) / len(fits), "mean_size": statistics.fmean(len(i) for i in population),
+        "cache_hit_rate": round(evaluator.stats.hit_rate, 4),
+        "evals_per_second": round(evaluated / seconds, 3) if seconds > 0 else 0.0,
+        "seconds": round(seconds, 3), "best_formula": best.formula.text,
+    }
+
+
+def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+           on_generation: Callable[[int], None] | None = None,
+           prepared: list[PreparedTask] | None = None) -> RunResult:
+    """Run (or resume) an evolution and return its hall of fame, Pareto front, baselines and log."""
+    run_dir = Path(run_dir)
+    if resume:
+        saved = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
+        config = replace(saved, generations=config.generations, n_jobs=config.n_jobs)
+        state = rundir.read_checkpoint(run_dir)
+    else:
+        if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
+            raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        state = None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config.to_json())
+
+    prepared = prepared or prepare_tasks(config)
+    evaluator = Evaluator(prepared, n_jobs=config.n_jobs, seed=config.seed, cache=state["cache"] if state else None)
+    pset = build_pset()
+    toolbox = make_toolbox(config, pset)
+    if state:
+        population = restore([Scored(**s) for s in state["population"]], pset)
+        hof = HallOfFame(config.hall_of_fame_size, [Entry(**e) for e in state["hall_of_fame"]])
+        pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()})
+        log, baselines, start_gen = state["log"], state["baselines"], state["generation"] + 1
+    else:
+        population, hof, pareto, log, start_gen = initial_population(config, pset), None, None, [], 0
+        hof, pareto = HallOfFame(config.hall_of_fame_size), ParetoFront()
+        baselines = evaluate_baselines(evaluator, config.random_baseline_seeds)
+
+    bar = tqdm(total=config.generations + 1, initial=start_gen, desc="evolve", unit="gen", disable=not progress)
+    try:
+        for generation in range(start_gen, config.generations + 1):
+            t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
+            if generation > 0:
+                population = vary(population, config, toolbox, generation)
+            fresh = [ind for ind in population if not ind.fitness.valid]
+            results = evaluate_population(population, evaluator)
+            for ind in fresh:
+                text = ind.formula.text
+                result = results[text]
+                if result.valid:
+                    entry = _entry(text, result, generation, len(ind))
+                    hof.offer(entry)
+                    pareto.offer(entry)
+            row = _log_row(generation, population, len(fresh), evaluator, time.perf_counter() - t0,
+                           evaluator.stats.jobs - jobs0)
+            log.append(row)
+            state = {
+                "generation": generation, "population": [asdict(s) for s in snapshot(population)],
+                "hall_of_fame": [asdict(e) for e in hof.entries],
+                "pareto": {str(k): asdict(e) for k, e in pareto.by_complexity.items()},
+                "cache": evaluator.cache, "log": log, "baselines": baselines,
+            }
+            _write_outputs(run_dir, state, hof, pareto, config)
+            bar.set_postfix(best=f"{row['best']:.4f}", hit=f"{row['cache_hit_rate']:.0%}",
+                            evals_s=f"{row['evals_per_second']:.1f}")
+            bar.update(1)
+            if on_generation is not None:
+                on_generation(generation)
+    finally:
+        bar.close()
+    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log)
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """A finished or interrupted run, read back from its directory."""
+    run_dir = Path(run_dir)
+    config = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
+    state = rundir.read_checkpoint(run_dir)
+    try:
+        hof = [Entry(**e) for e in state["hall_of_fame"]]
+        pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()}).front
+    except TypeError as exc:
+        raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: {exc}") from None
+    if not hof:
+        raise RunError(f"{run_dir} has no evaluated formulas yet")
+    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"])

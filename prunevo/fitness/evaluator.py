@@ -1,0 +1,161 @@
+"""The parallel fitness evaluator.
+
+For each candidate criterion and task: score the channel groups (in this process, cheap), select the
+keep-masks, and look the masks up in the cache.  Only unseen (task, masks) pairs are pruned and
+fine-tuned, in parallel with joblib.  Each job is a pure function of its inputs and runs on a fixed
+number of threads, so fitness does not depend on ``n_jobs``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+
+from prunevo.fitness.pretrain import build_for
+from prunevo.fitness.tasks import PreparedTask
+from prunevo.fitness.training import TrainBudget, accuracy, recalibrate_batchnorm, torch_threads, train
+from prunevo.pruning.criteria import Criterion, InvalidScores
+from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.physical import prune_model
+from prunevo.pruning.selection import masks_key, select
+from prunevo.utils import derive_seed
+
+WORST = 0.0
+
+
+@dataclass
+class FitnessResult:
+    fitness: float
+    accuracy: dict[str, float] = field(default_factory=dict)  # validation accuracy after fine-tuning
+    relative: dict[str, float] = field(default_factory=dict)  # ... divided by the unpruned net's
+    reason: str | None = None  # why the criterion got the worst fitness
+
+    @property
+    def valid(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class _Job:
+    net: str
+    input_shape: tuple
+    num_classes: int
+    state: dict
+    groups: list[ChannelGroup]
+    keep: list[torch.Tensor]
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    budget: TrainBudget
+    seed: int
+    threads: int
+
+
+def run_finetune_job(job: _Job) -> float:
+    """Prune a copy of the base net physically, fine-tune it briefly, return validation accuracy."""
+    with torch_threads(job.threads):
+        torch.manual_seed(job.seed)
+        model = build_for(job.net, job.input_shape, job.num_classes)
+        model.load_state_dict(job.state)
+        x, y = torch.from_numpy(job.train_x), torch.from_numpy(job.train_y)
+        prune_model(model, job.groups, job.keep, x[:1])
+        # Running BatchNorm statistics are stale after pruning and far from converged after a few
+        # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
+        recalibrate_batchnorm(model, x)
+        if job.budget.epochs > 0:
+            train(model, x, y, job.budget, job.seed)
+            recalibrate_batchnorm(model, x)
+        return accuracy(model, torch.from_numpy(job.val_x), torch.from_numpy(job.val_y))
+
+
+@dataclass
+class EvaluatorStats:
+    lookups: int = 0
+    hits: int = 0
+    jobs: int = 0
+    seconds: float = 0.0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.lookups if self.lookups else 0.0
+
+
+class Evaluator:
+    """Scores criteria on prepared tasks; fitness = weighted geometric mean of relative accuracy."""
+
+    def __init__(self, tasks: list[PreparedTask], n_jobs: int = 1, seed: int = 0, threads_per_job: int = 1,
+                 cache: dict[str, float] | None = None):
+        self.tasks = tasks
+        self.n_jobs = n_jobs
+        self.seed = seed
+        self.threads_per_job = threads_per_job
+        self.cache: dict[str, float] = dict(cache or {})
+        self.stats = EvaluatorStats()
+        self._task_ids = {t.task.name: t.task.identity() for t in tasks}
+
+    def _job(self, prepared: PreparedTask, keep: list[torch.Tensor]) -> _Job:
+        s = prepared.splits
+        return _Job(
+            prepared.task.net, s.input_shape, s.num_classes, prepared.base_state, prepared.groups, keep,
+            s.train_x.numpy(), s.train_y.numpy(), s.val_x.numpy(), s.val_y.numpy(),
+            prepared.task.finetune, derive_seed(self.seed, prepared.task.name, "finetune"), self.threads_per_job,
+        )
+
+    def selection_keys(self, criterion: Criterion) -> tuple[dict[str, str], dict[str, list[torch.Tensor]], str | None]:
+        """Cache keys and keep-masks per task, or the reason the criterion cannot rank channels."""
+        keys, keeps = {}, {}
+        for prepared in self.tasks:
+            task = prepared.task
+            try:
+                scores = criterion.group_scores(prepared.stats, task.prune.group_reduction)
+            except InvalidScores as exc:
+                return keys, keeps, f"{task.name}: {exc}"
+            except (RuntimeError, ValueError) as exc:  # e.g. an operand that does not fit this layer
+                return keys, keeps, f"{task.name}: scoring failed: {exc}"
+            keep = select(scores, task.prune)
+            keeps[task.name] = keep
+            keys[task.name] = f"{self._task_ids[task.name]}|{masks_key(keep)}"
+        return keys, keeps, None
+
+    def evaluate(self, criteria: list[Criterion]) -> list[FitnessResult]:
+        start = time.perf_counter()
+        plans = []
+        pending: dict[str, _Job] = {}
+        by_name = {t.task.name: t for t in self.tasks}
+        for criterion in criteria:
+            keys, keeps, reason = self.selection_keys(criterion)
+            plans.append((keys, reason))
+            if reason is not None:
+                continue
+            for task_name, key in keys.items():
+                self.stats.lookups += 1
+                if key in self.cache or key in pending:
+                    self.stats.hits += 1
+                else:
+                    pending[key] = self._job(by_name[task_name], keeps[task_name])
+        if pending:
+            order = sorted(pending)
+            if self.n_jobs == 1:
+                accs = [run_finetune_job(pending[k]) for k in order]
+            else:
+                accs = Parallel(n_jobs=self.n_jobs)(delayed(run_finetune_job)(pending[k]) for k in order)
+            self.cache.update(zip(order, accs))
+            self.stats.jobs += len(order)
+        self.stats.seconds += time.perf_counter() - start
+        return [self._result(keys, reason) for keys, reason in plans]
+
+    def _result(self, keys: dict[str, str], reason: str | None) -> FitnessResult:
+        if reason is not None:
+            return FitnessResult(WORST, reason=reason)
+        acc = {name: self.cache[key] for name, key in keys.items()}
+        rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in self.tasks}
+        total = sum(t.task.weight for t in self.tasks)
+        if any(r <= 0 for r in rel.values()):
+            return FitnessResult(WORST, acc, rel)
+        log_mean = sum(t.task.weight * math.log(rel[t.task.name]) for t in self.tasks) / total
+        return FitnessResult(math.exp(log_mean), acc, rel)

@@ -1,0 +1,129 @@
+"""Formula trees <-> SymPy: exact algebra on the score level, reductions as opaque named symbols.
+
+Only the score-level operators (+ - * /, neg, abs, sqrt|x|, log1p|x|, square) are algebra; each
+reduction subtree (``l1(W)``, ``var(cmean(F))``...) is one symbol named by its text, and ``lnorm`` is an
+undefined function.  Constants become exact rationals so that simplification is exact.
+"""
+from __future__ import annotations
+
+import sympy
+
+from prunevo.errors import FormulaError
+from prunevo.primitives import grammar
+from prunevo.primitives.tree import CONST, Node, to_text, type_of
+
+LNORM = sympy.Function("lnorm")
+SIMPLIFY_MAX_NODES = 80  # sympy.simplify is super-linear; bigger trees keep SymPy's automatic canonical form
+
+
+def _symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+def to_sympy(node: Node) -> sympy.Expr:
+    if node.name == CONST:
+        return sympy.Rational(repr(node.value))
+    if not node.args or type_of(node) is grammar.Scores and node.args and type_of(node.args[0]) is not grammar.Scores:
+        return _symbol(to_text(node))  # an operand (gamma, beta) or a reduction of a tensor
+    a = [to_sympy(arg) for arg in node.args]
+    name = node.name
+    if name == "add":
+        return a[0] + a[1]
+    if name == "sub":
+        return a[0] - a[1]
+    if name == "mul":
+        return a[0] * a[1]
+    if name == "div":
+        return a[0] / a[1]
+    if name == "neg":
+        return -a[0]
+    if name == "abs":
+        return sympy.Abs(a[0])
+    if name == "sqrt":
+        return sympy.sqrt(sympy.Abs(a[0]))
+    if name == "log1p":
+        return sympy.log(1 + sympy.Abs(a[0]))
+    if name == "square":
+        return a[0] ** 2
+    if name == "lnorm":
+        return LNORM(a[0])
+    raise FormulaError(f"no SymPy form for {name!r}")
+
+
+def simplify(expr: sympy.Expr, size: int) -> sympy.Expr:
+    if size > SIMPLIFY_MAX_NODES:
+        return expr
+    simplified = sympy.simplify(expr)
+    # simplify may return a longer form; keep the shorter one
+    return simplified if sympy.count_ops(simplified) <= sympy.count_ops(expr) else expr
+
+
+def _number(value: sympy.Expr) -> Node:
+    v = float(value)
+    return Node("neg", (Node.const(-v),)) if v < 0 else Node.const(v)
+
+
+def _fold(nodes: list[Node], op: str) -> Node:
+    out = nodes[0]
+    for n in nodes[1:]:
+        out = Node(op, (out, n))
+    return out
+
+
+def from_sympy(expr: sympy.Expr) -> Node:
+    """The tree of a SymPy expression, or FormulaError when the grammar cannot express it."""
+    from prunevo.primitives.parser import parse  # symbol names are formula text
+
+    if expr.is_Number:
+        if not expr.is_finite:
+            raise FormulaError("not finite")
+        return _number(expr)
+    if expr.is_Symbol:
+        return parse(expr.name)
+    if isinstance(expr, sympy.Add):
+        pos, neg = [], []
+        for term in sympy.Add.make_args(expr):
+            coeff, rest = term.as_coeff_Mul()
+            (neg if coeff < 0 else pos).append(from_sympy(-term) if coeff < 0 else from_sympy(term))
+        if not pos:
+            return Node("neg", (_fold(neg, "add"),))
+        out = _fold(pos, "add")
+        for n in neg:
+            out = Node("sub", (out, n))
+        return out
+    if isinstance(expr, sympy.Mul):
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff < 0:
+            return Node("neg", (from_sympy(-expr),))
+        num, den = [], []
+        for factor in sympy.Mul.make_args(expr):
+            base, exp = factor.as_base_exp()
+            if exp.is_Number and exp < 0:
+                den.append(from_sympy(base ** (-exp)))
+            else:
+                num.append(from_sympy(factor))
+        out = _fold(num, "mul") if num else Node.const(1.0)
+        return Node("div", (out, _fold(den, "mul"))) if den else out
+    if isinstance(expr, sympy.Pow):
+        base, exp = expr.args
+        if exp == sympy.Rational(1, 2) and isinstance(base, sympy.Abs):
+            return Node("sqrt", (from_sympy(base.args[0]),))
+        if exp == sympy.Rational(1, 2) and base.is_nonnegative:
+            return Node("sqrt", (from_sympy(base),))
+        if exp == 2:
+            return Node("square", (from_sympy(base),))
+        if exp.is_Integer and exp > 2:
+            return Node("mul", (from_sympy(base ** (exp - 1)), from_sympy(base)))
+        if exp.is_Integer and exp < 0:
+            return Node("div", (Node.const(1.0), from_sympy(base ** (-exp))))
+        raise FormulaError(f"power {exp} has no form in the grammar")
+    if isinstance(expr, sympy.Abs):
+        return Node("abs", (from_sympy(expr.args[0]),))
+    if isinstance(expr, sympy.log):
+        inner = expr.args[0] - 1
+        if isinstance(inner, sympy.Abs):
+            return Node("log1p", (from_sympy(inner.args[0]),))
+        raise FormulaError("log has no form in the grammar")
+    if isinstance(expr, sympy.Function) and expr.func == LNORM:
+        return Node("lnorm", (from_sympy(expr.args[0]),))
+    raise FormulaError(f"{type(expr).__name__} has no form in the grammar")

@@ -1,0 +1,255 @@
+"""The design space: every operand and operator a pruning formula may use, with its type and meaning.
+
+A formula maps the statistics of one prunable layer (see ``operands.LayerStats``) to one score per output
+channel.  Values flow through four types, each a tensor whose first axis is the output channel ``c``:
+
+* ``Weights``   ``[C, D]``     a channel's filter ``W`` or the next layer's weights that read it ``Wn``
+* ``Maps``      ``[C, N, S]``  a channel's feature map ``F`` or its gradient ``G`` (N samples, S positions)
+* ``ByClass``   ``[C, K]``     one value per class: ``cmean``/``cvar`` of a feature map
+* ``Scores``    ``[C]``        one value per channel: reductions, BatchNorm ``gamma``/``beta``, constants
+
+Operators are overloaded by type (``abs`` exists for all four); the pair (name, argument types) is an
+``Op``.  The table below is the single source of truth: the DEAP primitive set, the parser, the SymPy
+and LaTeX exports and the evaluator are all derived from it.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+EPS = 1e-6  # protects div/lnorm; "≈ 0" threshold of sparsity
+
+
+class Weights:
+    """[C, D]: one filter (or one slice of the next layer's weights) per channel."""
+
+
+class Maps:
+    """[C, N, S]: one feature map (or its gradient) per channel and calibration sample."""
+
+
+class ByClass:
+    """[C, K]: one class-conditional statistic per channel and class."""
+
+
+class Scores:
+    """[C]: one value per channel. Every formula returns this type."""
+
+
+TYPES = (Weights, Maps, ByClass, Scores)
+TYPE_WORDS = {Weights: "weights", Maps: "feature maps", ByClass: "class statistics", Scores: "scores"}
+
+# Operands: text name -> type.  Constants are Scores too (broadcast over channels).
+OPERANDS: dict[str, type] = {
+    "W": Weights,
+    "Wn": Weights,
+    "F": Maps,
+    "G": Maps,
+    "gamma": Scores,
+    "beta": Scores,
+}
+
+# Ephemeral constants are drawn from a short list: few distinct values keep SymPy canonical forms stable.
+CONSTANT_CHOICES = (0.05, 0.1, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One typed operator: ``name(args...) -> ret``, computed by ``fn`` on torch tensors."""
+
+    name: str
+    args: tuple[type, ...]
+    ret: type
+    fn: Callable[..., torch.Tensor]
+    needs_labels: bool = False
+
+    @property
+    def key(self) -> str:
+        """Unique primitive name inside the DEAP primitive set (names are overloaded across types)."""
+        return self.name + "__" + "_".join(t.__name__ for t in self.args)
+
+
+# --- implementations --------------------------------------------------------------------------------
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _sparsity(x: torch.Tensor) -> torch.Tensor:
+    return (_rows(x).abs() <= EPS).to(x.dtype).mean(1)
+
+
+def _fpgm(x: torch.Tensor) -> torch.Tensor:
+    # FPGM: a filter close to all others (the geometric median) is redundant, so the score is its
+    # summed distance to the other rows of the layer.
+    rows = _rows(x)
+    return torch.cdist(rows.unsqueeze(0), rows.unsqueeze(0)).squeeze(0).sum(1)
+
+
+def _protected_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    safe = torch.where(b.abs() < EPS, torch.where(b < 0, -EPS, EPS) * torch.ones_like(b), b)
+    return a / safe
+
+
+def _lnorm(x: torch.Tensor) -> torch.Tensor:
+    # Divide by the layer's mean |score| so that scores of different layers are comparable (global selection).
+    return x / (x.abs().mean() + EPS)
+
+
+def _class_moments(x: torch.Tensor, labels_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean and variance over all samples of the class and all positions: [C, K] each."""
+    per_sample_mean = x.mean(2)  # [C, N]
+    per_sample_sq = (x * x).mean(2)
+    weights = labels_onehot / labels_onehot.sum(0).clamp_min(1.0)  # [N, K], columns sum to 1
+    mean = per_sample_mean @ weights
+    var = (per_sample_sq @ weights - mean * mean).clamp_min(0.0)
+    return mean, var
+
+
+def _cmean(x: torch.Tensor, labels_onehot: torch.Tensor) -> torch.Tensor:
+    return _class_moments(x, labels_onehot)[0]
+
+
+def _cvar(x: torch.Tensor, labels_onehot: torch.Tensor) -> torch.Tensor:
+    return _class_moments(x, labels_onehot)[1]
+
+
+_REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mean": lambda x: _rows(x).mean(1),
+    "std": lambda x: _rows(x).std(1, unbiased=False),
+    "var": lambda x: _rows(x).var(1, unbiased=False),
+    "l1": lambda x: _rows(x).abs().sum(1),
+    "l2": lambda x: _rows(x).norm(dim=1),
+    "max": lambda x: _rows(x).amax(1),
+    "min": lambda x: _rows(x).amin(1),
+    "sparsity": _sparsity,
+    "fpgm": _fpgm,
+}
+
+_SCORE_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "neg": torch.neg,
+    "abs": torch.abs,
+    "sqrt": lambda x: torch.sqrt(x.abs()),
+    "log1p": lambda x: torch.log1p(x.abs()),
+    "square": torch.square,
+    "lnorm": _lnorm,
+}
+
+_SCORE_BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": _protected_div,
+}
+
+
+def _build_ops() -> tuple[Op, ...]:
+    ops: list[Op] = []
+    for tensor_type in (Weights, Maps, ByClass):
+        ops.append(Op("abs", (tensor_type,), tensor_type, torch.abs))
+        ops.append(Op("square", (tensor_type,), tensor_type, torch.square))
+        for name, fn in _REDUCTIONS.items():
+            ops.append(Op(name, (tensor_type,), Scores, fn))
+    ops.append(Op("mul", (Maps, Maps), Maps, torch.mul))
+    ops.append(Op("smean", (Maps,), Maps, lambda x: x.mean(2, keepdim=True)))
+    ops.append(Op("cmean", (Maps,), ByClass, _cmean, needs_labels=True))
+    ops.append(Op("cvar", (Maps,), ByClass, _cvar, needs_labels=True))
+    for name, fn in _SCORE_UNARY.items():
+        ops.append(Op(name, (Scores,), Scores, fn))
+    for name, fn in _SCORE_BINARY.items():
+        ops.append(Op(name, (Scores, Scores), Scores, fn))
+    return tuple(ops)
+
+
+OPS: tuple[Op, ...] = _build_ops()
+OPS_BY_KEY: dict[str, Op] = {op.key: op for op in OPS}
+FUNCTION_NAMES: tuple[str, ...] = tuple(dict.fromkeys(op.name for op in OPS))
+
+
+def resolve(name: str, arg_types: tuple[type, ...]) -> Op | None:
+    """The overload of ``name`` that accepts ``arg_types``, or None."""
+    return OPS_BY_KEY.get(Op(name, arg_types, Scores, torch.abs).key)
+
+
+def signatures(name: str) -> list[str]:
+    """Human-readable overloads of ``name``, for error messages."""
+    return [
+        f"{op.name}({', '.join(TYPE_WORDS[t] for t in op.args)}) -> {TYPE_WORDS[op.ret]}"
+        for op in OPS
+        if op.name == name
+    ]
+
+
+# --- random generation ------------------------------------------------------------------------------
+def _min_heights() -> dict[type, int]:
+    """Smallest subtree height that yields each type; lets generation always close a branch."""
+    heights = {t: 0 for t in set(OPERANDS.values()) | {Scores}}
+    changed = True
+    while changed:
+        changed = False
+        for op in OPS:
+            if all(a in heights for a in op.args):
+                h = 1 + max(heights[a] for a in op.args)
+                if h < heights.get(op.ret, 10**9):
+                    heights[op.ret] = h
+                    changed = True
+    return heights
+
+
+MIN_HEIGHT: dict[type, int] = _min_heights()
+
+
+def terminals_of(type_: type) -> list[str]:
+    names = [n for n, t in OPERANDS.items() if t is type_]
+    return names + (["<const>"] if type_ is Scores else [])
+
+
+def ops_returning(type_: type) -> list[Op]:
+    return [op for op in OPS if op.ret is type_]
+
+
+@dataclass(frozen=True)
+class GenNode:
+    """A prefix-order token produced by ``generate``: an operator, an operand, or a constant."""
+
+    op: Op | None = None
+    operand: str | None = None
+    value: float | None = None
+
+
+def generate(rng: random.Random, min_height: int, max_height: int, grow: bool,
+             ret: type = Scores) -> list[GenNode]:
+    """A random well-typed tree in prefix order (full or grow method).
+
+    Unlike ``deap.gp.generate`` this never fails for a type without terminals (``ByClass``): such a
+    branch is closed by the shortest operator chain that reaches terminals.
+    """
+    height = rng.randint(min_height, max_height)
+    out: list[GenNode] = []
+    stack = [(0, ret)]
+    n_terms_total = sum(len(terminals_of(t)) for t in TYPES)
+    n_ops_total = len(OPS)
+    while stack:
+        depth, type_ = stack.pop()
+        terms = terminals_of(type_)
+        at_leaf = depth >= height or (
+            grow and depth >= min_height and rng.random() < n_terms_total / (n_terms_total + n_ops_total)
+        )
+        if at_leaf and terms:
+            name = rng.choice(terms)
+            if name == "<const>":
+                out.append(GenNode(value=rng.choice(CONSTANT_CHOICES)))
+            else:
+                out.append(GenNode(operand=name))
+            continue
+        candidates = ops_returning(type_)
+        if at_leaf:  # no terminal of this type: take the operators that close the branch fastest
+            best = min(1 + max(MIN_HEIGHT[a] for a in op.args) for op in candidates)
+            candidates = [op for op in candidates if 1 + max(MIN_HEIGHT[a] for a in op.args) == best]
+        op = rng.choice(candidates)
+        out.append(GenNode(op=op))
+        for arg in reversed(op.args):
+            stack.append((depth + 1, arg))
+    return out

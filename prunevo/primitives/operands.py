@@ -1,0 +1,42 @@
+"""The statistics of one prunable layer that a formula reads (the operands of the grammar)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class LayerStats:
+    """Per-channel statistics of one layer, gathered on a class-stratified calibration batch.
+
+    Shapes (C output channels, N samples, S spatial positions, K classes):
+    ``W`` [C, D] the channel's filter; ``Wn`` [C, D'] the next layers' weights that read the channel;
+    ``F`` [C, N, S] the channel's activation (ReLU of its BatchNorm output); ``G`` [C, N, S] the gradient
+    of the loss w.r.t. that activation; ``gamma``/``beta`` [C] BatchNorm scale/shift (1 and 0 for a layer
+    without BatchNorm); ``labels`` [N] the class of each sample.
+    """
+
+    W: torch.Tensor
+    Wn: torch.Tensor
+    F: torch.Tensor
+    G: torch.Tensor
+    gamma: torch.Tensor
+    beta: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    labels_onehot: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels_onehot = torch.nn.functional.one_hot(self.labels.long(), self.num_classes).to(self.F.dtype)
+
+    @property
+    def channels(self) -> int:
+        return self.W.shape[0]
+
+    def operand(self, name: str) -> torch.Tensor:
+        return getattr(self, name)
+
+    def to(self, dtype: torch.dtype) -> "LayerStats":
+        cast = {k: getattr(self, k).to(dtype) for k in ("W", "Wn", "F", "G", "gamma", "beta")}
+        return LayerStats(labels=self.labels, num_classes=self.num_classes, **cast)

@@ -1,0 +1,124 @@
+"""Channel groups: the sets of channels that must be removed together, from Torch-Pruning's DependencyGraph.
+
+A group is computed once per network and stored by module *names*, so it applies to any copy of that
+network.  Residual adds couple the output channels of several convolutions; they form one group with
+several *members* (the layers that produce the channels) and share one keep/remove decision.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunevo.errors import ModelError
+
+PRODUCER_TYPES = (nn.Conv2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A layer that produces the group's channels, and the BatchNorm right after it (if any)."""
+
+    layer: str
+    bn: str | None
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A layer that reads the group's channels: ``columns[c]`` are its input indices fed by channel c."""
+
+    layer: str
+    columns: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    index: int
+    root: str
+    size: int
+    members: tuple[Member, ...]
+    consumers: tuple[Consumer, ...]
+    # every (module name, handler kind, [(idx, root_idx)...]) of the TP group, for masking
+    touches: tuple[tuple[str, str, tuple[tuple[int, int], ...]], ...] = field(repr=False)
+
+
+def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    except Exception as exc:  # tracing failures come in many types; report them as one clear error
+        raise ModelError(f"the pruner cannot trace this model: {type(exc).__name__}: {exc}") from None
+
+
+def default_ignored(model: nn.Module) -> list[nn.Module]:
+    """The output layer: its output channels are the classes."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return linears[-1:] if linears else convs[-1:]
+
+
+def _kind(graph: tp.DependencyGraph, handler) -> str:
+    if graph.is_out_channel_pruning_fn(handler):
+        return "out"
+    if graph.is_in_channel_pruning_fn(handler):
+        return "in"
+    return "other"
+
+
+def _pairs(idxs, size: int) -> tuple[tuple[int, int], ...]:
+    """(index in this module, group channel) pairs.
+
+    Groups from ``get_all_groups`` list every channel in root order; an expanded mapping (a flatten
+    feeding a Linear) lists ``k`` consecutive indices per channel, so position * size // len is the channel.
+    """
+    idxs = list(idxs)
+    return tuple(
+        (int(i.idx), int(i.root_idx)) if hasattr(i, "root_idx") else (int(i), pos * size // len(idxs))
+        for pos, i in enumerate(idxs)
+    )
+
+
+def _single_bn_after(graph: tp.DependencyGraph, module: nn.Module, names: dict) -> str | None:
+    node = graph.module2node.get(module)
+    if node is None or len(node.outputs) != 1:
+        return None
+    nxt = node.outputs[0].module
+    return names.get(nxt) if isinstance(nxt, nn.modules.batchnorm._BatchNorm) else None
+
+
+def find_groups(model: nn.Module, example_input: torch.Tensor,
+                ignored: list[nn.Module] | None = None) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (convolution output channels, output layer excluded)."""
+    names = {m: n for n, m in model.named_modules()}
+    graph = build_dependency_graph(model, example_input)
+    ignored = default_ignored(model) if ignored is None else ignored
+    groups: list[ChannelGroup] = []
+    for tp_group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
+        root_module = tp_group[0].dep.target.module
+        size = len(tp_group[0].idxs)
+        members, consumers, touches = [], [], []
+        seen = set()
+        for dep, idxs in tp_group:
+            module = dep.target.module
+            name = names.get(module)
+            kind = _kind(graph, dep.handler)
+            if name is None or (name, kind) in seen:
+                continue
+            seen.add((name, kind))
+            pairs = _pairs(idxs, size)
+            touches.append((name, kind, pairs))
+            if kind == "out" and isinstance(module, PRODUCER_TYPES):
+                members.append(Member(name, _single_bn_after(graph, module, names)))
+            elif kind == "in" and isinstance(module, PRODUCER_TYPES):
+                cols: list[list[int]] = [[] for _ in range(size)]
+                for idx, root_idx in pairs:
+                    cols[root_idx].append(idx)
+                consumers.append(Consumer(name, tuple(tuple(c) for c in cols)))
+        if not members:
+            continue
+        groups.append(ChannelGroup(len(groups), names[root_module], size, tuple(members), tuple(consumers),
+                                   tuple(touches)))
+    if not groups:
+        raise ModelError("the model has no prunable convolution channels")
+    return groups

@@ -1,0 +1,47 @@
+"""Keep-masks applied in place: a masked network computes what the physically pruned one computes.
+
+Masking zeroes every parameter that physical removal would delete (producer filters and biases,
+BatchNorm scale and shift, consumer input weights), so a removed channel is exactly zero everywhere and
+contributes nothing downstream.  ``reapply`` after each optimizer step keeps it so during fine-tuning.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prunevo.pruning.groups import ChannelGroup
+
+
+class MaskSet:
+    """Parameter masks for one selection on one network (by module name, so reusable on copies)."""
+
+    def __init__(self, model: nn.Module, groups: list[ChannelGroup], keep: list[torch.Tensor]):
+        modules = dict(model.named_modules())
+        self.zeroed: list[tuple[str, str, torch.Tensor, int]] = []  # (module, param, indices, dim)
+        for group, mask in zip(groups, keep):
+            removed_root = set(torch.nonzero(~mask).flatten().tolist())
+            if not removed_root:
+                continue
+            for name, kind, pairs in group.touches:
+                idx = torch.tensor(sorted({i for i, r in pairs if r in removed_root}), dtype=torch.long)
+                module = modules[name]
+                if kind == "out" and isinstance(module, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+                    self.zeroed.append((name, "weight", idx, 0))
+                    if getattr(module, "bias", None) is not None:
+                        self.zeroed.append((name, "bias", idx, 0))
+                elif kind == "in" and isinstance(module, (nn.Conv2d, nn.Linear)):
+                    if isinstance(module, nn.Conv2d) and module.groups > 1:
+                        continue  # depthwise: its input channel is its output channel, masked as "out"
+                    self.zeroed.append((name, "weight", idx, 1))
+
+    @torch.no_grad()
+    def reapply(self, model: nn.Module) -> None:
+        modules = dict(model.named_modules())
+        for name, param, idx, dim in self.zeroed:
+            getattr(modules[name], param).index_fill_(dim, idx, 0.0)
+
+
+def apply_masks(model: nn.Module, groups: list[ChannelGroup], keep: list[torch.Tensor]) -> MaskSet:
+    masks = MaskSet(model, groups, keep)
+    masks.reapply(model)
+    return masks

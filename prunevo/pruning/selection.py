@@ -1,0 +1,81 @@
+"""From group scores to keep-masks: layer-wise uniform ratio, or global ranking with a per-layer cap."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+from prunevo.errors import PrunevoError
+
+SELECTIONS = ("layerwise", "global")
+REDUCTIONS = ("mean", "sum", "max")
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """What to remove: ``ratio`` of the prunable channels, chosen layer by layer or globally."""
+
+    ratio: float = 0.5
+    selection: str = "layerwise"
+    max_layer_ratio: float = 0.9  # global selection never removes more than this share of one group
+    group_reduction: str = "mean"  # how the scores of coupled layers combine (Domino)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise PrunevoError(f"prune ratio {self.ratio} is out of range; allowed: 0 <= ratio < 1")
+        if self.selection not in SELECTIONS:
+            raise PrunevoError(f"unknown selection {self.selection!r}; allowed: {', '.join(SELECTIONS)}")
+        if self.group_reduction not in REDUCTIONS:
+            raise PrunevoError(f"unknown group reduction {self.group_reduction!r}; allowed: {', '.join(REDUCTIONS)}")
+        if not 0.0 < self.max_layer_ratio < 1.0:
+            raise PrunevoError(f"max layer ratio {self.max_layer_ratio} is out of range; allowed: 0 < r < 1")
+
+
+def reduce_members(member_scores: list[torch.Tensor], reduction: str) -> torch.Tensor:
+    stacked = torch.stack(member_scores)
+    if reduction == "mean":
+        return stacked.mean(0)
+    if reduction == "sum":
+        return stacked.sum(0)
+    return stacked.amax(0)
+
+
+def _remove_lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
+    keep = torch.ones(len(scores), dtype=torch.bool)
+    # stable sort: ties are broken by channel index, the same in every process
+    order = torch.argsort(scores, stable=True)
+    keep[order[:count]] = False
+    return keep
+
+
+def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
+    """Boolean keep-masks, one per group."""
+    if spec.selection == "layerwise":
+        return [_remove_lowest(s, min(int(spec.ratio * len(s)), len(s) - 1)) for s in scores]
+    sizes = [len(s) for s in scores]
+    caps = [min(int(spec.max_layer_ratio * n), n - 1) for n in sizes]
+    budget = int(spec.ratio * sum(sizes))
+    flat = torch.cat(scores)
+    owner = torch.cat([torch.full((n,), g) for g, n in enumerate(sizes)])
+    local = torch.cat([torch.arange(n) for n in sizes])
+    keep = [torch.ones(n, dtype=torch.bool) for n in sizes]
+    removed = [0] * len(sizes)
+    for pos in torch.argsort(flat, stable=True).tolist():
+        if budget == 0:
+            break
+        g = int(owner[pos])
+        if removed[g] < caps[g]:
+            keep[g][local[pos]] = False
+            removed[g] += 1
+            budget -= 1
+    return keep
+
+
+def masks_key(keep: list[torch.Tensor]) -> str:
+    """Identity of a selection: identical masks => identical fitness."""
+    h = hashlib.sha256()
+    for k in keep:
+        h.update(len(k).to_bytes(4, "little"))
+        h.update(k.to(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:24]

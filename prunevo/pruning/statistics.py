@@ -1,0 +1,118 @@
+"""Gather the operands of every member layer on a class-stratified calibration batch.
+
+One forward and one backward pass with hooks: weights are read directly, activations and gradients are
+caught on each member's BatchNorm output (or on the layer's own output when it has no BatchNorm).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prunevo.primitives.operands import LayerStats
+from prunevo.pruning.groups import ChannelGroup, Member
+
+
+def stratified_batch(x: torch.Tensor, y: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` samples of every class (fewer if a class has fewer), in a seeded order."""
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        chosen.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
+    order = torch.cat(chosen)
+    order = order[torch.randperm(len(order), generator=gen)]
+    return x[order], y[order]
+
+
+def _channel_major(t: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] or [N, C] -> [C, N, S]."""
+    t = t.reshape(t.shape[0], t.shape[1], -1)
+    return t.permute(1, 0, 2).contiguous()
+
+
+def _rows_for_group(tensor: torch.Tensor, pairs, size: int) -> torch.Tensor:
+    """Reorder a per-channel tensor of a module into the group's channel order (root index)."""
+    index = torch.empty(size, dtype=torch.long)
+    for idx, root_idx in pairs:
+        index[root_idx] = idx
+    return tensor[index]
+
+
+def _pairs_of(group: ChannelGroup, layer: str, kind: str = "out"):
+    for name, k, pairs in group.touches:
+        if name == layer and k == kind:
+            return pairs
+    return tuple((i, i) for i in range(group.size))
+
+
+def _next_weights(modules: dict[str, nn.Module], group: ChannelGroup) -> torch.Tensor:
+    parts = []
+    for consumer in group.consumers:
+        weight = modules[consumer.layer].weight.detach()
+        widths = {len(c) for c in consumer.columns}
+        if len(widths) != 1 or 0 in widths:
+            continue  # a consumer that reads channels unevenly (a split) does not fit one row per channel
+        cols = torch.tensor(consumer.columns)  # [C, k]
+        w = weight.transpose(0, 1)  # [in, out, ...]
+        parts.append(w[cols.flatten()].reshape(group.size, -1))
+    if not parts:
+        return torch.zeros(group.size, 1)
+    return torch.cat(parts, dim=1)
+
+
+def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
+                 num_classes: int) -> list[list[LayerStats]]:
+    """``stats[g][m]``: the statistics of member ``m`` of group ``g``, channels in group order."""
+    modules = dict(model.named_modules())
+    captured: dict[str, dict[str, torch.Tensor]] = {}
+    handles = []
+
+    def hook_for(member: Member):
+        def hook(_module, _inputs, output):
+            record = captured.setdefault(member.layer, {})
+            record["F"] = torch.relu(output.detach())
+            if output.requires_grad:
+                output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
+        return hook
+
+    for group in groups:
+        for member in group.members:
+            handles.append(modules[member.bn or member.layer].register_forward_hook(hook_for(member)))
+    was_training = model.training
+    model.eval()
+    try:
+        model.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+
+    result = []
+    for group in groups:
+        wn = _next_weights(modules, group)
+        per_member = []
+        for member in group.members:
+            layer = modules[member.layer]
+            pairs = _pairs_of(group, member.layer)
+            record = captured[member.layer]
+            feature = _channel_major(record["F"])
+            grad = _channel_major(record.get("G", torch.zeros_like(record["F"])))
+            if member.bn is not None:
+                bn = modules[member.bn]
+                bn_pairs = _pairs_of(group, member.bn)
+                gamma = _rows_for_group(bn.weight.detach(), bn_pairs, group.size)
+                beta = _rows_for_group(bn.bias.detach(), bn_pairs, group.size)
+            else:
+                gamma, beta = torch.ones(group.size), torch.zeros(group.size)
+            per_member.append(LayerStats(
+                W=_rows_for_group(layer.weight.detach().reshape(layer.weight.shape[0], -1), pairs, group.size),
+                Wn=wn,
+                F=_rows_for_group(feature, pairs, group.size),
+                G=_rows_for_group(grad, pairs, group.size),
+                gamma=gamma, beta=beta, labels=y, num_classes=num_classes,
+            ))
+        result.append(per_member)
+    return result

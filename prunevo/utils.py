@@ -1,0 +1,60 @@
+"""Small shared helpers: atomic file writes, the cache directory, stable hashing, seeding."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def default_cache_dir() -> Path:
+    """``$PRUNEVO_CACHE`` or ``~/.cache/prunevo``: base networks and extracted datasets live here."""
+    return Path(os.environ.get("PRUNEVO_CACHE", Path.home() / ".cache" / "prunevo"))
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def stable_hash(data: Any, length: int = 16) -> str:
+    """A hash of JSON-able data that is the same in every process and Python version."""
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 31-bit seed from any JSON-able parts (a run seed, a task name, a generation...)."""
+    return int(stable_hash(list(parts), 8), 16) & 0x7FFFFFFF
