@@ -22,12 +22,12 @@ class EvolutionConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
     overrides: TaskOverrides = field(default_factory=TaskOverrides)
-    population: int = 24
-    generations: int = 8
+    population: int = 40
+    generations: int = 12
     seed: int = 0
     n_jobs: int = 2
     tournament_size: int = 3
-    parsimony_size: float = 1.4  # DEAP double tournament: the smaller tree wins with prob. size/2
+    parsimony_size: float = 1.2  # DEAP double tournament: the smaller tree wins with prob. size/2
     crossover_prob: float = 0.6
     mutation_prob: float = 0.3
     max_height: int = 8
@@ -57,6 +57,9 @@ class EvolutionConfig:
         for ok, message in checks:
             if not ok:
                 raise PrunevoError(message)
+        from prunevo.evolve.run import build_tasks  # validates task names and every override
+
+        build_tasks(self)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -9,14 +9,14 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from prunevo.errors import RunError
+from prunevo.errors import PrunevoError, RunError
 from prunevo.evolve import rundir
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.engine import Scored, evaluate_population, initial_population, make_toolbox, restore, snapshot, vary
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
-from prunevo.fitness.evaluator import Evaluator
+from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.tasks import PreparedTask, make_task, prepare_task
 from prunevo.primitives.classic import classic_formulas
 from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion
@@ -48,6 +48,8 @@ def build_tasks(config: EvolutionConfig) -> list:
         prune = replace(prune, ratio=o.prune_ratio) if o.prune_ratio is not None else prune
         prune = replace(prune, selection=o.selection) if o.selection is not None else prune
         prune = replace(prune, group_reduction=o.group_reduction) if o.group_reduction is not None else prune
+        if o.finetune_epochs is not None and o.finetune_epochs < 0:
+            raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
         finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
         weight = config.task_weights[i] if config.task_weights else 1.0
         tasks.append(replace(task, prune=PruneSpec(**asdict(prune)), finetune=finetune, weight=weight))
@@ -118,11 +120,12 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
         if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
             raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         state = None
+    prepared = prepared or prepare_tasks(config)  # bad data fails here, before the run directory exists
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_json())
-
-    prepared = prepared or prepare_tasks(config)
     evaluator = Evaluator(prepared, n_jobs=config.n_jobs, seed=config.seed, cache=state["cache"] if state else None)
+    if state and "evaluator" in state:
+        evaluator.stats = EvaluatorStats(**state["evaluator"])
     pset = build_pset()
     toolbox = make_toolbox(config, pset)
     if state:
@@ -158,6 +161,7 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
                 "hall_of_fame": [asdict(e) for e in hof.entries],
                 "pareto": {str(k): asdict(e) for k, e in pareto.by_complexity.items()},
                 "cache": evaluator.cache, "log": log, "baselines": baselines,
+                "evaluator": asdict(evaluator.stats),
             }
             _write_outputs(run_dir, state, hof, pareto, config)
             bar.set_postfix(best=f"{row['best']:.4f}", hit=f"{row['cache_hit_rate']:.0%}",

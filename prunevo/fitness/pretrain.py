@@ -17,7 +17,7 @@ from prunevo.zoo.datasets import Splits
 from prunevo.zoo.nets import build_small_net
 
 log = logging.getLogger(__name__)
-NETS_VERSION = 1  # bump when a zoo architecture changes: old cached weights stop matching
+NETS_VERSION = 2  # bump when a zoo architecture changes: old cached weights stop matching
 
 
 @dataclass(frozen=True)

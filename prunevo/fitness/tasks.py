@@ -46,8 +46,8 @@ class Task:
 _DATASET_DEFAULTS = {
     "digits": dict(
         prune=PruneSpec(ratio=0.75),
-        finetune=TrainBudget(epochs=1.0, lr=0.02, batch_size=64),
-        pretrain=PretrainRecipe(TrainBudget(epochs=30, lr=0.05, batch_size=64)),
+        finetune=TrainBudget(epochs=0.5, lr=0.02, batch_size=64),
+        pretrain=PretrainRecipe(TrainBudget(epochs=40, lr=0.05, batch_size=64, weight_decay=1e-3)),
     ),
     "mnist": dict(
         prune=PruneSpec(ratio=0.75),

@@ -20,7 +20,7 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 class SmallVGG(nn.Module):
     """Two stages of two 3x3 conv-BN-ReLU layers, max-pooling between them, global average pooling."""
 
-    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...] = (16, 32, 64, 64)):
+    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 128)):
         super().__init__()
         a, b, c, d = widths
         self.features = nn.Sequential(
@@ -57,7 +57,7 @@ class BasicBlock(nn.Module):
 class SmallResNet(nn.Module):
     """Stem + three stages of basic blocks (16, 32, 64 channels); residual adds couple channels."""
 
-    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...] = (16, 32, 64),
+    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128),
                  blocks: tuple[int, ...] = (2, 1, 1)):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(in_channels, widths[0]))

@@ -1,0 +1,210 @@
+"""Command line: prunevo evolve | show | export | score | tasks.
+
+Bad input ends with one line, ``prunevo: error: ...``, and exit code 2; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from prunevo.errors import PrunevoError
+
+EXIT_USAGE = 2
+
+
+def _add_task_options(p: argparse.ArgumentParser) -> None:
+    from prunevo.fitness.tasks import DEFAULT_TASKS
+
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK",
+                   help="tasks named DATASET-NET (see 'prunevo tasks'); fitness is the geometric mean over them "
+                        f"(default: {' '.join(DEFAULT_TASKS)})")
+    p.add_argument("--task-weights", nargs="+", type=float, metavar="W",
+                   help="weights of the tasks in the geometric mean (default: equal)")
+    p.add_argument("--prune-ratio", type=float, help="fraction of channels removed (default: the task's, 0.75)")
+    p.add_argument("--selection", choices=["layerwise", "global"],
+                   help="remove the same fraction in every layer, or rank all channels together with a per-layer cap")
+    p.add_argument("--group-reduction", choices=["mean", "sum", "max"],
+                   help="how scores of residual-coupled layers combine into one group score (default: mean)")
+    p.add_argument("--finetune-epochs", type=float,
+                   help="epochs of fine-tuning after pruning; 0 = BatchNorm recalibration only")
+    p.add_argument("--data-root", help="folder with MNIST/ and FashionMNIST/ in torchvision's layout "
+                                       "(needed by mnist-* and fashion-mnist-* tasks)")
+    p.add_argument("--cache-dir", help="where base networks and extracted data are cached "
+                                       "(default: $PRUNEVO_CACHE or ~/.cache/prunevo)")
+    p.add_argument("--n-jobs", type=int, default=2, help="parallel fine-tuning workers (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run: same seed, same result (default: 0)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunevo", description="Discover channel-pruning criteria by "
+                                     "genetic programming, and score them against the classic ones.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log base-net training and other details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("evolve", help="run (or resume) an evolution", description="Evolve pruning formulas. "
+                       "The run directory gets config, checkpoint, log.csv, hall_of_fame.json, pareto.json, "
+                       "baselines.json and fitness.png, all updated every generation.")
+    _add_task_options(p)
+    p.add_argument("--population", type=int, default=40, help="individuals per generation (default: 40)")
+    p.add_argument("--generations", type=int, default=12, help="generations after the initial one (default: 12)")
+    p.add_argument("--run-dir", default="runs/latest", help="run directory (default: runs/latest)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")
+    p.add_argument("--max-height", type=int, default=8, help="tree height limit for variation (default: 8)")
+    p.add_argument("--elitism", type=int, default=2, help="best individuals copied unchanged (default: 2)")
+    p.add_argument("--hall-of-fame", type=int, default=10, help="distinct formulas kept (default: 10)")
+    p.add_argument("--no-seed-classics", action="store_true", help="start from random trees only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("show", help="print a run's hall of fame, Pareto front and baselines")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to print (default: 10)")
+
+    p = sub.add_parser("export", help="export a formula of a run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", choices=["json", "sympy", "latex", "python", "text"], default="json",
+                   help="output format (default: json)")
+    p.add_argument("--rank", type=int, default=1, help="hall-of-fame rank to export, 1 = best (default: 1)")
+    p.add_argument("--simplified", action="store_true", help="export the SymPy-simplified formula")
+    p.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
+
+    p = sub.add_parser("score", help="score formulas beside the classic criteria and random",
+                       description="Prune each task's base net with each formula, fine-tune, and print the "
+                                   "fitness next to every classic criterion and random.")
+    p.add_argument("formulas", nargs="+", metavar="FORMULA",
+                   help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name, or a .json/.txt file")
+    _add_task_options(p)
+    p.add_argument("--no-baselines", action="store_true", help="score only the given formulas")
+
+    sub.add_parser("tasks", help="list the available tasks and their defaults")
+    return parser
+
+
+def _config(args) -> "EvolutionConfig":
+    from prunevo.evolve.config import EvolutionConfig, TaskOverrides
+
+    return EvolutionConfig(
+        tasks=tuple(args.tasks), task_weights=tuple(args.task_weights) if args.task_weights else None,
+        overrides=TaskOverrides(args.prune_ratio, args.selection, args.group_reduction, args.finetune_epochs),
+        population=args.population, generations=args.generations, seed=args.seed, n_jobs=args.n_jobs,
+        max_height=args.max_height, elitism=args.elitism, hall_of_fame_size=args.hall_of_fame,
+        seed_classics=not args.no_seed_classics, data_root=args.data_root, cache_dir=args.cache_dir,
+    )
+
+
+def _print_entries(title: str, entries, limit: int | None = None) -> None:
+    print(title)
+    print(f"  {'#':>2}  {'fitness':>8}  {'size':>4}  {'gen':>3}  formula (simplified)")
+    for i, e in enumerate(entries[:limit], 1):
+        print(f"  {i:>2}  {e.fitness:8.4f}  {e.complexity:>4}  {e.generation:>3}  {e.formula.simplified.text}")
+
+
+def _print_baselines(baselines: dict) -> None:
+    print("baselines (same tasks, same budget)")
+    for name, b in sorted(baselines.items(), key=lambda kv: -kv[1]["fitness"]):
+        extra = f"  ± {b['fitness_std']:.4f} over seeds" if "fitness_std" in b else ""
+        reason = f"  ({b['reason']})" if b.get("reason") else ""
+        print(f"      {b['fitness']:8.4f}  {name}{extra}{reason}")
+
+
+def cmd_evolve(args) -> int:
+    from prunevo.evolve.run import evolve
+
+    result = evolve(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress)
+    _print_entries(f"hall of fame ({result.run_dir})", result.hall_of_fame)
+    _print_baselines(result.baselines)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from prunevo.evolve.run import load_run
+
+    run = load_run(args.run)
+    last = run.log[-1]
+    print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; generation {last['generation']} of "
+          f"{run.config.generations}; population {run.config.population}; seed {run.config.seed}")
+    _print_entries("hall of fame", run.hall_of_fame, args.top)
+    _print_entries("Pareto front (fitness vs size)", run.pareto)
+    _print_baselines(run.baselines)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from prunevo.evolve.run import load_run
+    from prunevo.primitives.export import export_formula
+    from prunevo.utils import atomic_write_text
+
+    run = load_run(args.run)
+    if not 1 <= args.rank <= len(run.hall_of_fame):
+        raise PrunevoError(f"--rank {args.rank} is out of range; the hall of fame has {len(run.hall_of_fame)} entries")
+    entry = run.hall_of_fame[args.rank - 1]
+    formula = entry.formula.simplified if args.simplified else entry.formula
+    extra = {"fitness": entry.fitness, "accuracy": entry.accuracy, "tasks": list(run.config.tasks),
+             "run": str(run.run_dir), "rank": args.rank}
+    text = export_formula(formula, args.format, extra)
+    if args.output:
+        atomic_write_text(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_score(args) -> int:
+    from prunevo.evolve.run import build_tasks
+    from prunevo.fitness.scoring import score_criteria
+    from prunevo.fitness.tasks import prepare_task
+    from prunevo.primitives.classic import CLASSIC_TEXT
+    from prunevo.primitives.export import read_formula
+    from prunevo.primitives.formula import Formula
+
+    formulas = [Formula.parse(CLASSIC_TEXT[f], name=f) if f in CLASSIC_TEXT else read_formula(f)
+                for f in args.formulas]
+    config = _config(argparse.Namespace(**vars(args), population=2, generations=0, max_height=8, elitism=0,
+                                        hall_of_fame=1, no_seed_classics=False))
+    prepared = [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
+                for t in build_tasks(config)]
+    rows = score_criteria(formulas, prepared, n_jobs=args.n_jobs, seed=args.seed, baselines=not args.no_baselines)
+    names = [t.task.name for t in prepared]
+    print(f"{'criterion':<40} {'fitness':>8}  " + "  ".join(f"{n:>14}" for n in names))
+    for row in rows:
+        accs = "  ".join(f"{row.accuracy.get(n, float('nan')):14.4f}" for n in names)
+        std = f" ±{row.fitness_std:.3f}" if row.fitness_std else ""
+        reason = f"  invalid: {row.reason}" if row.reason else ""
+        print(f"{row.name[:40]:<40} {row.fitness:8.4f}  {accs}{std}{reason}")
+    print("base accuracy".ljust(40), " " * 8, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from prunevo.fitness.tasks import DEFAULT_TASKS, available_tasks, make_task
+
+    for name in available_tasks():
+        t = make_task(name)
+        mark = "*" if name in DEFAULT_TASKS else " "
+        print(f"{mark} {name:<22} prune {t.prune.ratio:.2f} {t.prune.selection}, fine-tune {t.finetune.epochs:g} "
+              f"epoch(s) at lr {t.finetune.lr:g}" + (f" on {t.finetune.max_samples} samples" if t.finetune.max_samples else ""))
+    print("* default tasks of 'prunevo evolve'")
+    return 0
+
+
+COMMANDS = {"evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score, "tasks": cmd_tasks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except PrunevoError as exc:
+        print(f"prunevo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("prunevo: interrupted; an evolution continues with 'prunevo evolve --resume --run-dir DIR'",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Evolution: run directory contents, resume == uninterrupted, hall of fame and Pareto front."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prunevo.errors import RunError
+from prunevo.evolve.config import EvolutionConfig
+from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
+from prunevo.evolve.run import evolve, load_run
+
+TIMING = {"seconds", "evals_per_second"}
+
+
+def _config(generations: int, **kw) -> EvolutionConfig:
+    return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations, n_jobs=1,
+                           seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2, **kw)
+
+
+def _comparable(result):
+    log = [{k: v for k, v in row.items() if k not in TIMING} for row in result.log]
+    return ([(e.text, e.fitness) for e in result.hall_of_fame], [(e.text, e.fitness) for e in result.pareto], log)
+
+
+def test_run_directory_and_resume_equal_uninterrupted(tmp_path, prepared_tasks):
+    full = evolve(_config(4), tmp_path / "full", progress=False, prepared=prepared_tasks)
+    for name in ["config.json", "checkpoint.json", "log.csv", "hall_of_fame.json", "pareto.json", "baselines.json",
+                 "fitness.png"]:
+        assert (tmp_path / "full" / name).stat().st_size > 0, name
+    hof = json.loads((tmp_path / "full" / "hall_of_fame.json").read_text())
+    assert {"text", "simplified", "sympy", "latex", "fitness", "accuracy", "complexity"} <= set(hof[0])
+    assert set(hof[0]["accuracy"]) == {"digits-vgg", "digits-resnet"}
+    assert len((tmp_path / "full" / "log.csv").read_text().splitlines()) == 1 + 5
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_after_two(generation):
+        if generation == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        evolve(_config(4), tmp_path / "cut", progress=False, prepared=prepared_tasks, on_generation=interrupt_after_two)
+    assert load_run(tmp_path / "cut").log[-1]["generation"] == 2
+    resumed = evolve(_config(4), tmp_path / "cut", resume=True, progress=False, prepared=prepared_tasks)
+    assert _comparable(resumed) == _comparable(full)
+    # the classic criteria seed the population, so they are all baselines and evaluated
+    assert {"l1", "bn", "taylor", "random"} <= set(full.baselines)
+
+
+def test_existing_run_is_never_overwritten(tmp_path, prepared_tasks):
+    evolve(_config(0), tmp_path / "run", progress=False, prepared=prepared_tasks)
+    before = (tmp_path / "run" / "checkpoint.json").read_bytes()
+    with pytest.raises(RunError, match="already holds a run"):
+        evolve(_config(0), tmp_path / "run", progress=False, prepared=prepared_tasks)
+    assert (tmp_path / "run" / "checkpoint.json").read_bytes() == before
+
+
+def test_corrupt_or_missing_checkpoint(tmp_path):
+    with pytest.raises(RunError, match="not a prunevo run directory"):
+        load_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(_config(1).to_json()))
+    (tmp_path / "checkpoint.json").write_text('{"version": 1, "generation": ')
+    with pytest.raises(RunError, match="corrupt"):
+        load_run(tmp_path)
+
+
+def test_hall_of_fame_keeps_distinct_best_formulas():
+    hof = HallOfFame(2)
+    hof.offer(Entry("l1(W) + l1(W)", 0.8, 4, 0))
+    hof.offer(Entry("2.0 * l1(W)", 0.8, 3, 1))  # same formula, simpler: replaces
+    hof.offer(Entry("abs(gamma)", 0.9, 2, 1))
+    hof.offer(Entry("l2(W)", 0.5, 2, 1))  # not good enough
+    assert [e.text for e in hof.entries] == ["abs(gamma)", "2.0 * l1(W)"]
+
+
+def test_pareto_front_is_monotone():
+    front = ParetoFront()
+    for text, fit, size in [("gamma", 0.7, 1), ("abs(gamma)", 0.6, 2), ("l1(W) * gamma", 0.9, 4), ("x", 0.8, 6)]:
+        front.offer(Entry(text, fit, size, 0))
+    assert [e.complexity for e in front.front] == [1, 4]
+
+
+def test_config_validation():
+    from prunevo.errors import PrunevoError
+
+    for kw in [dict(population=1), dict(n_jobs=0), dict(max_height=1), dict(task_weights=(1.0,))]:
+        with pytest.raises(PrunevoError):
+            EvolutionConfig(**kw)

@@ -1,0 +1,46 @@
+"""The evaluator: fitness combination, mask cache, determinism across n_jobs, invalid formulas."""
+from __future__ import annotations
+
+import math
+
+from prunevo.fitness.evaluator import Evaluator
+from prunevo.primitives import Formula
+from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion, as_criterion
+
+
+def test_identical_selections_are_evaluated_once(prepared_tasks):
+    evaluator = Evaluator(prepared_tasks, n_jobs=1, seed=0)
+    # a positive multiple and a monotone transform select the same channels
+    criteria = [as_criterion("l1(W)"), as_criterion("2.0 * l1(W)"), as_criterion("log1p(l1(W))")]
+    results = evaluator.evaluate(criteria)
+    assert evaluator.stats.jobs == len(prepared_tasks)
+    assert evaluator.stats.hits == 2 * len(prepared_tasks)
+    assert results[0].fitness == results[1].fitness == results[2].fitness
+    evaluator.evaluate([as_criterion("l1")])
+    assert evaluator.stats.jobs == len(prepared_tasks)  # cached across calls too
+
+
+def test_fitness_is_the_weighted_geometric_mean_of_relative_accuracy(prepared_tasks):
+    evaluator = Evaluator(prepared_tasks, n_jobs=1, seed=0)
+    result = evaluator.evaluate([as_criterion("bn")])[0]
+    rel = [result.accuracy[t.task.name] / t.base_val_accuracy for t in prepared_tasks]
+    assert math.isclose(result.fitness, math.sqrt(rel[0] * rel[1]))
+    assert result.relative == {t.task.name: r for t, r in zip(prepared_tasks, rel)}
+
+
+def test_results_do_not_depend_on_n_jobs(prepared_tasks):
+    criteria = [as_criterion(c) for c in ("l1", "taylor", "snr", "fpgm")] + [RandomCriterion(1)]
+    serial = Evaluator(prepared_tasks, n_jobs=1, seed=7).evaluate(criteria)
+    parallel = Evaluator(prepared_tasks, n_jobs=2, seed=7).evaluate(criteria)
+    assert [r.fitness for r in serial] == [r.fitness for r in parallel]
+    assert [r.accuracy for r in serial] == [r.accuracy for r in parallel]
+
+
+def test_bad_formulas_get_the_worst_fitness_with_a_reason(prepared_tasks):
+    evaluator = Evaluator(prepared_tasks, n_jobs=1, seed=0)
+    texts = ["gamma * 0.0", "sparsity(W)", "1.0 / (l1(W) - l1(W)) * 0.0 + 1.0", "square(square(square(square(l2(W) * 1e30))))"]
+    results = evaluator.evaluate([FormulaCriterion(Formula.parse(t)) for t in texts])
+    for text, result in zip(texts, results):
+        assert result.fitness == 0.0 and not result.valid, text
+        assert result.reason
+    assert evaluator.stats.jobs == 0
