@@ -1,0 +1,33 @@
+"""prunevo: discover channel-pruning criteria by genetic programming, and apply them to new models.
+
+The Python API mirrors the command line::
+
+    from prunevo import EvolutionConfig, evolve, load_run, Formula, score_formulas
+"""
+from prunevo.errors import DataError, FormulaError, ModelError, PrunevoError, RunError
+from prunevo.evolve.config import EvolutionConfig, TaskOverrides
+from prunevo.evolve.run import RunResult, evolve, load_run
+from prunevo.fitness.evaluator import Evaluator, FitnessResult
+from prunevo.fitness.scoring import ScoreRow, score_criteria
+from prunevo.fitness.tasks import Task, available_tasks, make_task, prepare_task
+from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
+from prunevo.primitives.export import FORMATS, export_formula, read_formula
+from prunevo.pruning.selection import PruneSpec
+
+__version__ = "0.1.0"
+
+
+def score_formulas(formulas, tasks=("digits-vgg", "digits-resnet"), n_jobs: int = 1, seed: int = 0,
+                   baselines: bool = True, data_root=None, cache_dir=None) -> list[ScoreRow]:
+    """Score formulas (Formula objects or text) on named tasks beside the classic criteria and random."""
+    parsed = [f if isinstance(f, Formula) else read_formula(f) for f in formulas]
+    prepared = [prepare_task(make_task(t) if isinstance(t, str) else t, data_root, cache_dir) for t in tasks]
+    return score_criteria(parsed, prepared, n_jobs=n_jobs, seed=seed, baselines=baselines)
+
+
+__all__ = [
+    "CLASSIC_TEXT", "DataError", "EvolutionConfig", "Evaluator", "FORMATS", "FitnessResult", "Formula", "FormulaError",
+    "LayerStats", "ModelError", "PruneSpec", "PrunevoError", "RunError", "RunResult", "ScoreRow", "Task",
+    "TaskOverrides", "available_tasks", "classic_formula", "classic_formulas", "evolve", "export_formula",
+    "load_run", "make_task", "prepare_task", "read_formula", "score_criteria", "score_formulas",
+]

@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                        "The run directory gets config, checkpoint, log.csv, hall_of_fame.json, pareto.json, "
                        "baselines.json and fitness.png, all updated every generation.")
     _add_task_options(p)
-    p.add_argument("--population", type=int, default=40, help="individuals per generation (default: 40)")
-    p.add_argument("--generations", type=int, default=12, help="generations after the initial one (default: 12)")
+    p.add_argument("--population", type=int, default=64, help="individuals per generation (default: 64)")
+    p.add_argument("--generations", type=int, default=20, help="generations after the initial one (default: 20)")
     p.add_argument("--run-dir", default="runs/latest", help="run directory (default: runs/latest)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")

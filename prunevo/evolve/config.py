@@ -22,8 +22,8 @@ class EvolutionConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
     overrides: TaskOverrides = field(default_factory=TaskOverrides)
-    population: int = 40
-    generations: int = 12
+    population: int = 64
+    generations: int = 20
     seed: int = 0
     n_jobs: int = 2
     tournament_size: int = 3

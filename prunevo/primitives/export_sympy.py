@@ -20,11 +20,31 @@ def _symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, real=True)
 
 
+# Identities inside reductions, where SymPy cannot see (a reduction is one opaque symbol).
+_IDEMPOTENT_AFTER = {("abs", "abs"), ("abs", "square"), ("square", "abs")}  # outer(inner(x)) == inner/square
+_SIGN_BLIND = {"l1", "l2", "sparsity"}  # reductions of |x|: abs() inside them changes nothing
+
+
+def canonical_tensor(node: Node) -> Node:
+    """Rewrite tensor-level subtrees: abs(abs(x)) = abs(x), abs(square(x)) = square(abs(x)) = square(x),
+    l1/l2/sparsity(abs(x)) = l1/l2/sparsity(x)."""
+    if not node.args:
+        return node
+    args = tuple(canonical_tensor(a) for a in node.args)
+    if len(args) == 1 and type_of(args[0]) is not grammar.Scores:
+        inner = args[0]
+        if (node.name, inner.name) in _IDEMPOTENT_AFTER:
+            return inner if node.name == "abs" else Node("square", inner.args)
+        if node.name in _SIGN_BLIND and inner.name == "abs":
+            return Node(node.name, inner.args)
+    return Node(node.name, args, node.value)
+
+
 def to_sympy(node: Node) -> sympy.Expr:
     if node.name == CONST:
         return sympy.Rational(repr(node.value))
     if not node.args or type_of(node) is grammar.Scores and node.args and type_of(node.args[0]) is not grammar.Scores:
-        return _symbol(to_text(node))  # an operand (gamma, beta) or a reduction of a tensor
+        return _symbol(to_text(canonical_tensor(node)))  # an operand (gamma, beta) or a reduction of a tensor
     a = [to_sympy(arg) for arg in node.args]
     name = node.name
     if name == "add":

@@ -1,0 +1,1 @@
+"""transfer: apply formulas to new models and datasets (see issue #3)."""
