@@ -45,7 +45,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainBudge
         x, y = x[subset], y[subset]
     steps_per_epoch = max(1, math.ceil(len(x) / budget.batch_size))
     total_steps = max(1, round(budget.epochs * steps_per_epoch))
-    opt = torch.optim.SGD(model.parameters(), lr=budget.lr, momentum=budget.momentum, nesterov=True,
+    opt = torch.optim.SGD(model.parameters(), lr=budget.lr, momentum=budget.momentum, nesterov=budget.momentum > 0,
                           weight_decay=budget.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
     model.train()
