@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args) -> "EvolutionConfig":
+def _config(args):
     from prunevo.evolve.config import EvolutionConfig, TaskOverrides
 
     return EvolutionConfig(
@@ -152,9 +152,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from prunevo.evolve.run import build_tasks
+    from prunevo.evolve.run import prepare_tasks
     from prunevo.fitness.scoring import score_criteria
-    from prunevo.fitness.tasks import prepare_task
     from prunevo.primitives.classic import CLASSIC_TEXT
     from prunevo.primitives.export import read_formula
     from prunevo.primitives.formula import Formula
@@ -163,8 +162,7 @@ def cmd_score(args) -> int:
                 for f in args.formulas]
     config = _config(argparse.Namespace(**vars(args), population=2, generations=0, max_height=8, elitism=0,
                                         hall_of_fame=1, no_seed_classics=False))
-    prepared = [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
-                for t in build_tasks(config)]
+    prepared = prepare_tasks(config)
     rows = score_criteria(formulas, prepared, n_jobs=args.n_jobs, seed=args.seed, baselines=not args.no_baselines)
     names = [t.task.name for t in prepared]
     print(f"{'criterion':<40} {'fitness':>8}  " + "  ".join(f"{n:>14}" for n in names))

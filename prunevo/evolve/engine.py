@@ -73,18 +73,19 @@ def vary(population: list[Individual], config: EvolutionConfig, toolbox: base.To
     return elites + offspring
 
 
-def evaluate_population(population: list[Individual], evaluator: Evaluator) -> dict[str, FitnessResult]:
-    """Evaluate the individuals without a fitness; returns the results by formula text."""
+def evaluate_population(population: list[Individual],
+                        evaluator: Evaluator) -> list[tuple[Individual, Formula, FitnessResult]]:
+    """Evaluate the individuals without a fitness; returns (individual, formula, result) for each."""
     todo = [ind for ind in population if not ind.fitness.valid]
     formulas = [ind.formula for ind in todo]
     results = evaluator.evaluate([FormulaCriterion(f) for f in formulas])
     for ind, result in zip(todo, results):
         ind.fitness.values = (result.fitness,)
-    return {f.text: r for f, r in zip(formulas, results)}
+    return list(zip(todo, formulas, results))
 
 
 def snapshot(population: list[Individual]) -> list[Scored]:
-    return [Scored(Formula(ind.formula.tree).text, ind.fitness.values[0]) for ind in population]
+    return [Scored(ind.formula.text, ind.fitness.values[0]) for ind in population]
 
 
 def restore(scored: list[Scored], pset: gp.PrimitiveSetTyped) -> list[Individual]:

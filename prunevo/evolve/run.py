@@ -18,9 +18,7 @@ from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.tasks import PreparedTask, make_task, prepare_task
-from prunevo.primitives.classic import classic_formulas
-from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion
-from prunevo.pruning.selection import PruneSpec
+from prunevo.fitness.scoring import score_with
 from prunevo.utils import atomic_write_json
 
 
@@ -52,7 +50,7 @@ def build_tasks(config: EvolutionConfig) -> list:
             raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
         finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
         weight = config.task_weights[i] if config.task_weights else 1.0
-        tasks.append(replace(task, prune=PruneSpec(**asdict(prune)), finetune=finetune, weight=weight))
+        tasks.append(replace(task, prune=prune, finetune=finetune, weight=weight))
     return tasks
 
 
@@ -63,19 +61,11 @@ def prepare_tasks(config: EvolutionConfig) -> list[PreparedTask]:
 
 def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:
     """Fitness of every classic criterion, and of random averaged over ``random_seeds`` draws."""
-    classics = classic_formulas()
-    criteria = [FormulaCriterion(f) for f in classics.values()] + [RandomCriterion(s) for s in range(random_seeds)]
-    results = evaluator.evaluate(criteria)
-    out = {name: {"fitness": r.fitness, "accuracy": r.accuracy, "reason": r.reason}
-           for name, r in zip(classics, results)}
-    randoms = results[len(classics):]
-    if randoms:
-        out["random"] = {
-            "fitness": statistics.fmean(r.fitness for r in randoms),
-            "fitness_std": statistics.pstdev([r.fitness for r in randoms]),
-            "accuracy": {t: statistics.fmean(r.accuracy[t] for r in randoms) for t in randoms[0].accuracy},
-            "reason": None,
-        }
+    out = {}
+    for row in score_with(evaluator, [], baselines=True, random_seeds=random_seeds):
+        out[row.name] = {"fitness": row.fitness, "accuracy": row.accuracy, "reason": row.reason}
+        if row.name == "random":
+            out[row.name]["fitness_std"] = row.fitness_std
     return out
 
 
@@ -134,7 +124,7 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
         pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()})
         log, baselines, start_gen = state["log"], state["baselines"], state["generation"] + 1
     else:
-        population, hof, pareto, log, start_gen = initial_population(config, pset), None, None, [], 0
+        population, log, start_gen = initial_population(config, pset), [], 0
         hof, pareto = HallOfFame(config.hall_of_fame_size), ParetoFront()
         baselines = evaluate_baselines(evaluator, config.random_baseline_seeds)
 
@@ -144,13 +134,10 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
             t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
             if generation > 0:
                 population = vary(population, config, toolbox, generation)
-            fresh = [ind for ind in population if not ind.fitness.valid]
-            results = evaluate_population(population, evaluator)
-            for ind in fresh:
-                text = ind.formula.text
-                result = results[text]
+            fresh = evaluate_population(population, evaluator)
+            for ind, formula, result in fresh:
                 if result.valid:
-                    entry = _entry(text, result, generation, len(ind))
+                    entry = _entry(formula.text, result, generation, len(ind))
                     hof.offer(entry)
                     pareto.offer(entry)
             row = _log_row(generation, population, len(fresh), evaluator, time.perf_counter() - t0,

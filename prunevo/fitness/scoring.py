@@ -23,7 +23,12 @@ class ScoreRow:
 def score_criteria(formulas: list[Formula], prepared: list[PreparedTask], n_jobs: int = 1, seed: int = 0,
                    baselines: bool = True, random_seeds: int = 3) -> list[ScoreRow]:
     """One row per formula, then (with ``baselines``) every classic criterion and random (mean of seeds)."""
-    evaluator = Evaluator(prepared, n_jobs=n_jobs, seed=seed)
+    return score_with(Evaluator(prepared, n_jobs=n_jobs, seed=seed), formulas, baselines, random_seeds)
+
+
+def score_with(evaluator: Evaluator, formulas: list[Formula], baselines: bool = True,
+               random_seeds: int = 3) -> list[ScoreRow]:
+    """``score_criteria`` on an existing evaluator (its mask cache is shared)."""
     named = [(f.name or f.text, f) for f in formulas]
     if baselines:
         named += [(name, f) for name, f in classic_formulas().items()]

@@ -36,7 +36,3 @@ class LayerStats:
 
     def operand(self, name: str) -> torch.Tensor:
         return getattr(self, name)
-
-    def to(self, dtype: torch.dtype) -> "LayerStats":
-        cast = {k: getattr(self, k).to(dtype) for k in ("W", "Wn", "F", "G", "gamma", "beta")}
-        return LayerStats(labels=self.labels, num_classes=self.num_classes, **cast)
