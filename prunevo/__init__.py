@@ -3,6 +3,7 @@
 The Python API mirrors the command line::
 
     from prunevo import EvolutionConfig, evolve, load_run, Formula, score_formulas
+    from prunevo import TrainConfig, train_base, TransferConfig, apply_formula, compare_criteria, load_pruned
 """
 from prunevo.errors import DataError, FormulaError, ModelError, PrunevoError, RunError
 from prunevo.evolve.config import EvolutionConfig, TaskOverrides
@@ -12,7 +13,10 @@ from prunevo.fitness.scoring import ScoreRow, score_criteria
 from prunevo.fitness.tasks import Task, available_tasks, make_task, prepare_task
 from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
 from prunevo.primitives.export import FORMATS, export_formula, read_formula
+from prunevo.pruning.latency import LatencySpec
 from prunevo.pruning.selection import PruneSpec
+from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TransferConfig, TransferSession,
+                              apply_formula, compare_criteria, load_pruned, train_base)
 
 __version__ = "0.1.0"
 
@@ -26,6 +30,8 @@ def score_formulas(formulas, tasks=("digits-vgg", "digits-resnet"), n_jobs: int 
 
 
 __all__ = [
+    "ApplyResult", "CompareResult", "FitConfig", "LatencySpec", "TrainConfig", "TransferConfig", "TransferSession",
+    "apply_formula", "compare_criteria", "load_pruned", "train_base",
     "CLASSIC_TEXT", "DataError", "EvolutionConfig", "Evaluator", "FORMATS", "FitnessResult", "Formula", "FormulaError",
     "LayerStats", "ModelError", "PruneSpec", "PrunevoError", "RunError", "RunResult", "ScoreRow", "Task",
     "TaskOverrides", "available_tasks", "classic_formula", "classic_formulas", "evolve", "export_formula",

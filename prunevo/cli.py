@@ -1,4 +1,4 @@
-"""Command line: prunevo evolve | show | export | score | tasks.
+"""Command line: prunevo evolve | show | export | score | tasks | train | apply | compare.
 
 Bad input ends with one line, ``prunevo: error: ...``, and exit code 2; never a traceback.
 """
@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from prunevo.cli_transfer import TRANSFER_COMMANDS, add_transfer_commands
 from prunevo.errors import PrunevoError
 
 EXIT_USAGE = 2
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true", help="score only the given formulas")
 
     sub.add_parser("tasks", help="list the available tasks and their defaults")
+    add_transfer_commands(sub)
     return parser
 
 
@@ -187,7 +189,8 @@ def cmd_tasks(args) -> int:
     return 0
 
 
-COMMANDS = {"evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score, "tasks": cmd_tasks}
+COMMANDS = {"evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score, "tasks": cmd_tasks,
+            **TRANSFER_COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,3 +58,12 @@ def stable_hash(data: Any, length: int = 16) -> str:
 def derive_seed(*parts: Any) -> int:
     """A 31-bit seed from any JSON-able parts (a run seed, a task name, a generation...)."""
     return int(stable_hash(list(parts), 8), 16) & 0x7FFFFFFF
+
+
+def save_png(fig, path: Path, dpi: int = 110) -> None:
+    """Render a matplotlib figure to ``path`` atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())

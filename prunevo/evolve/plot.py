@@ -1,10 +1,9 @@
 """The fitness-over-generations plot of a run."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from prunevo.utils import atomic_write_bytes
+from prunevo.utils import save_png
 
 
 def plot_fitness(rows: list[dict], baselines: dict[str, float], path: Path, title: str = "") -> None:
@@ -27,7 +26,5 @@ def plot_fitness(rows: list[dict], baselines: dict[str, float], path: Path, titl
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    save_png(fig, path)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -91,6 +91,6 @@ def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_d
     example = splits.train_x[:1]
     groups = find_groups(model, example)
     x, y = stratified_batch(splits.train_x, splits.train_y, task.calibration_per_class, task.calibration_seed)
-    stats = gather_stats(model, groups, x, y, splits.num_classes)
+    stats = gather_stats(model, groups, x, y, splits.num_classes, consumers=task.prune.domino == "io")
     return PreparedTask(task, splits, {k: v.clone() for k, v in model.state_dict().items()},
                         accuracy(model, splits.val_x, splits.val_y), groups, stats, example)

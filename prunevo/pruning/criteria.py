@@ -29,7 +29,7 @@ class RandomCriterion:
     seed: int = 0
     name: str = RANDOM
 
-    def group_scores(self, stats: list[list[LayerStats]], reduction: str) -> list[torch.Tensor]:
+    def group_scores(self, stats: list[list[LayerStats]], reduction: str, strict: bool = True) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
         return [torch.rand(members[0].channels, generator=gen) for members in stats]
 
@@ -42,7 +42,8 @@ class FormulaCriterion:
     def name(self) -> str:
         return self.formula.name or self.formula.text
 
-    def group_scores(self, stats: list[list[LayerStats]], reduction: str) -> list[torch.Tensor]:
+    def group_scores(self, stats: list[list[LayerStats]], reduction: str, strict: bool = True) -> list[torch.Tensor]:
+        """One score per channel of every group; ``strict`` also rejects constant or mostly tied scores."""
         scores = []
         for g, members in enumerate(stats):
             per_member = [self.formula.score(s).double() for s in members]
@@ -50,19 +51,28 @@ class FormulaCriterion:
                 if not torch.isfinite(s).all():
                     raise InvalidScores(f"non-finite scores in group {g}")
             group = reduce_members(per_member, reduction)
-            check_rankable(group, g)
+            if strict:
+                check_rankable(group, g)
             scores.append(group)
         return scores
 
 
-def check_rankable(scores: torch.Tensor, group_index: int) -> None:
+def rank_problem(scores: torch.Tensor, group_index: int) -> str | None:
+    """Why ``scores`` cannot rank the channels of a group, or None when they can."""
     if not torch.isfinite(scores).all():
-        raise InvalidScores(f"non-finite scores in group {group_index}")
+        return f"non-finite scores in group {group_index}"
     if len(scores) > 1 and bool((scores == scores[0]).all()):
-        raise InvalidScores(f"constant scores in group {group_index}")
+        return f"constant scores in group {group_index}"
     distinct = len(torch.unique(scores))
     if distinct * 2 < len(scores):
-        raise InvalidScores(f"tied scores in group {group_index} ({distinct} distinct values for {len(scores)} channels)")
+        return f"tied scores in group {group_index} ({distinct} distinct values for {len(scores)} channels)"
+    return None
+
+
+def check_rankable(scores: torch.Tensor, group_index: int) -> None:
+    problem = rank_problem(scores, group_index)
+    if problem is not None:
+        raise InvalidScores(problem)
 
 
 Criterion = RandomCriterion | FormulaCriterion

@@ -44,11 +44,34 @@ class ChannelGroup:
     touches: tuple[tuple[str, str, tuple[tuple[int, int], ...]], ...] = field(repr=False)
 
 
+def _failing_layer(exc: BaseException, model: nn.Module) -> str | None:
+    """The module next to the graph node Torch-Pruning was processing when it failed, if any."""
+    names = {m: n for n, m in model.named_modules()}
+    tb, node = exc.__traceback__, None
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("node")
+        if hasattr(candidate, "inputs") and hasattr(candidate, "module"):
+            node = candidate
+        tb = tb.tb_next
+    seen = set()
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if node.module in names and names[node.module]:
+            return names[node.module]
+        node = node.inputs[0] if node.inputs else None
+    return None
+
+
 def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     except Exception as exc:  # tracing failures come in many types; report them as one clear error
-        raise ModelError(f"the pruner cannot trace this model: {type(exc).__name__}: {exc}") from None
+        layer = _failing_layer(exc, model)
+        where = f" after layer {layer!r}" if layer else ""
+        raise ModelError(f"the pruner cannot trace the channel dependencies of this model{where} "
+                         f"({type(exc).__name__}: {exc}); channel shuffles and other reshapes of the channel "
+                         f"dimension are not supported; supported: convolutions, BatchNorm, residual adds, "
+                         f"concatenations, depthwise convolutions, flatten before linear layers") from None
 
 
 def default_ignored(model: nn.Module) -> list[nn.Module]:

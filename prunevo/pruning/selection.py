@@ -10,6 +10,7 @@ from prunevo.errors import PrunevoError
 
 SELECTIONS = ("layerwise", "global")
 REDUCTIONS = ("mean", "sum", "max")
+DOMINO = ("o", "io")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class PruneSpec:
     selection: str = "layerwise"
     max_layer_ratio: float = 0.9  # global selection never removes more than this share of one group
     group_reduction: str = "mean"  # how the scores of coupled layers combine (Domino)
+    # Domino-o: the coupled layers' output-channel scores; Domino-io: plus the consumers' input-channel scores
+    domino: str = "o"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
@@ -28,6 +31,8 @@ class PruneSpec:
             raise PrunevoError(f"unknown selection {self.selection!r}; allowed: {', '.join(SELECTIONS)}")
         if self.group_reduction not in REDUCTIONS:
             raise PrunevoError(f"unknown group reduction {self.group_reduction!r}; allowed: {', '.join(REDUCTIONS)}")
+        if self.domino not in DOMINO:
+            raise PrunevoError(f"unknown Domino variant {self.domino!r}; allowed: {', '.join(DOMINO)}")
         if not 0.0 < self.max_layer_ratio < 1.0:
             raise PrunevoError(f"max layer ratio {self.max_layer_ratio} is out of range; allowed: 0 < r < 1")
 
@@ -49,10 +54,28 @@ def _remove_lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return keep
 
 
+def layerwise_counts(sizes: list[int], ratio: float) -> list[int]:
+    """Channels to remove per group: ``ratio`` of each, apportioned by largest remainder.
+
+    Every group loses floor(ratio * size); the channels still owed to reach round(ratio * total) go one
+    each to the groups with the largest fractional remainders, so the total moves one channel at a time
+    as the ratio grows (fine enough to meet a MACs target) while each group stays within one channel of
+    the uniform ratio.
+    """
+    exact = [ratio * n for n in sizes]
+    counts = [int(e) for e in exact]
+    owed = round(ratio * sum(sizes)) - sum(counts)
+    by_remainder = sorted(range(len(sizes)), key=lambda g: (-(exact[g] - counts[g]), g))
+    for g in by_remainder[:max(0, owed)]:
+        counts[g] += 1
+    return [min(c, n - 1) for c, n in zip(counts, sizes)]
+
+
 def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
     """Boolean keep-masks, one per group."""
     if spec.selection == "layerwise":
-        return [_remove_lowest(s, min(int(spec.ratio * len(s)), len(s) - 1)) for s in scores]
+        counts = layerwise_counts([len(s) for s in scores], spec.ratio)
+        return [_remove_lowest(s, c) for s, c in zip(scores, counts)]
     sizes = [len(s) for s in scores]
     caps = [min(int(spec.max_layer_ratio * n), n - 1) for n in sizes]
     budget = int(spec.ratio * sum(sizes))

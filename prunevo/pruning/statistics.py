@@ -2,6 +2,10 @@
 
 One forward and one backward pass with hooks: weights are read directly, activations and gradients are
 caught on each member's BatchNorm output (or on the layer's own output when it has no BatchNorm).
+
+For Domino-io, each *consumer* of a group also gets statistics, so that the formula scores its input
+channels: its ``W`` is the consumer's weights that read channel c, its ``Wn`` the producer's filter, and
+``F``, ``G``, ``gamma``, ``beta`` are the producer's (the consumer reads exactly that feature map).
 """
 from __future__ import annotations
 
@@ -45,24 +49,30 @@ def _pairs_of(group: ChannelGroup, layer: str, kind: str = "out"):
     return tuple((i, i) for i in range(group.size))
 
 
+def _consumer_rows(modules: dict[str, nn.Module], group: ChannelGroup, consumer) -> torch.Tensor | None:
+    """[C, ...]: the weights of ``consumer`` that read each channel of the group, or None if uneven."""
+    widths = {len(c) for c in consumer.columns}
+    module = modules[consumer.layer]
+    if len(widths) != 1 or 0 in widths or (isinstance(module, nn.Conv2d) and module.groups > 1):
+        return None  # a split, or a depthwise/grouped conv: not one row of inputs per channel
+    cols = torch.tensor(consumer.columns)  # [C, k]
+    w = module.weight.detach().transpose(0, 1)  # [in, out, ...]
+    return w[cols.flatten()].reshape(group.size, -1)
+
+
 def _next_weights(modules: dict[str, nn.Module], group: ChannelGroup) -> torch.Tensor:
-    parts = []
-    for consumer in group.consumers:
-        weight = modules[consumer.layer].weight.detach()
-        widths = {len(c) for c in consumer.columns}
-        if len(widths) != 1 or 0 in widths:
-            continue  # a consumer that reads channels unevenly (a split) does not fit one row per channel
-        cols = torch.tensor(consumer.columns)  # [C, k]
-        w = weight.transpose(0, 1)  # [in, out, ...]
-        parts.append(w[cols.flatten()].reshape(group.size, -1))
+    parts = [r for r in (_consumer_rows(modules, group, c) for c in group.consumers) if r is not None]
     if not parts:
         return torch.zeros(group.size, 1)
     return torch.cat(parts, dim=1)
 
 
 def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
-                 num_classes: int) -> list[list[LayerStats]]:
-    """``stats[g][m]``: the statistics of member ``m`` of group ``g``, channels in group order."""
+                 num_classes: int, consumers: bool = False) -> list[list[LayerStats]]:
+    """``stats[g][m]``: the statistics of member ``m`` of group ``g``, channels in group order.
+
+    With ``consumers`` (Domino-io), each group's list continues with one entry per consumer layer.
+    """
     modules = dict(model.named_modules())
     captured: dict[str, dict[str, torch.Tensor]] = {}
     handles = []
@@ -114,5 +124,13 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
                 G=_rows_for_group(grad, pairs, group.size),
                 gamma=gamma, beta=beta, labels=y, num_classes=num_classes,
             ))
+        if consumers:
+            producer = per_member[0]
+            for consumer in group.consumers:
+                rows = _consumer_rows(modules, group, consumer)
+                if rows is not None:
+                    per_member.append(LayerStats(W=rows, Wn=producer.W, F=producer.F, G=producer.G,
+                                                 gamma=producer.gamma, beta=producer.beta, labels=y,
+                                                 num_classes=num_classes))
         result.append(per_member)
     return result

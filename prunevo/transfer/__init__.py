@@ -1,1 +1,12 @@
-"""transfer: apply formulas to new models and datasets (see issue #3)."""
+"""Apply formulas to new models and datasets, and compare them with the classic criteria and random.
+
+    from prunevo.transfer import TransferConfig, apply_formula, compare_criteria, train_base, TrainConfig
+"""
+from prunevo.transfer.apply import apply_formula, load_pruned
+from prunevo.transfer.compare import CompareResult, compare_criteria
+from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession
+from prunevo.transfer.train import TrainConfig, TrainResult, train_base
+from prunevo.transfer.training import FitConfig
+
+__all__ = ["ApplyResult", "CompareResult", "FitConfig", "Measurement", "TrainConfig", "TrainResult", "TransferConfig",
+           "TransferSession", "apply_formula", "compare_criteria", "load_pruned", "train_base"]

@@ -108,16 +108,25 @@ def _stage_raw_files(dataset_cls, data_root: Path, cache_dir: Path) -> Path:
     return staged
 
 
-def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cache_dir: Path | None = None) -> Splits:
-    """MNIST or Fashion-MNIST: official test split; validation = 10% of the official train split."""
+def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cache_dir: Path | None = None,
+                            download: bool = False) -> Splits:
+    """MNIST or Fashion-MNIST: official test split; validation = 10% of the official train split.
+
+    With ``download`` (and a network), missing files are fetched by torchvision into ``data_root``.
+    """
     import torchvision
 
     if data_root is None:
         raise DataError(f"dataset {name!r} needs --data-root: a folder holding {_TORCHVISION_FOLDERS[name]}/raw/*.gz")
     root = Path(data_root)
+    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+    if download:
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as exc:  # network errors come in many types
+            raise DataError(f"downloading {name} into {root} failed: {exc}") from None
     if not root.is_dir():
         raise DataError(f"--data-root {root} is not a directory")
-    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
     staged = _stage_raw_files(cls, root, cache_dir or default_cache_dir())
     try:
         train = cls(str(staged), train=True, download=False)

@@ -1,0 +1,96 @@
+"""Model cost: parameters and MACs counted by Torch-Pruning, and a fast MACs estimate under keep-masks.
+
+The estimate counts convolutions and linear layers only (where nearly all MACs are) from the channel
+counts a selection leaves; it lets a MACs target be searched without pruning a copy at every step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunevo.pruning.groups import ChannelGroup
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    params: int
+    macs: int
+
+
+def measure_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
+    """Parameters and multiply-accumulates of one forward pass on ``example_input`` (batch 1)."""
+    was_training = model.training
+    model.eval()
+    try:
+        macs, params = tp.utils.count_ops_and_params(model, example_input[:1])
+    finally:
+        model.train(was_training)
+    return ModelCost(int(params), int(macs))
+
+
+@dataclass(frozen=True)
+class _Layer:
+    name: str
+    out_channels: int
+    in_channels: int
+    groups: int
+    macs_per_pair: int  # MACs per (output channel, input channel of its group) pair
+
+
+class MacsEstimator:
+    """MACs of conv and linear layers after removing the channels of a selection (no copy, no tracing)."""
+
+    def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_input: torch.Tensor):
+        self.groups = groups
+        spatial: dict[str, int] = {}
+        handles = [m.register_forward_hook(lambda mod, i, o, n=n: spatial.__setitem__(n, o[0, 0].numel()))
+                   for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(example_input[:1])
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+        self.layers = []
+        for name, m in model.named_modules():
+            if name not in spatial:
+                continue
+            if isinstance(m, nn.Conv2d):
+                kk = m.kernel_size[0] * m.kernel_size[1]
+                self.layers.append(_Layer(name, m.out_channels, m.in_channels, m.groups, kk * spatial[name]))
+            else:
+                self.layers.append(_Layer(name, m.out_features, m.in_features, 1, 1))
+        self.full = self.estimate(None)
+
+    def _removed(self, keep: list[torch.Tensor] | None) -> dict[tuple[str, str], set[int]]:
+        removed: dict[tuple[str, str], set[int]] = {}
+        if keep is None:
+            return removed
+        for group, mask in zip(self.groups, keep):
+            gone = set(torch.nonzero(~mask).flatten().tolist())
+            if not gone:
+                continue
+            for name, kind, pairs in group.touches:
+                removed.setdefault((name, kind), set()).update(i for i, r in pairs if r in gone)
+        return removed
+
+    def estimate(self, keep: list[torch.Tensor] | None) -> int:
+        removed = self._removed(keep)
+        total = 0
+        for layer in self.layers:
+            out = layer.out_channels - len(removed.get((layer.name, "out"), ()))
+            if layer.groups > 1 and layer.groups == layer.in_channels:  # depthwise: one input per output
+                total += out * layer.macs_per_pair
+                continue
+            cin = layer.in_channels - len(removed.get((layer.name, "in"), ()))
+            total += out * (cin // layer.groups) * layer.macs_per_pair
+        return total
+
+    def fraction(self, keep: list[torch.Tensor] | None) -> float:
+        return self.estimate(keep) / max(1, self.full)

@@ -1,0 +1,39 @@
+"""A Torch-Pruning ``Importance`` that scores channels with a prunevo criterion.
+
+For users of Torch-Pruning's own pruners (``tp.pruner.MetaPruner``...): statistics are gathered once on a
+calibration batch, then each TP group is scored by the formula with the group reduction of prunevo.
+"""
+from __future__ import annotations
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunevo.pruning.criteria import Criterion, as_criterion
+from prunevo.pruning.groups import find_groups
+from prunevo.pruning.statistics import gather_stats
+
+
+class FormulaImportance(tp.importance.Importance):
+    """``imp(group)`` -> one score per channel of the group's root convolution (higher = keep)."""
+
+    def __init__(self, criterion, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                 reduction: str = "mean", domino: str = "o", ignored_layers: list[nn.Module] | None = None):
+        self.criterion: Criterion = as_criterion(criterion)
+        groups = find_groups(model, x[:1], ignored_layers)
+        stats = gather_stats(model, groups, x, y, num_classes, consumers=domino == "io")
+        scores = self.criterion.group_scores(stats, reduction)
+        modules = dict(model.named_modules())
+        self._scores = {modules[g.root]: s for g, s in zip(groups, scores)}
+        # every member of a group has the group's score: TP may root a group at any of them
+        for g, s in zip(groups, scores):
+            for member in g.members:
+                self._scores.setdefault(modules[member.layer], s)
+
+    def __call__(self, group: tp.Group) -> torch.Tensor:
+        root = group[0].dep.target.module
+        if root not in self._scores:
+            raise KeyError(f"no prunevo scores for {root}: it is not the root of a prunable group")
+        scores = self._scores[root].float()
+        idxs = list(group[0].idxs)
+        return scores[torch.as_tensor([int(i) for i in idxs])] if len(idxs) != len(scores) else scores

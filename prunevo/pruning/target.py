@@ -1,0 +1,74 @@
+"""Meet a MACs target: search the channel ratio whose selection leaves the wanted share of MACs.
+
+The ratio is bisected on the fast conv/linear estimate; the result is then checked on the physically
+pruned copy (Torch-Pruning's count, which also counts BatchNorm, pooling...) and the estimate's target
+is corrected by the measured gap until the real MACs are within tolerance.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from prunevo.errors import PrunevoError
+from prunevo.pruning.cost import MacsEstimator, measure_cost
+from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.physical import prune_model
+from prunevo.pruning.selection import PruneSpec, select
+
+TOLERANCE = 0.03  # relative to the target share
+MAX_RATIO = 0.99
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    keep: list[torch.Tensor]
+    ratio: float  # the channel ratio that met the target
+    macs_fraction: float  # measured MACs of the pruned net / MACs of the original
+    pruned: nn.Module  # the physically pruned copy that was measured
+
+
+def _bisect(scores: list[torch.Tensor], spec: PruneSpec, estimator: MacsEstimator, wanted: float,
+            iterations: int = 30) -> float:
+    lo, hi = 0.0, MAX_RATIO
+    if estimator.fraction(select(scores, replace(spec, ratio=hi))) > wanted:
+        return hi  # the per-layer caps stop short of the target: prune as far as allowed
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if estimator.fraction(select(scores, replace(spec, ratio=mid))) > wanted:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], scores: list[torch.Tensor], spec: PruneSpec,
+                     target: float, example_input: torch.Tensor, rounds: int = 4,
+                     estimator: MacsEstimator | None = None, full_macs: int | None = None) -> TargetResult:
+    """Keep-masks whose pruned network has ``target`` x the MACs of ``model`` (within 3%).
+
+    ``estimator`` and ``full_macs`` (the unpruned count) may be passed in when pruning one model many times.
+    """
+    if not 0.0 < target <= 1.0:
+        raise PrunevoError(f"MACs target {target} is out of range; allowed: 0 < target <= 1 "
+                           f"(the share of the original MACs that remains)")
+    estimator = estimator or MacsEstimator(model, groups, example_input)
+    full = full_macs or measure_cost(model, example_input).macs
+    wanted, best = target, None
+    for _ in range(rounds):
+        ratio = _bisect(scores, spec, estimator, wanted)
+        keep = select(scores, replace(spec, ratio=ratio))
+        pruned = prune_model(copy.deepcopy(model), groups, keep, example_input)
+        measured = measure_cost(pruned, example_input).macs / full
+        if best is None or abs(measured - target) < abs(best.macs_fraction - target):
+            best = TargetResult(keep, ratio, measured, pruned)
+        if abs(measured - target) <= TOLERANCE * target / 3 or ratio >= MAX_RATIO:
+            break
+        wanted = max(1e-4, wanted + (target - measured))
+    if abs(best.macs_fraction - target) > TOLERANCE * target:
+        raise PrunevoError(f"cannot reach {target:.0%} of the MACs with {spec.selection} selection "
+                           f"(closest: {best.macs_fraction:.1%}); try --selection global or a larger "
+                           f"--max-layer-ratio")
+    return best

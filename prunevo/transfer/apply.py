@@ -1,0 +1,105 @@
+"""``prunevo apply``: prune a model with one criterion, fine-tune it, save it and report before/after.
+
+The output directory gets
+- ``pruned_model.pt2``: the pruned network as a ``torch.export`` program; load it with only PyTorch:
+  ``torch.export.load(path).module()``;
+- ``pruned_weights.pt``: weights-only file (config, kept channels, state dict); rebuild the model with
+  ``prunevo.transfer.load_pruned(path)`` (needs prunevo, never unpickles code);
+- ``pruned_model.pt``: the whole module pickled by ``torch.save``; ``torch.load(path, weights_only=False)``
+  needs torchvision/prunevo importable and trust in the file;
+- ``report.json`` and ``report.md``.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunevo.errors import ModelError
+from prunevo.pruning.groups import find_groups
+from prunevo.pruning.physical import prune_model
+from prunevo.transfer.report import apply_markdown
+from prunevo.transfer.session import ApplyResult, TransferConfig, TransferSession
+from prunevo.transfer.setup import resolved_stem
+from prunevo.zoo.models import build_model
+from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+PRUNED_FORMAT = "prunevo-pruned/1"
+
+
+def config_dict(config: TransferConfig) -> dict:
+    return asdict(config)
+
+
+def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep: list[torch.Tensor]) -> list[str]:
+    """Write the pruned model in the three forms described above; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    stem = resolved_stem(session.config.model, session.config.stem, session.input_shape[1])
+    atomic_torch_save(out_dir / "pruned_weights.pt", {
+        "format": PRUNED_FORMAT, "model": session.config.model, "num_classes": session.data.num_classes,
+        "input_shape": list(session.input_shape), "stem": stem or "auto",
+        "keep": {g.root: torch.nonzero(k).flatten().tolist() for g, k in zip(session.groups, keep)},
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+    })
+    written = ["pruned_weights.pt"]
+    atomic_torch_save(out_dir / "pruned_model.pt", model)
+    written.append("pruned_model.pt")
+    try:
+        example = session.example.expand(2, -1, -1, -1).contiguous()  # batch 1 would be specialized
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        atomic_write_bytes(out_dir / "pruned_model.pt2", buffer.getvalue())
+        written.append("pruned_model.pt2")
+    except Exception as exc:  # export does not support every model; the other two files still load
+        log.warning("torch.export could not export the pruned model (%s: %s)", type(exc).__name__, exc)
+    return written
+
+
+def load_pruned(path: str | Path) -> nn.Module:
+    """Rebuild a pruned model from ``pruned_weights.pt``: weights-only loading, no dataset needed."""
+    try:
+        data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # missing, corrupt or pickled-code files
+        raise ModelError(f"{path} is not a readable pruned-weights file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != PRUNED_FORMAT:
+        raise ModelError(f"{path} is not a prunevo pruned-weights file ({PRUNED_FORMAT})")
+    shape = tuple(data["input_shape"])
+    model = build_model(data["model"], data["num_classes"], shape, data["stem"]).eval()
+    example = torch.zeros(1, *shape)
+    groups = find_groups(model, example)
+    masks = []
+    for g in groups:
+        mask = torch.zeros(g.size, dtype=torch.bool)
+        mask[torch.as_tensor(data["keep"].get(g.root, list(range(g.size))), dtype=torch.long)] = True
+        masks.append(mask)
+    prune_model(model, groups, masks, example)
+    model.load_state_dict(data["state_dict"])
+    return model.eval()
+
+
+def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, seed: int = 0,
+                  progress: bool = False, session: TransferSession | None = None) -> tuple[nn.Module, ApplyResult]:
+    """Prune ``config.model`` with ``criterion`` (a Formula, formula text, classic name or ``random``).
+
+    With ``out_dir``, the pruned model and ``report.json``/``report.md`` are written there.
+    """
+    from prunevo.transfer.session import criteria_from
+
+    session = session or TransferSession(config, progress=progress)
+    (criterion,) = criteria_from([criterion], seed)
+    model, result, keep = session.run(criterion, seed)
+    if out_dir is not None:
+        out = Path(out_dir)
+        files = save_pruned(out, model, session, keep)
+        report = {"config": config_dict(config), "result": result.to_dict(), "files": files,
+                  "base_checkpoint": session.meta}
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", apply_markdown(result, config_dict(config)))
+    return model, result

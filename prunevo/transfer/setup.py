@@ -1,0 +1,45 @@
+"""Data and base model for a transfer setting: channels and input size agree, checkpoint loaded."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from prunevo.transfer.checkpoint import load_weights, read_checkpoint
+from prunevo.zoo.images import ImageData, load_image_data
+from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, build_model, input_channels, needs_channels, torchvision_names
+
+log = logging.getLogger(__name__)
+
+
+def resolved_stem(model: str, stem: str, input_size: int) -> str | None:
+    """The stem actually built: ``cifar`` or ``imagenet`` for torchvision models, None for others."""
+    if model not in torchvision_names():
+        return None
+    if stem == "auto":
+        return "cifar" if input_size <= SMALL_INPUT_MAX else "imagenet"
+    return stem
+
+
+def load_setup(config, warn_untrained: bool = True) -> tuple[ImageData, nn.Module, dict[str, Any]]:
+    """(data, model in eval mode on the CPU, checkpoint metadata) for a Train- or TransferConfig."""
+    image_size = config.image_size
+    if image_size is None and config.checkpoint:
+        shape = read_checkpoint(config.checkpoint)[1].get("input_shape")
+        image_size = shape[-1] if shape else None
+    load = dict(data_root=config.data_root, image_size=image_size, download=config.download,
+                cache_dir=config.cache_dir)
+    data = load_image_data(config.dataset, channels=needs_channels(config.model), **load)
+    model = build_model(config.model, data.num_classes, data.input_shape, config.stem)
+    wanted = input_channels(model)
+    if wanted != data.input_shape[0]:  # a user's model that reads another channel count
+        data = load_image_data(config.dataset, channels=wanted, **load)
+    meta: dict[str, Any] = {}
+    stem = resolved_stem(config.model, config.stem, data.input_shape[1])
+    if config.checkpoint:
+        meta = load_weights(model, config.checkpoint,
+                            {"model": config.model, "num_classes": data.num_classes, "stem": stem})
+    elif warn_untrained and (config.model in torchvision_names() or config.model in SMALL_NET_NAMES):
+        log.warning("no --checkpoint: %s starts from random weights (train one with 'prunevo train')", config.model)
+    return data, model.eval(), meta

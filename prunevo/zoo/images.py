@@ -1,0 +1,190 @@
+"""Image datasets for transfer: train / validation / test ``Dataset`` objects of fixed-size tensors.
+
+Names: ``digits`` (embedded), ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (read from
+``--data-root``; ``download=True`` fetches them with torchvision where a network is available),
+``imagefolder:PATH`` (``PATH/train`` and ``PATH/val`` class folders; without ``val/`` a stratified 10% of
+``train/`` is held out) and ``fakedata`` (random images, for smoke tests).  The validation split picks
+nothing in transfer runs; reports use the test split (for image folders: ``val/``, or ``test/`` if present).
+
+Small datasets live in memory as normalized float tensors; image folders are read lazily with PIL.
+Training samples get standard augmentations; every split is adapted to the model's channel count
+(grey to RGB and back) and to ``image_size`` when given.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from prunevo.errors import DataError
+from prunevo.zoo.cifar import load_cifar, load_svhn
+from prunevo.zoo.datasets import _stratified_split, load_digits, load_torchvision_digits
+
+IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH", "fakedata")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class TensorImages(Dataset):
+    """In-memory images ``x[N, C, H, W]`` (normalized floats) with labels and an optional per-sample transform."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Callable | None = None):
+        self.x, self.targets, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        img = self.x[i]
+        return (self.transform(img) if self.transform else img), int(self.targets[i])
+
+
+@dataclass
+class ImageData:
+    """A dataset ready for training and evaluation: ``train`` is augmented, ``train_plain`` is not."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    train: Dataset
+    train_plain: Dataset
+    val: Dataset
+    test: Dataset
+
+    def targets(self, split: str = "train_plain") -> torch.Tensor:
+        return labels_of(getattr(self, split))
+
+
+def labels_of(dataset: Dataset) -> torch.Tensor:
+    """The labels of a dataset without loading its images."""
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[torch.as_tensor(dataset.indices)]
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        raise DataError(f"{type(dataset).__name__} has no 'targets': cannot stratify its samples")
+    return torch.as_tensor(targets, dtype=torch.long)
+
+
+def _adapter(in_channels: int, channels: int, size: int | None) -> list[Callable]:
+    from torchvision.transforms import v2
+
+    steps: list[Callable] = []
+    if size is not None:
+        steps.append(v2.Resize((size, size), antialias=True))
+    if channels != in_channels:
+        if in_channels == 1:
+            steps.append(lambda t: t.expand(channels, -1, -1))
+        elif channels == 1:
+            steps.append(lambda t: t.mean(0, keepdim=True))
+        else:
+            raise DataError(f"cannot adapt {in_channels}-channel images to a model that reads {channels} channels")
+    return steps
+
+
+def _tensor_data(name: str, num_classes: int, splits: tuple, channels: int | None, size: int | None,
+                 flip: bool) -> ImageData:
+    from torchvision.transforms import v2
+
+    (trx, tr_y), (vx, vy), (tx, ty) = splits
+    c, h, _ = trx.shape[1:]
+    channels = channels or c
+    out_size = size or h
+    adapt = _adapter(c, channels, size if size and size != h else None)
+    augment = [v2.RandomCrop(out_size, padding=max(1, out_size // 8))]
+    if flip:
+        augment.append(v2.RandomHorizontalFlip())
+    plain = v2.Compose(adapt) if adapt else None
+    return ImageData(
+        name, num_classes, (channels, out_size, out_size),
+        TensorImages(trx, tr_y, v2.Compose(adapt + augment)),
+        TensorImages(trx, tr_y, plain), TensorImages(vx, vy, plain), TensorImages(tx, ty, plain),
+    )
+
+
+def _per_channel_standardize(train_x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-8)
+    return [(t - mean) / std for t in (train_x, *others)]
+
+
+def _fakedata() -> tuple:
+    """torchvision's FakeData (random 32x32 RGB images, 10 classes), rendered once into tensors."""
+    from torchvision.datasets import FakeData
+    from torchvision.transforms.functional import pil_to_tensor
+
+    parts, offset = [], 0
+    for n in (320, 80, 80):
+        fake = FakeData(size=n, image_size=(3, 32, 32), num_classes=10, random_offset=offset)
+        offset += n
+        images = [fake[i] for i in range(n)]
+        parts.append((torch.stack([pil_to_tensor(img).float() / 255 for img, _ in images]),
+                      torch.tensor([int(label) for _, label in images])))
+    xs = _per_channel_standardize(*(p[0] for p in parts))
+    return tuple((x, p[1]) for x, p in zip(xs, parts))
+
+
+def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageData:
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    train_dir = path / "train"
+    if not train_dir.is_dir():
+        raise DataError(f"image folder {path} has no train/ folder; expected {path}/train/CLASS/*.jpg "
+                        f"and optionally {path}/val/ and {path}/test/")
+    size = size or 224
+    channels = channels or 3
+    to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    grey = [v2.Grayscale(1)] if channels == 1 else [v2.RGB()]
+    norm = [v2.Normalize(IMAGENET_MEAN[:channels] if channels == 3 else (0.5,),
+                         IMAGENET_STD[:channels] if channels == 3 else (0.25,))]
+    train_tf = v2.Compose(grey + [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()] + to_tensor + norm)
+    eval_tf = v2.Compose(grey + [v2.Resize(int(size * 8 / 7), antialias=True), v2.CenterCrop(size)] + to_tensor + norm)
+    try:
+        train, train_plain = ImageFolder(str(train_dir), train_tf), ImageFolder(str(train_dir), eval_tf)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DataError(f"image folder {train_dir} cannot be read: {exc}") from None
+    num_classes = len(train.classes)
+    if (path / "val").is_dir():
+        val = ImageFolder(str(path / "val"), eval_tf)
+        if val.classes != train.classes:
+            raise DataError(f"{path}/val has classes {val.classes}, but train/ has {train.classes}")
+    else:  # a split we create: a stratified tenth of train/, never trained on
+        tr, va = _stratified_split(np.asarray(train.targets), (0.9, 0.1), 0)
+        val = Subset(train_plain, va.tolist())
+        train, train_plain = Subset(train, tr.tolist()), Subset(train_plain, tr.tolist())
+    test = ImageFolder(str(path / "test"), eval_tf) if (path / "test").is_dir() else val
+    return ImageData(f"imagefolder:{path}", num_classes, (channels, size, size), train, train_plain, val, test)
+
+
+def load_image_data(name: str, data_root: str | os.PathLike | None = None, channels: int | None = None,
+                    image_size: int | None = None, download: bool = False, cache_dir: Path | None = None) -> ImageData:
+    """Load a dataset by name, adapted to ``channels`` input channels and ``image_size`` pixels."""
+    if name.startswith("imagefolder:"):
+        path = Path(name.split(":", 1)[1]).expanduser()
+        if not path.is_dir():
+            raise DataError(f"image folder {path} does not exist")
+        return _image_folder(path, channels, image_size)
+    if name == "digits":
+        s = load_digits()
+        splits = ((s.train_x, s.train_y), (s.val_x, s.val_y), (s.test_x, s.test_y))
+        return _tensor_data(name, 10, splits, channels, image_size, flip=False)
+    if name in ("mnist", "fashion-mnist"):
+        s = load_torchvision_digits(name, data_root, cache_dir, download=download)
+        splits = ((s.train_x, s.train_y), (s.val_x, s.val_y), (s.test_x, s.test_y))
+        return _tensor_data(name, 10, splits, channels, image_size, flip=name == "fashion-mnist")
+    if name in ("cifar10", "cifar100", "svhn"):
+        if data_root is None:
+            raise DataError(f"dataset {name!r} needs --data-root (and --download if its files are not there yet)")
+        raw = load_svhn(Path(data_root), download) if name == "svhn" else load_cifar(name, Path(data_root), download)
+        (trx, tr_y), (tx, ty) = raw
+        tr, va = _stratified_split(tr_y.numpy(), (0.9, 0.1), 0)
+        trx, vx, tx = _per_channel_standardize(trx[tr], trx[va], tx)
+        splits = ((trx, tr_y[tr]), (vx, tr_y[va]), (tx, ty))
+        return _tensor_data(name, 100 if name == "cifar100" else 10, splits, channels, image_size, flip=name != "svhn")
+    if name == "fakedata":
+        return _tensor_data(name, 10, _fakedata(), channels, image_size, flip=True)
+    raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(IMAGE_DATASETS)}")

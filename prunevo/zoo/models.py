@@ -1,0 +1,138 @@
+"""Models for transfer: torchvision classifiers by name, the zoo's small nets, or a user's own model.
+
+``--model`` accepts
+- a torchvision classification model name (``resnet18``, ``vgg16_bn``, ``mobilenet_v2``...), randomly
+  initialized (no weights can be downloaded; train one with ``prunevo train`` or pass ``--checkpoint``);
+- ``small-vgg``, ``small-resnet``, ``lenet5`` (the nets the fitness tasks use);
+- ``module:function``, a Python function returning an ``nn.Module`` (called with ``num_classes=`` when it
+  accepts it or ``**kwargs``);
+- a whole-model file saved with ``torch.save(model)`` (``.pt``/``.pth``): a pickle, so only load files you trust.
+
+The small-input ("cifar") stem adapts ImageNet models to 28-64 px images: 3x3 stride-1 first convolution,
+no stem max-pooling, and a global-average-pooled single linear classifier for VGG.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunevo.errors import ModelError
+from prunevo.zoo.nets import SMALL_NETS, build_small_net
+
+STEMS = ("auto", "imagenet", "cifar")
+SMALL_NET_NAMES = {f"small-{k}" if k in ("vgg", "resnet") else k: k for k in SMALL_NETS}
+SMALL_INPUT_MAX = 64  # "auto" picks the cifar stem at or below this many pixels
+
+
+def torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _cifar_stem(model: nn.Module, name: str) -> nn.Module:
+    """Keep spatial resolution in the stem so that 28-64 px inputs survive the network's strides."""
+    if name.startswith(("resnet", "resnext", "wide_resnet")):
+        model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    elif name.startswith("vgg"):
+        pools = [i for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
+        model.features[pools[-1]] = nn.Identity()  # 32 px: four halvings leave 2x2, not 1x1
+        model.avgpool = nn.AdaptiveAvgPool2d(1)
+        model.classifier = nn.Linear(model.classifier[0].in_features // 49, model.classifier[-1].out_features)
+    elif name.startswith("densenet"):
+        conv0 = model.features.conv0
+        model.features.conv0 = nn.Conv2d(3, conv0.out_channels, 3, 1, 1, bias=False)
+        model.features.pool0 = nn.Identity()
+    else:  # mobilenet, efficientnet, regnet...: the first strided convolution keeps its resolution
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        if first is None:
+            raise ModelError(f"{name} has no convolution to adapt to small inputs")
+        first.stride = (1, 1)
+    return model
+
+
+def _torchvision_model(name: str, num_classes: int, small_input: bool) -> nn.Module:
+    import torchvision
+
+    try:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    except Exception as exc:  # builders reject some argument combinations with various types
+        raise ModelError(f"torchvision cannot build {name!r} with {num_classes} classes: {exc}") from None
+    if small_input:
+        model = _cifar_stem(model, name)
+    _disable_inplace(model)
+    return model
+
+
+def _disable_inplace(model: nn.Module) -> None:
+    """Statistics hooks must see each activation before the next in-place op overwrites it."""
+    for m in model.modules():
+        if hasattr(m, "inplace") and isinstance(m.inplace, bool):
+            m.inplace = False
+
+
+def _user_function(spec: str, num_classes: int) -> nn.Module:
+    module_name, func_name = spec.rsplit(":", 1)
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"cannot import the model function {spec!r}: {exc}") from None
+    try:
+        params = inspect.signature(func).parameters
+        takes_classes = "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        model = func(num_classes=num_classes) if takes_classes else func()
+    except Exception as exc:  # user code: report it, whatever it raised
+        raise ModelError(f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{spec}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _whole_model_file(path: Path) -> nn.Module:
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)  # a pickled module: trusted files only
+    except Exception as exc:  # unpickling errors come in many types
+        raise ModelError(f"{path} is not a loadable whole-model file: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{path} holds a {type(model).__name__}, not a whole model; for a state dict use "
+                         f"--model NAME --checkpoint {path}")
+    return model
+
+
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], stem: str = "auto") -> nn.Module:
+    """A model for ``num_classes`` classes and inputs of ``input_shape`` (C, H, W), randomly initialized."""
+    if stem not in STEMS:
+        raise ModelError(f"unknown stem {stem!r}; allowed: {', '.join(STEMS)}")
+    if name in SMALL_NET_NAMES:
+        c, h, _ = input_shape
+        return build_small_net(SMALL_NET_NAMES[name], c, num_classes, h)
+    if name.endswith((".pt", ".pth")) or Path(name).is_file():
+        if not Path(name).is_file():
+            raise ModelError(f"model file {name} does not exist")
+        return _whole_model_file(Path(name))
+    if ":" in name:
+        return _user_function(name, num_classes)
+    if name in torchvision_names():
+        small = stem == "cifar" or (stem == "auto" and input_shape[1] <= SMALL_INPUT_MAX)
+        return _torchvision_model(name, num_classes, small)
+    raise ModelError(f"unknown model {name!r}; allowed: a torchvision classification model "
+                     f"(e.g. resnet18, vgg16_bn, mobilenet_v2, densenet121, efficientnet_b0), "
+                     f"{', '.join(SMALL_NET_NAMES)}, module:function, or a whole-model .pt file")
+
+
+def input_channels(model: nn.Module) -> int:
+    """The number of channels the model's first convolution reads."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ModelError("the model has no Conv2d layer: there are no channels to prune")
+    return first.in_channels
+
+
+def needs_channels(name: str) -> int | None:
+    """Channels a named torchvision model reads (3), or None when the model adapts to the data."""
+    return None if name in SMALL_NET_NAMES else 3

@@ -1,0 +1,115 @@
+"""Transfer datasets on files the tests make: an ImageFolder tree, CIFAR-format pickles, SVHN .mat files."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from prunevo.errors import DataError
+from prunevo.zoo.images import labels_of, load_image_data
+
+
+def write_image_folder(root, classes=("cat", "dog", "owl"), per_class=8, size=40, splits=("train",)):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for k, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8) + np.uint8(60 * k)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def write_cifar(root, name="cifar10", n_train=50, n_test=20, classes=10):
+    rng = np.random.default_rng(0)
+    folder, train_files, test_files, key = {
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+        "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels"),
+    }[name]
+    base = root / folder
+    base.mkdir(parents=True)
+    for files, n in ((train_files, n_train), (test_files, n_test)):
+        for f in files:
+            batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                     key.encode(): [int(i % classes) for i in range(n)]}
+            (base / f).write_bytes(pickle.dumps(batch))
+    return root
+
+
+def test_image_folder_with_a_split_we_create(tmp_path):
+    root = write_image_folder(tmp_path / "imgs")
+    data = load_image_data(f"imagefolder:{root}", image_size=32)
+    assert data.num_classes == 3 and data.input_shape == (3, 32, 32)
+    assert len(data.train) + len(data.val) == 24 and len(data.val) == 3  # a stratified tenth (one per class)
+    assert sorted(labels_of(data.val).tolist()) == [0, 1, 2]
+    x, y = data.train[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    grey = load_image_data(f"imagefolder:{root}", image_size=32, channels=1)
+    assert grey.train_plain[0][0].shape == (1, 32, 32)
+
+
+def test_image_folder_with_val_and_bad_layouts(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", splits=("train", "val"), per_class=3)
+    data = load_image_data(f"imagefolder:{root}", image_size=24)
+    assert len(data.train) == 9 and len(data.val) == 9 and data.test is data.val
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_image_data(f"imagefolder:{tmp_path}")
+    with pytest.raises(DataError, match="does not exist"):
+        load_image_data(f"imagefolder:{tmp_path / 'nowhere'}")
+
+
+@pytest.mark.parametrize("name,classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_pickles(tmp_path, name, classes):
+    write_cifar(tmp_path, name, n_train=200 if name == "cifar100" else 50, classes=classes)
+    data = load_image_data(name, data_root=tmp_path)
+    assert data.num_classes == classes and data.input_shape == (3, 32, 32)
+    n_train = 200 if name == "cifar100" else 250
+    assert len(data.train) + len(data.val) == n_train and len(data.test) == (20 if name == "cifar100" else 20)
+    stacked = torch.stack([data.train_plain[i][0] for i in range(len(data.train_plain))])
+    assert stacked.mean(dim=(0, 2, 3)).abs().max() < 0.1  # standardized per channel
+    assert data.train[0][0].shape == (3, 32, 32)  # augmented samples keep their size
+    resized = load_image_data(name, data_root=tmp_path, image_size=48, channels=1)
+    assert resized.train_plain[0][0].shape == (1, 48, 48)
+
+
+def test_missing_and_hostile_cifar_files_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="missing data_batch_1.*--download"):
+        load_image_data("cifar10", data_root=tmp_path)
+    with pytest.raises(DataError, match="needs --data-root"):
+        load_image_data("cifar10")
+    write_cifar(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(DataError, match="not a readable CIFAR batch.*not allowed"):
+        load_image_data("cifar10", data_root=tmp_path)
+
+
+def test_svhn_mat_files(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 10)):
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                                 "y": (np.arange(n) % 10 + 1).reshape(-1, 1)})
+    data = load_image_data("svhn", data_root=tmp_path)
+    assert data.num_classes == 10 and len(data.test) == 10
+    assert set(labels_of(data.test).tolist()) == set(range(10))  # label 10 is the digit 0
+
+
+def test_fakedata_and_grey_to_rgb():
+    fake = load_image_data("fakedata")
+    assert fake.input_shape == (3, 32, 32) and len(fake.train) == 320
+    digits = load_image_data("digits", channels=3, image_size=32)
+    x, _ = digits.train_plain[0]
+    assert x.shape == (3, 32, 32) and torch.equal(x[0], x[1])
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'.*allowed"):
+        load_image_data("imagenet")

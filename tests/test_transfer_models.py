@@ -1,0 +1,124 @@
+"""Transfer on torchvision models: every classic criterion and an evolved-style formula meet the MACs
+target within 3%, the pruned model runs and computes what the masked model computes, and it saves and
+reloads; group reductions and Domino variants change selections exactly where they should."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunevo.errors import ModelError
+from prunevo.primitives.classic import CLASSIC_TEXT
+from prunevo.pruning.criteria import as_criterion
+from prunevo.pruning.groups import find_groups
+from prunevo.pruning.importance import FormulaImportance
+from prunevo.pruning.selection import PruneSpec, select
+from prunevo.transfer.apply import load_pruned, save_pruned
+from prunevo.transfer.session import TransferConfig, TransferSession
+from prunevo.transfer.training import FitConfig
+
+EVOLVED = "gamma + mean(abs(Wn)) * lnorm(l1(W)) / (std(F) + 0.05)"
+MODELS = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "densenet121"]
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Random weights everywhere: fresh BatchNorm layers have gamma = 1, which no criterion can rank."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+
+
+def session_for(model: str, **overrides) -> TransferSession:
+    settings = dict(model=model, dataset="fakedata", target_macs=0.5, calibration_samples=20,
+                    finetune=FitConfig(epochs=0.0), latency=None)
+    settings.update(overrides)
+    session = TransferSession(TransferConfig(**settings))
+    randomize_batchnorm(session.model)
+    return session
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_path):
+    session = session_for(model)
+    x, _ = session.stats(0)
+    for name in [*CLASSIC_TEXT, EVOLVED]:
+        keep, _, fraction, pruned = session.select(as_criterion(name), 0)
+        assert abs(fraction - 0.5) <= 0.03 * 0.5, (model, name, fraction)
+        pruned = session.prune(keep, x[:4], pruned)  # raises unless masked == physically pruned
+        with torch.no_grad():
+            assert pruned(x[:2]).shape == (2, 10)
+        assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in session.model.parameters())
+    files = save_pruned(tmp_path, pruned, session, keep)
+    assert {"pruned_weights.pt", "pruned_model.pt"} <= set(files)
+    reloaded = load_pruned(tmp_path / "pruned_weights.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x[:2]), pruned(x[:2]))
+    if "pruned_model.pt2" in files:
+        exported = torch.export.load(str(tmp_path / "pruned_model.pt2")).module()
+        torch.testing.assert_close(exported(x[:3]), pruned(x[:3]), rtol=1e-4, atol=1e-4)
+
+
+def test_global_selection_meets_the_macs_target():
+    session = session_for("resnet18", selection="global", max_layer_ratio=0.8)
+    keep, _, fraction, _ = session.select(as_criterion("l2"), 0)
+    assert abs(fraction - 0.5) <= 0.015
+    kept = [int(k.sum()) / len(k) for k in keep]
+    assert max(kept) - min(kept) > 0.05  # global selection prunes layers unevenly
+
+
+def test_channel_ratio_instead_of_macs():
+    session = session_for("resnet18", target_macs=None, channel_ratio=0.25)
+    keep, ratio, _, pruned = session.select(as_criterion("l1"), 0)
+    assert pruned is None and ratio == 0.25
+    removed = sum(int((~k).sum()) for k in keep)
+    assert removed == round(0.25 * sum(len(k) for k in keep))
+
+
+def test_group_reductions_and_domino_change_selections_where_they_should():
+    session = session_for("resnet18", target_macs=None, channel_ratio=0.5)
+    _, stats = session.stats(0)
+    crit = as_criterion("l1")
+    multi = [g for g, members in enumerate(stats) if len(members) > 1]
+    single = [g for g, members in enumerate(stats) if len(members) == 1]
+    assert multi and single  # resnet18 has residual groups and plain ones
+    keep = {r: select(crit.group_scores(stats, r), PruneSpec(0.5, group_reduction=r)) for r in ("mean", "sum", "max")}
+    for g in single:  # one member: every reduction is the member's score
+        assert torch.equal(keep["mean"][g], keep["max"][g]) and torch.equal(keep["mean"][g], keep["sum"][g])
+    for g in multi:  # per group, sum = members x mean: the same ranking under layer-wise selection
+        assert torch.equal(keep["mean"][g], keep["sum"][g])
+    assert any(not torch.equal(keep["mean"][g], keep["max"][g]) for g in multi)
+    # global ranking across groups with different member counts: sum and mean disagree
+    glob = {r: select(crit.group_scores(stats, r), PruneSpec(0.5, "global", group_reduction=r)) for r in ("mean", "sum")}
+    assert any(not torch.equal(a, b) for a, b in zip(glob["mean"], glob["sum"]))
+    # Domino-io adds consumer input-channel saliencies
+    io = session_for("resnet18", target_macs=None, channel_ratio=0.5, domino="io")
+    _, io_stats = io.stats(0)
+    assert all(len(a) >= len(b) for a, b in zip(io_stats, stats)) and sum(map(len, io_stats)) > sum(map(len, stats))
+    keep_io = select(crit.group_scores(io_stats, "mean"), PruneSpec(0.5))
+    assert any(not torch.equal(a, b) for a, b in zip(keep_io, keep["mean"]))
+
+
+def test_formula_importance_plugs_into_torch_pruning_metapruner():
+    session = session_for("resnet18", target_macs=None, channel_ratio=0.5)
+    x, y = session.calibration(0)
+    model = session.model
+    imp = FormulaImportance("l1", model, x, y, 10)
+    fc = model.fc
+    expected = select(as_criterion("l1").group_scores(session.stats(0)[1], "mean"), PruneSpec(0.5))
+    pruner = tp.pruner.MetaPruner(model, x[:1], importance=imp, pruning_ratio=0.5, ignored_layers=[fc])
+    pruner.step()
+    modules = dict(model.named_modules())
+    for group, keep in zip(session.groups, expected):
+        assert modules[group.root].out_channels == int(keep.sum())
+
+
+def test_a_model_with_channel_shuffle_is_refused_naming_the_layer():
+    import torchvision
+
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=10).eval()
+    with pytest.raises(ModelError, match=r"after layer '.+'"):
+        find_groups(model, torch.zeros(1, 3, 32, 32))
