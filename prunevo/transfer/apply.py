@@ -25,8 +25,8 @@ from prunevo.pruning.physical import prune_model
 from prunevo.transfer.report import apply_markdown
 from prunevo.transfer.session import ApplyResult, TransferConfig, TransferSession
 from prunevo.transfer.setup import resolved_stem
-from prunevo.zoo.models import build_model
 from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from prunevo.zoo.models import build_model
 
 log = logging.getLogger(__name__)
 PRUNED_FORMAT = "prunevo-pruned/1"

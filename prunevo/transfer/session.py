@@ -24,7 +24,7 @@ from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, select
-from prunevo.pruning.statistics import gather_stats
+from prunevo.pruning.statistics import gather_stats, stratified_indices
 from prunevo.pruning.target import meet_macs_target
 from prunevo.transfer.setup import load_setup
 from prunevo.transfer.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn, resolve_device
@@ -138,14 +138,8 @@ class TransferSession:
     # -- pruning ----------------------------------------------------------------------------------
     def calibration(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A class-stratified batch of un-augmented training images, the same for every criterion."""
-        labels = labels_of(self.data.train_plain)
         per_class = max(1, self.config.calibration_samples // self.data.num_classes)
-        gen = torch.Generator().manual_seed(seed)
-        chosen = []
-        for c in torch.unique(labels):
-            idx = torch.nonzero(labels == c).flatten()
-            chosen.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
-        order = torch.cat(chosen)
+        order = stratified_indices(labels_of(self.data.train_plain), per_class, seed)
         items = [self.data.train_plain[int(i)] for i in order]
         return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
