@@ -52,12 +52,13 @@ def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_
         with torch.no_grad():
             assert pruned(x[:2]).shape == (2, 10)
         assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in session.model.parameters())
-    files = save_pruned(tmp_path, pruned, session, keep)
+    files = save_pruned(tmp_path, pruned, session, keep, export=model in ("resnet18", "mobilenet_v2"))
     assert {"pruned_weights.pt", "pruned_model.pt"} <= set(files)
     reloaded = load_pruned(tmp_path / "pruned_weights.pt")
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x[:2]), pruned(x[:2]))
-    if "pruned_model.pt2" in files:
+    if model in ("resnet18", "mobilenet_v2"):  # torch.export is slow on the deep nets; one plain, one depthwise
+        assert "pruned_model.pt2" in files
         exported = torch.export.load(str(tmp_path / "pruned_model.pt2")).module()
         torch.testing.assert_close(exported(x[:3]), pruned(x[:3]), rtol=1e-4, atol=1e-4)
 

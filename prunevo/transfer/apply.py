@@ -36,8 +36,9 @@ def config_dict(config: TransferConfig) -> dict:
     return asdict(config)
 
 
-def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep: list[torch.Tensor]) -> list[str]:
-    """Write the pruned model in the three forms described above; returns the files written."""
+def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep: list[torch.Tensor],
+                export: bool = True) -> list[str]:
+    """Write the pruned model in the three forms described above (``export=False``: no .pt2); returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     stem = resolved_stem(session.config.model, session.config.stem, session.input_shape[1])
@@ -50,6 +51,8 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep:
     written = ["pruned_weights.pt"]
     atomic_torch_save(out_dir / "pruned_model.pt", model)
     written.append("pruned_model.pt")
+    if not export:
+        return written
     try:
         example = session.example.expand(2, -1, -1, -1).contiguous()  # batch 1 would be specialized
         program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
