@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 PRUNED_FORMAT = "prunevo-pruned/1"
 
 
-def config_dict(config: TransferConfig) -> dict:
-    return asdict(config)
-
-
 def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep: list[torch.Tensor],
                 export: bool = True) -> list[str]:
     """Write the pruned model in the three forms described above (``export=False``: no .pt2); returns the files."""
@@ -101,8 +97,8 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
     if out_dir is not None:
         out = Path(out_dir)
         files = save_pruned(out, model, session, keep)
-        report = {"config": config_dict(config), "result": result.to_dict(), "files": files,
+        report = {"config": asdict(config), "result": result.to_dict(), "files": files,
                   "base_checkpoint": session.meta}
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", apply_markdown(result, config_dict(config)))
+        atomic_write_text(out / "report.md", apply_markdown(result, asdict(config)))
     return model, result

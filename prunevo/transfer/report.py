@@ -25,7 +25,7 @@ def apply_markdown(result: ApplyResult, config: dict) -> str:
         f"# prunevo apply: {config['model']} on {config['dataset']}",
         "",
         f"- criterion: `{result.criterion}`" + (f" = `{result.formula}`" if result.formula and result.formula != result.criterion else ""),
-        f"- target: " + (f"{config['target_macs']:.0%} of the MACs" if config.get("target_macs") is not None
+        "- target: " + (f"{config['target_macs']:.0%} of the MACs" if config.get("target_macs") is not None
                          else f"{config['channel_ratio']:.0%} of the channels removed")
         + f" ({config['selection']} selection, group reduction {config['group_reduction']}, Domino-{config['domino']})",
         f"- fine-tuning: {config['finetune']['epochs']} epochs, lr {config['finetune']['lr']}, "
@@ -45,7 +45,7 @@ def apply_markdown(result: ApplyResult, config: dict) -> str:
         "",
         "Channels kept per group: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in result.kept.items()),
         "",
-        f"Wall time (s): " + ", ".join(f"{k} {v}" for k, v in result.wall_s.items()),
+        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in result.wall_s.items()),
         "",
     ]
     return "\n".join(lines)

@@ -55,9 +55,6 @@ class ImageData:
     val: Dataset
     test: Dataset
 
-    def targets(self, split: str = "train_plain") -> torch.Tensor:
-        return labels_of(getattr(self, split))
-
 
 def labels_of(dataset: Dataset) -> torch.Tensor:
     """The labels of a dataset without loading its images."""
