@@ -24,8 +24,11 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-weights", nargs="+", type=float, metavar="W",
                    help="weights of the tasks in the geometric mean (default: equal)")
     p.add_argument("--prune-ratio", type=float, help="fraction of channels removed (default: the task's, 0.75)")
-    p.add_argument("--selection", choices=["layerwise", "global"],
-                   help="remove the same fraction in every layer, or rank all channels together with a per-layer cap")
+    p.add_argument("--allocation", choices=["uniform", "global", "random-search"],
+                   help="uniform = remove the same fraction in every layer (the default); global = rank all channels "
+                        "together with a per-layer cap; random-search = per task, sample 16 per-layer "
+                        "configurations at the uniform selection's MACs, the criterion picks channels within layers, "
+                        "and the configuration best after BatchNorm recalibration is fine-tuned (slower fitness)")
     p.add_argument("--group-reduction", choices=["mean", "sum", "max"],
                    help="how scores of residual-coupled layers combine into one group score (default: mean)")
     p.add_argument("--finetune-epochs", type=float,
@@ -89,7 +92,8 @@ def _config(args):
 
     return EvolutionConfig(
         tasks=tuple(args.tasks), task_weights=tuple(args.task_weights) if args.task_weights else None,
-        overrides=TaskOverrides(args.prune_ratio, args.selection, args.group_reduction, args.finetune_epochs),
+        overrides=TaskOverrides(args.prune_ratio, None, args.group_reduction, args.finetune_epochs,
+                                args.allocation),
         population=args.population, generations=args.generations, seed=args.seed, n_jobs=args.n_jobs,
         max_height=args.max_height, elitism=args.elitism, hall_of_fame_size=args.hall_of_fame,
         seed_classics=not args.no_seed_classics, data_root=args.data_root, cache_dir=args.cache_dir,

@@ -4,7 +4,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prunevo.errors import PrunevoError
+from prunevo.pruning.allocation import ALLOCATIONS
+from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.schedules import RETRAIN_SCHEDULES
+from prunevo.transfer.variants import BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, STRATEGIES, STRATEGY_NAMES, variant_name
+
+STRATEGY_HELP = ("channel = remove channels in one shot; layer = remove whole residual blocks / same-shape conv "
+                 "layers, least important first (block score = reduction of its filter scores); iterative = "
+                 "--cycles prune/retrain cycles of channel pruning (IMP); unstructured = the classic IMP "
+                 "baseline, global weight magnitude (sparse weights, no speed-up; --formula unused)")
+ALLOCATION_HELP = ("uniform = the same share of every group; global = one ranking over all groups with a per-layer "
+                   "cap; random-search = sample per-layer keep ratios, rescale each to the MACs target, keep the "
+                   "configuration with the best BatchNorm-recalibrated validation accuracy (Li et al. 2022)")
 
 MODEL_HELP = ("torchvision classification model (resnet18, resnet50, vgg11_bn, mobilenet_v2, densenet121, "
               "efficientnet_b0...), small-vgg, small-resnet, lenet5, module:function, or a whole-model .pt file")
@@ -51,11 +63,26 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-macs", type=float, help="share of the original MACs to keep, met within 3%% "
                                                          "(default: 0.5)")
-    target.add_argument("--channel-ratio", type=float, help="share of prunable channels to remove instead")
-    p.add_argument("--selection", choices=["layerwise", "global"], default="layerwise",
-                   help="the same ratio in every group, or one global ranking with a per-layer cap (default: layerwise)")
+    target.add_argument("--channel-ratio", type=float, help="share of prunable channels to remove instead "
+                                                           "(channel and iterative strategies; unstructured: the "
+                                                           "share of weights zeroed)")
+    target.add_argument("--target-latency", type=float,
+                        help="share of the unpruned model's measured latency to keep instead (channel and layer "
+                             "strategies; measured on --device at the largest --latency-batches)")
     p.add_argument("--max-layer-ratio", type=float, default=0.9,
-                   help="global selection never removes more than this share of one group (default: 0.9)")
+                   help="no allocation removes more than this share of one group (default: 0.9)")
+    p.add_argument("--search-candidates", type=int, default=16,
+                   help="random-search allocation: sampled per-layer configurations (default: 16)")
+    p.add_argument("--search-samples", type=int, default=1024,
+                   help="random-search allocation: validation images scoring each candidate (default: 1024)")
+    p.add_argument("--search-epochs", type=float, default=0.0,
+                   help="random-search allocation: fine-tune epochs before scoring a candidate; 0 = BatchNorm "
+                        "recalibration only (default: 0)")
+    p.add_argument("--cycles", type=int, default=3,
+                   help="iterative and unstructured strategies: prune/retrain cycles, each removing "
+                        "1-(1-s)^(1/cycles) of what is left; the fine-tune epochs are split over them (default: 3)")
+    p.add_argument("--layer-reduction", choices=list(UNIT_REDUCTIONS), default="mean",
+                   help="layer strategy: how a block's filter scores combine into its score (default: mean)")
     p.add_argument("--group-reduction", choices=["mean", "sum", "max"], default="mean",
                    help="how the scores of coupled layers combine into one group score (default: mean)")
     p.add_argument("--domino", choices=["o", "io"], default="o",
@@ -86,11 +113,14 @@ def add_transfer_commands(sub) -> None:
     p = sub.add_parser("apply", help="prune a model with one formula, fine-tune it, save it and a report",
                        description="Prune --model on --dataset with --formula, fine-tune, and write the pruned "
                                    "model (pruned_model.pt2, pruned_weights.pt, pruned_model.pt) and report.json/.md.")
-    p.add_argument("--formula", required=True, help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name "
-                                                    "(l1 l2 bn taylor apoz activation snr fpgm), random, a .json/.txt "
-                                                    "export, or a run directory (its best formula)")
+    p.add_argument("--formula", help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name "
+                                     "(l1 l2 bn taylor apoz activation snr fpgm), random, a .json/.txt export, or a "
+                                     "run directory (its best formula); required except with --strategy unstructured")
     _add_data_model(p)
     _add_prune(p)
+    p.add_argument("--strategy", choices=list(STRATEGIES), default="channel", help=STRATEGY_HELP + " (default: channel)")
+    p.add_argument("--allocation", choices=list(ALLOCATIONS), default="uniform",
+                   help=ALLOCATION_HELP + " (default: uniform)")
     p.add_argument("--seed", type=int, default=0, help="calibration, fine-tuning and random-criterion seed (default: 0)")
     p.add_argument("-o", "--output", default="pruned", help="output directory (default: pruned)")
 
@@ -101,8 +131,33 @@ def add_transfer_commands(sub) -> None:
                    help="criteria as for apply --formula; random is always added (default: l1 l2 bn taylor random)")
     _add_data_model(p)
     _add_prune(p)
+    p.add_argument("--strategy", nargs="+", choices=list(STRATEGIES), default=["channel"], metavar="S",
+                   help=STRATEGY_HELP + "; several: one table row per criterion and strategy plus a grid; channel "
+                                        "strategies compared with layer under a MACs target are matched to layer "
+                                        "pruning's measured latency (default: channel)")
+    p.add_argument("--allocation", nargs="+", choices=list(ALLOCATIONS), default=["uniform"], metavar="A",
+                   help=ALLOCATION_HELP + "; several (e.g. uniform random-search) print the criterion x allocation "
+                                          "grid (default: uniform)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per criterion (default: 3)")
     p.add_argument("-o", "--output", default="compare", help="output directory (default: compare)")
+
+    p = sub.add_parser("benchmark", help="criteria x strategies table (accuracy, MACs, latency, vs random) and plots",
+                       description="Prune one model with every criterion under every strategy (same seeds, same MACs "
+                                   "target, same fine-tuning) and write benchmark.md, benchmark.json and "
+                                   "benchmark.png; the unstructured IMP baseline is added below the table.")
+    p.add_argument("--formulas", nargs="+", default=list(BENCHMARK_CRITERIA), metavar="F",
+                   help="criteria as for apply --formula; random is always added "
+                        f"(default: {' '.join(BENCHMARK_CRITERIA)})")
+    p.add_argument("--strategies", nargs="+", choices=list(STRATEGY_NAMES), default=list(BENCHMARK_STRATEGIES),
+                   metavar="S", help="table columns: uniform, global, random-search (one-shot channel allocations), "
+                                     "layer, iterative, iterative-global, iterative-random-search (IMP cycles), "
+                                     "unstructured "
+                                     f"(default: {' '.join(BENCHMARK_STRATEGIES)})")
+    p.add_argument("--no-unstructured", action="store_true", help="skip the unstructured IMP baseline")
+    _add_data_model(p)
+    _add_prune(p)
+    p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per criterion and strategy (default: 2)")
+    p.add_argument("-o", "--output", default="benchmark", help="output directory (default: benchmark)")
 
 
 def _fit_config(args, schedule_original: str | None = None):
@@ -114,7 +169,8 @@ def _fit_config(args, schedule_original: str | None = None):
                      workers=args.workers)
 
 
-def _transfer_config(args):
+def _transfer_config(args, strategy: str = "channel", allocation: str = "uniform"):
+    from prunevo.pruning.allocation import SearchSpec
     from prunevo.pruning.latency import LatencySpec
     from prunevo.transfer.checkpoint import read_checkpoint
     from prunevo.transfer.session import TransferConfig
@@ -124,11 +180,14 @@ def _transfer_config(args):
         original = read_checkpoint(args.checkpoint)[1].get("schedule")  # SLR follows the base net's recipe
     latency = None if args.no_latency else LatencySpec(tuple(args.latency_batches), repeats=args.latency_repeats,
                                                        threads=args.latency_threads)
-    target = args.target_macs if args.target_macs is not None else (None if args.channel_ratio is not None else 0.5)
+    others = args.channel_ratio is not None or args.target_latency is not None
+    target = args.target_macs if args.target_macs is not None else (None if others else 0.5)
     return TransferConfig(
         model=args.model, dataset=args.dataset, data_root=args.data_root, download=args.download,
         checkpoint=args.checkpoint, image_size=args.image_size, stem=args.stem, target_macs=target,
-        channel_ratio=args.channel_ratio, selection=args.selection, max_layer_ratio=args.max_layer_ratio,
+        channel_ratio=args.channel_ratio, target_latency=args.target_latency, strategy=strategy,
+        allocation=allocation, search=SearchSpec(args.search_candidates, args.search_samples, args.search_epochs),
+        cycles=args.cycles, layer_reduction=args.layer_reduction, max_layer_ratio=args.max_layer_ratio,
         group_reduction=args.group_reduction, domino=args.domino, calibration_samples=args.calibration_samples,
         finetune=_fit_config(args, original), device=args.device, amp=False if args.no_amp else None,
         channels_last=False if args.no_channels_last else None, latency=latency, cache_dir=args.cache_dir)
@@ -151,8 +210,10 @@ def cmd_train(args) -> int:
 def cmd_apply(args) -> int:
     from prunevo.transfer.apply import apply_formula
 
-    _, result = apply_formula(args.formula, _transfer_config(args), Path(args.output), seed=args.seed,
-                              progress=not args.no_progress)
+    if args.formula is None and args.strategy != "unstructured":
+        raise PrunevoError("--formula is required (a formula, classic name, random, export file or run directory)")
+    _, result = apply_formula(args.formula or "random", _transfer_config(args, args.strategy, args.allocation),
+                              Path(args.output), seed=args.seed, progress=not args.no_progress)
     print((Path(args.output) / "report.md").read_text())
     return 0
 
@@ -160,11 +221,25 @@ def cmd_apply(args) -> int:
 def cmd_compare(args) -> int:
     from prunevo.transfer.compare import compare_criteria
 
-    result = compare_criteria(args.formulas, _transfer_config(args), tuple(range(args.seeds)), Path(args.output),
-                              progress=not args.no_progress)
+    names = [variant_name(s, a) for s in args.strategy for a in args.allocation]
+    config = _transfer_config(args, args.strategy[0], args.allocation[0])
+    result = compare_criteria(args.formulas, config, tuple(range(args.seeds)), Path(args.output),
+                              progress=not args.no_progress, strategies=names)
     print(result.markdown)
     print(f"wrote {Path(args.output) / 'compare.md'}, compare.json, compare.png ({result.wall_s:.0f} s)")
     return 0
 
 
-TRANSFER_COMMANDS = {"train": cmd_train, "apply": cmd_apply, "compare": cmd_compare}
+def cmd_benchmark(args) -> int:
+    from prunevo.transfer.compare import compare_criteria
+
+    strategies = list(dict.fromkeys(list(args.strategies) + ([] if args.no_unstructured else ["unstructured"])))
+    result = compare_criteria(args.formulas, _transfer_config(args), tuple(range(args.seeds)), Path(args.output),
+                              progress=not args.no_progress, strategies=strategies, match_latency=False,
+                              name="benchmark")
+    print(result.markdown)
+    print(f"wrote {Path(args.output) / 'benchmark.md'}, benchmark.json, benchmark.png ({result.wall_s:.0f} s)")
+    return 0
+
+
+TRANSFER_COMMANDS = {"train": cmd_train, "apply": cmd_apply, "compare": cmd_compare, "benchmark": cmd_benchmark}

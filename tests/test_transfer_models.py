@@ -15,7 +15,7 @@ from prunevo.pruning.groups import find_groups
 from prunevo.pruning.importance import FormulaImportance
 from prunevo.pruning.selection import PruneSpec, select
 from prunevo.transfer.apply import load_pruned, save_pruned
-from prunevo.transfer.session import TransferConfig, TransferSession
+from prunevo.transfer.session import PruneRecord, TransferConfig, TransferSession
 from prunevo.transfer.training import FitConfig
 
 EVOLVED = "gamma + mean(abs(Wn)) * lnorm(l1(W)) / (std(F) + 0.05)"
@@ -46,13 +46,15 @@ def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_
     session = session_for(model)
     x, _ = session.stats(0)
     for name in [*CLASSIC_TEXT, EVOLVED]:
-        keep, _, fraction, pruned = session.select(as_criterion(name), 0)
+        chosen = session.select(as_criterion(name), 0)
+        keep, fraction = chosen.keep, chosen.macs_fraction
         assert abs(fraction - 0.5) <= 0.03 * 0.5, (model, name, fraction)
-        pruned = session.prune(keep, x[:4], pruned)  # raises unless masked == physically pruned
+        pruned = session.prune(keep, x[:4], chosen.pruned)  # raises unless masked == physically pruned
         with torch.no_grad():
             assert pruned(x[:2]).shape == (2, 10)
         assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in session.model.parameters())
-    files = save_pruned(tmp_path, pruned, session, keep, export=model in ("resnet18", "mobilenet_v2"))
+    record = PruneRecord([{g.root: k.nonzero().flatten().tolist() for g, k in zip(session.groups, keep)}])
+    files = save_pruned(tmp_path, pruned, session, record, export=model in ("resnet18", "mobilenet_v2"))
     assert {"pruned_weights.pt", "pruned_model.pt"} <= set(files)
     reloaded = load_pruned(tmp_path / "pruned_weights.pt")
     with torch.no_grad():
@@ -64,8 +66,9 @@ def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_
 
 
 def test_global_selection_meets_the_macs_target():
-    session = session_for("resnet18", selection="global", max_layer_ratio=0.8)
-    keep, _, fraction, _ = session.select(as_criterion("l2"), 0)
+    session = session_for("resnet18", allocation="global", max_layer_ratio=0.8)
+    chosen = session.select(as_criterion("l2"), 0)
+    keep, fraction = chosen.keep, chosen.macs_fraction
     assert abs(fraction - 0.5) <= 0.015
     kept = [int(k.sum()) / len(k) for k in keep]
     assert max(kept) - min(kept) > 0.05  # global selection prunes layers unevenly
@@ -73,8 +76,9 @@ def test_global_selection_meets_the_macs_target():
 
 def test_channel_ratio_instead_of_macs():
     session = session_for("resnet18", target_macs=None, channel_ratio=0.25)
-    keep, ratio, _, pruned = session.select(as_criterion("l1"), 0)
-    assert pruned is None and ratio == 0.25
+    chosen = session.select(as_criterion("l1"), 0)
+    keep = chosen.keep
+    assert chosen.pruned is None and chosen.ratio == 0.25
     removed = sum(int((~k).sum()) for k in keep)
     assert removed == round(0.25 * sum(len(k) for k in keep))
 

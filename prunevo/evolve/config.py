@@ -12,9 +12,10 @@ class TaskOverrides:
     """Settings applied to every task of a run (None keeps each task's default)."""
 
     prune_ratio: float | None = None
-    selection: str | None = None
+    selection: str | None = None  # layerwise | global (older runs); allocation supersedes it
     group_reduction: str | None = None
     finetune_epochs: float | None = None
+    allocation: str | None = None  # uniform | global | random-search (at the uniform selection's MACs)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.tasks import PreparedTask, make_task, prepare_task
 from prunevo.fitness.scoring import score_with
+from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation
 from prunevo.utils import atomic_write_json
 
 
@@ -45,12 +46,19 @@ def build_tasks(config: EvolutionConfig) -> list:
         prune = task.prune
         prune = replace(prune, ratio=o.prune_ratio) if o.prune_ratio is not None else prune
         prune = replace(prune, selection=o.selection) if o.selection is not None else prune
+        search = None
+        if o.allocation is not None:
+            check_allocation(o.allocation)
+            if o.allocation == "random-search":
+                search = SearchSpec()
+            else:
+                prune = replace(prune, selection=SELECTION_OF[o.allocation])
         prune = replace(prune, group_reduction=o.group_reduction) if o.group_reduction is not None else prune
         if o.finetune_epochs is not None and o.finetune_epochs < 0:
             raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
         finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
         weight = config.task_weights[i] if config.task_weights else 1.0
-        tasks.append(replace(task, prune=prune, finetune=finetune, weight=weight))
+        tasks.append(replace(task, prune=prune, finetune=finetune, weight=weight, search=search))
     return tasks
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,11 @@ from prunevo.fitness.training import TrainBudget, accuracy, recalibrate_batchnor
 from prunevo.pruning.criteria import Criterion, InvalidScores
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
+from prunevo.pruning.allocation import masks_along, sample_configurations
+from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.selection import masks_key, select
+from prunevo.pruning.statistics import stratified_batch
+from prunevo.pruning.target import bisect_amount
 from prunevo.utils import derive_seed
 
 WORST = 0.0
@@ -46,7 +50,8 @@ class _Job:
     num_classes: int
     state: dict
     groups: list[ChannelGroup]
-    keep: list[torch.Tensor]
+    candidates: list[list[torch.Tensor]]  # one selection, or the sampled configurations of a random search
+    search_samples: int
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
@@ -56,17 +61,36 @@ class _Job:
     threads: int
 
 
+def _pruned(job: _Job, keep: list[torch.Tensor], x: torch.Tensor) -> torch.nn.Module:
+    model = build_for(job.net, job.input_shape, job.num_classes)
+    model.load_state_dict(job.state)
+    prune_model(model, job.groups, keep, x[:1])
+    # Running BatchNorm statistics are stale after pruning and far from converged after a few
+    # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
+    recalibrate_batchnorm(model, x)
+    return model
+
+
 def run_finetune_job(job: _Job) -> float:
-    """Prune a copy of the base net physically, fine-tune it briefly, return validation accuracy."""
+    """Prune a copy of the base net physically, fine-tune it briefly, return validation accuracy.
+
+    With several candidate selections (random configuration search), the one whose recalibrated net
+    scores best on a stratified subset of the training split is fine-tuned.
+    """
     with torch_threads(job.threads):
         torch.manual_seed(job.seed)
-        model = build_for(job.net, job.input_shape, job.num_classes)
-        model.load_state_dict(job.state)
         x, y = torch.from_numpy(job.train_x), torch.from_numpy(job.train_y)
-        prune_model(model, job.groups, job.keep, x[:1])
-        # Running BatchNorm statistics are stale after pruning and far from converged after a few
-        # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
-        recalibrate_batchnorm(model, x)
+        if len(job.candidates) == 1:
+            model = _pruned(job, job.candidates[0], x)
+        else:
+            sx, sy = stratified_batch(x, y, max(1, job.search_samples // job.num_classes), job.seed)
+            best = -1.0
+            for keep in job.candidates:
+                candidate = _pruned(job, keep, x)
+                acc = accuracy(candidate, sx, sy)
+                if acc > best:  # ties keep the earlier candidate
+                    model, best = candidate, acc
+            torch.manual_seed(job.seed)
         if job.budget.epochs > 0:
             train(model, x, y, job.budget, job.seed)
             recalibrate_batchnorm(model, x)
@@ -97,17 +121,47 @@ class Evaluator:
         self.cache: dict[str, float] = dict(cache or {})
         self.stats = EvaluatorStats()
         self._task_ids = {t.task.name: t.task.identity() for t in tasks}
+        self._searches: dict[str, tuple] = {}
 
-    def _job(self, prepared: PreparedTask, keep: list[torch.Tensor]) -> _Job:
+    def _job(self, prepared: PreparedTask, candidates: list[list[torch.Tensor]]) -> _Job:
         s = prepared.splits
+        search = prepared.task.search
         return _Job(
-            prepared.task.net, s.input_shape, s.num_classes, prepared.base_state, prepared.groups, keep,
-            s.train_x.numpy(), s.train_y.numpy(), s.val_x.numpy(), s.val_y.numpy(),
+            prepared.task.net, s.input_shape, s.num_classes, prepared.base_state, prepared.groups, candidates,
+            search.samples if search else 0, s.train_x.numpy(), s.train_y.numpy(), s.val_x.numpy(), s.val_y.numpy(),
             prepared.task.finetune, derive_seed(self.seed, prepared.task.name, "finetune"), self.threads_per_job,
         )
 
-    def selection_keys(self, criterion: Criterion) -> tuple[dict[str, str], dict[str, list[torch.Tensor]], str | None]:
-        """Cache keys and keep-masks per task, or the reason the criterion cannot rank channels."""
+    def _configurations(self, prepared: PreparedTask) -> tuple[list[torch.Tensor], MacsEstimator, float]:
+        """The task's sampled configurations (the same for every criterion) and their MACs budget: what the
+        uniform selection at the task's ratio leaves."""
+        name = prepared.task.name
+        if name not in self._searches:
+            model = build_for(prepared.task.net, prepared.splits.input_shape, prepared.splits.num_classes)
+            estimator = MacsEstimator(model, prepared.groups, prepared.example_input)
+            sizes = [g.size for g in prepared.groups]
+            spec = prepared.task.prune
+            budget = estimator.fraction(select([torch.arange(n, dtype=torch.float64) for n in sizes],
+                                               replace(spec, selection="layerwise")))
+            configs = sample_configurations(sizes, prepared.task.search.candidates,
+                                            derive_seed(self.seed, name, "configurations"), spec)
+            self._searches[name] = (configs, estimator, budget)
+        return self._searches[name]
+
+    def candidates(self, prepared: PreparedTask, scores: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """The keep-masks to try on a task: the task's selection, or one per sampled configuration."""
+        spec = prepared.task.prune
+        if prepared.task.search is None:
+            return [select(scores, spec)]
+        configs, estimator, budget = self._configurations(prepared)
+        out = []
+        for config in configs:
+            masks_at = masks_along(scores, spec, config)
+            out.append(masks_at(bisect_amount(masks_at, estimator, budget)))
+        return out
+
+    def selection_keys(self, criterion: Criterion) -> tuple[dict[str, str], dict[str, list], str | None]:
+        """Cache keys and candidate keep-masks per task, or the reason the criterion cannot rank channels."""
         keys, keeps = {}, {}
         for prepared in self.tasks:
             task = prepared.task
@@ -117,9 +171,9 @@ class Evaluator:
                 return keys, keeps, f"{task.name}: {exc}"
             except (RuntimeError, ValueError) as exc:  # e.g. an operand that does not fit this layer
                 return keys, keeps, f"{task.name}: scoring failed: {exc}"
-            keep = select(scores, task.prune)
-            keeps[task.name] = keep
-            keys[task.name] = f"{self._task_ids[task.name]}|{masks_key(keep)}"
+            candidates = self.candidates(prepared, scores)
+            keeps[task.name] = candidates
+            keys[task.name] = f"{self._task_ids[task.name]}|" + "+".join(masks_key(k) for k in candidates)
         return keys, keeps, None
 
     def evaluate(self, criteria: list[Criterion]) -> list[FitnessResult]:

@@ -16,6 +16,7 @@ from prunevo.fitness.pretrain import PretrainRecipe, pretrained
 from prunevo.fitness.training import TrainBudget, accuracy
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.groups import ChannelGroup, find_groups
+from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.selection import PruneSpec
 from prunevo.pruning.statistics import gather_stats, stratified_batch
 from prunevo.utils import stable_hash
@@ -36,10 +37,15 @@ class Task:
     weight: float = 1.0  # weight in the geometric mean over co-evolved tasks
     calibration_per_class: int = 20
     calibration_seed: int = 0
+    # random configuration search at the MACs of the uniform selection (None: select with ``prune``)
+    search: SearchSpec | None = None
 
     def identity(self) -> str:
         """Everything that determines fitness on this task, hashed (fitness cache keys start with it)."""
-        return stable_hash(asdict(self))
+        fields = asdict(self)
+        if fields["search"] is None:
+            del fields["search"]  # tasks without search keep the identity (and cached fitness) they had
+        return stable_hash(fields)
 
 
 # Budgets per dataset: aggressive enough that criteria differ, short enough for evolution on a laptop.

@@ -13,6 +13,7 @@ from prunevo.errors import FormulaError
 from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.primitives.formula import Formula
 from prunevo.primitives.operands import LayerStats
+from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.selection import reduce_members
 
 RANDOM = "random"
@@ -32,6 +33,11 @@ class RandomCriterion:
     def group_scores(self, stats: list[list[LayerStats]], reduction: str, strict: bool = True) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
         return [torch.rand(members[0].channels, generator=gen) for members in stats]
+
+    def layer_scores(self, stats: list[list[LayerStats]], groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        return {m.layer: torch.rand(s.channels, generator=gen)
+                for members, g in zip(stats, groups) for s, m in zip(members, g.members)}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,17 @@ class FormulaCriterion:
                 check_rankable(group, g)
             scores.append(group)
         return scores
+
+    def layer_scores(self, stats: list[list[LayerStats]], groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
+        """The filter scores of every producing layer, by layer name (for layer pruning)."""
+        out = {}
+        for members, g in zip(stats, groups):
+            for s, m in zip(members, g.members):
+                score = self.formula.score(s).double()
+                if not torch.isfinite(score).all():
+                    raise InvalidScores(f"non-finite scores in layer {m.layer!r}")
+                out[m.layer] = score
+        return out
 
 
 def rank_problem(scores: torch.Tensor, group_index: int) -> str | None:

@@ -64,7 +64,8 @@ def _failing_layer(exc: BaseException, model: nn.Module) -> str | None:
 
 def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+        with torch.enable_grad():  # the graph is traced through autograd, also when called under no_grad
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     except Exception as exc:  # tracing failures come in many types; report them as one clear error
         layer = _failing_layer(exc, model)
         where = f" after layer {layer!r}" if layer else ""

@@ -46,7 +46,7 @@ def reduce_members(member_scores: list[torch.Tensor], reduction: str) -> torch.T
     return stacked.amax(0)
 
 
-def _remove_lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
+def remove_lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     keep = torch.ones(len(scores), dtype=torch.bool)
     # stable sort: ties are broken by channel index, the same in every process
     order = torch.argsort(scores, stable=True)
@@ -75,7 +75,7 @@ def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
     """Boolean keep-masks, one per group."""
     if spec.selection == "layerwise":
         counts = layerwise_counts([len(s) for s in scores], spec.ratio)
-        return [_remove_lowest(s, c) for s, c in zip(scores, counts)]
+        return [remove_lowest(s, c) for s, c in zip(scores, counts)]
     sizes = [len(s) for s in scores]
     caps = [min(int(spec.max_layer_ratio * n), n - 1) for n in sizes]
     budget = int(spec.ratio * sum(sizes))

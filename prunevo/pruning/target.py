@@ -1,13 +1,14 @@
-"""Meet a MACs target: search the channel ratio whose selection leaves the wanted share of MACs.
+"""Meet a MACs target: search the pruning amount whose selection leaves the wanted share of MACs.
 
-The ratio is bisected on the fast conv/linear estimate; the result is then checked on the physically
+The amount (the channel ratio for uniform/global selection, the rescaling of a sampled configuration
+otherwise; see ``allocation``) is bisected on the fast conv/linear estimate; the result is then checked on the physically
 pruned copy (Torch-Pruning's count, which also counts BatchNorm, pooling...) and the estimate's target
 is corrected by the measured gap until the real MACs are within tolerance.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from prunevo.errors import PrunevoError
 from prunevo.pruning.cost import MacsEstimator, measure_cost
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.allocation import MasksAt
 
 TOLERANCE = 0.03  # relative to the target share
 MAX_RATIO = 0.99
@@ -25,31 +26,32 @@ MAX_RATIO = 0.99
 @dataclass(frozen=True)
 class TargetResult:
     keep: list[torch.Tensor]
-    ratio: float  # the channel ratio that met the target
+    ratio: float  # the pruning amount that met the target
     macs_fraction: float  # measured MACs of the pruned net / MACs of the original
     pruned: nn.Module  # the physically pruned copy that was measured
 
 
-def _bisect(scores: list[torch.Tensor], spec: PruneSpec, estimator: MacsEstimator, wanted: float,
-            iterations: int = 30) -> float:
+def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, iterations: int = 30) -> float:
+    """The smallest pruning amount whose estimated MACs fraction is at most ``wanted`` (within 2^-30)."""
     lo, hi = 0.0, MAX_RATIO
-    if estimator.fraction(select(scores, replace(spec, ratio=hi))) > wanted:
+    if estimator.fraction(masks_at(hi)) > wanted:
         return hi  # the per-layer caps stop short of the target: prune as far as allowed
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        if estimator.fraction(select(scores, replace(spec, ratio=mid))) > wanted:
+        if estimator.fraction(masks_at(mid)) > wanted:
             lo = mid
         else:
             hi = mid
     return hi
 
 
-def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], scores: list[torch.Tensor], spec: PruneSpec,
-                     target: float, example_input: torch.Tensor, rounds: int = 4,
-                     estimator: MacsEstimator | None = None, full_macs: int | None = None) -> TargetResult:
+def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: MasksAt, target: float,
+                     example_input: torch.Tensor, rounds: int = 4, estimator: MacsEstimator | None = None,
+                     full_macs: int | None = None, allocation: str = "uniform") -> TargetResult:
     """Keep-masks whose pruned network has ``target`` x the MACs of ``model`` (within 3%).
 
-    ``estimator`` and ``full_macs`` (the unpruned count) may be passed in when pruning one model many times.
+    ``masks_at`` maps a pruning amount to keep-masks (``allocation.masks_along``); ``estimator`` and
+    ``full_macs`` (the unpruned count) may be passed in when pruning one model many times.
     """
     if not 0.0 < target <= 1.0:
         raise PrunevoError(f"MACs target {target} is out of range; allowed: 0 < target <= 1 "
@@ -58,8 +60,8 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], scores: list[
     full = full_macs or measure_cost(model, example_input).macs
     wanted, best = target, None
     for _ in range(rounds):
-        ratio = _bisect(scores, spec, estimator, wanted)
-        keep = select(scores, replace(spec, ratio=ratio))
+        ratio = bisect_amount(masks_at, estimator, wanted)
+        keep = masks_at(ratio)
         pruned = prune_model(copy.deepcopy(model), groups, keep, example_input)
         measured = measure_cost(pruned, example_input).macs / full
         if best is None or abs(measured - target) < abs(best.macs_fraction - target):
@@ -68,7 +70,7 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], scores: list[
             break
         wanted = max(1e-4, wanted + (target - measured))
     if abs(best.macs_fraction - target) > TOLERANCE * target:
-        raise PrunevoError(f"cannot reach {target:.0%} of the MACs with {spec.selection} selection "
-                           f"(closest: {best.macs_fraction:.1%}); try --selection global or a larger "
+        raise PrunevoError(f"cannot reach {target:.0%} of the MACs with {allocation} allocation "
+                           f"(closest: {best.macs_fraction:.1%}); try --allocation global or a larger "
                            f"--max-layer-ratio")
     return best

@@ -21,18 +21,20 @@ from torch import nn
 
 from prunevo.errors import ModelError
 from prunevo.pruning.groups import find_groups
+from prunevo.pruning.layers import remove_units
 from prunevo.pruning.physical import prune_model
 from prunevo.transfer.report import apply_markdown
-from prunevo.transfer.session import ApplyResult, TransferConfig, TransferSession
+from prunevo.transfer.session import ApplyResult, PruneRecord, TransferConfig, TransferSession
 from prunevo.transfer.setup import resolved_stem
 from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from prunevo.zoo.models import build_model
 
 log = logging.getLogger(__name__)
-PRUNED_FORMAT = "prunevo-pruned/1"
+PRUNED_FORMAT = "prunevo-pruned/2"  # /2: channel cycles and removed layers
+READABLE_FORMATS = ("prunevo-pruned/1", PRUNED_FORMAT)
 
 
-def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep: list[torch.Tensor],
+def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, record: PruneRecord,
                 export: bool = True) -> list[str]:
     """Write the pruned model in the three forms described above (``export=False``: no .pt2); returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,7 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, keep:
     atomic_torch_save(out_dir / "pruned_weights.pt", {
         "format": PRUNED_FORMAT, "model": session.config.model, "num_classes": session.data.num_classes,
         "input_shape": list(session.input_shape), "stem": stem or "auto",
-        "keep": {g.root: torch.nonzero(k).flatten().tolist() for g, k in zip(session.groups, keep)},
+        "cycles": record.cycles, "removed": record.removed,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     })
     written = ["pruned_weights.pt"]
@@ -67,25 +69,29 @@ def load_pruned(path: str | Path) -> nn.Module:
         data = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # missing, corrupt or pickled-code files
         raise ModelError(f"{path} is not a readable pruned-weights file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict) or data.get("format") != PRUNED_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise ModelError(f"{path} is not a prunevo pruned-weights file ({PRUNED_FORMAT})")
     shape = tuple(data["input_shape"])
     model = build_model(data["model"], data["num_classes"], shape, data["stem"]).eval()
     example = torch.zeros(1, *shape)
-    groups = find_groups(model, example)
-    masks = []
-    for g in groups:
-        mask = torch.zeros(g.size, dtype=torch.bool)
-        mask[torch.as_tensor(data["keep"].get(g.root, list(range(g.size))), dtype=torch.long)] = True
-        masks.append(mask)
-    prune_model(model, groups, masks, example)
+    remove_units(model, data.get("removed", []))
+    cycles = data["cycles"] if "cycles" in data else [data["keep"]]
+    for kept in cycles:  # replay each channel-pruning cycle on the model it was chosen for
+        groups = find_groups(model, example)
+        masks = []
+        for g in groups:
+            mask = torch.zeros(g.size, dtype=torch.bool)
+            mask[torch.as_tensor(kept.get(g.root, list(range(g.size))), dtype=torch.long)] = True
+            masks.append(mask)
+        prune_model(model, groups, masks, example)
     model.load_state_dict(data["state_dict"])
     return model.eval()
 
 
 def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, seed: int = 0,
                   progress: bool = False, session: TransferSession | None = None) -> tuple[nn.Module, ApplyResult]:
-    """Prune ``config.model`` with ``criterion`` (a Formula, formula text, classic name or ``random``).
+    """Prune ``config.model`` with ``criterion`` (a Formula, formula text, classic name or ``random``)
+    using ``config.strategy``.
 
     With ``out_dir``, the pruned model and ``report.json``/``report.md`` are written there.
     """
@@ -93,10 +99,10 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
 
     session = session or TransferSession(config, progress=progress)
     (criterion,) = criteria_from([criterion], seed)
-    model, result, keep = session.run(criterion, seed)
+    model, result, record = session.run(criterion, seed)
     if out_dir is not None:
         out = Path(out_dir)
-        files = save_pruned(out, model, session, keep)
+        files = save_pruned(out, model, session, record)
         report = {"config": asdict(config), "result": result.to_dict(), "files": files,
                   "base_checkpoint": session.meta}
         atomic_write_json(out / "report.json", report)

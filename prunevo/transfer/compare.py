@@ -1,16 +1,24 @@
-"""``prunevo compare``: every criterion through the same pipeline, same seeds, same budgets.
+"""``prunevo compare`` and ``prunevo benchmark``: criteria x strategies through one pipeline, same seeds.
 
-Writes ``compare.json`` (every run), ``compare.md`` (mean ± std per criterion, with a "vs random"
-column) and ``compare.png`` (accuracy vs MACs and vs measured latency).
+Writes ``<name>.json`` (every run), ``<name>.md`` (mean ± std per criterion and strategy with a "vs
+random" column, and a criteria x strategies grid when there are several strategies) and ``<name>.png``
+(accuracy vs MACs and vs measured latency).
+
+Strategies are named like table columns: ``uniform``, ``global``, ``random-search`` (channel pruning
+with that allocation), ``layer``, ``iterative`` (uniform), ``iterative-global``, ``unstructured``.
+When layer pruning is compared with channel strategies under a MACs target and ``match_latency`` is
+on, the layer runs go first and the channel strategies then target their median measured latency.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from prunevo.transfer.report import CompareRow, compare_markdown, plot_compare, summarize
+from prunevo.transfer.report import CompareRow, target_text, compare_markdown, grid_markdown, plot_compare, summarize
 from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from
+from prunevo.transfer.variants import strategy_changes
 from prunevo.utils import atomic_write_json, atomic_write_text
 
 DEFAULT_CRITERIA = ("l1", "l2", "bn", "taylor", "random")
@@ -23,36 +31,69 @@ class CompareResult:
     rows: list[CompareRow]
     markdown: str
     wall_s: float
+    matched_latency: float | None = None  # share of the unpruned latency the channel strategies targeted
+
+
+def _latency_share(session: TransferSession, runs: list[ApplyResult]) -> float:
+    device, batch = session.latency_key
+    return statistics.median(r.after.latency_ms[device][batch] / r.before.latency_ms[device][batch] for r in runs)
+
+
+def _title(config: TransferConfig, seeds, matched: float | None, strategies: list[str]) -> str:
+    title = (f"{config.model} on {config.dataset}: {target_text(asdict(config))}, {config.finetune.epochs:g} fine-tune epochs "
+             f"({config.finetune.lr_schedule}), seeds {list(seeds)}")
+    if len(strategies) > 1 or strategies[0] != "uniform":
+        title += f"; strategies {', '.join(strategies)}"
+    if matched is not None:
+        title += f"; channel strategies matched to layer pruning's measured latency ({matched:.0%} of unpruned)"
+    return title
 
 
 def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, ...] = (0, 1, 2),
                      out_dir: str | Path | None = None, progress: bool = False,
-                     session: TransferSession | None = None) -> CompareResult:
-    """Run ``apply`` for every criterion and seed; summarize with mean ± std and the gap to random."""
+                     session: TransferSession | None = None, strategies: list[str] | None = None,
+                     match_latency: bool = True, name: str = "compare") -> CompareResult:
+    """Run ``apply`` for every criterion, strategy and seed; summarize with mean ± std and the gap to random.
+
+    ``strategies`` default to the config's own (``config.variant``).
+    """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    strategies = list(dict.fromkeys(strategies or [config.variant]))
+    changes = {s: strategy_changes(s) for s in strategies}
     session = session or TransferSession(config, progress=progress)
     names = list(dict.fromkeys(criteria))
     if "random" not in names:
         names.append("random")  # every comparison is against random under the same budget
+    matched = None
+    match = (match_latency and "layer" in strategies and config.target_macs is not None and config.latency is not None
+             and any(c["strategy"] == "channel" for c in changes.values()))
+    if match:
+        strategies.sort(key=lambda s: s != "layer")  # layer pruning first: its latency is the one to match
     runs: list[ApplyResult] = []
-    jobs = [(name, seed) for name in names for seed in seeds]
-    for name, seed in tqdm(jobs, desc="compare", disable=not progress):
-        (criterion,) = criteria_from([name], seed)
-        _, result, _ = session.run(criterion, seed)
+    jobs = [(s, n, seed) for s in strategies for n in (["random"] if s == "unstructured" else names) for seed in seeds]
+    for strategy, crit_name, seed in tqdm(jobs, desc=name, disable=not progress):
+        overrides = dict(changes[strategy])
+        if match and overrides["strategy"] == "channel":
+            if matched is None:
+                matched = round(_latency_share(session, [r for r in runs if r.strategy == "layer"]), 4)
+            overrides.update(target_macs=None, target_latency=matched)
+        (criterion,) = criteria_from([crit_name], seed)
+        _, result, _ = session.variant(**overrides).run(criterion, seed)
         runs.append(result)
     rows = summarize(runs)
-    title = (f"{config.model} on {config.dataset}: "
-             + (f"{config.target_macs:.0%} MACs" if config.target_macs is not None else f"{config.channel_ratio:.0%} channels removed")
-             + f", {config.finetune.epochs} fine-tune epochs ({config.finetune.lr_schedule}), seeds {list(seeds)}")
+    title = _title(config, seeds, matched, strategies)
     markdown = compare_markdown(rows, session.base, title)
+    if len(strategies) > 1:
+        markdown += "\n" + grid_markdown(rows, session.base, strategies, session.latency_key if config.latency else None)
     wall = round(time.perf_counter() - start, 1)
     if out_dir is not None:
         out = Path(out_dir)
-        atomic_write_json(out / "compare.json", {"config": asdict(config), "seeds": list(seeds),
+        atomic_write_json(out / f"{name}.json", {"config": asdict(config), "seeds": list(seeds),
+                                                 "strategies": strategies, "matched_latency": matched,
                                                  "base": asdict(session.base), "runs": [r.to_dict() for r in runs],
                                                  "summary": [asdict(r) for r in rows], "wall_s": wall})
-        atomic_write_text(out / "compare.md", markdown)
-        plot_compare(runs, session.base, out / "compare.png")
-    return CompareResult(session.base, runs, rows, markdown, wall)
+        atomic_write_text(out / f"{name}.md", markdown)
+        plot_compare(runs, session.base, out / f"{name}.png")
+    return CompareResult(session.base, runs, rows, markdown, wall, matched)

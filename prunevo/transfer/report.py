@@ -17,6 +17,14 @@ def _acc(m: Measurement) -> str:
     return f"{m.top1:.4f}" + (f" / {m.top5:.4f}" if m.top5 is not None else "")
 
 
+def target_text(config: dict) -> str:
+    if config.get("target_latency") is not None:
+        return f"{config['target_latency']:.0%} of the measured latency"
+    if config.get("target_macs") is not None:
+        return f"{config['target_macs']:.0%} of the MACs"
+    return f"{config['channel_ratio']:.0%} of the channels removed"
+
+
 def apply_markdown(result: ApplyResult, config: dict) -> str:
     b, a = result.before, result.after
     devices = sorted(set(b.latency_ms) | set(a.latency_ms))
@@ -25,9 +33,9 @@ def apply_markdown(result: ApplyResult, config: dict) -> str:
         f"# prunevo apply: {config['model']} on {config['dataset']}",
         "",
         f"- criterion: `{result.criterion}`" + (f" = `{result.formula}`" if result.formula and result.formula != result.criterion else ""),
-        "- target: " + (f"{config['target_macs']:.0%} of the MACs" if config.get("target_macs") is not None
-                         else f"{config['channel_ratio']:.0%} of the channels removed")
-        + f" ({config['selection']} selection, group reduction {config['group_reduction']}, Domino-{config['domino']})",
+        "- target: " + target_text(config) + f"; strategy {result.strategy}"
+        + (f" ({config['cycles']} cycles)" if config["strategy"] in ("iterative", "unstructured") else "")
+        + f", group reduction {config['group_reduction']}, Domino-{config['domino']}",
         f"- fine-tuning: {config['finetune']['epochs']} epochs, lr {config['finetune']['lr']}, "
         f"schedule {config['finetune']['lr_schedule']}; seed {result.seed}",
         "",
@@ -45,6 +53,12 @@ def apply_markdown(result: ApplyResult, config: dict) -> str:
         "",
         "Channels kept per group: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in result.kept.items()),
         "",
+        *([f"Removed blocks/layers ({len(result.removed)} modules): " + ", ".join(result.removed), ""]
+          if result.removed else []),
+        *([f"Zero weights: {result.sparsity:.1%} of all conv/linear weights (unstructured: the shapes, MACs and "
+           f"latency of the dense model are unchanged).", ""] if result.sparsity is not None else []),
+        *([f"Random search: held-out top-1 of the {len(result.search_top1)} candidate configurations: "
+           + ", ".join(f"{v:.4f}" for v in result.search_top1), ""] if result.search_top1 else []),
         "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in result.wall_s.items()),
         "",
     ]
@@ -55,6 +69,7 @@ def apply_markdown(result: ApplyResult, config: dict) -> str:
 class CompareRow:
     criterion: str
     formula: str | None
+    strategy: str
     runs: int
     top1_mean: float
     top1_std: float
@@ -62,6 +77,7 @@ class CompareRow:
     macs_fraction: float
     params: int
     latency_ms: dict[str, dict[int, float]]  # mean over seeds
+    sparsity: float | None = None  # unstructured pruning
 
 
 def _mean(values: list[float]) -> float:
@@ -69,23 +85,28 @@ def _mean(values: list[float]) -> float:
 
 
 def summarize(results: list[ApplyResult]) -> list[CompareRow]:
-    by_name: dict[str, list[ApplyResult]] = {}
+    """One row per (strategy, criterion), sorted by strategy then accuracy; "vs random" within a strategy."""
+    by_key: dict[tuple[str, str], list[ApplyResult]] = {}
     for r in results:
-        by_name.setdefault(r.criterion, []).append(r)
-    random_mean = _mean([r.after.top1 for r in by_name.get("random", [])]) if "random" in by_name else None
+        by_key.setdefault((r.strategy, r.criterion), []).append(r)
     rows = []
-    for name, runs in by_name.items():
+    for (strategy, name), runs in by_key.items():
+        randoms = by_key.get((strategy, "random"))
+        random_mean = _mean([r.after.top1 for r in randoms]) if randoms else None
         accs = [r.after.top1 for r in runs]
         latency: dict[str, dict[int, float]] = {}
         for device in runs[0].after.latency_ms:
             latency[device] = {b: round(_mean([r.after.latency_ms[device][b] for r in runs]), 4)
                                for b in runs[0].after.latency_ms[device]}
         mean = _mean(accs)
-        rows.append(CompareRow(name, runs[0].formula, len(runs), mean, statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        sparsities = [r.sparsity for r in runs if r.sparsity is not None]
+        rows.append(CompareRow(name, runs[0].formula, strategy, len(runs), mean,
+                               statistics.stdev(accs) if len(accs) > 1 else 0.0,
                                None if random_mean is None else mean - random_mean,
                                _mean([r.macs_fraction for r in runs]), round(_mean([r.after.params for r in runs])),
-                               latency))
-    return sorted(rows, key=lambda r: -r.top1_mean)
+                               latency, _mean(sparsities) if sparsities else None))
+    order = list(dict.fromkeys(r.strategy for r in results))
+    return sorted(rows, key=lambda r: (order.index(r.strategy), -r.top1_mean))
 
 
 def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> str:
@@ -95,19 +116,54 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> s
     def cells(values: list[str]) -> str:
         return "".join(f" {v} |" for v in values)
 
+    several = len({r.strategy for r in rows}) > 1
+    strategy_head, strategy_rule = ("strategy | ", "---|") if several else ("", "")
     lines = [f"# {title}", "",
-             "| criterion | top-1 (mean ± std) | vs random | MACs kept | params |" + cells(lat_cols),
-             "|---|---:|---:|---:|---:|" + "---:|" * len(lat_cols)]
-    lines.append(f"| unpruned | {base.top1:.4f} | | 100% | {base.params:,} |"
+             f"| {strategy_head}criterion | top-1 (mean ± std) | vs random | MACs kept | params |" + cells(lat_cols),
+             f"|{strategy_rule}---|---:|---:|---:|---:|" + "---:|" * len(lat_cols)]
+    lines.append(f"| {'| ' if several else ''}unpruned | {base.top1:.4f} | | 100% | {base.params:,} |"
                  + cells([_ms(base, d, k) for d in devices for k in batches]))
     for r in rows:
         lat = [f"{r.latency_ms.get(d, {}).get(k, float('nan')):.2f}" for d in devices for k in batches]
         vs = "" if r.vs_random is None else f"{r.vs_random:+.4f}"
-        lines.append(f"| {r.criterion} | {r.top1_mean:.4f} ± {r.top1_std:.4f} | {vs} | {r.macs_fraction:.1%} | "
-                     f"{r.params:,} |" + cells(lat))
+        kept = f"{r.macs_fraction:.1%}" + (f" (dense; {r.sparsity:.1%} zero weights)" if r.sparsity is not None else "")
+        lines.append(f"| {r.strategy + ' | ' if several else ''}{r.criterion} | {r.top1_mean:.4f} ± {r.top1_std:.4f} | "
+                     f"{vs} | {kept} | {r.params:,} |" + cells(lat))
     formulas = [r for r in rows if r.formula and r.formula != r.criterion]
     if formulas:
         lines += ["", "Formulas: " + "; ".join(f"`{r.criterion}` = `{r.formula}`" for r in formulas)]
+    return "\n".join(lines) + "\n"
+
+
+def grid_markdown(rows: list[CompareRow], base: Measurement, strategies: list[str],
+                  latency_key: tuple[str, int] | None) -> str:
+    """Criteria x strategies: each cell top-1 (gap to random in that strategy), MACs kept and latency."""
+    by = {(r.criterion, r.strategy): r for r in rows}
+    criteria = list(dict.fromkeys(r.criterion for r in rows if r.strategy != "unstructured"))
+    device, batch = latency_key or ("", 0)
+    base_ms = base.latency_ms.get(device, {}).get(batch)
+    unit = f"{device} b{batch} ms" if latency_key else ""
+    lines = ["Criteria x strategies: top-1 (vs random), MACs kept" + (f", {unit}" if unit else "")
+             + (f"; unpruned: {base.top1:.4f}, 100%" + (f", {base_ms:.2f} ms" if base_ms else "") if base else ""), "",
+             "| criterion | " + " | ".join(s for s in strategies if s != "unstructured") + " |",
+             "|---|" + "---:|" * len([s for s in strategies if s != "unstructured"])]
+    for name in criteria:
+        cells = []
+        for strategy in strategies:
+            if strategy == "unstructured":
+                continue
+            r = by.get((name, strategy))
+            if r is None:
+                cells.append("-")
+                continue
+            vs = f" ({r.vs_random:+.4f})" if r.vs_random is not None and name != "random" else ""
+            ms = r.latency_ms.get(device, {}).get(batch)
+            cells.append(f"{r.top1_mean:.4f}{vs}<br>{r.macs_fraction:.0%}" + (f", {ms:.2f} ms" if ms is not None else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for r in rows:
+        if r.strategy == "unstructured":
+            lines += ["", f"Unstructured IMP baseline (global weight magnitude, same cycles): top-1 {r.top1_mean:.4f} ± "
+                          f"{r.top1_std:.4f} at {r.sparsity:.1%} zero weights; dense shapes, so no MACs or latency gain."]
     return "\n".join(lines) + "\n"
 
 
@@ -121,22 +177,31 @@ def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
     device = "cuda" if any("cuda" in r.after.latency_ms for r in results) else "cpu"
     has_latency = all(device in r.after.latency_ms for r in results)
     fig, axes = plt.subplots(1, 2 if has_latency else 1, figsize=(11 if has_latency else 6, 4.2), squeeze=False)
+    strategies = list(dict.fromkeys(r.strategy for r in results))
     names = list(dict.fromkeys(r.criterion for r in results))
-    for i, name in enumerate(names):
-        runs = [r for r in results if r.criterion == name]
-        color = f"C{i % 10}"
-        axes[0][0].scatter([r.after.macs / 1e6 for r in runs], [r.after.top1 for r in runs], color=color, label=name)
+    markers = "osD^v<>pP*X"
+    # one strategy: a colour per criterion; several: a colour per strategy and a marker per criterion
+    for key in dict.fromkeys((r.strategy, r.criterion) for r in results):
+        runs = [r for r in results if (r.strategy, r.criterion) == key]
+        strategy, name = key
+        if len(strategies) > 1:
+            color, marker, label = f"C{strategies.index(strategy) % 10}", markers[names.index(name) % len(markers)], \
+                f"{strategy}: {name}"
+        else:
+            color, marker, label = f"C{names.index(name) % 10}", "o", name
+        axes[0][0].scatter([r.after.macs / 1e6 for r in runs], [r.after.top1 for r in runs], color=color,
+                           marker=marker, label=label)
         if has_latency:
             batch = min(runs[0].after.latency_ms[device])
             axes[0][1].scatter([r.after.latency_ms[device][batch] for r in runs], [r.after.top1 for r in runs],
-                               color=color, label=name)
+                               color=color, marker=marker, label=label)
     axes[0][0].axhline(base.top1, color="grey", linestyle="--", label="unpruned")
     axes[0][0].set(xlabel="MACs (M)", ylabel="top-1", title="accuracy vs MACs")
     if has_latency:
         batch = min(base.latency_ms.get(device, {1: 0}))
         axes[0][1].axhline(base.top1, color="grey", linestyle="--")
         axes[0][1].set(xlabel=f"{device} latency, batch {batch} (ms)", ylabel="top-1", title="accuracy vs latency")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7 if len(strategies) > 1 else 8, ncol=2 if len(strategies) > 1 else 1)
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)

@@ -1,16 +1,17 @@
-"""One transfer setting (model, dataset, checkpoint, prune target, fine-tune budget) and its pipeline.
+"""One transfer setting (model, dataset, checkpoint, strategy, prune target, fine-tune budget) and its pipeline.
 
 A session loads the data and the base model once, finds the channel groups, measures the base model,
-and then prunes it with any number of criteria and seeds under identical settings:
-calibration statistics -> group scores -> keep-masks meeting the target -> physical removal
-(checked against the masked network) -> BatchNorm recalibration -> fine-tuning -> measurement.
+and then prunes it with any number of criteria and seeds under identical settings.  The channel
+strategy runs calibration statistics -> group scores -> keep-masks meeting the target -> physical
+removal (checked against the masked network) -> BatchNorm recalibration -> fine-tuning -> measurement;
+layer, iterative and unstructured pruning (``strategies``) reuse the same steps.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -19,23 +20,38 @@ from prunevo.errors import ModelError, PrunevoError
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.cost import MacsEstimator, measure_cost
 from prunevo.pruning.criteria import FormulaCriterion, InvalidScores, RandomCriterion, as_criterion, rank_problem
-from prunevo.pruning.groups import find_groups
+from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation, masks_along
+from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.latency import LatencySpec, measure_latency
+from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, select
 from prunevo.pruning.statistics import gather_stats, stratified_indices
 from prunevo.pruning.target import meet_macs_target
 from prunevo.transfer.setup import load_setup
+from prunevo.transfer.variants import STRATEGIES, variant_name
 from prunevo.transfer.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn, resolve_device
 from prunevo.zoo.images import labels_of
 
 log = logging.getLogger(__name__)
 
 
+DATA_FIELDS = ("model", "dataset", "data_root", "download", "checkpoint", "image_size", "stem", "domino",
+               "calibration_samples", "device", "amp", "channels_last", "latency", "cache_dir")
+
+
 @dataclass(frozen=True)
 class TransferConfig:
-    """Everything that defines a transfer experiment except the criterion and the seed."""
+    """Everything that defines a transfer experiment except the criterion and the seed.
+
+    Exactly one target: ``target_macs`` (share of the MACs kept), ``channel_ratio`` (share of the channels
+    removed) or ``target_latency`` (share of the unpruned model's measured latency; channel and layer
+    strategies).  ``strategy``: ``channel`` (one shot), ``layer`` (remove whole blocks/layers),
+    ``iterative`` (``cycles`` prune/retrain cycles; ``finetune.epochs`` is the total retraining budget,
+    split evenly) or ``unstructured`` (the IMP baseline: global weight magnitude, ``cycles`` cycles, to a
+    sparsity of ``channel_ratio`` or ``1 - target_macs``).
+    """
 
     model: str
     dataset: str = "digits"
@@ -46,7 +62,12 @@ class TransferConfig:
     stem: str = "auto"
     target_macs: float | None = 0.5  # share of the original MACs that remains
     channel_ratio: float | None = None  # or: share of channels removed (layer-wise or globally)
-    selection: str = "layerwise"
+    target_latency: float | None = None  # or: share of the original latency (device and batch: latency_key)
+    strategy: str = "channel"
+    allocation: str = "uniform"  # uniform | global | random-search (channel and iterative strategies)
+    search: SearchSpec = field(default_factory=SearchSpec)
+    cycles: int = 3
+    layer_reduction: str = "mean"
     max_layer_ratio: float = 0.9
     group_reduction: str = "mean"
     domino: str = "o"
@@ -59,16 +80,45 @@ class TransferConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.target_macs is None) == (self.channel_ratio is None):
-            raise PrunevoError("give exactly one of target_macs (--target-macs) and channel_ratio (--channel-ratio)")
+        targets = [t for t in (self.target_macs, self.channel_ratio, self.target_latency) if t is not None]
+        if len(targets) != 1:
+            raise PrunevoError("give exactly one of target_macs (--target-macs), channel_ratio (--channel-ratio) "
+                               "and target_latency (--target-latency)")
+        if self.strategy not in STRATEGIES:
+            raise PrunevoError(f"unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
+        check_allocation(self.allocation)
         if self.calibration_samples < 2:
             raise PrunevoError("calibration_samples must be at least 2")
-        self.prune_spec()  # validates selection, reduction, Domino variant and caps
+        if self.cycles < 1:
+            raise PrunevoError(f"cycles must be >= 1, got {self.cycles}")
+        if self.layer_reduction not in UNIT_REDUCTIONS:
+            raise PrunevoError(f"unknown layer-score reduction {self.layer_reduction!r}; "
+                               f"allowed: {', '.join(UNIT_REDUCTIONS)}")
+        if self.target_latency is not None:
+            if not 0.0 < self.target_latency <= 1.0:
+                raise PrunevoError(f"latency target {self.target_latency} is out of range; allowed: 0 < target <= 1 "
+                                   f"(the share of the original latency that remains)")
+            if self.latency is None:
+                raise PrunevoError("a latency target needs latency measurement (drop --no-latency)")
+            if self.strategy not in ("channel", "layer"):
+                raise PrunevoError(f"--target-latency works with the channel and layer strategies, not {self.strategy}")
+        if self.allocation == "random-search" and self.channel_ratio is not None:
+            raise PrunevoError("random search samples configurations under a MACs budget: give --target-macs or "
+                               "--target-latency, not --channel-ratio")
+        if self.strategy == "layer" and self.channel_ratio is not None:
+            raise PrunevoError("layer pruning removes whole blocks: give --target-macs or --target-latency, "
+                               "not --channel-ratio")
+        self.prune_spec()  # validates the reduction, Domino variant and caps
 
     def prune_spec(self) -> PruneSpec:
-        return PruneSpec(ratio=self.channel_ratio or 0.0, selection=self.selection,
+        return PruneSpec(ratio=self.channel_ratio or 0.0, selection=SELECTION_OF.get(self.allocation, "layerwise"),
                          max_layer_ratio=self.max_layer_ratio, group_reduction=self.group_reduction,
                          domino=self.domino)
+
+    @property
+    def variant(self) -> str:
+        """The strategy as a table column: uniform, global, random-search, layer, iterative..."""
+        return variant_name(self.strategy, self.allocation)
 
 
 @dataclass
@@ -81,6 +131,14 @@ class Measurement:
 
 
 @dataclass
+class PruneRecord:
+    """How to rebuild the pruned architecture from the base model (saved with the pruned weights)."""
+
+    cycles: list[dict[str, list[int]]] = field(default_factory=list)  # per cycle: group root -> kept channels
+    removed: list[str] = field(default_factory=list)  # modules replaced by nn.Identity (layer pruning)
+
+
+@dataclass
 class ApplyResult:
     criterion: str
     formula: str | None
@@ -89,12 +147,35 @@ class ApplyResult:
     macs_fraction: float
     before: Measurement
     after: Measurement
-    pruned_top1: float  # after BatchNorm recalibration, before fine-tuning
+    pruned_top1: float  # after BatchNorm recalibration, before the (last) fine-tuning
     kept: dict[str, list[int]]  # group root -> [kept channels, original channels]
     wall_s: dict[str, float]
+    strategy: str = "uniform"  # TransferConfig.variant
+    removed: list[str] = field(default_factory=list)  # layer pruning: the removed blocks/layers
+    sparsity: float | None = None  # unstructured pruning: share of zero conv/linear weights
+    search_top1: list[float] = field(default_factory=list)  # random search: held-out top-1 of each candidate
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Stage:
+    """A model being pruned, with what selection needs: its groups, a MACs estimator and its MACs."""
+
+    model: nn.Module
+    groups: list[ChannelGroup]
+    estimator: MacsEstimator
+    macs: int
+
+
+@dataclass
+class Selection:
+    keep: list[torch.Tensor]
+    ratio: float  # channel ratio, or the pruning amount of a sampled configuration
+    macs_fraction: float  # of the stage's model; NaN without a MACs target
+    pruned: nn.Module | None  # the physically pruned copy, when one was made
+    search_top1: list[float] = field(default_factory=list)
 
 
 def criterion_label(criterion) -> tuple[str, str | None]:
@@ -115,7 +196,18 @@ class TransferSession:
         self.groups = find_groups(self.model, self.example)
         self._stats: dict[int, tuple] = {}
         self.base = self.measure(self.model)
-        self.estimator = MacsEstimator(self.model, self.groups, self.example)
+        self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
+                                self.base.macs)
+
+    def variant(self, **changes) -> "TransferSession":
+        """The same data, base model, statistics and base measurement under other pruning settings."""
+        config = replace(self.config, **changes)
+        changed = [f for f in DATA_FIELDS if getattr(config, f) != getattr(self.config, f)]
+        if changed:
+            raise PrunevoError(f"a session variant cannot change {', '.join(changed)}; start a new session")
+        other = copy.copy(self)
+        other.config = config
+        return other
 
     # -- measurement ------------------------------------------------------------------------------
     def latency(self, model: nn.Module) -> dict[str, dict[int, float]]:
@@ -127,6 +219,19 @@ class TransferSession:
             result["cuda"] = measure_latency(model, self.input_shape, self.accel.device, spec,
                                              channels_last=self.accel.use_channels_last).median_ms
         return result
+
+    @property
+    def latency_key(self) -> tuple[str, int]:
+        """Where latency targets are measured: the session's device, the largest latency batch."""
+        return ("cuda" if self.accel.device.startswith("cuda") else "cpu", max(self.config.latency.batch_sizes))
+
+    def key_latency(self, model: nn.Module) -> float:
+        """Milliseconds at ``latency_key`` only (cheaper than ``latency`` when searching a target)."""
+        device, batch = self.latency_key
+        spec = replace(self.config.latency, batch_sizes=(batch,))
+        where = self.accel.device if device == "cuda" else "cpu"
+        return measure_latency(model, self.input_shape, where, spec,
+                               channels_last=device == "cuda" and self.accel.use_channels_last).median_ms[batch]
 
     def measure(self, model: nn.Module) -> Measurement:
         model.cpu()
@@ -143,19 +248,24 @@ class TransferSession:
         items = [self.data.train_plain[int(i)] for i in order]
         return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
-    def stats(self, seed: int):
-        if seed not in self._stats:
-            x, y = self.calibration(seed)
-            model = self.model.to(self.accel.device)
-            stats = gather_stats(model, self.groups, x.to(self.accel.device), y.to(self.accel.device),
-                                 self.data.num_classes, consumers=self.config.domino == "io")
-            self.model.cpu()
-            self._stats[seed] = (x, stats)
-        return self._stats[seed]
+    def stage(self, model: nn.Module) -> Stage:
+        groups = find_groups(model, self.example)
+        return Stage(model, groups, MacsEstimator(model, groups, self.example), measure_cost(model, self.example).macs)
 
-    def select(self, criterion, seed: int) -> tuple[list[torch.Tensor], float, float, nn.Module | None]:
-        """(keep-masks, channel ratio, MACs fraction, pruned copy if one was made) under the session's target."""
-        _, stats = self.stats(seed)
+    def stats(self, seed: int, stage: Stage | None = None):
+        """(calibration images, statistics of ``stage``'s groups); cached for the base model."""
+        if stage is None and seed in self._stats:
+            return self._stats[seed]
+        x, y = self.calibration(seed)
+        model = (stage or self.base_stage).model.to(self.accel.device)
+        stats = gather_stats(model, (stage or self.base_stage).groups, x.to(self.accel.device),
+                             y.to(self.accel.device), self.data.num_classes, consumers=self.config.domino == "io")
+        model.cpu()
+        if stage is None:
+            self._stats[seed] = (x, stats)
+        return x, stats
+
+    def scores(self, criterion, stats) -> list[torch.Tensor]:
         name = criterion_label(criterion)[0]
         try:
             scores = [s.detach().cpu().double()
@@ -166,20 +276,37 @@ class TransferSession:
         if problems:  # unlike fitness, transfer goes on: ties are broken by channel index, said loudly
             log.warning("criterion %r: %d of %d groups have constant or tied scores (first: %s); ties are broken "
                         "by channel index", name, len(problems), len(scores), problems[0])
-        spec = self.config.prune_spec()
-        if self.config.target_macs is not None:
-            hit = meet_macs_target(self.model, self.groups, scores, spec, self.config.target_macs, self.example,
-                                   estimator=self.estimator, full_macs=self.base.macs)
-            return hit.keep, hit.ratio, hit.macs_fraction, hit.pruned
-        keep = select(scores, spec)
-        return keep, spec.ratio, float("nan"), None
+        return scores
 
-    def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None) -> nn.Module:
-        """A physically pruned copy of the base model, verified against the masked network."""
-        masked = copy.deepcopy(self.model).eval()
-        apply_masks(masked, self.groups, keep)
+    def select(self, criterion, seed: int, stage: Stage | None = None, target_macs: float | None = None,
+               ratio: float | None = None) -> Selection:
+        """Keep-masks for ``stage`` (the base model by default) under a MACs target (a share of the stage's
+        MACs) or a channel ratio; both default to the session's."""
+        stage = stage or self.base_stage
+        _, stats = self.stats(seed, None if stage is self.base_stage else stage)
+        scores = self.scores(criterion, stats)
+        spec = self.config.prune_spec()
+        if target_macs is None and ratio is None:
+            target_macs, ratio = self.config.target_macs, self.config.channel_ratio
+        if self.config.allocation == "random-search":
+            from prunevo.transfer.search import search_configuration
+
+            return search_configuration(self, stage, scores, seed, target_macs, ratio)
+        if target_macs is not None:
+            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec), target_macs, self.example,
+                                   estimator=stage.estimator, full_macs=stage.macs, allocation=self.config.allocation)
+            return Selection(hit.keep, hit.ratio, hit.macs_fraction, hit.pruned)
+        keep = select(scores, replace(spec, ratio=ratio))
+        return Selection(keep, ratio, float("nan"), None)
+
+    def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
+              stage: Stage | None = None) -> nn.Module:
+        """A physically pruned copy of the stage's model, verified against the masked network."""
+        stage = stage or self.base_stage
+        masked = copy.deepcopy(stage.model).eval()
+        apply_masks(masked, stage.groups, keep)
         if pruned is None:
-            pruned = prune_model(copy.deepcopy(self.model).eval(), self.groups, keep, self.example)
+            pruned = prune_model(copy.deepcopy(stage.model).eval(), stage.groups, keep, self.example)
         pruned.eval()
         with torch.no_grad():
             expected, got = masked(check_input), pruned(check_input)
@@ -188,34 +315,40 @@ class TransferSession:
                              "reorders or reshapes channels in a way the pruner does not track")
         return pruned
 
-    def run(self, criterion, seed: int = 0) -> tuple[nn.Module, ApplyResult, list[torch.Tensor]]:
-        """(pruned and fine-tuned model, its result, the keep-masks per group)."""
+    def recalibrated_top1(self, model: nn.Module, seed: int) -> float:
+        """Test top-1 right after pruning, with BatchNorm statistics re-estimated (in place)."""
+        recalibrate_bn(model, self.data.train_plain, self.accel, seed=seed)
+        return evaluate(model, self.data.test, self.accel)["top1"]
+
+    def finetune(self, model: nn.Module, seed: int, desc: str, epochs: float | None = None) -> nn.Module:
+        config = self.config.finetune if epochs is None else replace(self.config.finetune, epochs=epochs)
+        return fit(model, self.data.train, config, seed, self.accel, progress=self.progress, desc=desc)
+
+    def run(self, criterion, seed: int = 0) -> tuple[nn.Module, ApplyResult, PruneRecord]:
+        """(pruned and fine-tuned model, its result, how to rebuild its architecture)."""
+        from prunevo.transfer.strategies import RUNNERS
+
         criterion = as_criterion(criterion, seed)
         if isinstance(criterion, RandomCriterion) and criterion.seed != seed:
             criterion = RandomCriterion(seed)
         name, text = criterion_label(criterion)
-        times = {}
+        if self.config.strategy == "unstructured":
+            name, text = "magnitude", None  # the classic IMP baseline has its own criterion
+        times: dict[str, float] = {}
+        outcome = RUNNERS[self.config.strategy](self, criterion, seed, times)
         start = time.perf_counter()
-        keep, ratio, fraction, pruned = self.select(criterion, seed)
-        x, _ = self.stats(seed)
-        pruned = self.prune(keep, x[:8], pruned)
-        times["prune"] = time.perf_counter() - start
-        start = time.perf_counter()
-        recalibrate_bn(pruned, self.data.train_plain, self.accel, seed=seed)
-        pruned_top1 = evaluate(pruned, self.data.test, self.accel)["top1"]
-        fit(pruned, self.data.train, self.config.finetune, seed, self.accel, progress=self.progress,
-            desc=f"fine-tune {name} (seed {seed})")
-        times["finetune"] = time.perf_counter() - start
-        start = time.perf_counter()
-        after = self.measure(pruned)
+        after = self.measure(outcome.model)
         times["measure"] = time.perf_counter() - start
-        if self.config.target_macs is None:
+        fraction = outcome.macs_fraction
+        if self.config.target_macs is None or fraction != fraction:  # no MACs target, or NaN
             fraction = after.macs / max(1, self.base.macs)
-        kept = {g.root: [int(k.sum()), g.size] for g, k in zip(self.groups, keep)}
-        result = ApplyResult(name, text, seed, round(ratio, 6), round(fraction, 6), self.base, after, pruned_top1,
-                             kept, {k: round(v, 2) for k, v in times.items()})
-        return pruned, result, keep
-
+        final = outcome.record.cycles[-1] if outcome.record.cycles else {}
+        kept = {g.root: [len(final.get(g.root, range(g.size))), g.size] for g in self.groups}
+        result = ApplyResult(name, text, seed, round(outcome.ratio, 6), round(fraction, 6), self.base, after,
+                             outcome.pruned_top1, kept, {k: round(v, 2) for k, v in times.items()},
+                             self.config.variant, list(outcome.record.removed), outcome.sparsity,
+                             outcome.search_top1)
+        return outcome.model, result, outcome.record
 
 def criteria_from(specs: list, seed: int = 0) -> list:
     """Criteria from classic names, ``random``, formula text, .json/.txt exports, run directories (their

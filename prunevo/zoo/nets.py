@@ -1,4 +1,4 @@
-"""Small networks for fitness tasks: a VGG-style net, a ResNet-style net with residual adds, LeNet-5.
+"""Small networks for fitness tasks: a VGG-style net, ResNet-style nets with residual adds, LeNet-5.
 
 They adapt to the input size (8x8 digits to 28x28 MNIST) and use non-inplace ReLUs so that statistics
 hooks see each activation unmodified.
@@ -55,7 +55,8 @@ class BasicBlock(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """Stem + three stages of basic blocks (16, 32, 64 channels); residual adds couple channels."""
+    """Stem + three stages of basic blocks (32, 64, 128 channels; 2, 1, 1 blocks by default); residual adds
+    couple channels."""
 
     def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128),
                  blocks: tuple[int, ...] = (2, 1, 1)):
@@ -99,6 +100,9 @@ SMALL_NETS: dict[str, Callable[..., nn.Module]] = {
     "vgg": lambda c, k, size: SmallVGG(c, k),
     "resnet": lambda c, k, size: SmallResNet(c, k),
     "lenet5": lambda c, k, size: LeNet5(c, k, size),
+    # He et al.'s CIFAR ResNet-20 (3 stages x 3 basic blocks, 16/32/64 channels; projection shortcuts):
+    # the classic small ResNet of pruning papers, with 7 removable blocks for layer pruning
+    "resnet20": lambda c, k, size: SmallResNet(c, k, widths=(16, 32, 64), blocks=(3, 3, 3)),
 }
 
 

@@ -1,0 +1,72 @@
+"""Random channel-configuration search (Li et al., 2022) inside a transfer session.
+
+Every candidate is a sampled vector of per-group keep ratios rescaled to the MACs target; the
+criterion chooses the channels inside each group.  Each candidate's pruned network is scored on a
+class-stratified held-out subset of the validation split after BatchNorm recalibration (and a short
+fine-tune when ``SearchSpec.finetune_epochs`` > 0); the best one is kept.  The configurations come
+from the run's seed, so every criterion is searched over the same candidates.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import replace
+
+import torch
+from torch.utils.data import Subset
+
+from prunevo.errors import PrunevoError
+from prunevo.pruning.allocation import masks_along, sample_configurations
+from prunevo.pruning.statistics import stratified_indices
+from prunevo.pruning.target import meet_macs_target
+from prunevo.transfer.training import evaluate, fit, recalibrate_bn
+from prunevo.utils import derive_seed
+from prunevo.zoo.images import labels_of
+
+log = logging.getLogger(__name__)
+
+
+def heldout_subset(session, seed: int) -> Subset:
+    """``search.samples`` class-stratified validation images (never the test split)."""
+    val = session.data.val
+    per_class = max(1, session.config.search.samples // session.data.num_classes)
+    return Subset(val, stratified_indices(labels_of(val), per_class, seed).tolist())
+
+
+def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float | None,
+                         ratio: float | None):
+    """The best of ``search.candidates`` sampled configurations, as a ``Selection``."""
+    from tqdm.auto import tqdm
+
+    from prunevo.transfer.session import Selection
+
+    if target_macs is None:
+        raise PrunevoError("random search needs a MACs target (--target-macs), not a channel ratio")
+    config = session.config
+    spec = config.prune_spec()
+    heldout = heldout_subset(session, seed)
+    sizes = [len(s) for s in scores]
+    candidates = sample_configurations(sizes, config.search.candidates, derive_seed(seed, "configurations"), spec)
+    best, best_top1, tried = None, -1.0, []
+    for candidate in tqdm(candidates, desc="random search", disable=not session.progress, leave=False):
+        try:
+            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate), target_macs,
+                                   session.example, estimator=stage.estimator, full_macs=stage.macs,
+                                   allocation="random-search")
+        except PrunevoError:  # this sample's per-layer floors cannot reach the target
+            tried.append(float("nan"))
+            continue
+        model = copy.deepcopy(hit.pruned)  # the session verifies hit.pruned against the masked base later
+        recalibrate_bn(model, session.data.train_plain, session.accel, seed=seed)
+        if config.search.finetune_epochs > 0:
+            fit(model, session.data.train, replace(config.finetune, epochs=config.search.finetune_epochs), seed,
+                session.accel)
+        top1 = evaluate(model, heldout, session.accel)["top1"]
+        tried.append(round(top1, 6))
+        if top1 > best_top1:  # strictly better: ties keep the earlier sample, the same in every run
+            best, best_top1 = hit, top1
+    if best is None:
+        raise PrunevoError(f"none of {len(candidates)} sampled configurations reaches {target_macs:.0%} of the MACs; "
+                           f"allowed: a larger --target-macs or --max-layer-ratio")
+    log.info("random search: best held-out top-1 %.4f of %d candidates", best_top1, len(candidates))
+    return Selection(best.keep, best.ratio, best.macs_fraction, best.pruned, tried)

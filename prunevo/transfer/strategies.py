@@ -1,0 +1,186 @@
+"""The pruning strategies of a transfer session; each returns the pruned, fine-tuned model.
+
+- ``channel``: one shot -- keep-masks meeting the target (uniform, global or searched allocation),
+  physical removal, BatchNorm recalibration, fine-tuning; a latency target is met by bisecting the MACs
+  target on measured latency;
+- ``layer``: whole blocks/layers, least important first (``pruning.layers``), as few as meet the target;
+- ``iterative``: ``cycles`` channel prune/retrain cycles, each removing ``1 - (1 - s) ** (1 / k)`` of
+  what is left; the fine-tuning budget is split evenly over the cycles;
+- ``unstructured``: the classic IMP baseline, global weight magnitude with ``torch.nn.utils.prune``.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from prunevo.errors import ModelError, PrunevoError
+from prunevo.pruning.cost import measure_cost
+from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
+from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
+from prunevo.pruning.criteria import InvalidScores
+from prunevo.transfer.session import PruneRecord, Selection, TransferSession, criterion_label
+
+LATENCY_STEPS = 7  # bisection steps on the MACs target when meeting a latency target
+
+
+@dataclass
+class Outcome:
+    model: nn.Module
+    record: PruneRecord
+    ratio: float
+    macs_fraction: float
+    pruned_top1: float
+    sparsity: float | None = None
+    search_top1: list[float] = field(default_factory=list)
+
+
+def _kept(session: TransferSession, stage, keep) -> dict[str, list[int]]:
+    return {g.root: k.nonzero().flatten().tolist() for g, k in zip(stage.groups, keep)}
+
+
+def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: float, hi: float,
+                steps: int = LATENCY_STEPS):
+    """Bisect a knob in [lo, hi] (more = slower) for the largest value whose measured latency meets the
+    session's latency target; returns what ``build`` made there."""
+    device, batch = session.latency_key
+    wanted = session.config.target_latency * session.base.latency_ms[device][batch]
+    best = None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        try:
+            made = build(mid)
+        except PrunevoError:  # this MACs target cannot be reached: prune less
+            lo = mid
+            continue
+        if session.key_latency(made[-1]) <= wanted:
+            best, lo = made, mid
+        else:
+            hi = mid
+    if best is None:
+        raise PrunevoError(f"cannot reach {session.config.target_latency:.0%} of the latency ({wanted:.2f} ms on "
+                           f"{device}, batch {batch}) with {session.config.variant} pruning; allowed: a larger "
+                           f"--target-latency")
+    return best
+
+
+def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+    name = criterion_label(criterion)[0]
+    start = time.perf_counter()
+    x, _ = session.stats(seed)
+
+    def at_macs(target: float | None) -> tuple[Selection, nn.Module]:
+        chosen = session.select(criterion, seed, target_macs=target,
+                                ratio=None if target is not None else session.config.channel_ratio)
+        return chosen, session.prune(chosen.keep, x[:8], chosen.pruned)
+
+    if session.config.target_latency is not None:
+        chosen, pruned = _at_latency(session, at_macs, 0.0, 1.0)
+    else:
+        chosen, pruned = at_macs(session.config.target_macs)
+    times["prune"] = time.perf_counter() - start
+    start = time.perf_counter()
+    top1 = session.recalibrated_top1(pruned, seed)
+    session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
+    times["finetune"] = time.perf_counter() - start
+    record = PruneRecord([_kept(session, session.base_stage, chosen.keep)])
+    return Outcome(pruned, record, chosen.ratio, chosen.macs_fraction, top1, search_top1=chosen.search_top1)
+
+
+def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+    name = criterion_label(criterion)[0]
+    start = time.perf_counter()
+    units = removable_units(session.model, session.example)
+    if not units:
+        raise ModelError(f"{session.config.model} has no block or layer that can be removed: layer pruning needs "
+                         f"residual blocks with identity shortcuts or convolutions whose output has their input's "
+                         f"shape; use --strategy channel")
+    _, stats = session.stats(seed)
+    try:
+        filter_scores = criterion.layer_scores(stats, session.groups)
+    except InvalidScores as exc:
+        raise PrunevoError(f"criterion {name!r} cannot rank layers: {exc}") from None
+    order = removal_order(units, unit_scores(units, filter_scores, session.config.layer_reduction))
+
+    def without(count: float) -> tuple[list[str], nn.Module]:
+        names = [m for unit in order[:round(count)] for m in unit.modules]
+        return names, remove_units(copy.deepcopy(session.model), names).eval()
+
+    if session.config.target_latency is not None:  # the knob is the number of units kept: more = slower
+        names, pruned = _at_latency(session, lambda kept: without(len(order) - kept), 0, len(order),
+                                    steps=max(1, len(order).bit_length() + 1))
+    else:
+        wanted = session.config.target_macs
+        fraction = lambda n: measure_cost(without(n)[1], session.example).macs / session.base.macs  # noqa: E731
+        if fraction(len(order)) > wanted:
+            raise PrunevoError(f"layer pruning can remove at most {len(order)} blocks/layers of "
+                               f"{session.config.model}, which leaves {fraction(len(order)):.1%} of the MACs; "
+                               f"allowed: --target-macs >= {fraction(len(order)):.2f}, or --strategy channel")
+        lo, hi = 0, len(order)  # fewest removals whose MACs meet the target (MACs fall with every removal)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if fraction(mid) > wanted else (lo, mid)
+        names, pruned = without(lo)
+    times["prune"] = time.perf_counter() - start
+    start = time.perf_counter()
+    top1 = session.recalibrated_top1(pruned, seed)
+    session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
+    times["finetune"] = time.perf_counter() - start
+    macs = measure_cost(pruned, session.example).macs / session.base.macs
+    return Outcome(pruned, PruneRecord(removed=names), len(names) / max(1, sum(len(u.modules) for u in units)),
+                   macs, top1)
+
+
+def run_iterative(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+    name = criterion_label(criterion)[0]
+    config = session.config
+    k = config.cycles
+    per_cycle_epochs = config.finetune.epochs / k
+    fractions = cycle_fractions(config.target_macs, k) if config.target_macs is not None else None
+    ratio = cycle_ratio(config.channel_ratio, k) if config.channel_ratio is not None else None
+    stage = session.base_stage
+    record = PruneRecord()
+    times["prune"] = times["finetune"] = 0.0
+    x, _ = session.stats(seed)
+    for cycle in range(k):
+        start = time.perf_counter()
+        # the cumulative target, as a share of the current model's MACs: rounding errors do not pile up
+        target = None if fractions is None else min(1.0, fractions[cycle] * session.base.macs / stage.macs)
+        chosen = session.select(criterion, seed, stage, target_macs=target, ratio=ratio)
+        pruned = session.prune(chosen.keep, x[:8], chosen.pruned, stage)
+        record.cycles.append(_kept(session, stage, chosen.keep))
+        times["prune"] += time.perf_counter() - start
+        start = time.perf_counter()
+        top1 = session.recalibrated_top1(pruned, seed)
+        session.finetune(pruned, seed + cycle, f"cycle {cycle + 1}/{k} {name} (seed {seed})", per_cycle_epochs)
+        times["finetune"] += time.perf_counter() - start
+        if cycle < k - 1:
+            stage = session.stage(pruned)
+    macs = measure_cost(pruned, session.example).macs / session.base.macs
+    kept = sum(len(record.cycles[-1].get(g.root, range(g.size))) for g in session.groups)
+    removed_share = 1 - kept / sum(g.size for g in session.groups)
+    return Outcome(pruned, record, removed_share, macs, top1)
+
+
+def run_unstructured(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+    """Global magnitude IMP; ``criterion`` is not used (the baseline has its own)."""
+    config = session.config
+    total = config.channel_ratio if config.channel_ratio is not None else 1.0 - config.target_macs
+    k = config.cycles
+    model = copy.deepcopy(session.model)
+    times["finetune"] = 0.0
+    start = time.perf_counter()
+    for cycle in range(k):
+        magnitude_step(model, cycle_ratio(total, k))
+        top1 = session.recalibrated_top1(model, seed)
+        session.finetune(model, seed + cycle, f"cycle {cycle + 1}/{k} magnitude (seed {seed})",
+                         config.finetune.epochs / k)
+    times["finetune"] = time.perf_counter() - start
+    make_permanent(model)
+    return Outcome(model, PruneRecord(), total, 1.0, top1, sparsity=round(sparsity(model), 6))
+
+
+RUNNERS = {"channel": run_channel, "layer": run_layer, "iterative": run_iterative, "unstructured": run_unstructured}
