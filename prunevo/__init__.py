@@ -13,6 +13,7 @@ from prunevo.fitness.scoring import ScoreRow, score_criteria
 from prunevo.fitness.tasks import Task, available_tasks, make_task, prepare_task
 from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
 from prunevo.primitives.export import FORMATS, export_formula, read_formula
+from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.latency import LatencySpec
 from prunevo.pruning.selection import PruneSpec
 from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TransferConfig, TransferSession,
@@ -30,7 +31,7 @@ def score_formulas(formulas, tasks=("digits-vgg", "digits-resnet"), n_jobs: int 
 
 
 __all__ = [
-    "ApplyResult", "CompareResult", "FitConfig", "LatencySpec", "TrainConfig", "TransferConfig", "TransferSession",
+    "ApplyResult", "CompareResult", "FitConfig", "LatencySpec", "SearchSpec", "TrainConfig", "TransferConfig", "TransferSession",
     "apply_formula", "compare_criteria", "load_pruned", "train_base",
     "CLASSIC_TEXT", "DataError", "EvolutionConfig", "Evaluator", "FORMATS", "FitnessResult", "Formula", "FormulaError",
     "LayerStats", "ModelError", "PruneSpec", "PrunevoError", "RunError", "RunResult", "ScoreRow", "Task",

@@ -12,6 +12,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.hooks import probe
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,8 @@ class MacsEstimator:
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_input: torch.Tensor):
         self.groups = groups
         spatial: dict[str, int] = {}
-        handles = [m.register_forward_hook(lambda mod, i, o, n=n: spatial.__setitem__(n, o[0, 0].numel()))
-                   for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(example_input[:1])
-        finally:
-            for h in handles:
-                h.remove()
-            model.train(was_training)
+        layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        probe(model, example_input, layers, lambda n, i, o: spatial.__setitem__(n, o[0, 0].numel()))
         self.layers = []
         for name, m in model.named_modules():
             if name not in spatial:

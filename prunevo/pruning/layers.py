@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from prunevo.errors import PrunevoError
+from prunevo.pruning.hooks import probe
 
 UNIT_REDUCTIONS = ("mean", "median", "max", "sum")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish)
@@ -43,20 +44,14 @@ class Unit:
 
 
 def _shapes(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[tuple, tuple]]:
+    """(input shape, output shape) of every module that maps one tensor to one tensor."""
     shapes: dict[str, tuple[tuple, tuple]] = {}
-    handles = [m.register_forward_hook(
-        lambda mod, i, o, n=n: shapes.__setitem__(n, (tuple(i[0].shape), tuple(o.shape)))
-        if i and isinstance(i[0], torch.Tensor) and isinstance(o, torch.Tensor) else None)
-        for n, m in model.named_modules() if n]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+
+    def record(name, inputs, output):
+        if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            shapes[name] = (tuple(inputs[0].shape), tuple(output.shape))
+
+    probe(model, example_input, {n: m for n, m in model.named_modules() if n}, record)
     return shapes
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prunevo.errors import PrunevoError
 from prunevo.transfer.report import CompareRow, target_text, compare_markdown, grid_markdown, plot_compare, summarize
 from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from
 from prunevo.transfer.variants import strategy_changes
@@ -72,6 +73,7 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
     if match:
         strategies.sort(key=lambda s: s != "layer")  # layer pruning first: its latency is the one to match
     runs: list[ApplyResult] = []
+    unreachable: list[str] = []
     jobs = [(s, n, seed) for s in strategies for n in (["random"] if s == "unstructured" else names) for seed in seeds]
     for strategy, crit_name, seed in tqdm(jobs, desc=name, disable=not progress):
         overrides = dict(changes[strategy])
@@ -80,11 +82,19 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
                 matched = round(_latency_share(session, [r for r in runs if r.strategy == "layer"]), 4)
             overrides.update(target_macs=None, target_latency=matched)
         (criterion,) = criteria_from([crit_name], seed)
-        _, result, _ = session.variant(**overrides).run(criterion, seed)
+        try:
+            _, result, _ = session.variant(**overrides).run(criterion, seed)
+        except PrunevoError as exc:
+            if "target_latency" not in overrides or config.target_latency is not None:
+                raise
+            unreachable.append(f"{strategy} / {crit_name} / seed {seed}: {exc}")  # itself a finding: keep going
+            continue
         runs.append(result)
     rows = summarize(runs)
     title = _title(config, seeds, matched, strategies)
     markdown = compare_markdown(rows, session.base, title)
+    if unreachable:
+        markdown += "\nNot run (the matched latency is out of reach):\n" + "".join(f"- {u}\n" for u in unreachable)
     if len(strategies) > 1:
         markdown += "\n" + grid_markdown(rows, session.base, strategies, session.latency_key if config.latency else None)
     wall = round(time.perf_counter() - start, 1)

@@ -129,9 +129,9 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> s
         kept = f"{r.macs_fraction:.1%}" + (f" (dense; {r.sparsity:.1%} zero weights)" if r.sparsity is not None else "")
         lines.append(f"| {r.strategy + ' | ' if several else ''}{r.criterion} | {r.top1_mean:.4f} ± {r.top1_std:.4f} | "
                      f"{vs} | {kept} | {r.params:,} |" + cells(lat))
-    formulas = [r for r in rows if r.formula and r.formula != r.criterion]
+    formulas = {r.criterion: r.formula for r in rows if r.formula and r.formula != r.criterion}
     if formulas:
-        lines += ["", "Formulas: " + "; ".join(f"`{r.criterion}` = `{r.formula}`" for r in formulas)]
+        lines += ["", "Formulas: " + "; ".join(f"`{name}` = `{text}`" for name, text in formulas.items())]
     return "\n".join(lines) + "\n"
 
 
