@@ -65,5 +65,5 @@ def save_png(fig, path: Path, dpi: int = 110) -> None:
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # legends placed outside the axes stay in
     atomic_write_bytes(path, buffer.getvalue())

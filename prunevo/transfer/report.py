@@ -176,8 +176,9 @@ def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
 
     device = "cuda" if any("cuda" in r.after.latency_ms for r in results) else "cpu"
     has_latency = all(device in r.after.latency_ms for r in results)
-    fig, axes = plt.subplots(1, 2 if has_latency else 1, figsize=(11 if has_latency else 6, 4.2), squeeze=False)
     strategies = list(dict.fromkeys(r.strategy for r in results))
+    width = 11 if has_latency else 6
+    fig, axes = plt.subplots(1, 2 if has_latency else 1, figsize=(width, 4.2), squeeze=False)
     names = list(dict.fromkeys(r.criterion for r in results))
     markers = "osD^v<>pP*X"
     # one strategy: a colour per criterion; several: a colour per strategy and a marker per criterion
@@ -201,7 +202,11 @@ def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
         batch = min(base.latency_ms.get(device, {1: 0}))
         axes[0][1].axhline(base.top1, color="grey", linestyle="--")
         axes[0][1].set(xlabel=f"{device} latency, batch {batch} (ms)", ylabel="top-1", title="accuracy vs latency")
-    axes[0][0].legend(fontsize=7 if len(strategies) > 1 else 8, ncol=2 if len(strategies) > 1 else 1)
+    if len(strategies) > 1:  # many entries: beside the plots, not over the points
+        axes[0][-1].legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper left",
+                           bbox_to_anchor=(1.02, 1.0))
+    else:
+        axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
