@@ -144,7 +144,7 @@ def grid_markdown(rows: list[CompareRow], base: Measurement, strategies: list[st
     base_ms = base.latency_ms.get(device, {}).get(batch)
     unit = f"{device} b{batch} ms" if latency_key else ""
     lines = ["Criteria x strategies: top-1 (vs random), MACs kept" + (f", {unit}" if unit else "")
-             + (f"; unpruned: {base.top1:.4f}, 100%" + (f", {base_ms:.2f} ms" if base_ms else "") if base else ""), "",
+             + f"; unpruned: {base.top1:.4f}, 100%" + (f", {base_ms:.2f} ms" if base_ms else ""), "",
              "| criterion | " + " | ".join(s for s in strategies if s != "unstructured") + " |",
              "|---|" + "---:|" * len([s for s in strategies if s != "unstructured"])]
     for name in criteria:

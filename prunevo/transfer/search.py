@@ -33,15 +33,13 @@ def heldout_subset(session, seed: int) -> Subset:
     return Subset(val, stratified_indices(labels_of(val), per_class, seed).tolist())
 
 
-def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float | None,
-                         ratio: float | None):
-    """The best of ``search.candidates`` sampled configurations, as a ``Selection``."""
+def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float):
+    """The best of ``search.candidates`` sampled configurations at ``target_macs``, as a ``Selection``
+    (TransferConfig refuses random search with a channel ratio, so there is always a MACs target)."""
     from tqdm.auto import tqdm
 
     from prunevo.transfer.session import Selection
 
-    if target_macs is None:
-        raise PrunevoError("random search needs a MACs target (--target-macs), not a channel ratio")
     config = session.config
     spec = config.prune_spec()
     heldout = heldout_subset(session, seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -195,6 +196,7 @@ class TransferSession:
         self.example = torch.zeros(1, *self.input_shape)
         self.groups = find_groups(self.model, self.example)
         self._stats: dict[int, tuple] = {}
+        self._calibration: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.base = self.measure(self.model)
         self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
                                 self.base.macs)
@@ -242,11 +244,13 @@ class TransferSession:
 
     # -- pruning ----------------------------------------------------------------------------------
     def calibration(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A class-stratified batch of un-augmented training images, the same for every criterion."""
-        per_class = max(1, self.config.calibration_samples // self.data.num_classes)
-        order = stratified_indices(labels_of(self.data.train_plain), per_class, seed)
-        items = [self.data.train_plain[int(i)] for i in order]
-        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+        """A class-stratified batch of un-augmented training images, the same for every criterion (read once)."""
+        if seed not in self._calibration:
+            per_class = max(1, self.config.calibration_samples // self.data.num_classes)
+            order = stratified_indices(labels_of(self.data.train_plain), per_class, seed)
+            items = [self.data.train_plain[int(i)] for i in order]
+            self._calibration[seed] = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+        return self._calibration[seed]
 
     def stage(self, model: nn.Module) -> Stage:
         groups = find_groups(model, self.example)
@@ -291,7 +295,7 @@ class TransferSession:
         if self.config.allocation == "random-search":
             from prunevo.transfer.search import search_configuration
 
-            return search_configuration(self, stage, scores, seed, target_macs, ratio)
+            return search_configuration(self, stage, scores, seed, target_macs)
         if target_macs is not None:
             hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec), target_macs, self.example,
                                    estimator=stage.estimator, full_macs=stage.macs, allocation=self.config.allocation)
@@ -340,7 +344,7 @@ class TransferSession:
         after = self.measure(outcome.model)
         times["measure"] = time.perf_counter() - start
         fraction = outcome.macs_fraction
-        if self.config.target_macs is None or fraction != fraction:  # no MACs target, or NaN
+        if self.config.target_macs is None or math.isnan(fraction):  # no MACs target was met
             fraction = after.macs / max(1, self.base.macs)
         final = outcome.record.cycles[-1] if outcome.record.cycles else {}
         kept = {g.root: [len(final.get(g.root, range(g.size))), g.size] for g in self.groups}

@@ -38,7 +38,7 @@ class Outcome:
     search_top1: list[float] = field(default_factory=list)
 
 
-def _kept(session: TransferSession, stage, keep) -> dict[str, list[int]]:
+def _kept(stage, keep) -> dict[str, list[int]]:
     return {g.root: k.nonzero().flatten().tolist() for g, k in zip(stage.groups, keep)}
 
 
@@ -73,8 +73,7 @@ def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> 
     x, _ = session.stats(seed)
 
     def at_macs(target: float | None) -> tuple[Selection, nn.Module]:
-        chosen = session.select(criterion, seed, target_macs=target,
-                                ratio=None if target is not None else session.config.channel_ratio)
+        chosen = session.select(criterion, seed, target_macs=target)  # None: the session's own target
         return chosen, session.prune(chosen.keep, x[:8], chosen.pruned)
 
     if session.config.target_latency is not None:
@@ -86,7 +85,7 @@ def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> 
     top1 = session.recalibrated_top1(pruned, seed)
     session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
     times["finetune"] = time.perf_counter() - start
-    record = PruneRecord([_kept(session, session.base_stage, chosen.keep)])
+    record = PruneRecord([_kept(session.base_stage, chosen.keep)])
     return Outcome(pruned, record, chosen.ratio, chosen.macs_fraction, top1, search_top1=chosen.search_top1)
 
 
@@ -130,8 +129,8 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
     session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
     times["finetune"] = time.perf_counter() - start
     macs = measure_cost(pruned, session.example).macs / session.base.macs
-    return Outcome(pruned, PruneRecord(removed=names), len(names) / max(1, sum(len(u.modules) for u in units)),
-                   macs, top1)
+    removed_units = sum(1 for u in units if u.modules[0] in names)
+    return Outcome(pruned, PruneRecord(removed=names), removed_units / len(units), macs, top1)
 
 
 def run_iterative(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
@@ -151,7 +150,7 @@ def run_iterative(session: TransferSession, criterion, seed: int, times: dict) -
         target = None if fractions is None else min(1.0, fractions[cycle] * session.base.macs / stage.macs)
         chosen = session.select(criterion, seed, stage, target_macs=target, ratio=ratio)
         pruned = session.prune(chosen.keep, x[:8], chosen.pruned, stage)
-        record.cycles.append(_kept(session, stage, chosen.keep))
+        record.cycles.append(_kept(stage, chosen.keep))
         times["prune"] += time.perf_counter() - start
         start = time.perf_counter()
         top1 = session.recalibrated_top1(pruned, seed)
@@ -171,7 +170,6 @@ def run_unstructured(session: TransferSession, criterion, seed: int, times: dict
     total = config.channel_ratio if config.channel_ratio is not None else 1.0 - config.target_macs
     k = config.cycles
     model = copy.deepcopy(session.model)
-    times["finetune"] = 0.0
     start = time.perf_counter()
     for cycle in range(k):
         magnitude_step(model, cycle_ratio(total, k))

@@ -10,8 +10,6 @@ from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import ALLOCATIONS
 
 STRATEGIES = ("channel", "layer", "iterative", "unstructured")
-STRATEGY_NAMES = ALLOCATIONS + ("layer", "unstructured") + tuple(f"iterative-{a}" for a in ALLOCATIONS[1:]) + (
-    "iterative",)
 BENCHMARK_STRATEGIES = ("uniform", "global", "random-search", "layer", "iterative")
 BENCHMARK_CRITERIA = ("l1", "l2", "bn", "taylor", "fpgm", "random")
 
@@ -24,11 +22,14 @@ def variant_name(strategy: str, allocation: str = "uniform") -> str:
     return strategy
 
 
+# name -> TransferConfig fields; layer and unstructured pruning do not use an allocation
+_CHANGES = {variant_name(s, a): {"strategy": s} if s in ("layer", "unstructured") else {"strategy": s, "allocation": a}
+            for s in STRATEGIES for a in ALLOCATIONS}
+STRATEGY_NAMES = tuple(_CHANGES)
+
+
 def strategy_changes(name: str) -> dict:
     """The TransferConfig fields of a strategy named like a table column."""
-    for strategy in STRATEGIES:
-        for allocation in ALLOCATIONS:
-            if variant_name(strategy, allocation) == name:
-                return {"strategy": strategy} if strategy in ("layer", "unstructured") else \
-                    {"strategy": strategy, "allocation": allocation}
+    if name in _CHANGES:
+        return dict(_CHANGES[name])
     raise PrunevoError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGY_NAMES)}")
