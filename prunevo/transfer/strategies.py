@@ -42,6 +42,15 @@ def _kept(stage, keep) -> dict[str, list[int]]:
     return {g.root: k.nonzero().flatten().tolist() for g, k in zip(stage.groups, keep)}
 
 
+def _recover(session: TransferSession, pruned: nn.Module, seed: int, name: str, times: dict) -> float:
+    """BatchNorm recalibration and fine-tuning in place; returns the top-1 in between."""
+    start = time.perf_counter()
+    top1 = session.recalibrated_top1(pruned, seed)
+    session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
+    times["finetune"] = time.perf_counter() - start
+    return top1
+
+
 def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: float, hi: float,
                 steps: int = LATENCY_STEPS):
     """Bisect a knob in [lo, hi] (more = slower) for the largest value whose measured latency meets the
@@ -81,10 +90,7 @@ def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> 
     else:
         chosen, pruned = at_macs(session.config.target_macs)
     times["prune"] = time.perf_counter() - start
-    start = time.perf_counter()
-    top1 = session.recalibrated_top1(pruned, seed)
-    session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
-    times["finetune"] = time.perf_counter() - start
+    top1 = _recover(session, pruned, seed, name, times)
     record = PruneRecord([_kept(session.base_stage, chosen.keep)])
     return Outcome(pruned, record, chosen.ratio, chosen.macs_fraction, top1, search_top1=chosen.search_top1)
 
@@ -114,20 +120,18 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
     else:
         wanted = session.config.target_macs
         fraction = lambda n: measure_cost(without(n)[1], session.example).macs / session.base.macs  # noqa: E731
-        if fraction(len(order)) > wanted:
+        least = fraction(len(order))
+        if least > wanted:
             raise PrunevoError(f"layer pruning can remove at most {len(order)} blocks/layers of "
-                               f"{session.config.model}, which leaves {fraction(len(order)):.1%} of the MACs; "
-                               f"allowed: --target-macs >= {fraction(len(order)):.2f}, or --strategy channel")
+                               f"{session.config.model}, which leaves {least:.1%} of the MACs; "
+                               f"allowed: --target-macs >= {least:.2f}, or --strategy channel")
         lo, hi = 0, len(order)  # fewest removals whose MACs meet the target (MACs fall with every removal)
         while lo < hi:
             mid = (lo + hi) // 2
             lo, hi = (mid + 1, hi) if fraction(mid) > wanted else (lo, mid)
         names, pruned = without(lo)
     times["prune"] = time.perf_counter() - start
-    start = time.perf_counter()
-    top1 = session.recalibrated_top1(pruned, seed)
-    session.finetune(pruned, seed, f"fine-tune {name} (seed {seed})")
-    times["finetune"] = time.perf_counter() - start
+    top1 = _recover(session, pruned, seed, name, times)
     macs = measure_cost(pruned, session.example).macs / session.base.macs
     removed_units = sum(1 for u in units if u.modules[0] in names)
     return Outcome(pruned, PruneRecord(removed=names), removed_units / len(units), macs, top1)
