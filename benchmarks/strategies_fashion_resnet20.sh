@@ -24,12 +24,13 @@ if [[ $STEP == all || $STEP == train ]]; then
 fi
 if [[ $STEP == all || $STEP == benchmark ]]; then
   start=$(date +%s)
-  prunevo benchmark "${COMMON[@]}" "${PRUNE[@]}" --formulas "$BEST" l1 bn taylor random -o "$OUT/benchmark"
+  prunevo benchmark "${COMMON[@]}" "${PRUNE[@]}" --formulas "$BEST" l1 bn taylor tp-l2 tp-taylor random \
+    -o "$OUT/benchmark"
   echo "benchmark wall: $(( $(date +%s) - start )) s"
 fi
 if [[ $STEP == all || $STEP == compare ]]; then
   start=$(date +%s)
-  prunevo compare "${COMMON[@]}" "${PRUNE[@]}" --formulas "$BEST" l1 bn taylor --strategy channel layer \
+  prunevo compare "${COMMON[@]}" "${PRUNE[@]}" --formulas "$BEST" l1 bn taylor tp-l2 tp-taylor --strategy channel layer \
     -o "$OUT/latency"
   echo "compare wall: $(( $(date +%s) - start )) s"
 fi

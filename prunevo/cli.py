@@ -1,4 +1,4 @@
-"""Command line: prunevo evolve | show | export | score | tasks | train | apply | compare.
+"""Command line: prunevo evolve | show | export | score | tasks | criteria | train | apply | compare | benchmark.
 
 Bad input ends with one line, ``prunevo: error: ...``, and exit code 2; never a traceback.
 """
@@ -76,13 +76,22 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score formulas beside the classic criteria and random",
                        description="Prune each task's base net with each formula, fine-tune, and print the "
-                                   "fitness next to every classic criterion and random.")
+                                   "fitness next to every classic criterion, every Torch-Pruning importance and "
+                                   "random, with the gap to the best of the classic and Torch-Pruning criteria. "
+                                   "A criterion that needs what a task's net lacks (BatchNorm, a gradient) shows "
+                                   "n/a there and is left out of its geometric mean and of the best classic.")
     p.add_argument("formulas", nargs="+", metavar="FORMULA",
-                   help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name, or a .json/.txt file")
+                   help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name (l1 l2 bn taylor apoz activation "
+                        "snr fpgm), a Torch-Pruning importance (tp-l1 tp-l2 tp-bn tp-taylor tp-hessian tp-lamp "
+                        "tp-fpgm; see 'prunevo criteria'), random, or a .json/.txt file")
     _add_task_options(p)
     p.add_argument("--no-baselines", action="store_true", help="score only the given formulas")
 
     sub.add_parser("tasks", help="list the available tasks and their defaults")
+    sub.add_parser("criteria", help="list the named criteria: classic formulas, Torch-Pruning importances, random",
+                   description="Every name that --formula/--formulas and score accept besides formula text, with "
+                               "what it computes and, for Torch-Pruning's importances, whether the formula "
+                               "grammar can express it.")
     add_transfer_commands(sub)
     return parser
 
@@ -100,27 +109,50 @@ def _config(args):
     )
 
 
-def _print_entries(title: str, entries, limit: int | None = None) -> None:
+def _fitness_text(value: float | None, width: int = 8) -> str:
+    return f"{value:{width}.4f}" if value is not None else f"{'n/a':>{width}}"
+
+
+def _print_entries(title: str, entries, best=None, limit: int | None = None) -> None:
+    """Hall-of-fame rows; with ``best`` (the best classic row) a column of the gap to it."""
     print(title)
-    print(f"  {'#':>2}  {'fitness':>8}  {'size':>4}  {'gen':>3}  formula (simplified)")
+    gap_head = f"  {'vs best':>8}" if best is not None else ""
+    print(f"  {'#':>2}  {'fitness':>8}{gap_head}  {'size':>4}  {'gen':>3}  formula (simplified)")
     for i, e in enumerate(entries[:limit], 1):
-        print(f"  {i:>2}  {e.fitness:8.4f}  {e.complexity:>4}  {e.generation:>3}  {e.formula.simplified.text}")
+        gap = f"  {e.fitness - best.fitness:+8.4f}" if best is not None else ""
+        print(f"  {i:>2}  {e.fitness:8.4f}{gap}  {e.complexity:>4}  {e.generation:>3}  {e.formula.simplified.text}")
 
 
-def _print_baselines(baselines: dict) -> None:
-    print("baselines (same tasks, same budget)")
-    for name, b in sorted(baselines.items(), key=lambda kv: -kv[1]["fitness"]):
-        extra = f"  ± {b['fitness_std']:.4f} over seeds" if "fitness_std" in b else ""
-        reason = f"  ({b['reason']})" if b.get("reason") else ""
-        print(f"      {b['fitness']:8.4f}  {name}{extra}{reason}")
+def _baseline_note(row) -> str:
+    if row.reason:
+        return f"  (invalid: {row.reason})"
+    if row.not_applicable:
+        where = "; ".join(f"{task}: {why}" for task, why in row.not_applicable.items())
+        return f"  (n/a: {where})" if row.fitness is None else f"  (n/a on {where}; fitness over the other tasks)"
+    return f"  ± {row.fitness_std:.4f} over seeds" if row.fitness_std else ""
+
+
+def _best_classic_text(best) -> str:
+    return (f"best classic: {best.name} {best.fitness:.4f} (best of the classic and Torch-Pruning criteria "
+            f"scored on every task)" if best is not None else "best classic: none applies to every task")
+
+
+def _print_baselines(rows) -> None:
+    """Baselines best first; criteria that are n/a somewhere or invalid come after the comparable ones."""
+    from prunevo.fitness.scoring import best_classic
+
+    print("baselines (same tasks, same budget); " + _best_classic_text(best_classic(rows)))
+    order = sorted(rows, key=lambda r: (not r.comparable, r.fitness is None, -(r.fitness or 0.0)))
+    for row in order:
+        print(f"    {_fitness_text(row.fitness)}  {row.name}{_baseline_note(row)}")
 
 
 def cmd_evolve(args) -> int:
     from prunevo.evolve.run import evolve
 
     result = evolve(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress)
-    _print_entries(f"hall of fame ({result.run_dir})", result.hall_of_fame)
-    _print_baselines(result.baselines)
+    _print_entries(f"hall of fame ({result.run_dir})", result.hall_of_fame, result.best_classic)
+    _print_baselines(result.baseline_rows)
     return 0
 
 
@@ -129,11 +161,12 @@ def cmd_show(args) -> int:
 
     run = load_run(args.run)
     last = run.log[-1]
+    best = run.best_classic
     print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; generation {last['generation']} of "
           f"{run.config.generations}; population {run.config.population}; seed {run.config.seed}")
-    _print_entries("hall of fame", run.hall_of_fame, args.top)
-    _print_entries("Pareto front (fitness vs size)", run.pareto)
-    _print_baselines(run.baselines)
+    _print_entries("hall of fame", run.hall_of_fame, best, args.top)
+    _print_entries("Pareto front (fitness vs size)", run.pareto, best)
+    _print_baselines(run.baseline_rows)
     return 0
 
 
@@ -159,25 +192,25 @@ def cmd_export(args) -> int:
 
 def cmd_score(args) -> int:
     from prunevo.evolve.run import prepare_tasks
-    from prunevo.fitness.scoring import score_criteria
-    from prunevo.primitives.classic import CLASSIC_TEXT
-    from prunevo.primitives.export import read_formula
-    from prunevo.primitives.formula import Formula
+    from prunevo.fitness.scoring import best_classic, score_criteria
+    from prunevo.pruning.criteria import as_criterion
 
-    formulas = [Formula.parse(CLASSIC_TEXT[f], name=f) if f in CLASSIC_TEXT else read_formula(f)
-                for f in args.formulas]
+    criteria = [as_criterion(f) for f in args.formulas]
     config = _config(argparse.Namespace(**vars(args), population=2, generations=0, max_height=8, elitism=0,
                                         hall_of_fame=1, no_seed_classics=False))
     prepared = prepare_tasks(config)
-    rows = score_criteria(formulas, prepared, n_jobs=args.n_jobs, seed=args.seed, baselines=not args.no_baselines)
+    rows = score_criteria(criteria, prepared, n_jobs=args.n_jobs, seed=args.seed, baselines=not args.no_baselines)
+    best = best_classic(rows)
     names = [t.task.name for t in prepared]
-    print(f"{'criterion':<40} {'fitness':>8}  " + "  ".join(f"{n:>14}" for n in names))
+    print(f"{'criterion':<40} {'fitness':>8} {'vs best':>8}  " + "  ".join(f"{n:>14}" for n in names))
     for row in rows:
-        accs = "  ".join(f"{row.accuracy.get(n, float('nan')):14.4f}" for n in names)
-        std = f" ±{row.fitness_std:.3f}" if row.fitness_std else ""
-        reason = f"  invalid: {row.reason}" if row.reason else ""
-        print(f"{row.name[:40]:<40} {row.fitness:8.4f}  {accs}{std}{reason}")
-    print("base accuracy".ljust(40), " " * 8, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
+        accs = "  ".join(f"{'n/a':>14}" if n in row.not_applicable else f"{row.accuracy.get(n, float('nan')):14.4f}"
+                         for n in names)
+        gap = f"{row.fitness - best.fitness:+8.4f}" if best is not None and row.comparable else " " * 8
+        print(f"{row.name[:40]:<40} {_fitness_text(row.fitness)} {gap}  {accs}{_baseline_note(row)}")
+    print("base accuracy".ljust(40), " " * 17, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
+    if not args.no_baselines:
+        print(_best_classic_text(best))
     return 0
 
 
@@ -193,7 +226,33 @@ def cmd_tasks(args) -> int:
     return 0
 
 
-COMMANDS = {"evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score, "tasks": cmd_tasks,
+def cmd_criteria(args) -> int:
+    import textwrap
+
+    from prunevo.primitives.classic import CLASSIC_TEXT
+    from prunevo.pruning.tp_criteria import TP_CRITERIA
+
+    def wrapped(label: str, text: str) -> None:
+        print(textwrap.fill(text, 110, initial_indent=f"      {label}", subsequent_indent=" " * (6 + len(label))))
+
+    print("classic criteria (formulas of the grammar; they seed every evolution):")
+    for name, text in CLASSIC_TEXT.items():
+        print(f"  {name:<11} {text}")
+    print("Torch-Pruning importances (scored by Torch-Pruning's own classes; prunevo allocates, selects and "
+          "fine-tunes as for every criterion):")
+    for spec in TP_CRITERIA.values():
+        normalizer = "LAMP" if spec.normalizer == "lamp" else "each group divided by its mean"
+        print(f"  {spec.name:<11} {spec.cls}; group reduction mean (or --group-reduction); {normalizer}")
+        if spec.formula:
+            wrapped("grammar: ", f"{spec.formula} ranks channels as the class does on {spec.exact_on}")
+        else:
+            wrapped("grammar: ", "cannot express it")
+        wrapped("missing: ", spec.missing)
+    print(f"  {'random':<11} uniform random scores: the baseline every criterion must beat")
+    return 0
+
+
+COMMANDS = {"criteria": cmd_criteria, "evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score, "tasks": cmd_tasks,
             **TRANSFER_COMMANDS}
 
 

@@ -8,7 +8,7 @@ from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import ALLOCATIONS
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.schedules import RETRAIN_SCHEDULES
-from prunevo.transfer.variants import BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, STRATEGIES, STRATEGY_NAMES, variant_name
+from prunevo.transfer.variants import BENCHMARK_CRITERIA, COMPARE_CRITERIA, BENCHMARK_STRATEGIES, STRATEGIES, STRATEGY_NAMES, variant_name
 
 STRATEGY_HELP = ("channel = remove channels in one shot; layer = remove whole residual blocks / same-shape conv "
                  "layers, least important first (block score = reduction of its filter scores); iterative = "
@@ -114,8 +114,10 @@ def add_transfer_commands(sub) -> None:
                        description="Prune --model on --dataset with --formula, fine-tune, and write the pruned "
                                    "model (pruned_model.pt2, pruned_weights.pt, pruned_model.pt) and report.json/.md.")
     p.add_argument("--formula", help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name "
-                                     "(l1 l2 bn taylor apoz activation snr fpgm), random, a .json/.txt export, or a "
-                                     "run directory (its best formula); required except with --strategy unstructured")
+                                     "(l1 l2 bn taylor apoz activation snr fpgm), a Torch-Pruning importance "
+                                     "(tp-l1 tp-l2 tp-bn tp-taylor tp-hessian tp-lamp tp-fpgm; see 'prunevo "
+                                     "criteria'), random, a .json/.txt export, or a run directory (its best "
+                                     "formula); required except with --strategy unstructured")
     _add_data_model(p)
     _add_prune(p)
     p.add_argument("--strategy", choices=list(STRATEGIES), default="channel", help=STRATEGY_HELP + " (default: channel)")
@@ -127,8 +129,10 @@ def add_transfer_commands(sub) -> None:
     p = sub.add_parser("compare", help="run the same pruning pipeline for several criteria and seeds",
                        description="Prune with every criterion and seed under identical settings; print mean ± std "
                                    "and the gap to random; write compare.json, compare.md and compare.png.")
-    p.add_argument("--formulas", nargs="+", default=["l1", "l2", "bn", "taylor", "random"], metavar="F",
-                   help="criteria as for apply --formula; random is always added (default: l1 l2 bn taylor random)")
+    p.add_argument("--formulas", nargs="+", default=list(COMPARE_CRITERIA), metavar="F",
+                   help="criteria as for apply --formula; random is always added; the table's 'vs best classic' "
+                        "compares with the best classic or Torch-Pruning criterion among them "
+                        f"(default: {' '.join(COMPARE_CRITERIA)})")
     _add_data_model(p)
     _add_prune(p)
     p.add_argument("--strategy", nargs="+", choices=list(STRATEGIES), default=["channel"], metavar="S",

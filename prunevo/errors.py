@@ -19,3 +19,13 @@ class ModelError(PrunevoError):
 
 class RunError(PrunevoError):
     """A run directory or checkpoint that is missing, corrupt or incompatible."""
+
+
+class NotApplicableError(PrunevoError):
+    """A criterion that needs what the model lacks (BatchNorm, a gradient...): compare reports it as n/a.
+
+    ``reason`` is the short form for a table cell ("does not apply to lenet5: needs BatchNorm ...")."""
+
+    def __init__(self, criterion: str, reason: str):
+        super().__init__(f"criterion {criterion!r} {reason}")
+        self.reason = reason

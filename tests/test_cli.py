@@ -20,9 +20,19 @@ def run_dir(tmp_path_factory, prepared_tasks):
 
 
 def test_show_and_export(run_dir, capsys, tmp_path):
+    from prunevo.evolve.run import load_run
+    from prunevo.fitness.scoring import baselines_from_json, best_classic
+    from prunevo.pruning.criteria import BASELINE_NAMES
+
     assert main(["show", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "hall of fame" in out and "Pareto front" in out and "random" in out
+    run = load_run(run_dir)
+    assert set(BASELINE_NAMES) <= set(run.baselines)  # the Torch-Pruning importances are evolve's baselines too
+    best = best_classic(baselines_from_json(run.baselines))
+    assert f"best classic: {best.name} {best.fitness:.4f}" in out
+    top = run.hall_of_fame[0]
+    assert f"{top.fitness:8.4f}  {top.fitness - best.fitness:+8.4f}" in out  # the vs-best column
     for fmt, marker in [("json", '"text"'), ("sympy", ""), ("latex", ""), ("python", "def criterion")]:
         assert main(["export", str(run_dir), "--format", fmt]) == 0
         assert marker in capsys.readouterr().out
@@ -33,16 +43,30 @@ def test_show_and_export(run_dir, capsys, tmp_path):
 
 
 def test_score_beside_baselines(capsys, tmp_path):
+    from prunevo.pruning.criteria import BASELINE_NAMES
+
     formula = tmp_path / "f.txt"
     formula.write_text("l1(W) / (std(F) + 0.05)")
-    code = main(["score", str(formula), "abs(gamma)", "--tasks", "digits-lenet5", "--n-jobs", "1",
-                 "--prune-ratio", "0.5", "--finetune-epochs", "0"])
+    code = main(["score", str(formula), "abs(gamma)", "tp-l2", "--tasks", "digits-lenet5", "digits-vgg",
+                 "--n-jobs", "1", "--prune-ratio", "0.5", "--finetune-epochs", "0"])
     out = capsys.readouterr().out
     assert code == 0
-    for name in ["l1(W) / (std(F) + 0.05)", "l1 ", "taylor", "random", "base accuracy"]:
+    for name in ["l1(W) / (std(F) + 0.05)", "base accuracy"]:
         assert name in out
-    # LeNet-5 has no BatchNorm: gamma is constant there and the formula is reported invalid
-    assert "invalid: digits-lenet5: constant scores" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.split()[0] in (*BASELINE_NAMES, "random")}
+    assert set(rows) == {*BASELINE_NAMES, "random"}  # every classic and Torch-Pruning criterion, tp-l2 once
+    assert out.count("\ntp-l2 ") == 1
+    # LeNet-5 has no BatchNorm: BN criteria are n/a there, scored on digits-vgg alone, never shown as 0
+    gamma_row = next(line for line in out.splitlines() if line.startswith("abs(gamma)"))
+    for line in (rows["bn"], rows["tp-bn"], gamma_row):
+        assert "n/a on digits-lenet5" in line and float(line.split()[1]) > 0.1, line
+    assert "needs BatchNorm (gamma)" in rows["bn"] and "BNScaleImportance has no score" in rows["tp-bn"]
+    # best classic: the best of every classic and Torch-Pruning criterion that applies to both tasks
+    fitness = {n: float(line.split()[1]) for n, line in rows.items()
+               if n != "random" and "n/a" not in line and "invalid" not in line}
+    best = max(fitness, key=fitness.get)
+    assert f"best classic: {best} {fitness[best]:.4f}" in out
+    assert f"{fitness['l1'] - fitness[best]:+8.4f}" in rows["l1"]  # the vs-best column
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -83,3 +107,14 @@ def test_help_explains_every_option():
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", "apply", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--target-macs" in proc.stdout
     assert main(["tasks"]) == 0
+
+
+def test_criteria_lists_every_name_and_what_the_grammar_lacks(capsys):
+    from prunevo.pruning.tp_criteria import TP_CRITERIA
+
+    assert main(["criteria"]) == 0
+    out = capsys.readouterr().out
+    for name, spec in TP_CRITERIA.items():
+        assert f"  {name} " in out and spec.cls in out
+    assert out.count("cannot express it") == 2  # tp-taylor and tp-hessian
+    assert "square(l2(W)) + square(l2(Wn)) + square(gamma)" in out and "l1(W)" in out

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from tests.conftest import quick_task
 from prunevo.fitness.evaluator import Evaluator
 from prunevo.primitives import Formula
 from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion, as_criterion
@@ -29,7 +32,7 @@ def test_fitness_is_the_weighted_geometric_mean_of_relative_accuracy(prepared_ta
 
 
 def test_results_do_not_depend_on_n_jobs(prepared_tasks):
-    criteria = [as_criterion(c) for c in ("l1", "taylor", "snr", "fpgm")] + [RandomCriterion(1)]
+    criteria = [as_criterion(c) for c in ("l1", "taylor", "snr", "fpgm", "tp-l2", "tp-hessian")] + [RandomCriterion(1)]
     serial = Evaluator(prepared_tasks, n_jobs=1, seed=7).evaluate(criteria)
     parallel = Evaluator(prepared_tasks, n_jobs=2, seed=7).evaluate(criteria)
     assert [r.fitness for r in serial] == [r.fitness for r in parallel]
@@ -44,3 +47,27 @@ def test_bad_formulas_get_the_worst_fitness_with_a_reason(prepared_tasks):
         assert result.fitness == 0.0 and not result.valid, text
         assert result.reason
     assert evaluator.stats.jobs == 0
+
+
+def test_a_criterion_that_does_not_apply_to_a_task_is_na_there_never_zero(prepared_tasks, cache_dir):
+    from prunevo.fitness.scoring import baselines_from_json, baselines_to_json, best_classic, score_with
+    from prunevo.fitness.tasks import prepare_task
+    from prunevo.pruning.criteria import BASELINE_NAMES
+
+    lenet = prepare_task(quick_task("digits-lenet5"), cache_dir=cache_dir)  # no BatchNorm
+    vgg = prepared_tasks[0]
+    evaluator = Evaluator([vgg, lenet], n_jobs=1, seed=0)
+    for result in evaluator.evaluate([as_criterion("bn"), as_criterion("tp-bn")]):
+        assert result.fitness == 0.0 and not result.valid  # evolution never selects it...
+        assert set(result.not_applicable) == {"digits-lenet5"} and "BatchNorm" in result.not_applicable["digits-lenet5"]
+        assert set(result.accuracy) == {"digits-vgg"}  # ...and reports score it where it applies
+        assert result.applicable_fitness == pytest.approx(result.accuracy["digits-vgg"] / vgg.base_val_accuracy)
+    nowhere = Evaluator([lenet]).evaluate([as_criterion("bn")])[0]
+    assert nowhere.applicable_fitness is None and nowhere.not_applicable and not nowhere.reason
+    rows = baselines_from_json(baselines_to_json(score_with(evaluator, [], random_seeds=1)))
+    by_name = {r.name: r for r in rows}
+    assert set(BASELINE_NAMES) <= set(by_name)
+    assert by_name["bn"].fitness > 0 and not by_name["bn"].comparable
+    best = best_classic(rows)
+    assert best.name in BASELINE_NAMES and best.name not in ("bn", "tp-bn")
+    assert best.fitness == max(r.fitness for r in rows if r.comparable and r.name in BASELINE_NAMES)

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from prunevo.errors import PrunevoError
+from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import FormulaCriterion, InvalidScores, RandomCriterion, as_criterion
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, masks_key, select
-from prunevo.pruning.statistics import gather_stats, stratified_batch
+from prunevo.pruning.statistics import stratified_batch
 from prunevo.primitives import Formula
 from prunevo.zoo.nets import build_small_net
 
@@ -37,9 +38,9 @@ def test_masked_network_equals_physically_pruned(net, size, spec):
     model = _randomized(net, size)
     x, y = torch.randn(24, 1, size, size), torch.arange(24) % 10
     groups = find_groups(model, x[:1])
-    stats = gather_stats(model, groups, x, y, 10)
-    for criterion in [as_criterion("l1"), as_criterion("taylor"), RandomCriterion(3)]:
-        keep = select(criterion.group_scores(stats, "mean"), spec)
+    calibration = Calibration(model, groups, x, y, 10)
+    for criterion in [as_criterion("l1"), as_criterion("taylor"), as_criterion("tp-l2"), RandomCriterion(3)]:
+        keep = select(criterion.group_scores(calibration, "mean"), spec)
         masked = copy.deepcopy(model)
         apply_masks(masked, groups, keep)
         pruned = prune_model(copy.deepcopy(model), groups, keep, x[:1])
@@ -56,7 +57,7 @@ def test_masks_survive_finetuning_and_match_pruned_training():
     model = _randomized("resnet", 8)
     x, y = torch.randn(64, 1, 8, 8), torch.arange(64) % 10
     groups = find_groups(model, x[:1])
-    keep = select(RandomCriterion(0).group_scores(gather_stats(model, groups, x, y, 10), "mean"), PruneSpec(0.5))
+    keep = select(RandomCriterion(0).group_scores(Calibration(model, groups, x, y, 10), "mean"), PruneSpec(0.5))
     masked = copy.deepcopy(model)
     masks = apply_masks(masked, groups, keep)
     pruned = prune_model(copy.deepcopy(model), groups, keep, x[:1])
@@ -77,11 +78,11 @@ def test_residual_channels_form_one_group_with_several_members():
 
 
 def test_group_reductions_differ_where_members_disagree(resnet_stats):
-    stats = resnet_stats.stats
-    multi = [i for i, members in enumerate(stats) if len(members) > 1]
+    calibration = resnet_stats.calibration
+    multi = [i for i, members in enumerate(calibration.stats) if len(members) > 1]
     assert multi
     criterion = as_criterion("l1")
-    keys = {r: masks_key(select(criterion.group_scores(stats, r), PruneSpec(0.5))) for r in ("mean", "sum", "max")}
+    keys = {r: masks_key(select(criterion.group_scores(calibration, r), PruneSpec(0.5))) for r in ("mean", "sum", "max")}
     # mean and sum rank identically (same members, positive factor); max ranks differently
     assert keys["mean"] == keys["sum"]
     assert keys["max"] != keys["mean"]
@@ -109,11 +110,10 @@ def test_prune_spec_rejects_bad_values():
 
 
 def test_invalid_scores_are_reported(resnet_stats):
-    stats = resnet_stats.stats
     for text, reason in [("gamma * 0.0", "constant"), ("1.0 / (beta - beta) * 0.0 + sparsity(W)", "tied"),
                          ("log1p(gamma) * 0.0 + 2.0", "constant")]:
         with pytest.raises(InvalidScores, match=reason):
-            FormulaCriterion(Formula.parse(text)).group_scores(stats, "mean")
+            FormulaCriterion(Formula.parse(text)).group_scores(resnet_stats.calibration, "mean")
 
 
 def test_stratified_batch_balances_classes():

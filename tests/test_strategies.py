@@ -99,7 +99,7 @@ def test_layer_strategy_meets_the_macs_budget_and_reloads(session, tmp_path):
     fewer = list(result.removed)[:-1]  # removing one unit less would miss the budget
     assert measure_cost(remove_units(build_model("resnet20", 10, session.input_shape), fewer),
                         session.example).macs / session.base.macs > 0.6
-    x, _ = session.stats(0)
+    x = session.calibration(0).x
     with torch.no_grad():
         torch.testing.assert_close(load_pruned(tmp_path / "pruned_weights.pt")(x[:4]), model(x[:4]))
 
@@ -122,7 +122,7 @@ def test_iterative_cycles_reach_the_target(session, tmp_path):
     assert result.strategy == "iterative" and abs(result.macs_fraction - 0.4) <= 0.03 * 0.4
     record = json.loads((tmp_path / "report.json").read_text())["result"]
     assert record["wall_s"]["finetune"] > 0
-    x, _ = session.stats(0)
+    x = session.calibration(0).x
     with torch.no_grad():  # the three cycles replay onto a fresh model
         torch.testing.assert_close(load_pruned(tmp_path / "pruned_weights.pt")(x[:4]), model(x[:4]))
     by_ratio = session.variant(strategy="iterative", allocation="global", cycles=2, target_macs=None,
@@ -196,8 +196,9 @@ def test_fitness_with_random_configuration_search(prepared_tasks):
     prepared = replace(prepared_tasks[0], task=replace(prepared_tasks[0].task, search=SearchSpec(3, 100)))
     evaluator = Evaluator([prepared])
     criteria = [as_criterion("l1"), as_criterion("random")]
-    keys, keeps, reason = evaluator.selection_keys(criteria[0])
-    assert reason is None and len(keeps["digits-vgg"]) == 3 and keys["digits-vgg"].count("+") == 2
+    chosen = evaluator.selections(criteria[0])
+    keys, keeps = chosen.keys, chosen.keeps
+    assert chosen.reason is None and len(keeps["digits-vgg"]) == 3 and keys["digits-vgg"].count("+") == 2
     estimator = MacsEstimator(build_model("small-vgg", 10, prepared.splits.input_shape), prepared.groups,
                               prepared.example_input)
     budget = evaluator._configurations(prepared)[2]
@@ -205,5 +206,5 @@ def test_fitness_with_random_configuration_search(prepared_tasks):
     first = [r.fitness for r in evaluator.evaluate(criteria)]
     again = [r.fitness for r in Evaluator([prepared]).evaluate(criteria)]
     assert first == again and all(0 < f <= 1.5 for f in first)
-    plain = Evaluator([prepared_tasks[0]]).selection_keys(criteria[0])[0]["digits-vgg"]
+    plain = Evaluator([prepared_tasks[0]]).selections(criteria[0]).keys["digits-vgg"]
     assert plain.split("|")[0] != keys["digits-vgg"].split("|")[0]  # a different fitness setting, another cache

@@ -68,6 +68,9 @@ def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
     (["apply", "--formula", "l1", "--model", "lenet5", "--target-macs", "1.5"], "out of range"),
     (["apply", "--formula", "l1", "--model", "shufflenet_v2_x0_5", "--image-size", "32"], "after layer"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--checkpoint", "missing.pt"], "does not exist"),
+    (["apply", "--formula", "tp-bn", "--model", "lenet5", "--epochs", "0", "--no-latency"],
+     "criterion 'tp-bn' does not apply to lenet5"),
+    (["apply", "--formula", "tp-l3", "--model", "lenet5"], "tp-l2"),  # the error lists the named criteria
     (["train", "--model", "lenet5", "--device", "cuda:7"] if not torch.cuda.is_available() else
      ["train", "--model", "lenet5", "--device", "tpu"], "device"),
 ])
@@ -79,6 +82,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, m
     err = capsys.readouterr().err
     assert message in err, err
     assert len([line for line in err.splitlines() if line.startswith("prunevo: error")]) == 1
+    assert not (tmp_path / "pruned").exists()  # no half-written output directory
 
 
 def test_checkpoint_mismatch_and_corruption_are_refused(base_checkpoint, tmp_path):

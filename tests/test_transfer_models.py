@@ -44,7 +44,7 @@ def session_for(model: str, **overrides) -> TransferSession:
 @pytest.mark.parametrize("model", MODELS)
 def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_path):
     session = session_for(model)
-    x, _ = session.stats(0)
+    x = session.calibration(0).x
     # every classic on the two cheap nets; on the deep ones a weight, a gradient and an evolved criterion (time)
     names = [*CLASSIC_TEXT, EVOLVED] if model in ("resnet18", "vgg11_bn") else ["l1", "taylor", EVOLVED]
     for name in names:
@@ -87,36 +87,38 @@ def test_channel_ratio_instead_of_macs():
 
 def test_group_reductions_and_domino_change_selections_where_they_should():
     session = session_for("resnet18", target_macs=None, channel_ratio=0.5)
-    _, stats = session.stats(0)
+    calibration = session.calibration(0)
+    stats = calibration.stats
     crit = as_criterion("l1")
     multi = [g for g, members in enumerate(stats) if len(members) > 1]
     single = [g for g, members in enumerate(stats) if len(members) == 1]
     assert multi and single  # resnet18 has residual groups and plain ones
-    keep = {r: select(crit.group_scores(stats, r), PruneSpec(0.5, group_reduction=r)) for r in ("mean", "sum", "max")}
+    keep = {r: select(crit.group_scores(calibration, r), PruneSpec(0.5, group_reduction=r)) for r in ("mean", "sum", "max")}
     for g in single:  # one member: every reduction is the member's score
         assert torch.equal(keep["mean"][g], keep["max"][g]) and torch.equal(keep["mean"][g], keep["sum"][g])
     for g in multi:  # per group, sum = members x mean: the same ranking under layer-wise selection
         assert torch.equal(keep["mean"][g], keep["sum"][g])
     assert any(not torch.equal(keep["mean"][g], keep["max"][g]) for g in multi)
     # global ranking across groups with different member counts: sum and mean disagree
-    glob = {r: select(crit.group_scores(stats, r), PruneSpec(0.5, "global", group_reduction=r)) for r in ("mean", "sum")}
+    glob = {r: select(crit.group_scores(calibration, r), PruneSpec(0.5, "global", group_reduction=r))
+            for r in ("mean", "sum")}
     assert any(not torch.equal(a, b) for a, b in zip(glob["mean"], glob["sum"]))
     # Domino-io adds consumer input-channel saliencies
     io = session_for("resnet18", target_macs=None, channel_ratio=0.5, domino="io")
-    _, io_stats = io.stats(0)
+    io_stats = io.calibration(0).stats
     assert all(len(a) >= len(b) for a, b in zip(io_stats, stats)) and sum(map(len, io_stats)) > sum(map(len, stats))
-    keep_io = select(crit.group_scores(io_stats, "mean"), PruneSpec(0.5))
+    keep_io = select(crit.group_scores(io.calibration(0), "mean"), PruneSpec(0.5))
     assert any(not torch.equal(a, b) for a, b in zip(keep_io, keep["mean"]))
 
 
 def test_formula_importance_plugs_into_torch_pruning_metapruner():
     session = session_for("resnet18", target_macs=None, channel_ratio=0.5)
-    x, y = session.calibration(0)
+    calibration = session.calibration(0)
     model = session.model
-    imp = FormulaImportance("l1", model, x, y, 10)
+    imp = FormulaImportance("l1", model, calibration.x, calibration.y, 10)
     fc = model.fc
-    expected = select(as_criterion("l1").group_scores(session.stats(0)[1], "mean"), PruneSpec(0.5))
-    pruner = tp.pruner.MetaPruner(model, x[:1], importance=imp, pruning_ratio=0.5, ignored_layers=[fc])
+    expected = select(as_criterion("l1").group_scores(calibration, "mean"), PruneSpec(0.5))
+    pruner = tp.pruner.MetaPruner(model, calibration.x[:1], importance=imp, pruning_ratio=0.5, ignored_layers=[fc])
     pruner.step()
     modules = dict(model.named_modules())
     for group, keep in zip(session.groups, expected):

@@ -20,6 +20,7 @@ from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.primitives.classic import classic_formulas
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import FormulaCriterion
+from prunevo.pruning.tp_criteria import TP_CRITERIA
 from prunevo.utils import derive_seed
 
 
@@ -45,12 +46,23 @@ def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.To
     return toolbox
 
 
+def seed_formulas() -> list[Formula]:
+    """The classic criteria, then the Torch-Pruning importances that the grammar expresses (one formula per
+    distinct canonical form: tp-bn is the classic bn, tp-lamp ranks like tp-l2 within a layer)."""
+    seeds = {}
+    for formula in [*classic_formulas().values(),
+                    *(Formula.parse(s.formula, name=s.name) for s in TP_CRITERIA.values() if s.formula)]:
+        seeds.setdefault(formula.canonical_key, formula)
+    return list(seeds.values())
+
+
 def initial_population(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> list[Individual]:
-    """The classic criteria first (the seed paper's warm start), then ramped half-and-half trees."""
+    """The classic criteria and expressible Torch-Pruning importances first (the seed paper's warm start),
+    then ramped half-and-half trees."""
     random.seed(derive_seed(config.seed, "init"))
     population = []
     if config.seed_classics:
-        population = [to_deap(f.tree, pset) for f in classic_formulas().values()][: config.population]
+        population = [to_deap(f.tree, pset) for f in seed_formulas()][: config.population]
     while len(population) < config.population:
         population.append(Individual(gen_half_and_half(pset, config.init_min_height, config.init_max_height)))
     return population
@@ -98,4 +110,4 @@ def restore(scored: list[Scored], pset: gp.PrimitiveSetTyped) -> list[Individual
 
 
 __all__ = ["Scored", "build_pset", "evaluate_population", "initial_population", "make_toolbox", "restore",
-           "snapshot", "vary"]
+           "seed_formulas", "snapshot", "vary"]

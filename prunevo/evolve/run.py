@@ -18,7 +18,7 @@ from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.tasks import PreparedTask, make_task, prepare_task
-from prunevo.fitness.scoring import score_with
+from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with
 from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation
 from prunevo.utils import atomic_write_json
 
@@ -35,6 +35,16 @@ class RunResult:
     @property
     def best(self) -> Entry:
         return self.hall_of_fame[0]
+
+    @property
+    def baseline_rows(self) -> list[ScoreRow]:
+        """Every classic criterion, Torch-Pruning importance and random, with n/a and invalid ones marked."""
+        return baselines_from_json(self.baselines)
+
+    @property
+    def best_classic(self) -> ScoreRow | None:
+        """The best classic or Torch-Pruning criterion that applies to every task of the run."""
+        return best_classic(self.baseline_rows)
 
 
 def build_tasks(config: EvolutionConfig) -> list:
@@ -68,13 +78,9 @@ def prepare_tasks(config: EvolutionConfig) -> list[PreparedTask]:
 
 
 def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:
-    """Fitness of every classic criterion, and of random averaged over ``random_seeds`` draws."""
-    out = {}
-    for row in score_with(evaluator, [], baselines=True, random_seeds=random_seeds):
-        out[row.name] = {"fitness": row.fitness, "accuracy": row.accuracy, "reason": row.reason}
-        if row.name == "random":
-            out[row.name]["fitness_std"] = row.fitness_std
-    return out
+    """Fitness of every classic criterion and Torch-Pruning importance, and of random averaged over
+    ``random_seeds`` draws (the ``baselines.json`` form)."""
+    return baselines_to_json(score_with(evaluator, [], baselines=True, random_seeds=random_seeds))
 
 
 def _entry(text: str, result, generation: int, complexity: int) -> Entry:
@@ -87,7 +93,7 @@ def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFr
     atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
     atomic_write_json(run_dir / "pareto.json", [e.describe() for e in pareto.front])
     atomic_write_json(run_dir / "baselines.json", state["baselines"])
-    baseline_fitness = {k: v["fitness"] for k, v in state["baselines"].items() if v.get("reason") is None}
+    baseline_fitness = {r.name: r.fitness for r in baselines_from_json(state["baselines"]) if r.comparable}
     plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
 
 

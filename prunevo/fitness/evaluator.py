@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.fitness.training import TrainBudget, accuracy, recalibrate_batchnorm, torch_threads, train
-from prunevo.pruning.criteria import Criterion, InvalidScores
+from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.allocation import masks_along, sample_configurations
@@ -33,14 +33,32 @@ WORST = 0.0
 
 @dataclass
 class FitnessResult:
+    """``fitness`` is what evolution selects on: the worst value when the criterion's scores are invalid
+    (``reason``) or when it does not apply to some task (``not_applicable``: task -> why).
+    ``applicable_fitness`` is what reports show: the weighted geometric mean over the tasks where the
+    criterion applies (None when it applies nowhere or is invalid)."""
+
     fitness: float
     accuracy: dict[str, float] = field(default_factory=dict)  # validation accuracy after fine-tuning
     relative: dict[str, float] = field(default_factory=dict)  # ... divided by the unpruned net's
     reason: str | None = None  # why the criterion got the worst fitness
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    applicable_fitness: float | None = None
 
     @property
     def valid(self) -> bool:
-        return self.reason is None
+        return self.reason is None and not self.not_applicable
+
+
+@dataclass
+class Selections:
+    """What one criterion selects, per task: the fitness-cache key and the candidate keep-masks where it
+    applies; ``reason`` when its scores are invalid; ``not_applicable``: task -> why it does not apply."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    keeps: dict[str, list[list[torch.Tensor]]] = field(default_factory=dict)
+    reason: str | None = None
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,21 +178,26 @@ class Evaluator:
             out.append(masks_at(bisect_amount(masks_at, estimator, budget)))
         return out
 
-    def selection_keys(self, criterion: Criterion) -> tuple[dict[str, str], dict[str, list], str | None]:
-        """Cache keys and candidate keep-masks per task, or the reason the criterion cannot rank channels."""
-        keys, keeps = {}, {}
+    def selections(self, criterion: Criterion) -> Selections:
+        """The criterion's cache keys and candidate keep-masks on every task where it applies."""
+        out = Selections()
         for prepared in self.tasks:
             task = prepared.task
             try:
-                scores = criterion.group_scores(prepared.stats, task.prune.group_reduction)
+                scores = criterion.group_scores(prepared.calibration, task.prune.group_reduction)
+            except NotApplicable as exc:
+                out.not_applicable[task.name] = str(exc)
+                continue
             except InvalidScores as exc:
-                return keys, keeps, f"{task.name}: {exc}"
+                out.reason = f"{task.name}: {exc}"
+                return out
             except (RuntimeError, ValueError) as exc:  # e.g. an operand that does not fit this layer
-                return keys, keeps, f"{task.name}: scoring failed: {exc}"
+                out.reason = f"{task.name}: scoring failed: {exc}"
+                return out
             candidates = self.candidates(prepared, scores)
-            keeps[task.name] = candidates
-            keys[task.name] = f"{self._task_ids[task.name]}|" + "+".join(masks_key(k) for k in candidates)
-        return keys, keeps, None
+            out.keeps[task.name] = candidates
+            out.keys[task.name] = f"{self._task_ids[task.name]}|" + "+".join(masks_key(k) for k in candidates)
+        return out
 
     def evaluate(self, criteria: list[Criterion]) -> list[FitnessResult]:
         start = time.perf_counter()
@@ -182,16 +205,16 @@ class Evaluator:
         pending: dict[str, _Job] = {}
         by_name = {t.task.name: t for t in self.tasks}
         for criterion in criteria:
-            keys, keeps, reason = self.selection_keys(criterion)
-            plans.append((keys, reason))
-            if reason is not None:
+            chosen = self.selections(criterion)
+            plans.append(chosen)
+            if chosen.reason is not None:
                 continue
-            for task_name, key in keys.items():
+            for task_name, key in chosen.keys.items():
                 self.stats.lookups += 1
                 if key in self.cache or key in pending:
                     self.stats.hits += 1
                 else:
-                    pending[key] = self._job(by_name[task_name], keeps[task_name])
+                    pending[key] = self._job(by_name[task_name], chosen.keeps[task_name])
         if pending:
             order = sorted(pending)
             if self.n_jobs == 1:
@@ -201,15 +224,21 @@ class Evaluator:
             self.cache.update(zip(order, accs))
             self.stats.jobs += len(order)
         self.stats.seconds += time.perf_counter() - start
-        return [self._result(keys, reason) for keys, reason in plans]
+        return [self._result(plan) for plan in plans]
 
-    def _result(self, keys: dict[str, str], reason: str | None) -> FitnessResult:
-        if reason is not None:
-            return FitnessResult(WORST, reason=reason)
-        acc = {name: self.cache[key] for name, key in keys.items()}
-        rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in self.tasks}
-        total = sum(t.task.weight for t in self.tasks)
+    def _result(self, chosen: Selections) -> FitnessResult:
+        not_applicable = chosen.not_applicable
+        if chosen.reason is not None:
+            return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable)
+        scored = [t for t in self.tasks if t.task.name in chosen.keys]
+        acc = {t.task.name: self.cache[chosen.keys[t.task.name]] for t in scored}
+        rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in scored}
+        if not scored:
+            return FitnessResult(WORST, not_applicable=not_applicable)
         if any(r <= 0 for r in rel.values()):
-            return FitnessResult(WORST, acc, rel)
-        log_mean = sum(t.task.weight * math.log(rel[t.task.name]) for t in self.tasks) / total
-        return FitnessResult(math.exp(log_mean), acc, rel)
+            value = WORST
+        else:
+            total = sum(t.task.weight for t in scored)
+            value = math.exp(sum(t.task.weight * math.log(rel[t.task.name]) for t in scored) / total)
+        return FitnessResult(WORST if not_applicable else value, acc, rel, not_applicable=not_applicable,
+                             applicable_fitness=value)

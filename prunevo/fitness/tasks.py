@@ -15,10 +15,11 @@ from prunevo.errors import PrunevoError
 from prunevo.fitness.pretrain import PretrainRecipe, pretrained
 from prunevo.fitness.training import TrainBudget, accuracy
 from prunevo.primitives.operands import LayerStats
-from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.allocation import SearchSpec
+from prunevo.pruning.calibration import Calibration
+from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.selection import PruneSpec
-from prunevo.pruning.statistics import gather_stats, stratified_batch
+from prunevo.pruning.statistics import stratified_batch
 from prunevo.utils import stable_hash
 from prunevo.zoo.datasets import DATASETS, Splits, load_dataset
 from prunevo.zoo.nets import SMALL_NETS
@@ -79,15 +80,20 @@ def make_task(name: str, **overrides) -> Task:
 
 @dataclass
 class PreparedTask:
-    """A task made ready for scoring: data loaded, base net trained, groups and statistics gathered."""
+    """A task made ready for scoring: data loaded, base net trained, groups found, calibration batch drawn
+    (criteria read their statistics from ``calibration``, computed on first use)."""
 
     task: Task
     splits: Splits
     base_state: dict[str, torch.Tensor]
     base_val_accuracy: float
     groups: list[ChannelGroup]
-    stats: list[list[LayerStats]]
+    calibration: Calibration
     example_input: torch.Tensor
+
+    @property
+    def stats(self) -> list[list[LayerStats]]:
+        return self.calibration.stats
 
 
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
@@ -97,6 +103,6 @@ def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_d
     example = splits.train_x[:1]
     groups = find_groups(model, example)
     x, y = stratified_batch(splits.train_x, splits.train_y, task.calibration_per_class, task.calibration_seed)
-    stats = gather_stats(model, groups, x, y, splits.num_classes, consumers=task.prune.domino == "io")
+    calibration = Calibration(model, groups, x, y, splits.num_classes, consumers=task.prune.domino == "io")
     return PreparedTask(task, splits, {k: v.clone() for k, v in model.state_dict().items()},
-                        accuracy(model, splits.val_x, splits.val_y), groups, stats, example)
+                        accuracy(model, splits.val_x, splits.val_y), groups, calibration, example)

@@ -18,7 +18,7 @@ from prunevo.primitives import export_latex, export_python, export_sympy
 from prunevo.primitives.evaluate import compile_tree
 from prunevo.primitives.operands import LayerStats
 from prunevo.primitives.parser import parse
-from prunevo.primitives.tree import Node, to_text
+from prunevo.primitives.tree import CONST, Node, to_text
 
 JSON_VERSION = 1
 
@@ -52,6 +52,11 @@ class Formula:
     def text(self) -> str:
         """Exact text: parses back to the same tree."""
         return to_text(self.tree)
+
+    @cached_property
+    def operands(self) -> frozenset[str]:
+        """The operands the formula reads (``W``, ``gamma``...)."""
+        return frozenset(n.name for n in self.tree.walk() if not n.args and n.name != CONST)
 
     @property
     def complexity(self) -> int:

@@ -14,7 +14,10 @@ class LayerStats:
     ``W`` [C, D] the channel's filter; ``Wn`` [C, D'] the next layers' weights that read the channel;
     ``F`` [C, N, S] the channel's activation (ReLU of its BatchNorm output); ``G`` [C, N, S] the gradient
     of the loss w.r.t. that activation; ``gamma``/``beta`` [C] BatchNorm scale/shift (1 and 0 for a layer
-    without BatchNorm); ``labels`` [N] the class of each sample.
+    without BatchNorm); ``labels`` [N] the class of each sample.  ``missing`` names the operands this layer
+    does not really have and that hold placeholders (``gamma``/``beta`` without BatchNorm, ``G`` when no
+    gradient reaches the layer, ``Wn`` when no consumer reads one input row per channel): a criterion that
+    cannot rank channels because it reads one of them does not apply to the layer.
     """
 
     W: torch.Tensor
@@ -25,6 +28,7 @@ class LayerStats:
     beta: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    missing: frozenset[str] = frozenset()
     labels_onehot: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
-"""Criteria as scorers of channel groups: any ``Formula``, or the ``random`` baseline.
+"""Criteria as scorers of channel groups: any ``Formula``, Torch-Pruning's importances, or ``random``.
 
-A criterion whose scores cannot rank channels (NaN, inf, constant or mostly tied within a layer) is
-reported with the reason instead of being used; fitness turns that into the worst score.
+Every criterion scores a ``Calibration`` (one network, its groups, one calibration batch) and returns one
+score per channel of every group (higher = keep).  A criterion whose scores cannot rank channels raises
+``InvalidScores`` with the reason; one that needs something the network lacks raises ``NotApplicable``.
 """
 from __future__ import annotations
 
@@ -12,15 +13,20 @@ import torch
 from prunevo.errors import FormulaError
 from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.primitives.formula import Formula
-from prunevo.primitives.operands import LayerStats
-from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.calibration import Calibration
+from prunevo.pruning.scores import InvalidScores, NotApplicable, rank_problem
 from prunevo.pruning.selection import reduce_members
+from prunevo.pruning.tp_criteria import TP_CRITERIA, tp_group_scores
 
 RANDOM = "random"
+# the criteria users already run: "best classic" in every report is the best of these
+BASELINE_NAMES: tuple[str, ...] = (*CLASSIC_TEXT, *TP_CRITERIA)
 
+_NEEDS = {"gamma": "BatchNorm (gamma)", "beta": "BatchNorm (beta)", "G": "the loss gradient (G)",
+          "Wn": "next-layer weights that read one input row per channel (Wn)"}
 
-class InvalidScores(Exception):
-    """Scores that cannot rank channels; ``str(exc)`` is the reason."""
+__all__ = ["BASELINE_NAMES", "Criterion", "FormulaCriterion", "InvalidScores", "NotApplicable", "RANDOM",
+           "RandomCriterion", "TorchPruningCriterion", "as_criterion", "criterion_names", "rank_problem"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +36,13 @@ class RandomCriterion:
     seed: int = 0
     name: str = RANDOM
 
-    def group_scores(self, stats: list[list[LayerStats]], reduction: str, strict: bool = True) -> list[torch.Tensor]:
+    def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
-        return [torch.rand(members[0].channels, generator=gen) for members in stats]
+        return [torch.rand(g.size, generator=gen) for g in calibration.groups]
 
-    def layer_scores(self, stats: list[list[LayerStats]], groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
+    def layer_scores(self, calibration: Calibration) -> dict[str, torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
-        return {m.layer: torch.rand(s.channels, generator=gen)
-                for members, g in zip(stats, groups) for s, m in zip(members, g.members)}
+        return {m.layer: torch.rand(g.size, generator=gen) for g in calibration.groups for m in g.members}
 
 
 @dataclass(frozen=True)
@@ -48,24 +53,35 @@ class FormulaCriterion:
     def name(self) -> str:
         return self.formula.name or self.formula.text
 
-    def group_scores(self, stats: list[list[LayerStats]], reduction: str, strict: bool = True) -> list[torch.Tensor]:
+    def _not_applicable(self, members, group_root: str) -> NotApplicable | None:
+        """Why the formula cannot rank this group *because* it reads an operand the group lacks, if so."""
+        for operand in sorted(self.formula.operands):
+            for s in members:
+                if operand in s.missing:
+                    return NotApplicable(f"needs {_NEEDS[operand]}, which the group of layer {group_root!r} does not have")
+        return None
+
+    def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:
         """One score per channel of every group; ``strict`` also rejects constant or mostly tied scores."""
         scores = []
-        for g, members in enumerate(stats):
+        for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats)):
             per_member = [self.formula.score(s).double() for s in members]
-            for s in per_member:
-                if not torch.isfinite(s).all():
-                    raise InvalidScores(f"non-finite scores in group {g}")
-            group = reduce_members(per_member, reduction)
-            if strict:
-                check_rankable(group, g)
-            scores.append(group)
+            combined = reduce_members(per_member, reduction)
+            problem = next((f"non-finite scores in group {g}" for s in per_member if not torch.isfinite(s).all()),
+                           None) or rank_problem(combined, g)
+            if problem is not None:
+                missing = self._not_applicable(members, group.root)
+                if missing is not None:
+                    raise missing
+                if strict or problem.startswith("non-finite"):
+                    raise InvalidScores(problem)
+            scores.append(combined)
         return scores
 
-    def layer_scores(self, stats: list[list[LayerStats]], groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
+    def layer_scores(self, calibration: Calibration) -> dict[str, torch.Tensor]:
         """The filter scores of every producing layer, by layer name (for layer pruning)."""
         out = {}
-        for members, g in zip(stats, groups):
+        for members, g in zip(calibration.stats, calibration.groups):
             for s, m in zip(members, g.members):
                 score = self.formula.score(s).double()
                 if not torch.isfinite(score).all():
@@ -74,30 +90,54 @@ class FormulaCriterion:
         return out
 
 
-def rank_problem(scores: torch.Tensor, group_index: int) -> str | None:
-    """Why ``scores`` cannot rank the channels of a group, or None when they can."""
-    if not torch.isfinite(scores).all():
-        return f"non-finite scores in group {group_index}"
-    if len(scores) > 1 and bool((scores == scores[0]).all()):
-        return f"constant scores in group {group_index}"
-    distinct = len(torch.unique(scores))
-    if distinct * 2 < len(scores):
-        return f"tied scores in group {group_index} ({distinct} distinct values for {len(scores)} channels)"
-    return None
+@dataclass(frozen=True)
+class TorchPruningCriterion:
+    """A Torch-Pruning importance class (``tp-l2``...), with its own normalization and prunevo's group
+    reduction passed to it (mean, Torch-Pruning's default, unless ``--group-reduction`` says otherwise)."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in TP_CRITERIA:
+            raise FormulaError(f"unknown Torch-Pruning criterion {self.name!r}; allowed: {', '.join(TP_CRITERIA)}")
+
+    def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:
+        scores = calibration.memo(("tp", self.name, reduction),
+                                  lambda: tp_group_scores(calibration, self.name, reduction))
+        for g, s in enumerate(scores):
+            problem = rank_problem(s, g)
+            if problem is not None and (strict or problem.startswith("non-finite")):
+                raise InvalidScores(problem)
+        return scores
+
+    def layer_scores(self, calibration: Calibration) -> dict[str, torch.Tensor]:
+        """Each producing layer gets its group's *raw* scores: dividing every group by its mean (the
+        default normalizer) would give every layer the same mean score, and layer pruning compares layers.
+        LAMP keeps its own normalization, which is made for comparing layers."""
+        normalizer = "default" if TP_CRITERIA[self.name].normalizer == "lamp" else None
+        scores = calibration.memo(("tp-layers", self.name),
+                                  lambda: tp_group_scores(calibration, self.name, "mean", normalizer))
+        out = {}
+        for s, g in zip(scores, calibration.groups):
+            if not torch.isfinite(s).all():
+                raise InvalidScores(f"non-finite scores in layer {g.root!r}")
+            out.update({m.layer: s for m in g.members})
+        return out
 
 
-def check_rankable(scores: torch.Tensor, group_index: int) -> None:
-    problem = rank_problem(scores, group_index)
-    if problem is not None:
-        raise InvalidScores(problem)
+Criterion = RandomCriterion | FormulaCriterion | TorchPruningCriterion
 
 
-Criterion = RandomCriterion | FormulaCriterion
+def criterion_names() -> str:
+    return ", ".join((*BASELINE_NAMES, RANDOM))
 
 
 def as_criterion(spec: "str | Formula | Criterion", seed: int = 0) -> Criterion:
-    """A criterion from a classic name, ``random``, formula text, or a Formula."""
-    if isinstance(spec, (RandomCriterion, FormulaCriterion)):
+    """A criterion from a classic name, a Torch-Pruning name (``tp-l2``...), ``random``, formula text, a
+    .json/.txt formula file, or a Formula."""
+    from prunevo.primitives.export import read_formula
+
+    if isinstance(spec, (RandomCriterion, FormulaCriterion, TorchPruningCriterion)):
         return spec
     if isinstance(spec, Formula):
         return FormulaCriterion(spec)
@@ -105,7 +145,9 @@ def as_criterion(spec: "str | Formula | Criterion", seed: int = 0) -> Criterion:
         return RandomCriterion(seed)
     if spec in CLASSIC_TEXT:
         return FormulaCriterion(Formula.parse(CLASSIC_TEXT[spec], name=spec))
+    if spec in TP_CRITERIA:
+        return TorchPruningCriterion(spec)
     try:
-        return FormulaCriterion(Formula.parse(spec))
+        return FormulaCriterion(read_formula(spec))
     except FormulaError as exc:
-        raise FormulaError(f"{exc} (or use a classic criterion: {', '.join(CLASSIC_TEXT)}, random)") from None
+        raise FormulaError(f"{exc} (or use a named criterion: {criterion_names()})") from None

@@ -9,9 +9,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import Criterion, as_criterion
 from prunevo.pruning.groups import find_groups
-from prunevo.pruning.statistics import gather_stats
 
 
 class FormulaImportance(tp.importance.Importance):
@@ -21,8 +21,7 @@ class FormulaImportance(tp.importance.Importance):
                  reduction: str = "mean", domino: str = "o", ignored_layers: list[nn.Module] | None = None):
         self.criterion: Criterion = as_criterion(criterion)
         groups = find_groups(model, x[:1], ignored_layers)
-        stats = gather_stats(model, groups, x, y, num_classes, consumers=domino == "io")
-        scores = self.criterion.group_scores(stats, reduction)
+        scores = self.criterion.group_scores(Calibration(model, groups, x, y, num_classes, domino == "io"), reduction)
         modules = dict(model.named_modules())
         self._scores = {modules[g.root]: s for g, s in zip(groups, scores)}
         # every member of a group has the group's score: TP may root a group at any of them

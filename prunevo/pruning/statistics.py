@@ -65,11 +65,9 @@ def _consumer_rows(modules: dict[str, nn.Module], group: ChannelGroup, consumer)
     return w[cols.flatten()].reshape(group.size, -1)
 
 
-def _next_weights(modules: dict[str, nn.Module], group: ChannelGroup) -> torch.Tensor:
+def _next_weights(modules: dict[str, nn.Module], group: ChannelGroup) -> torch.Tensor | None:
     parts = [r for r in (_consumer_rows(modules, group, c) for c in group.consumers) if r is not None]
-    if not parts:
-        return torch.zeros(group.size, 1)
-    return torch.cat(parts, dim=1)
+    return torch.cat(parts, dim=1) if parts else None
 
 
 def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
@@ -113,21 +111,26 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
             layer = modules[member.layer]
             pairs = _pairs_of(group, member.layer)
             record = captured[member.layer]
+            missing = set() if wn is not None else {"Wn"}
             feature = _channel_major(record["F"])
+            if "G" not in record:
+                missing.add("G")
             grad = _channel_major(record.get("G", torch.zeros_like(record["F"])))
-            if member.bn is not None:
+            if member.bn is not None and modules[member.bn].weight is not None:  # affine BatchNorm
                 bn = modules[member.bn]
                 bn_pairs = _pairs_of(group, member.bn)
                 gamma = _rows_for_group(bn.weight.detach(), bn_pairs, group.size)
                 beta = _rows_for_group(bn.bias.detach(), bn_pairs, group.size)
             else:
-                gamma, beta = torch.ones(group.size), torch.zeros(group.size)
+                gamma = torch.ones(group.size, device=layer.weight.device)
+                beta = torch.zeros(group.size, device=layer.weight.device)
+                missing |= {"gamma", "beta"}
             per_member.append(LayerStats(
                 W=_rows_for_group(layer.weight.detach().reshape(layer.weight.shape[0], -1), pairs, group.size),
-                Wn=wn,
+                Wn=wn if wn is not None else torch.zeros(group.size, 1, device=layer.weight.device),
                 F=_rows_for_group(feature, pairs, group.size),
                 G=_rows_for_group(grad, pairs, group.size),
-                gamma=gamma, beta=beta, labels=y, num_classes=num_classes,
+                gamma=gamma, beta=beta, labels=y, num_classes=num_classes, missing=frozenset(missing),
             ))
         if consumers:
             producer = per_member[0]
@@ -136,6 +139,6 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
                 if rows is not None:
                     per_member.append(LayerStats(W=rows, Wn=producer.W, F=producer.F, G=producer.G,
                                                  gamma=producer.gamma, beta=producer.beta, labels=y,
-                                                 num_classes=num_classes))
+                                                 num_classes=num_classes, missing=producer.missing - {"Wn"}))
         result.append(per_member)
     return result

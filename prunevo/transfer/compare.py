@@ -16,13 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from prunevo.errors import PrunevoError
+from prunevo.errors import NotApplicableError, PrunevoError
 from prunevo.transfer.report import CompareRow, target_text, compare_markdown, grid_markdown, plot_compare, summarize
 from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from
 from prunevo.transfer.variants import strategy_changes
 from prunevo.utils import atomic_write_json, atomic_write_text
-
-DEFAULT_CRITERIA = ("l1", "l2", "bn", "taylor", "random")
 
 
 @dataclass
@@ -74,8 +72,11 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
         strategies.sort(key=lambda s: s != "layer")  # layer pruning first: its latency is the one to match
     runs: list[ApplyResult] = []
     unreachable: list[str] = []
+    not_applicable: dict[tuple[str, str], str] = {}  # (strategy, criterion) -> why: reported as n/a, not run
     jobs = [(s, n, seed) for s in strategies for n in (["random"] if s == "unstructured" else names) for seed in seeds]
     for strategy, crit_name, seed in tqdm(jobs, desc=name, disable=not progress):
+        if (strategy, crit_name) in not_applicable:
+            continue
         overrides = dict(changes[strategy])
         if match and overrides["strategy"] == "channel":
             if matched is None:
@@ -84,13 +85,16 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
         (criterion,) = criteria_from([crit_name], seed)
         try:
             _, result, _ = session.variant(**overrides).run(criterion, seed)
+        except NotApplicableError as exc:
+            not_applicable[(strategy, crit_name)] = exc.reason
+            continue
         except PrunevoError as exc:
             if "target_latency" not in overrides or config.target_latency is not None:
                 raise
             unreachable.append(f"{strategy} / {crit_name} / seed {seed}: {exc}")  # itself a finding: keep going
             continue
         runs.append(result)
-    rows = summarize(runs)
+    rows = summarize(runs, not_applicable)
     title = _title(config, seeds, matched, strategies)
     markdown = compare_markdown(rows, session.base, title)
     if unreachable:
@@ -103,6 +107,8 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
         atomic_write_json(out / f"{name}.json", {"config": asdict(config), "seeds": list(seeds),
                                                  "strategies": strategies, "matched_latency": matched,
                                                  "base": asdict(session.base), "runs": [r.to_dict() for r in runs],
+                                                 "not_applicable": [{"strategy": s, "criterion": c, "reason": why}
+                                                                    for (s, c), why in not_applicable.items()],
                                                  "summary": [asdict(r) for r in rows], "wall_s": wall})
         atomic_write_text(out / f"{name}.md", markdown)
         plot_compare(runs, session.base, out / f"{name}.png")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from prunevo.pruning.criteria import BASELINE_NAMES
 from prunevo.transfer.session import ApplyResult, Measurement
 from prunevo.utils import save_png
 
@@ -78,14 +79,23 @@ class CompareRow:
     params: int
     latency_ms: dict[str, dict[int, float]]  # mean over seeds
     sparsity: float | None = None  # unstructured pruning
+    vs_best_classic: float | None = None  # gap to the best classic or Torch-Pruning criterion of the strategy
+    not_applicable: str | None = None  # why the criterion does not apply (then nothing was run)
 
 
 def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def summarize(results: list[ApplyResult]) -> list[CompareRow]:
-    """One row per (strategy, criterion), sorted by strategy then accuracy; "vs random" within a strategy."""
+def best_classic(rows: list[CompareRow], strategy: str) -> CompareRow | None:
+    """The best classic or Torch-Pruning criterion run under ``strategy`` (n/a ones excluded)."""
+    candidates = [r for r in rows if r.strategy == strategy and r.criterion in BASELINE_NAMES and not r.not_applicable]
+    return max(candidates, key=lambda r: r.top1_mean, default=None)
+
+
+def summarize(results: list[ApplyResult], not_applicable: dict[tuple[str, str], str] | None = None) -> list[CompareRow]:
+    """One row per (strategy, criterion), sorted by strategy then accuracy (n/a last); "vs random" and "vs
+    best classic" within a strategy."""
     by_key: dict[tuple[str, str], list[ApplyResult]] = {}
     for r in results:
         by_key.setdefault((r.strategy, r.criterion), []).append(r)
@@ -105,8 +115,16 @@ def summarize(results: list[ApplyResult]) -> list[CompareRow]:
                                None if random_mean is None else mean - random_mean,
                                _mean([r.macs_fraction for r in runs]), round(_mean([r.after.params for r in runs])),
                                latency, _mean(sparsities) if sparsities else None))
-    order = list(dict.fromkeys(r.strategy for r in results))
-    return sorted(rows, key=lambda r: (order.index(r.strategy), -r.top1_mean))
+    for (strategy, name), why in (not_applicable or {}).items():
+        rows.append(CompareRow(name, None, strategy, 0, float("nan"), float("nan"), None, float("nan"), 0, {},
+                               not_applicable=why))
+    for row in rows:
+        best = best_classic(rows, row.strategy)
+        if best is not None and not row.not_applicable:
+            row.vs_best_classic = row.top1_mean - best.top1_mean
+    order = list(dict.fromkeys([r.strategy for r in results] + [s for s, _ in (not_applicable or {})]))
+    return sorted(rows, key=lambda r: (order.index(r.strategy), bool(r.not_applicable),
+                                       -r.top1_mean if not r.not_applicable else 0.0))
 
 
 def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> str:
@@ -119,16 +137,27 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> s
     several = len({r.strategy for r in rows}) > 1
     strategy_head, strategy_rule = ("strategy | ", "---|") if several else ("", "")
     lines = [f"# {title}", "",
-             f"| {strategy_head}criterion | top-1 (mean ± std) | vs random | MACs kept | params |" + cells(lat_cols),
-             f"|{strategy_rule}---|---:|---:|---:|---:|" + "---:|" * len(lat_cols)]
-    lines.append(f"| {'| ' if several else ''}unpruned | {base.top1:.4f} | | 100% | {base.params:,} |"
+             f"| {strategy_head}criterion | top-1 (mean ± std) | vs random | vs best classic | MACs kept | params |"
+             + cells(lat_cols),
+             f"|{strategy_rule}---|---:|---:|---:|---:|---:|" + "---:|" * len(lat_cols)]
+    lines.append(f"| {'| ' if several else ''}unpruned | {base.top1:.4f} | | | 100% | {base.params:,} |"
                  + cells([_ms(base, d, k) for d in devices for k in batches]))
     for r in rows:
+        head = f"| {r.strategy + ' | ' if several else ''}{r.criterion} |"
+        if r.not_applicable:
+            lines.append(f"{head} n/a: {r.not_applicable} | | | | |" + cells([""] * len(lat_cols)))
+            continue
         lat = [f"{r.latency_ms.get(d, {}).get(k, float('nan')):.2f}" for d in devices for k in batches]
         vs = "" if r.vs_random is None else f"{r.vs_random:+.4f}"
+        vs_best = "" if r.vs_best_classic is None else f"{r.vs_best_classic:+.4f}"
         kept = f"{r.macs_fraction:.1%}" + (f" (dense; {r.sparsity:.1%} zero weights)" if r.sparsity is not None else "")
-        lines.append(f"| {r.strategy + ' | ' if several else ''}{r.criterion} | {r.top1_mean:.4f} ± {r.top1_std:.4f} | "
-                     f"{vs} | {kept} | {r.params:,} |" + cells(lat))
+        lines.append(f"{head} {r.top1_mean:.4f} ± {r.top1_std:.4f} | {vs} | {vs_best} | {kept} | {r.params:,} |"
+                     + cells(lat))
+    strategies = list(dict.fromkeys(r.strategy for r in rows))
+    bests = [(s, best_classic(rows, s)) for s in strategies]
+    lines += ["", "Best classic (the best of the classic and Torch-Pruning criteria in this table; n/a ones left "
+                  "out): " + "; ".join(f"{s + ': ' if several else ''}"
+                                       + (f"{b.criterion} {b.top1_mean:.4f}" if b else "none") for s, b in bests)]
     formulas = {r.criterion: r.formula for r in rows if r.formula and r.formula != r.criterion}
     if formulas:
         lines += ["", "Formulas: " + "; ".join(f"`{name}` = `{text}`" for name, text in formulas.items())]
@@ -153,13 +182,16 @@ def grid_markdown(rows: list[CompareRow], base: Measurement, strategies: list[st
             if strategy == "unstructured":
                 continue
             r = by.get((name, strategy))
-            if r is None:
-                cells.append("-")
+            if r is None or r.not_applicable:
+                cells.append("-" if r is None else "n/a")
                 continue
             vs = f" ({r.vs_random:+.4f})" if r.vs_random is not None and name != "random" else ""
             ms = r.latency_ms.get(device, {}).get(batch)
             cells.append(f"{r.top1_mean:.4f}{vs}<br>{r.macs_fraction:.0%}" + (f", {ms:.2f} ms" if ms is not None else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    columns = [s for s in strategies if s != "unstructured"]
+    bests = [best_classic(rows, s) for s in columns]
+    lines.append("| best classic | " + " | ".join(f"{b.criterion} {b.top1_mean:.4f}" if b else "-" for b in bests) + " |")
     for r in rows:
         if r.strategy == "unstructured":
             lines += ["", f"Unstructured IMP baseline (global weight magnitude, same cycles): top-1 {r.top1_mean:.4f} ± "

@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
-from prunevo.errors import ModelError, PrunevoError
+from prunevo.errors import ModelError, NotApplicableError, PrunevoError
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.cost import MacsEstimator, measure_cost
-from prunevo.pruning.criteria import FormulaCriterion, InvalidScores, RandomCriterion, as_criterion, rank_problem
+from prunevo.pruning.calibration import Calibration
+from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
+                                      TorchPruningCriterion, as_criterion, rank_problem)
 from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation, masks_along
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.latency import LatencySpec, measure_latency
@@ -28,7 +30,7 @@ from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, select
-from prunevo.pruning.statistics import gather_stats, stratified_indices
+from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import meet_macs_target
 from prunevo.transfer.setup import load_setup
 from prunevo.transfer.variants import STRATEGIES, variant_name
@@ -180,8 +182,9 @@ class Selection:
 
 
 def criterion_label(criterion) -> tuple[str, str | None]:
-    if isinstance(criterion, RandomCriterion):
-        return "random", None
+    """(name, formula text or None) of a criterion, as reports show it."""
+    if isinstance(criterion, (RandomCriterion, TorchPruningCriterion)):
+        return criterion.name, None
     formula: Formula = criterion.formula
     return (formula.name or formula.text), formula.text
 
@@ -195,8 +198,7 @@ class TransferSession:
         self.input_shape = self.data.input_shape
         self.example = torch.zeros(1, *self.input_shape)
         self.groups = find_groups(self.model, self.example)
-        self._stats: dict[int, tuple] = {}
-        self._calibration: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._calibration: dict[int, Calibration] = {}
         self.base = self.measure(self.model)
         self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
                                 self.base.macs)
@@ -243,37 +245,36 @@ class TransferSession:
         return Measurement(cost.params, cost.macs, acc["top1"], acc.get("top5"), self.latency(model))
 
     # -- pruning ----------------------------------------------------------------------------------
-    def calibration(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A class-stratified batch of un-augmented training images, the same for every criterion (read once)."""
+    def calibration(self, seed: int, stage: Stage | None = None) -> Calibration:
+        """What criteria score: ``stage``'s model (the base model by default) on a class-stratified batch of
+        un-augmented training images drawn from ``seed``.  The batch is read once per seed and the base
+        model's calibration is kept, so every criterion shares its statistics."""
         if seed not in self._calibration:
             per_class = max(1, self.config.calibration_samples // self.data.num_classes)
             order = stratified_indices(labels_of(self.data.train_plain), per_class, seed)
             items = [self.data.train_plain[int(i)] for i in order]
-            self._calibration[seed] = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-        return self._calibration[seed]
+            x, y = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+            self._calibration[seed] = self._calibration_of(self.base_stage, x, y)
+        base = self._calibration[seed]
+        if stage is None or stage is self.base_stage:
+            return base
+        return self._calibration_of(stage, base.x, base.y)
+
+    def _calibration_of(self, stage: Stage, x: torch.Tensor, y: torch.Tensor) -> Calibration:
+        return Calibration(stage.model, stage.groups, x, y, self.data.num_classes,
+                           consumers=self.config.domino == "io", device=self.accel.device)
 
     def stage(self, model: nn.Module) -> Stage:
         groups = find_groups(model, self.example)
         return Stage(model, groups, MacsEstimator(model, groups, self.example), measure_cost(model, self.example).macs)
 
-    def stats(self, seed: int, stage: Stage | None = None):
-        """(calibration images, statistics of ``stage``'s groups); cached for the base model."""
-        if stage is None and seed in self._stats:
-            return self._stats[seed]
-        x, y = self.calibration(seed)
-        model = (stage or self.base_stage).model.to(self.accel.device)
-        stats = gather_stats(model, (stage or self.base_stage).groups, x.to(self.accel.device),
-                             y.to(self.accel.device), self.data.num_classes, consumers=self.config.domino == "io")
-        model.cpu()
-        if stage is None:
-            self._stats[seed] = (x, stats)
-        return x, stats
-
-    def scores(self, criterion, stats) -> list[torch.Tensor]:
+    def scores(self, criterion, calibration: Calibration) -> list[torch.Tensor]:
         name = criterion_label(criterion)[0]
         try:
             scores = [s.detach().cpu().double()
-                      for s in criterion.group_scores(stats, self.config.group_reduction, strict=False)]
+                      for s in criterion.group_scores(calibration, self.config.group_reduction, strict=False)]
+        except NotApplicable as exc:
+            raise NotApplicableError(name, f"does not apply to {self.config.model}: {exc}") from None
         except InvalidScores as exc:
             raise PrunevoError(f"criterion {name!r} cannot rank channels: {exc}") from None
         problems = [p for p in (rank_problem(s, g) for g, s in enumerate(scores)) if p]
@@ -287,8 +288,7 @@ class TransferSession:
         """Keep-masks for ``stage`` (the base model by default) under a MACs target (a share of the stage's
         MACs) or a channel ratio; both default to the session's."""
         stage = stage or self.base_stage
-        _, stats = self.stats(seed, None if stage is self.base_stage else stage)
-        scores = self.scores(criterion, stats)
+        scores = self.scores(criterion, self.calibration(seed, None if stage is self.base_stage else stage))
         spec = self.config.prune_spec()
         if target_macs is None and ratio is None:
             target_macs, ratio = self.config.target_macs, self.config.channel_ratio
@@ -355,21 +355,17 @@ class TransferSession:
         return outcome.model, result, outcome.record
 
 def criteria_from(specs: list, seed: int = 0) -> list:
-    """Criteria from classic names, ``random``, formula text, .json/.txt exports, run directories (their
-    best formula) or Formula objects."""
+    """Criteria from classic names, Torch-Pruning names (``tp-l2``...), ``random``, formula text, .json/.txt
+    exports, run directories (their best formula), Formula objects or criteria."""
     from pathlib import Path
 
     from prunevo.evolve.run import load_run
-    from prunevo.primitives.classic import CLASSIC_TEXT
-    from prunevo.primitives.export import read_formula
 
     out = []
     for spec in specs:
-        if isinstance(spec, (Formula, RandomCriterion, FormulaCriterion)) or spec in CLASSIC_TEXT or spec == "random":
-            out.append(as_criterion(spec, seed))
-        elif isinstance(spec, (str, Path)) and Path(spec).is_dir():
+        if isinstance(spec, (str, Path)) and spec not in BASELINE_NAMES and Path(spec).is_dir():
             best = load_run(spec).hall_of_fame[0].formula
             out.append(FormulaCriterion(Formula(best.tree, name=f"best of {Path(spec).name}")))
         else:
-            out.append(FormulaCriterion(read_formula(spec)))
+            out.append(as_criterion(str(spec) if isinstance(spec, Path) else spec, seed))
     return out

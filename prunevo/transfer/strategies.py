@@ -17,11 +17,11 @@ from typing import Callable
 
 from torch import nn
 
-from prunevo.errors import ModelError, PrunevoError
+from prunevo.errors import ModelError, NotApplicableError, PrunevoError
 from prunevo.pruning.cost import measure_cost
 from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
 from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
-from prunevo.pruning.criteria import InvalidScores
+from prunevo.pruning.criteria import InvalidScores, NotApplicable
 from prunevo.transfer.session import PruneRecord, Selection, TransferSession, criterion_label
 
 LATENCY_STEPS = 7  # bisection steps on the MACs target when meeting a latency target
@@ -79,7 +79,7 @@ def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: f
 def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
     name = criterion_label(criterion)[0]
     start = time.perf_counter()
-    x, _ = session.stats(seed)
+    x = session.calibration(seed).x
 
     def at_macs(target: float | None) -> tuple[Selection, nn.Module]:
         chosen = session.select(criterion, seed, target_macs=target)  # None: the session's own target
@@ -103,9 +103,10 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
         raise ModelError(f"{session.config.model} has no block or layer that can be removed: layer pruning needs "
                          f"residual blocks with identity shortcuts or convolutions whose output has their input's "
                          f"shape; use --strategy channel")
-    _, stats = session.stats(seed)
     try:
-        filter_scores = criterion.layer_scores(stats, session.groups)
+        filter_scores = criterion.layer_scores(session.calibration(seed))
+    except NotApplicable as exc:
+        raise NotApplicableError(name, f"does not apply to {session.config.model}: {exc}") from None
     except InvalidScores as exc:
         raise PrunevoError(f"criterion {name!r} cannot rank layers: {exc}") from None
     order = removal_order(units, unit_scores(units, filter_scores, session.config.layer_reduction))
@@ -147,7 +148,7 @@ def run_iterative(session: TransferSession, criterion, seed: int, times: dict) -
     stage = session.base_stage
     record = PruneRecord()
     times["prune"] = times["finetune"] = 0.0
-    x, _ = session.stats(seed)
+    x = session.calibration(seed).x
     for cycle in range(k):
         start = time.perf_counter()
         # the cumulative target, as a share of the current model's MACs: rounding errors do not pile up

@@ -11,7 +11,8 @@ from prunevo.pruning.allocation import ALLOCATIONS
 
 STRATEGIES = ("channel", "layer", "iterative", "unstructured")
 BENCHMARK_STRATEGIES = ("uniform", "global", "random-search", "layer", "iterative")
-BENCHMARK_CRITERIA = ("l1", "l2", "bn", "taylor", "fpgm", "random")
+COMPARE_CRITERIA = ("l1", "l2", "bn", "taylor", "tp-l2", "tp-taylor", "random")
+BENCHMARK_CRITERIA = ("l1", "l2", "bn", "taylor", "fpgm", "tp-l2", "tp-taylor", "random")
 
 
 def variant_name(strategy: str, allocation: str = "uniform") -> str:

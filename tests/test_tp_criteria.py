@@ -1,0 +1,260 @@
+"""Torch-Pruning's importances as named criteria: the same selections as Torch-Pruning's own MetaPruner,
+the grammar formulas that rank like them where the docs say so (and not where they say not), gradients
+handed to the classes correctly, and n/a where a network lacks what a criterion needs."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch_pruning as tp
+import torchvision
+from torch import nn
+
+from prunevo.primitives import Formula
+from prunevo.pruning.calibration import Calibration
+from prunevo.pruning.criteria import FormulaCriterion, NotApplicable, TorchPruningCriterion, as_criterion
+from prunevo.pruning.groups import find_groups
+from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.statistics import _consumer_rows
+from prunevo.pruning.tp_criteria import TP_CRITERIA
+from prunevo.zoo.nets import build_small_net
+
+ZOO = ["lenet5", "vgg", "resnet", "resnet20"]
+
+
+def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+    return model.eval()
+
+
+def _zoo(net: str, size: int = 8, samples: int = 40) -> Calibration:
+    torch.manual_seed(0)
+    model = _randomize_batchnorm(build_small_net(net, 1, 10, size))
+    x, y = torch.randn(samples, 1, size, size), torch.arange(samples) % 10
+    return Calibration(model, find_groups(model, x[:1]), x, y, 10)
+
+
+def _same_order(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> bool:
+    """``b`` sorted by ``a`` never decreases (and vice versa), up to float32 rounding of Torch-Pruning."""
+    def monotone(key, values):
+        ordered = values[torch.argsort(key, stable=True)]
+        return bool((ordered[1:] >= ordered[:-1] - rtol * ordered.abs().max()).all())
+    return monotone(a, b) and monotone(b, a)
+
+
+def _readable_consumers(calibration: Calibration, group) -> bool:
+    modules = dict(calibration.model.named_modules())
+    return all(_consumer_rows(modules, group, c) is not None for c in group.consumers)
+
+
+EXACT = {  # where the docs (TorchPruningSpec.exact_on) say the formula ranks like the class
+    "one-layer": lambda cal, g, members: len(members) == 1 and _readable_consumers(cal, g),
+    "batchnorm": lambda cal, g, members: all("gamma" not in s.missing for s in members),
+    "one-consumer": lambda cal, g, members: (len(members) == 1 and len(g.consumers) == 1
+                                             and _readable_consumers(cal, g)
+                                             and all(len(c) == 1 for c in g.consumers[0].columns)),
+}
+WHERE = {"tp-l1": "one-layer", "tp-l2": "one-layer", "tp-lamp": "one-layer", "tp-bn": "batchnorm",
+         "tp-fpgm": "one-consumer"}
+
+
+def test_every_torch_pruning_criterion_says_whether_the_grammar_expresses_it():
+    assert set(TP_CRITERIA) == {"tp-l1", "tp-l2", "tp-bn", "tp-taylor", "tp-hessian", "tp-lamp", "tp-fpgm"}
+    assert {n for n, s in TP_CRITERIA.items() if s.formula} == set(WHERE)
+    for spec in TP_CRITERIA.values():
+        assert spec.missing  # what the grammar lacks (or that nothing does within a group)
+
+
+@pytest.mark.parametrize("net", ZOO)
+def test_expressible_criteria_rank_like_their_formula_on_the_zoo_nets(net):
+    calibration = _zoo(net)
+    plain = all(len(m) == 1 for m in calibration.stats)
+    for name, where in WHERE.items():
+        spec = TP_CRITERIA[name]
+        formula = FormulaCriterion(Formula.parse(spec.formula))
+        if net == "lenet5" and name == "tp-bn":  # no BatchNorm: neither applies
+            for criterion in (TorchPruningCriterion(name), formula):
+                with pytest.raises(NotApplicable, match="BatchNorm"):
+                    criterion.group_scores(calibration, "mean")
+            continue
+        ours = formula.group_scores(calibration, "mean", strict=False)
+        theirs = TorchPruningCriterion(name).group_scores(calibration, "mean", strict=False)
+        exact = [g for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats))
+                 if EXACT[where](calibration, group, members)]
+        assert exact, (net, name)
+        for g in exact:
+            assert _same_order(ours[g], theirs[g]), (net, name, calibration.groups[g].root)
+        if plain and where == "one-layer":
+            assert len(exact) == len(calibration.groups)  # exact on every group of a plain net
+
+
+@pytest.mark.parametrize("net", ["resnet", "resnet20"])
+def test_in_residual_groups_the_group_l2_counts_consumers_once_which_the_grammar_cannot(net):
+    """The documented gap: Torch-Pruning sums each coupled layer's term once (consumers once); the formula is
+    applied per producing layer, so with any reduction the consumers' term counts once per member."""
+    calibration = _zoo(net)
+    theirs = TorchPruningCriterion("tp-l2").group_scores(calibration, "sum", strict=False)
+    formula = FormulaCriterion(Formula.parse(TP_CRITERIA["tp-l2"].formula))
+    ours = formula.group_scores(calibration, "sum", strict=False)
+    multi = [g for g, members in enumerate(calibration.stats) if len(members) > 1]
+    assert multi
+    for g in multi:
+        members = calibration.stats[g]
+        once = sum(s.W.square().sum(1) + s.gamma.square() for s in members) + members[0].Wn.square().sum(1)
+        assert _same_order(once.double(), theirs[g])
+    assert any(not _same_order(ours[g], theirs[g]) for g in multi)
+
+
+def test_lnorm_of_the_formula_matches_torch_pruning_under_global_selection():
+    calibration = _zoo("vgg")  # every group has one producing layer
+    spec = PruneSpec(0.6, "global", max_layer_ratio=0.9)
+    theirs = select(TorchPruningCriterion("tp-l2").group_scores(calibration, "mean"), spec)
+    ours = select(as_criterion(f"lnorm({TP_CRITERIA['tp-l2'].formula})").group_scores(calibration, "mean"), spec)
+    raw = select(as_criterion(TP_CRITERIA["tp-l2"].formula).group_scores(calibration, "mean"), spec)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert any(not torch.equal(a, b) for a, b in zip(raw, theirs))  # the normalization matters globally
+
+
+def _resnet18():
+    torch.manual_seed(0)
+    model = _randomize_batchnorm(torchvision.models.resnet18(num_classes=10))
+    x, y = torch.randn(12, 3, 32, 32), torch.arange(12) % 10
+    return model, x, y
+
+
+def _metapruner_removed(model, x, importance, ratio):
+    """Root layer -> channels Torch-Pruning's own MetaPruner removes (layer-wise ranking)."""
+    names = {m: n for n, m in model.named_modules()}
+    pruner = tp.pruner.MetaPruner(model, x[:1], importance=importance, pruning_ratio=ratio,
+                                  ignored_layers=[model.fc])
+    return {names[g[0].dep.target.module]: sorted(int(i) for i in g[0].idxs) for g in pruner.step(interactive=True)}
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.25])
+def test_tp_l2_selects_the_channels_metapruner_selects_on_resnet18(ratio):
+    model, x, y = _resnet18()
+    calibration = Calibration(model, find_groups(model, x[:1]), x, y, 10)
+    keep = select(as_criterion("tp-l2").group_scores(calibration, "mean"), PruneSpec(ratio))
+    ours = {g.root: torch.nonzero(~k).flatten().tolist() for g, k in zip(calibration.groups, keep)}
+    theirs = _metapruner_removed(copy.deepcopy(model), x, tp.importance.GroupMagnitudeImportance(p=2), ratio)
+    assert ours == theirs and len(ours) == len(calibration.groups)
+
+
+def test_tp_taylor_gets_the_batch_gradient_metapruner_users_compute():
+    model, x, y = _resnet18()
+    calibration = Calibration(model, find_groups(model, x[:1]), x, y, 10)
+    keep = select(as_criterion("tp-taylor").group_scores(calibration, "mean"), PruneSpec(0.5))
+    ours = {g.root: torch.nonzero(~k).flatten().tolist() for g, k in zip(calibration.groups, keep)}
+    assert all(p.grad is None for p in model.parameters())  # gradients are cleaned up afterwards
+    reference = copy.deepcopy(model)
+    nn.functional.cross_entropy(reference(x), y).backward()  # Torch-Pruning's documented recipe
+    assert ours == _metapruner_removed(reference, x, tp.importance.GroupTaylorImportance(), 0.5)
+
+
+def test_tp_hessian_uses_the_mean_squared_per_sample_gradient():
+    calibration = _zoo("vgg", samples=12)
+    ours = TorchPruningCriterion("tp-hessian").group_scores(calibration, "mean")
+    # the diagonal Fisher computed independently, with torch.func per-sample gradients
+    model = copy.deepcopy(calibration.model)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b for n, b in model.named_buffers()}
+
+    def loss(p, xi, yi):
+        out = torch.func.functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        return nn.functional.cross_entropy(out, yi.unsqueeze(0))
+
+    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, calibration.x, calibration.y)
+    for n, p in model.named_parameters():
+        p.grad = grads[n].square().mean(0)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=calibration.x[:1])
+    modules = dict(model.named_modules())
+    importance = tp.importance.GroupHessianImportance()
+    for group, score in zip(calibration.groups, ours):
+        tp_group = graph.get_pruning_group(modules[group.root], tp.prune_conv_out_channels, list(range(group.size)))
+        torch.testing.assert_close(score, importance(tp_group).double(), rtol=1e-4, atol=1e-6)
+
+
+def test_criteria_that_need_what_the_network_lacks_are_not_applicable():
+    calibration = _zoo("vgg")
+    frozen = dict(calibration.model.named_modules())
+    for name in ("features.0", "features.1"):  # no gradient reaches the first conv (nor its BatchNorm output)
+        for p in frozen[name].parameters():
+            p.requires_grad_(False)
+    for spec in ("tp-taylor", "tp-hessian"):
+        with pytest.raises(NotApplicable, match="does not reach layer 'features.0'"):
+            as_criterion(spec).group_scores(calibration, "mean")
+    with pytest.raises(NotApplicable, match=r"loss gradient \(G\)"):
+        as_criterion("taylor").group_scores(calibration, "mean")
+    assert len(as_criterion("l1").group_scores(calibration, "mean")) == len(calibration.groups)
+    # a formula that reads gamma but still ranks without BatchNorm applies
+    lenet = _zoo("lenet5")
+    assert len(as_criterion("gamma + l1(Wn)").group_scores(lenet, "mean")) == len(lenet.groups)
+
+
+def test_layer_scores_compare_layers_with_raw_group_scores():
+    calibration = _zoo("resnet20")
+    scores = TorchPruningCriterion("tp-l2").layer_scores(calibration)
+    members = [m.layer for g in calibration.groups for m in g.members]
+    assert set(scores) == set(members)
+    means = {round(float(s.mean()), 6) for s in scores.values()}
+    assert len(means) > 1  # normalized by the group mean, every layer would score 1
+
+
+def test_evolution_is_seeded_with_the_expressible_importances():
+    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.evolve.engine import initial_population
+    from prunevo.evolve.individuals import build_pset
+
+    texts = {ind.formula.text for ind in initial_population(EvolutionConfig(population=16), build_pset())}
+    for name in ("tp-l1", "tp-l2", "tp-fpgm"):
+        assert Formula.parse(TP_CRITERIA[name].formula).text in texts
+
+
+def test_compare_reports_na_rows_apart_and_the_best_classic(tmp_path):
+    import json
+
+    from prunevo.transfer import FitConfig, TransferConfig, compare_criteria
+
+    config = TransferConfig(model="lenet5", dataset="digits", target_macs=0.5, calibration_samples=40,
+                            finetune=FitConfig(epochs=0.0), latency=None)
+    result = compare_criteria(["l1", "bn", "tp-bn", "tp-l2", "tp-hessian", "l1(W) + 1.0"], config, seeds=(0,),
+                              out_dir=tmp_path)
+    rows = {r.criterion: r for r in result.rows}
+    assert rows["bn"].not_applicable and rows["tp-bn"].not_applicable and rows["bn"].runs == 0
+    assert "| bn | n/a: does not apply to lenet5: needs BatchNorm (gamma)" in result.markdown
+    best = max((rows[n] for n in ("l1", "tp-l2", "tp-hessian")), key=lambda r: r.top1_mean)
+    assert f"n/a ones left out): {best.criterion} {best.top1_mean:.4f}" in result.markdown
+    for name in ("l1", "tp-l2", "random", "l1(W) + 1.0"):  # a formula that is not a classic is compared too
+        assert rows[name].vs_best_classic == pytest.approx(rows[name].top1_mean - best.top1_mean)
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert {d["criterion"] for d in saved["not_applicable"]} == {"bn", "tp-bn"}
+    assert {r["criterion"] for r in saved["runs"]} == {"l1", "tp-l2", "tp-hessian", "l1(W) + 1.0", "random"}
+
+
+def test_torch_pruning_criteria_run_under_every_channel_and_layer_strategy():
+    from prunevo.transfer import FitConfig, TransferConfig, compare_criteria
+
+    config = TransferConfig(model="resnet20", dataset="digits", target_macs=0.6, calibration_samples=40,
+                            finetune=FitConfig(epochs=0.0), latency=None)
+    result = compare_criteria(["tp-l2", "tp-taylor", "tp-lamp", "tp-fpgm"], config, seeds=(0,),
+                              strategies=["uniform", "global", "layer"], match_latency=False)
+    ran = {(r.strategy, r.criterion) for r in result.runs}
+    assert ran == {(s, c) for s in ("uniform", "global", "layer") for c in ("tp-l2", "tp-taylor", "tp-lamp", "tp-fpgm",
+                                                                             "random")}
+    assert all(abs(r.macs_fraction - 0.6) <= 0.018 for r in result.runs if r.strategy != "layer")
+    assert "| best classic |" in result.markdown
+
+
+def test_lamp_selects_what_tp_l2_selects_within_layers_but_not_globally():
+    calibration = _zoo("resnet20")
+    lamp, l2 = (as_criterion(n).group_scores(calibration, "mean") for n in ("tp-lamp", "tp-l2"))
+    uniform, global_ = PruneSpec(0.5), PruneSpec(0.5, "global")
+    assert all(torch.equal(a, b) for a, b in zip(select(lamp, uniform), select(l2, uniform)))
+    assert any(not torch.equal(a, b) for a, b in zip(select(lamp, global_), select(l2, global_)))
