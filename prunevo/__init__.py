@@ -9,11 +9,12 @@ from prunevo.errors import DataError, FormulaError, ModelError, PrunevoError, Ru
 from prunevo.evolve.config import EvolutionConfig, TaskOverrides
 from prunevo.evolve.run import RunResult, evolve, load_run
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
-from prunevo.fitness.scoring import ScoreRow, score_criteria
+from prunevo.fitness.scoring import ScoreRow, best_classic, score_criteria
 from prunevo.fitness.tasks import Task, available_tasks, make_task, prepare_task
 from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
 from prunevo.primitives.export import FORMATS, export_formula, read_formula
 from prunevo.pruning.allocation import SearchSpec
+from prunevo.pruning.criteria import BASELINE_NAMES, as_criterion
 from prunevo.pruning.latency import LatencySpec
 from prunevo.pruning.selection import PruneSpec
 from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TransferConfig, TransferSession,
@@ -24,13 +25,15 @@ __version__ = "0.1.0"
 
 def score_formulas(formulas, tasks=("digits-vgg", "digits-resnet"), n_jobs: int = 1, seed: int = 0,
                    baselines: bool = True, data_root=None, cache_dir=None) -> list[ScoreRow]:
-    """Score formulas (Formula objects or text) on named tasks beside the classic criteria and random."""
-    parsed = [f if isinstance(f, Formula) else read_formula(f) for f in formulas]
+    """Score criteria (Formula objects, formula text or files, or names: ``l1``, ``tp-l2``, ``random``...) on
+    named tasks beside the classic criteria, Torch-Pruning's importances and random."""
+    criteria = [as_criterion(f) for f in formulas]  # bad text fails here, before any task is prepared
     prepared = [prepare_task(make_task(t) if isinstance(t, str) else t, data_root, cache_dir) for t in tasks]
-    return score_criteria(parsed, prepared, n_jobs=n_jobs, seed=seed, baselines=baselines)
+    return score_criteria(criteria, prepared, n_jobs=n_jobs, seed=seed, baselines=baselines)
 
 
 __all__ = [
+    "BASELINE_NAMES", "as_criterion", "best_classic",
     "ApplyResult", "CompareResult", "FitConfig", "LatencySpec", "SearchSpec", "TrainConfig", "TransferConfig", "TransferSession",
     "apply_formula", "compare_criteria", "load_pruned", "train_base",
     "CLASSIC_TEXT", "DataError", "EvolutionConfig", "Evaluator", "FORMATS", "FitnessResult", "Formula", "FormulaError",

@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evolve", help="run (or resume) an evolution", description="Evolve pruning formulas. "
                        "The run directory gets config, checkpoint, log.csv, hall_of_fame.json, pareto.json, "
-                       "baselines.json and fitness.png, all updated every generation.")
+                       "baselines.json (every classic criterion, Torch-Pruning's importances and random, on the same "
+                       "tasks and budget) and fitness.png, all updated every generation.")
     _add_task_options(p)
     p.add_argument("--population", type=int, default=64, help="individuals per generation (default: 64)")
     p.add_argument("--generations", type=int, default=20, help="generations after the initial one (default: 20)")
@@ -209,7 +210,7 @@ def cmd_score(args) -> int:
         gap = f"{row.fitness - best.fitness:+8.4f}" if best is not None and row.comparable else " " * 8
         print(f"{row.name[:40]:<40} {_fitness_text(row.fitness)} {gap}  {accs}{_baseline_note(row)}")
     print("base accuracy".ljust(40), " " * 17, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
-    if not args.no_baselines:
+    if best is not None or not args.no_baselines:  # with --no-baselines, only the named classics given compete
         print(_best_classic_text(best))
     return 0
 

@@ -127,8 +127,10 @@ def add_transfer_commands(sub) -> None:
     p.add_argument("-o", "--output", default="pruned", help="output directory (default: pruned)")
 
     p = sub.add_parser("compare", help="run the same pruning pipeline for several criteria and seeds",
-                       description="Prune with every criterion and seed under identical settings; print mean ± std "
-                                   "and the gap to random; write compare.json, compare.md and compare.png.")
+                       description="Prune with every criterion and seed under identical settings; print mean ± std, "
+                                   "the gap to random and the gap to the best classic (the best classic or "
+                                   "Torch-Pruning criterion compared); a criterion that needs what the model lacks "
+                                   "is listed as n/a; write compare.json, compare.md and compare.png.")
     p.add_argument("--formulas", nargs="+", default=list(COMPARE_CRITERIA), metavar="F",
                    help="criteria as for apply --formula; random is always added; the table's 'vs best classic' "
                         "compares with the best classic or Torch-Pruning criterion among them "
@@ -148,7 +150,9 @@ def add_transfer_commands(sub) -> None:
     p = sub.add_parser("benchmark", help="criteria x strategies table (accuracy, MACs, latency, vs random) and plots",
                        description="Prune one model with every criterion under every strategy (same seeds, same MACs "
                                    "target, same fine-tuning) and write benchmark.md, benchmark.json and "
-                                   "benchmark.png; the unstructured IMP baseline is added below the table.")
+                                   "benchmark.png, with the gap to random and to the best classic (the best classic "
+                                   "or Torch-Pruning criterion) per strategy; the unstructured IMP baseline is added "
+                                   "below the table.")
     p.add_argument("--formulas", nargs="+", default=list(BENCHMARK_CRITERIA), metavar="F",
                    help="criteria as for apply --formula; random is always added "
                         f"(default: {' '.join(BENCHMARK_CRITERIA)})")

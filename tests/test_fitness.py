@@ -71,3 +71,12 @@ def test_a_criterion_that_does_not_apply_to_a_task_is_na_there_never_zero(prepar
     best = best_classic(rows)
     assert best.name in BASELINE_NAMES and best.name not in ("bn", "tp-bn")
     assert best.fitness == max(r.fitness for r in rows if r.comparable and r.name in BASELINE_NAMES)
+
+
+def test_score_formulas_api_takes_names_and_formula_text():
+    from prunevo import score_formulas
+
+    rows = score_formulas(["tp-l2", "l1(W) + l1(Wn)"], tasks=[quick_task("digits-vgg")], baselines=False)
+    assert [r.name for r in rows] == ["tp-l2", "l1(W) + l1(Wn)"] and all(r.comparable for r in rows)
+    with pytest.raises(Exception, match="named criterion: .*tp-l2"):
+        score_formulas(["tp-l3"], tasks=[quick_task("digits-vgg")])

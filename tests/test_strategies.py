@@ -196,7 +196,7 @@ def test_fitness_with_random_configuration_search(prepared_tasks):
     prepared = replace(prepared_tasks[0], task=replace(prepared_tasks[0].task, search=SearchSpec(3, 100)))
     evaluator = Evaluator([prepared])
     criteria = [as_criterion("l1"), as_criterion("random")]
-    chosen = evaluator.selections(criteria[0])
+    chosen = evaluator.mask_plan(criteria[0])
     keys, keeps = chosen.keys, chosen.keeps
     assert chosen.reason is None and len(keeps["digits-vgg"]) == 3 and keys["digits-vgg"].count("+") == 2
     estimator = MacsEstimator(build_model("small-vgg", 10, prepared.splits.input_shape), prepared.groups,
@@ -206,5 +206,5 @@ def test_fitness_with_random_configuration_search(prepared_tasks):
     first = [r.fitness for r in evaluator.evaluate(criteria)]
     again = [r.fitness for r in Evaluator([prepared]).evaluate(criteria)]
     assert first == again and all(0 < f <= 1.5 for f in first)
-    plain = Evaluator([prepared_tasks[0]]).selections(criteria[0]).keys["digits-vgg"]
+    plain = Evaluator([prepared_tasks[0]]).mask_plan(criteria[0]).keys["digits-vgg"]
     assert plain.split("|")[0] != keys["digits-vgg"].split("|")[0]  # a different fitness setting, another cache

@@ -51,7 +51,7 @@ class FitnessResult:
 
 
 @dataclass
-class Selections:
+class MaskPlan:
     """What one criterion selects, per task: the fitness-cache key and the candidate keep-masks where it
     applies; ``reason`` when its scores are invalid; ``not_applicable``: task -> why it does not apply."""
 
@@ -178,9 +178,9 @@ class Evaluator:
             out.append(masks_at(bisect_amount(masks_at, estimator, budget)))
         return out
 
-    def selections(self, criterion: Criterion) -> Selections:
+    def mask_plan(self, criterion: Criterion) -> MaskPlan:
         """The criterion's cache keys and candidate keep-masks on every task where it applies."""
-        out = Selections()
+        out = MaskPlan()
         for prepared in self.tasks:
             task = prepared.task
             try:
@@ -205,7 +205,7 @@ class Evaluator:
         pending: dict[str, _Job] = {}
         by_name = {t.task.name: t for t in self.tasks}
         for criterion in criteria:
-            chosen = self.selections(criterion)
+            chosen = self.mask_plan(criterion)
             plans.append(chosen)
             if chosen.reason is not None:
                 continue
@@ -226,7 +226,7 @@ class Evaluator:
         self.stats.seconds += time.perf_counter() - start
         return [self._result(plan) for plan in plans]
 
-    def _result(self, chosen: Selections) -> FitnessResult:
+    def _result(self, chosen: MaskPlan) -> FitnessResult:
         not_applicable = chosen.not_applicable
         if chosen.reason is not None:
             return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable)

@@ -234,9 +234,14 @@ def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
         batch = min(base.latency_ms.get(device, {1: 0}))
         axes[0][1].axhline(base.top1, color="grey", linestyle="--")
         axes[0][1].set(xlabel=f"{device} latency, batch {batch} (ms)", ylabel="top-1", title="accuracy vs latency")
-    if len(strategies) > 1:  # many entries: beside the plots, not over the points
-        axes[0][-1].legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper left",
-                           bbox_to_anchor=(1.02, 1.0))
+    if len(strategies) > 1:  # one entry per colour and one per marker, beside the plots, not over the points
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=f"C{i % 10}", marker="s", linestyle="", label=s) for i, s in enumerate(strategies)]
+        handles += [Line2D([], [], color="0.3", marker=markers[i % len(markers)], linestyle="", label=n)
+                    for i, n in enumerate(names)]
+        handles.append(Line2D([], [], color="grey", linestyle="--", label="unpruned"))
+        axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     else:
         axes[0][0].legend(fontsize=8)
     fig.tight_layout()
