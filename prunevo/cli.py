@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -265,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     except PrunevoError as exc:
         print(f"prunevo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into head & co.: stop quietly, as command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except KeyboardInterrupt:
         print("prunevo: interrupted; an evolution continues with 'prunevo evolve --resume --run-dir DIR'",
               file=sys.stderr)

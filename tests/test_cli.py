@@ -118,3 +118,14 @@ def test_criteria_lists_every_name_and_what_the_grammar_lacks(capsys):
         assert f"  {name} " in out and spec.cls in out
     assert out.count("cannot express it") == 2  # tp-taylor and tp-hessian
     assert "square(l2(W)) + square(l2(Wn)) + square(gamma)" in out and "l1(W)" in out
+
+
+def test_output_piped_into_a_closed_reader_stops_quietly(monkeypatch, capsys):
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `prunevo criteria | head -1` after head has exited
+    closed = os.fdopen(write_end, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert main(["criteria"]) == 141
+    assert "Traceback" not in capsys.readouterr().err
