@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.tasks import PreparedTask
-from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, Criterion, RandomCriterion, as_criterion
-from prunevo.pruning.tp_criteria import TP_CRITERIA
 
 
 @dataclass
@@ -31,7 +29,7 @@ class ScoreRow:
 
 def baseline_criteria() -> list[Criterion]:
     """Every classic criterion, then every Torch-Pruning importance (random is added separately)."""
-    return [as_criterion(name) for name in (*CLASSIC_TEXT, *TP_CRITERIA)]
+    return [as_criterion(name) for name in BASELINE_NAMES]
 
 
 def best_classic(rows: list[ScoreRow]) -> ScoreRow | None:

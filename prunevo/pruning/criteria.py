@@ -67,14 +67,12 @@ class FormulaCriterion:
         for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats)):
             per_member = [self.formula.score(s).double() for s in members]
             combined = reduce_members(per_member, reduction)
-            problem = next((f"non-finite scores in group {g}" for s in per_member if not torch.isfinite(s).all()),
-                           None) or rank_problem(combined, g)
+            missing = self._not_applicable(members, group.root)
+            # non-strict callers (transfer) check rankability themselves and go on with ties
+            problem = (_non_finite(per_member, g)
+                       or (rank_problem(combined, g) if strict or missing is not None else None))
             if problem is not None:
-                missing = self._not_applicable(members, group.root)
-                if missing is not None:
-                    raise missing
-                if strict or problem.startswith("non-finite"):
-                    raise InvalidScores(problem)
+                raise missing if missing is not None else InvalidScores(problem)
             scores.append(combined)
         return scores
 
@@ -105,8 +103,8 @@ class TorchPruningCriterion:
         scores = calibration.memo(("tp", self.name, reduction),
                                   lambda: tp_group_scores(calibration, self.name, reduction))
         for g, s in enumerate(scores):
-            problem = rank_problem(s, g)
-            if problem is not None and (strict or problem.startswith("non-finite")):
+            problem = rank_problem(s, g) if strict else _non_finite([s], g)
+            if problem is not None:
                 raise InvalidScores(problem)
         return scores
 
@@ -126,6 +124,10 @@ class TorchPruningCriterion:
 
 
 Criterion = RandomCriterion | FormulaCriterion | TorchPruningCriterion
+
+
+def _non_finite(scores: list[torch.Tensor], group_index: int) -> str | None:
+    return f"non-finite scores in group {group_index}" if any(not torch.isfinite(s).all() for s in scores) else None
 
 
 def criterion_names() -> str:

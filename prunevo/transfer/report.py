@@ -118,8 +118,9 @@ def summarize(results: list[ApplyResult], not_applicable: dict[tuple[str, str], 
     for (strategy, name), why in (not_applicable or {}).items():
         rows.append(CompareRow(name, None, strategy, 0, float("nan"), float("nan"), None, float("nan"), 0, {},
                                not_applicable=why))
+    bests = {s: best_classic(rows, s) for s in {r.strategy for r in rows}}
     for row in rows:
-        best = best_classic(rows, row.strategy)
+        best = bests[row.strategy]
         if best is not None and not row.not_applicable:
             row.vs_best_classic = row.top1_mean - best.top1_mean
     order = list(dict.fromkeys([r.strategy for r in results] + [s for s, _ in (not_applicable or {})]))
@@ -153,7 +154,7 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> s
         kept = f"{r.macs_fraction:.1%}" + (f" (dense; {r.sparsity:.1%} zero weights)" if r.sparsity is not None else "")
         lines.append(f"{head} {r.top1_mean:.4f} ± {r.top1_std:.4f} | {vs} | {vs_best} | {kept} | {r.params:,} |"
                      + cells(lat))
-    strategies = list(dict.fromkeys(r.strategy for r in rows))
+    strategies = [s for s in dict.fromkeys(r.strategy for r in rows) if s != "unstructured"]  # no criterion there
     bests = [(s, best_classic(rows, s)) for s in strategies]
     lines += ["", "Best classic (the best of the classic and Torch-Pruning criteria in this table; n/a ones left "
                   "out): " + "; ".join(f"{s + ': ' if several else ''}"
