@@ -11,7 +11,7 @@ set -euo pipefail
 DATA_ROOT=${1:?data root holding FashionMNIST/raw}
 OUT=${2:?output directory}
 STEP=${3:-all}
-BEST="gamma + mean(abs(Wn))"  # best formula of 'make run' (docs/BENCHMARKS.md, evolution section)
+BEST="gamma + mean(abs(Wn))"  # winner of the first 'make run' (kept so that results stay comparable)
 COMMON=(--model resnet20 --dataset fashion-mnist --data-root "$DATA_ROOT" --device "${DEVICE:-cpu}" --no-progress)
 PRUNE=(--checkpoint "$OUT/base.pt" --target-macs 0.5 --epochs "${FINETUNE_EPOCHS:-0.05}" --lr 0.05
        --lr-schedule clr --search-candidates "${CANDIDATES:-8}" --search-samples 500 --cycles 3
