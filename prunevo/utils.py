@@ -55,6 +55,16 @@ def stable_hash(data: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def state_hash(state: dict[str, torch.Tensor], length: int = 16) -> str:
+    """A hash of a model's weights (names, dtypes, shapes and bytes), the same in every process."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:length]
+
+
 def derive_seed(*parts: Any) -> int:
     """A 31-bit seed from any JSON-able parts (a run seed, a task name, a generation...)."""
     return int(stable_hash(list(parts), 8), 16) & 0x7FFFFFFF

@@ -88,3 +88,31 @@ def test_config_validation():
     for kw in [dict(population=1), dict(n_jobs=0), dict(max_height=1), dict(task_weights=(1.0,))]:
         with pytest.raises(PrunevoError):
             EvolutionConfig(**kw)
+
+
+def test_crossover_draws_like_deap_and_keeps_trees_typed():
+    import copy
+    import random
+
+    from deap import gp
+
+    from prunevo.evolve.engine import cx_one_point
+    from prunevo.evolve.individuals import Individual, build_pset, gen_half_and_half
+
+    pset = build_pset()
+    random.seed(0)
+    same = 0
+    for _ in range(200):
+        a, b = (Individual(gen_half_and_half(pset, 1, 4)) for _ in range(2))
+        state = random.getstate()
+        ours = cx_one_point(copy.deepcopy(a), copy.deepcopy(b))
+        random.setstate(state)
+        theirs = gp.cxOnePoint(copy.deepcopy(a), copy.deepcopy(b))
+        for child in ours:
+            assert child.formula.text  # converts back: every node keeps its type
+        shared = {n.ret for n in a[1:]} & {n.ret for n in b[1:]}
+        if len(shared) <= 1:  # one shared type: no order to differ in, so DEAP draws the same
+            same += 1
+            assert [str(t) for t in ours[0]] == [str(t) for t in theirs[0]]
+            assert [str(t) for t in ours[1]] == [str(t) for t in theirs[1]]
+    assert same > 20

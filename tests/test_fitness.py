@@ -80,3 +80,35 @@ def test_score_formulas_api_takes_names_and_formula_text():
     assert [r.name for r in rows] == ["tp-l2", "l1(W) + l1(Wn)"] and all(r.comparable for r in rows)
     with pytest.raises(Exception, match="named criterion: .*tp-l2"):
         score_formulas(["tp-l3"], tasks=[quick_task("digits-vgg")])
+
+
+def test_the_fitness_cache_key_holds_the_base_weights(prepared_tasks):
+    from dataclasses import replace
+
+    vgg = prepared_tasks[0]
+    other = replace(vgg, base_state={k: v + 1 if v.is_floating_point() else v for k, v in vgg.base_state.items()})
+    assert other.task.identity() == vgg.task.identity() and other.identity != vgg.identity
+    assert replace(vgg, base_state={k: v.clone() for k, v in vgg.base_state.items()}).identity == vgg.identity
+    key = Evaluator([vgg]).mask_plan(as_criterion("l1")).keys["digits-vgg"]
+    assert key.startswith(vgg.identity + "|") and not key.startswith(other.identity)
+
+
+def test_scoring_runs_on_the_fixed_thread_count(prepared_tasks):
+    import torch
+
+    seen = []
+
+    class Spy:
+        name = "spy"
+
+        def group_scores(self, calibration, reduction, strict=True):
+            seen.append(torch.get_num_threads())
+            return as_criterion("l1").group_scores(calibration, reduction, strict)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Evaluator(prepared_tasks, threads_per_job=1).mask_plan(Spy())
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -122,3 +122,13 @@ def test_stratified_batch_balances_classes():
     assert (by == 0).sum() == 10 and (by == 1).sum() == 10
     bx2, by2 = stratified_batch(x, y, per_class=10, seed=0)
     assert torch.equal(bx, bx2) and torch.equal(by, by2)
+
+
+def test_a_group_channel_without_a_source_row_is_refused():
+    from prunevo.errors import ModelError
+    from prunevo.pruning.statistics import _rows_for_group
+
+    rows = torch.arange(12.0).reshape(4, 3)
+    assert torch.equal(_rows_for_group(rows, [(2, 0), (0, 1), (3, 2), (1, 3)], 4), rows[[2, 0, 3, 1]])
+    with pytest.raises(ModelError, match=r"group channels \[2\]"):
+        _rows_for_group(rows, [(2, 0), (0, 1), (1, 3)], 4)

@@ -1,5 +1,5 @@
-"""The GP loop on DEAP: seeded population, double tournament (fitness + parsimony), one-point crossover,
-uniform mutation under a height limit, elitism.
+"""The GP loop on DEAP: seeded population, double tournament (fitness + parsimony), one-point crossover
+(order-stable, see ``cx_one_point``), uniform mutation under a height limit, elitism.
 
 Randomness: DEAP's operators use Python's global ``random``; it is re-seeded from (run seed, generation)
 at the start of every generation, so a run resumed from generation g's checkpoint draws exactly what the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import operator
 import random
+from collections import defaultdict
 from dataclasses import dataclass
 
 from deap import base, gp, tools
@@ -17,6 +18,7 @@ from deap import base, gp, tools
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.individuals import Individual, build_pset, gen_grow, gen_half_and_half, to_deap
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
+from prunevo.primitives import grammar
 from prunevo.primitives.classic import classic_formulas
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import FormulaCriterion
@@ -33,12 +35,32 @@ class Scored:
     reason: str | None = None
 
 
+def cx_one_point(ind1: Individual, ind2: Individual) -> tuple[Individual, Individual]:
+    """DEAP's typed one-point crossover with the same ``random`` calls, but the types the two trees share are
+    taken in the grammar's order: ``gp.cxOnePoint`` draws from a set of type classes, whose order follows
+    their memory addresses and so changes from one process to the next (PYTHONHASHSEED does not fix it)."""
+    if len(ind1) < 2 or len(ind2) < 2:
+        return ind1, ind2
+    where1, where2 = defaultdict(list), defaultdict(list)
+    for idx, node in enumerate(ind1[1:], 1):
+        where1[node.ret].append(idx)
+    for idx, node in enumerate(ind2[1:], 1):
+        where2[node.ret].append(idx)
+    common = [t for t in grammar.TYPES if t in where1 and t in where2]
+    if common:
+        type_ = random.choice(common)
+        slice1 = ind1.searchSubtree(random.choice(where1[type_]))
+        slice2 = ind2.searchSubtree(random.choice(where2[type_]))
+        ind1[slice1], ind2[slice2] = ind2[slice2], ind1[slice1]
+    return ind1, ind2
+
+
 def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.Toolbox:
     toolbox = base.Toolbox()
     toolbox.register("expr_mut", gen_grow, pset=pset, min_=0, max_=2)
     toolbox.register("select", tools.selDoubleTournament, fitness_size=config.tournament_size,
                      parsimony_size=config.parsimony_size, fitness_first=True)
-    toolbox.register("mate", gp.cxOnePoint)
+    toolbox.register("mate", cx_one_point)
     toolbox.register("mutate", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
     limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=config.max_height)
     toolbox.decorate("mate", limit)
@@ -109,5 +131,5 @@ def restore(scored: list[Scored], pset: gp.PrimitiveSetTyped) -> list[Individual
     return population
 
 
-__all__ = ["Scored", "build_pset", "evaluate_population", "initial_population", "make_toolbox", "restore",
+__all__ = ["Scored", "build_pset", "cx_one_point", "evaluate_population", "initial_population", "make_toolbox", "restore",
            "seed_formulas", "snapshot", "vary"]

@@ -138,7 +138,7 @@ class Evaluator:
         self.threads_per_job = threads_per_job
         self.cache: dict[str, float] = dict(cache or {})
         self.stats = EvaluatorStats()
-        self._task_ids = {t.task.name: t.task.identity() for t in tasks}
+        self._task_ids = {t.task.name: t.identity for t in tasks}
         self._searches: dict[str, tuple] = {}
 
     def _job(self, prepared: PreparedTask, candidates: list[list[torch.Tensor]]) -> _Job:
@@ -180,6 +180,10 @@ class Evaluator:
 
     def mask_plan(self, criterion: Criterion) -> MaskPlan:
         """The criterion's cache keys and candidate keep-masks on every task where it applies."""
+        with torch_threads(self.threads_per_job):  # scores, like fine-tunes, must not depend on the thread count
+            return self._mask_plan(criterion)
+
+    def _mask_plan(self, criterion: Criterion) -> MaskPlan:
         out = MaskPlan()
         for prepared in self.tasks:
             task = prepared.task

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.selection import PruneSpec
 from prunevo.pruning.statistics import stratified_batch
-from prunevo.utils import stable_hash
+from prunevo.utils import stable_hash, state_hash
 from prunevo.zoo.datasets import DATASETS, Splits, load_dataset
 from prunevo.zoo.nets import SMALL_NETS
 
@@ -94,6 +95,16 @@ class PreparedTask:
     @property
     def stats(self) -> list[list[LayerStats]]:
         return self.calibration.stats
+
+    @property
+    def identity(self) -> str:
+        """The task's identity and a hash of its base weights: what keys the fitness cache, so that a run
+        resumed elsewhere never mixes fitness measured on two different base nets."""
+        return stable_hash([self.task.identity(), self.weights_hash])
+
+    @cached_property
+    def weights_hash(self) -> str:
+        return state_hash(self.base_state)
 
 
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prunevo.errors import ModelError
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.groups import ChannelGroup, Member
 
@@ -41,9 +42,12 @@ def _channel_major(t: torch.Tensor) -> torch.Tensor:
 
 def _rows_for_group(tensor: torch.Tensor, pairs, size: int) -> torch.Tensor:
     """Reorder a per-channel tensor of a module into the group's channel order (root index)."""
-    index = torch.empty(size, dtype=torch.long)
+    index = torch.full((size,), -1, dtype=torch.long)
     for idx, root_idx in pairs:
         index[root_idx] = idx
+    if bool((index < 0).any()):  # a gap would silently read another channel's row
+        missing = torch.nonzero(index < 0).flatten().tolist()
+        raise ModelError(f"the dependency graph maps no channel of this layer to group channels {missing[:8]}")
     return tensor[index]
 
 

@@ -1,0 +1,50 @@
+"""Same config and seed, same run: across processes (different PYTHONHASHSEED), worker counts and resumes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# a small evolution on the cheap test tasks; argv: run_dir n_jobs [stop_after_generation] [--resume]
+SCRIPT = r"""
+import sys
+from prunevo.evolve.config import EvolutionConfig
+from prunevo.evolve.run import evolve
+from prunevo.fitness.tasks import prepare_task
+from tests.conftest import quick_task
+
+run_dir, n_jobs = sys.argv[1], int(sys.argv[2])
+stop = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None
+resume = "--resume" in sys.argv
+prepared = [prepare_task(quick_task("digits-vgg")), prepare_task(quick_task("digits-resnet"))]
+config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=12, generations=10, n_jobs=n_jobs, seed=5,
+                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1)
+
+def interrupt(generation):
+    if generation == stop:
+        raise SystemExit(0)
+
+evolve(config, run_dir, resume=resume, progress=False, prepared=prepared, on_generation=interrupt)
+"""
+
+
+def _run(tmp_path: Path, hash_seed: int, *args: str) -> None:
+    env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_same_seed_same_hall_of_fame_across_processes_workers_and_resumes(tmp_path, cache_dir):
+    _run(tmp_path, 1, str(tmp_path / "a"), "1")
+    _run(tmp_path, 2, str(tmp_path / "b"), "2")
+    _run(tmp_path, 3, str(tmp_path / "c"), "1", "4")  # killed after generation 4...
+    _run(tmp_path, 4, str(tmp_path / "c"), "2", "-", "--resume")  # ...resumed in another process, 2 workers
+    hall = [(tmp_path / run / "hall_of_fame.json").read_bytes() for run in ("a", "b", "c")]
+    assert hall[0] == hall[1] == hall[2]
+    assert (tmp_path / "a" / "pareto.json").read_bytes() == (tmp_path / "c" / "pareto.json").read_bytes()
