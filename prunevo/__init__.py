@@ -6,11 +6,12 @@ The Python API mirrors the command line::
     from prunevo import TrainConfig, train_base, TransferConfig, apply_formula, compare_criteria, load_pruned
 """
 from prunevo.errors import DataError, FormulaError, ModelError, PrunevoError, RunError
-from prunevo.evolve.config import EvolutionConfig, TaskOverrides
+from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.run import RunResult, evolve, load_run
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.scoring import ScoreRow, best_classic, score_criteria
-from prunevo.fitness.tasks import Task, available_tasks, make_task, prepare_task
+from prunevo.fitness.task_spec import TaskOverrides, available_tasks, make_task, parse_task
+from prunevo.fitness.tasks import Task, prepare_task
 from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
 from prunevo.primitives.export import FORMATS, export_formula, read_formula
 from prunevo.pruning.allocation import SearchSpec
@@ -39,5 +40,5 @@ __all__ = [
     "CLASSIC_TEXT", "DataError", "EvolutionConfig", "Evaluator", "FORMATS", "FitnessResult", "Formula", "FormulaError",
     "LayerStats", "ModelError", "PruneSpec", "PrunevoError", "RunError", "RunResult", "ScoreRow", "Task",
     "TaskOverrides", "available_tasks", "classic_formula", "classic_formulas", "evolve", "export_formula",
-    "load_run", "make_task", "prepare_task", "read_formula", "score_criteria", "score_formulas",
+    "load_run", "make_task", "parse_task", "prepare_task", "read_formula", "score_criteria", "score_formulas",
 ]

@@ -17,14 +17,20 @@ EXIT_USAGE = 2
 
 
 def _add_task_options(p: argparse.ArgumentParser) -> None:
-    from prunevo.fitness.tasks import DEFAULT_TASKS
+    from prunevo.fitness.task_spec import DEFAULT_TASKS
 
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK",
-                   help="tasks named DATASET-NET (see 'prunevo tasks'); fitness is the geometric mean over them "
-                        f"(default: {' '.join(DEFAULT_TASKS)})")
+                   help="fitness tasks, each MODEL@DATASET[:key=value,...] with any model and dataset that "
+                        "'prunevo apply' accepts (lenet5@mnist, small-vgg@imagefolder:PATH:size=32, "
+                        "resnet20@fashion-mnist:macs=0.5,epochs=1,train=4000,val=2000,weight=2), or a short name "
+                        "such as digits-vgg; 'prunevo tasks' lists the options and defaults; fitness is the "
+                        f"weighted geometric mean over the tasks (default: {' '.join(DEFAULT_TASKS)})")
     p.add_argument("--task-weights", nargs="+", type=float, metavar="W",
-                   help="weights of the tasks in the geometric mean (default: equal)")
-    p.add_argument("--prune-ratio", type=float, help="fraction of channels removed (default: the task's, 0.75)")
+                   help="weights of the tasks in the geometric mean, one per task; they replace the tasks' "
+                        "weight= options (default: those, else equal)")
+    p.add_argument("--prune-ratio", type=float,
+                   help="fraction of channels removed in every task without its own macs= or ratio= "
+                        "(default: the task's, 0.75 on digits and MNISTs)")
     p.add_argument("--allocation", choices=["uniform", "global", "random-search"],
                    help="uniform = remove the same fraction in every layer (the default); global = rank all channels "
                         "together with a per-layer cap; random-search = per task, sample 16 per-layer "
@@ -35,7 +41,7 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=float,
                    help="epochs of fine-tuning after pruning; 0 = BatchNorm recalibration only")
     p.add_argument("--data-root", help="folder with MNIST/ and FashionMNIST/ in torchvision's layout "
-                                       "(needed by mnist-* and fashion-mnist-* tasks)")
+                                       "(needed by tasks on mnist, fashion-mnist, cifar10...)")
     p.add_argument("--cache-dir", help="where base networks and extracted data are cached "
                                        "(default: $PRUNEVO_CACHE or ~/.cache/prunevo)")
     p.add_argument("--n-jobs", type=int, default=2, help="parallel fine-tuning workers (default: 2)")
@@ -89,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_task_options(p)
     p.add_argument("--no-baselines", action="store_true", help="score only the given formulas")
 
-    sub.add_parser("tasks", help="list the available tasks and their defaults")
+    p = sub.add_parser("tasks", help="task syntax, options and short names; or describe given task specs",
+                       description="Without arguments: the MODEL@DATASET[:key=value,...] syntax, its options and the "
+                                   "short names with their defaults.  With specs: what each one prunes and trains.")
+    p.add_argument("specs", nargs="*", metavar="TASK", help="task specs to describe (e.g. lenet5@mnist:macs=0.5)")
     sub.add_parser("criteria", help="list the named criteria: classic formulas, Torch-Pruning importances, random",
                    description="Every name that --formula/--formulas and score accept besides formula text, with "
                                "what it computes and, for Torch-Pruning's importances, whether the formula "
@@ -217,14 +226,23 @@ def cmd_score(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from prunevo.fitness.tasks import DEFAULT_TASKS, available_tasks, make_task
+    from prunevo.fitness.task_spec import DEFAULT_TASKS, OPTIONS, available_tasks, parse_task, split_spec
 
+    if args.specs:  # describe the given tasks (their options checked)
+        for spec in args.specs:
+            print(f"{spec}\n    {parse_task(spec).describe()}")
+        return 0
+    print("Tasks are MODEL@DATASET[:key=value,...]: any model and dataset that 'prunevo apply' accepts.")
+    print("options:")
+    for key, (_, text) in OPTIONS.items():
+        print(f"  {key:<11} {text}")
+    print("short names:")
     for name in available_tasks():
-        t = make_task(name)
+        model, dataset, _ = split_spec(name)
         mark = "*" if name in DEFAULT_TASKS else " "
-        print(f"{mark} {name:<22} prune {t.prune.ratio:.2f} {t.prune.selection}, fine-tune {t.finetune.epochs:g} "
-              f"epoch(s) at lr {t.finetune.lr:g}" + (f" on {t.finetune.max_samples} samples" if t.finetune.max_samples else ""))
-    print("* default tasks of 'prunevo evolve'")
+        print(f"{mark} {name:<22} = {model + '@' + dataset:<27} {parse_task(name).describe().split(': ', 1)[1]}")
+    print("* default tasks of 'prunevo evolve'; other datasets (cifar10, imagefolder:PATH, fakedata...) default to "
+          "32 px, ratio 0.5, 15 pretraining epochs")
     return 0
 
 

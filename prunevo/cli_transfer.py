@@ -7,7 +7,7 @@ from pathlib import Path
 from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import ALLOCATIONS
 from prunevo.pruning.layers import UNIT_REDUCTIONS
-from prunevo.pruning.schedules import RETRAIN_SCHEDULES
+from prunevo.training.schedules import RETRAIN_SCHEDULES
 from prunevo.transfer.variants import BENCHMARK_CRITERIA, COMPARE_CRITERIA, BENCHMARK_STRATEGIES, STRATEGIES, STRATEGY_NAMES, variant_name
 
 STRATEGY_HELP = ("channel = remove channels in one shot; layer = remove whole residual blocks / same-shape conv "
@@ -169,7 +169,7 @@ def add_transfer_commands(sub) -> None:
 
 
 def _fit_config(args, schedule_original: str | None = None):
-    from prunevo.transfer.training import FitConfig
+    from prunevo.training import FitConfig
 
     return FitConfig(epochs=args.epochs, lr=args.lr, lr_schedule=args.lr_schedule,
                      original_schedule=schedule_original or getattr(args, "original_schedule", "step"),

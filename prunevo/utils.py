@@ -1,12 +1,13 @@
-"""Small shared helpers: atomic file writes, the cache directory, stable hashing, seeding."""
+"""Small shared helpers: atomic file writes, the cache directory, stable hashing, seeding, thread counts."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -77,3 +78,17 @@ def save_png(fig, path: Path, dpi: int = 110) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # legends placed outside the axes stay in
     atomic_write_bytes(path, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, then restore: results must not depend on the worker layout."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from prunevo.fitness.pretrain import PretrainRecipe
-from prunevo.fitness.tasks import make_task, prepare_task
-from prunevo.fitness.training import TrainBudget
+from prunevo.fitness.task_spec import make_task
+from prunevo.fitness.tasks import prepare_task
+from prunevo.training import FitConfig
 from prunevo.pruning.selection import PruneSpec
 
 
@@ -25,8 +26,8 @@ def quick_task(name: str, **overrides):
     """A cheap variant of a task: short pretraining and fine-tuning."""
     defaults = dict(
         prune=PruneSpec(ratio=0.5),
-        finetune=TrainBudget(epochs=0.25, lr=0.02, batch_size=64),
-        pretrain=PretrainRecipe(TrainBudget(epochs=2, lr=0.05, batch_size=64)),
+        finetune=FitConfig(epochs=0.25, lr=0.02, batch_size=64, lr_schedule="cosine"),
+        pretrain=PretrainRecipe(FitConfig(epochs=2, lr=0.05, batch_size=64, lr_schedule="cosine")),
         calibration_per_class=8,
     )
     defaults.update(overrides)

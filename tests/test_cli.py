@@ -72,7 +72,7 @@ def test_score_beside_baselines(capsys, tmp_path):
 @pytest.mark.parametrize("argv, fragment", [
     (["score", "__import__('os').system('echo pwned')"], "unexpected character"),
     (["score", "l1(W) +"], "unexpected end of formula"),
-    (["score", "l1(W)", "--tasks", "cifar-vgg"], "unknown task 'cifar-vgg'"),
+    (["score", "l1(W)", "--tasks", "cifar-vgg"], "task 'cifar-vgg' is not MODEL@DATASET"),
     (["score", "l1(W)", "--tasks", "mnist-lenet5"], "needs --data-root"),
     (["score", "missing.json"], "not found"),
     (["show", "/nonexistent/run"], "not a prunevo run directory"),

@@ -52,7 +52,8 @@ def test_masked_network_equals_physically_pruned(net, size, spec):
 
 
 def test_masks_survive_finetuning_and_match_pruned_training():
-    from prunevo.fitness.training import TrainBudget, train
+    from prunevo.training import FitConfig, fit
+    from prunevo.zoo.images import TensorImages
 
     model = _randomized("resnet", 8)
     x, y = torch.randn(64, 1, 8, 8), torch.arange(64) % 10
@@ -61,9 +62,9 @@ def test_masks_survive_finetuning_and_match_pruned_training():
     masked = copy.deepcopy(model)
     masks = apply_masks(masked, groups, keep)
     pruned = prune_model(copy.deepcopy(model), groups, keep, x[:1])
-    budget = TrainBudget(epochs=2, lr=0.05, batch_size=16, weight_decay=0.0, momentum=0.0)
-    train(masked, x, y, budget, seed=1, after_step=masks.reapply)
-    train(pruned, x, y, budget, seed=1)
+    budget = FitConfig(epochs=2, lr=0.05, batch_size=16, weight_decay=0.0, momentum=0.0, lr_schedule="cosine")
+    fit(masked, TensorImages(x, y), budget, seed=1, after_step=masks.reapply)
+    fit(pruned, TensorImages(x, y), budget, seed=1)
     with torch.no_grad():
         assert torch.allclose(masked(x), pruned(x), atol=1e-4)
 

@@ -22,7 +22,7 @@ from prunevo.pruning.target import meet_macs_target
 from prunevo.transfer.apply import apply_formula, load_pruned
 from prunevo.transfer.compare import compare_criteria
 from prunevo.transfer.session import TransferConfig, TransferSession
-from prunevo.transfer.training import FitConfig
+from prunevo.training import FitConfig
 from prunevo.zoo.models import build_model
 
 
@@ -188,10 +188,9 @@ def test_strategy_misuse_is_one_line_and_exit_2(args, message, tmp_path, capsys)
 
 def test_fitness_with_random_configuration_search(prepared_tasks):
     from prunevo.evolve.config import EvolutionConfig, TaskOverrides
-    from prunevo.evolve.run import build_tasks
     from prunevo.fitness.evaluator import Evaluator
 
-    tasks = build_tasks(EvolutionConfig(tasks=("digits-vgg",), overrides=TaskOverrides(allocation="random-search")))
+    tasks = EvolutionConfig(tasks=("digits-vgg",), overrides=TaskOverrides(allocation="random-search")).task_list()
     assert tasks[0].search == SearchSpec() and tasks[0].identity() != replace(tasks[0], search=None).identity()
     prepared = replace(prepared_tasks[0], task=replace(prepared_tasks[0].task, search=SearchSpec(3, 100)))
     evaluator = Evaluator([prepared])
@@ -199,9 +198,9 @@ def test_fitness_with_random_configuration_search(prepared_tasks):
     chosen = evaluator.mask_plan(criteria[0])
     keys, keeps = chosen.keys, chosen.keeps
     assert chosen.reason is None and len(keeps["digits-vgg"]) == 3 and keys["digits-vgg"].count("+") == 2
-    estimator = MacsEstimator(build_model("small-vgg", 10, prepared.splits.input_shape), prepared.groups,
+    estimator = MacsEstimator(build_model("small-vgg", 10, prepared.data.input_shape), prepared.groups,
                               prepared.example_input)
-    budget = evaluator._configurations(prepared)[2]
+    budget = evaluator._configurations(prepared)[1]
     assert all(abs(estimator.fraction(k) - budget) < 0.02 for k in keeps["digits-vgg"])
     first = [r.fitness for r in evaluator.evaluate(criteria)]
     again = [r.fitness for r in Evaluator([prepared]).evaluate(criteria)]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from prunevo.pruning.latency import LatencySpec, measure_latency
-from prunevo.pruning.schedules import lr_curve, lr_factor
-from prunevo.transfer.training import Accelerator, FitConfig, fit
+from prunevo.training.schedules import lr_curve, lr_factor
+from prunevo.training import Accelerator, FitConfig, fit
 from prunevo.zoo.images import load_image_data
 from prunevo.zoo.models import build_model
 
@@ -107,6 +107,17 @@ def test_retraining_schedules_match_their_definitions():
     assert curve[:10] == sorted(curve[:10]) and max(curve) == 1.0 and curve[-1] == pytest.approx(0.01)
     with pytest.raises(ValueError, match="allowed"):
         lr_factor("onecycle", 0.5)
+
+
+@pytest.mark.parametrize("schedule,original", [("cosine", "step"), ("step", "step"), ("ft", "step"),
+                                               ("slr", "step"), ("slr", "cosine"), ("clr", "step")])
+def test_torch_schedulers_follow_the_definitions(schedule, original):
+    # training steps torch's lr_scheduler classes; they must apply the documented factor at t = step / steps
+    steps = 200
+    curve = lr_curve(schedule, steps, original)
+    assert len(curve) == steps
+    for s, factor in enumerate(curve):
+        assert factor == pytest.approx(lr_factor(schedule, s / steps, original), abs=2e-3), s
 
 
 def test_the_gpu_training_path_runs_on_cpu_and_is_seeded():

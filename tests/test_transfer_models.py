@@ -16,7 +16,7 @@ from prunevo.pruning.importance import FormulaImportance
 from prunevo.pruning.selection import PruneSpec, select
 from prunevo.transfer.apply import load_pruned, save_pruned
 from prunevo.transfer.session import PruneRecord, TransferConfig, TransferSession
-from prunevo.transfer.training import FitConfig
+from prunevo.training import FitConfig
 
 EVOLVED = "gamma + mean(abs(Wn)) * lnorm(l1(W)) / (std(F) + 0.05)"
 MODELS = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "densenet121"]

@@ -4,18 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from prunevo.errors import PrunevoError, RunError
-from prunevo.fitness.tasks import DEFAULT_TASKS
+from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, build_tasks
 
-
-@dataclass(frozen=True)
-class TaskOverrides:
-    """Settings applied to every task of a run (None keeps each task's default)."""
-
-    prune_ratio: float | None = None
-    selection: str | None = None  # layerwise | global (older runs); allocation supersedes it
-    group_reduction: str | None = None
-    finetune_epochs: float | None = None
-    allocation: str | None = None  # uniform | global | random-search (at the uniform selection's MACs)
+__all__ = ["EvolutionConfig", "TaskOverrides"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +49,11 @@ class EvolutionConfig:
         for ok, message in checks:
             if not ok:
                 raise PrunevoError(message)
-        from prunevo.evolve.run import build_tasks  # validates task names and every override
+        self.task_list()  # validates every task spec and override
 
-        build_tasks(self)
+    def task_list(self) -> list:
+        """The run's tasks, with the run-wide overrides and weights applied."""
+        return build_tasks(self.tasks, self.task_weights, self.overrides)
 
     def to_json(self) -> dict:
         return asdict(self)

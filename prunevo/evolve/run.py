@@ -9,7 +9,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from prunevo.errors import PrunevoError, RunError
+from prunevo.errors import RunError
 from prunevo.evolve import rundir
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.engine import Scored, evaluate_population, initial_population, make_toolbox, restore, snapshot, vary
@@ -17,9 +17,8 @@ from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
-from prunevo.fitness.tasks import PreparedTask, make_task, prepare_task
+from prunevo.fitness.tasks import PreparedTask, prepare_task
 from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with
-from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation
 from prunevo.utils import atomic_write_json
 
 
@@ -47,34 +46,9 @@ class RunResult:
         return best_classic(self.baseline_rows)
 
 
-def build_tasks(config: EvolutionConfig) -> list:
-    """The run's Task objects, with the config's overrides and weights applied."""
-    tasks = []
-    o = config.overrides
-    for i, name in enumerate(config.tasks):
-        task = make_task(name)
-        prune = task.prune
-        prune = replace(prune, ratio=o.prune_ratio) if o.prune_ratio is not None else prune
-        prune = replace(prune, selection=o.selection) if o.selection is not None else prune
-        search = None
-        if o.allocation is not None:
-            check_allocation(o.allocation)
-            if o.allocation == "random-search":
-                search = SearchSpec()
-            else:
-                prune = replace(prune, selection=SELECTION_OF[o.allocation])
-        prune = replace(prune, group_reduction=o.group_reduction) if o.group_reduction is not None else prune
-        if o.finetune_epochs is not None and o.finetune_epochs < 0:
-            raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
-        finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
-        weight = config.task_weights[i] if config.task_weights else 1.0
-        tasks.append(replace(task, prune=prune, finetune=finetune, weight=weight, search=search))
-    return tasks
-
-
 def prepare_tasks(config: EvolutionConfig) -> list[PreparedTask]:
     return [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
-            for t in build_tasks(config)]
+            for t in config.task_list()]
 
 
 def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:

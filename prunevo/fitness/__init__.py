@@ -1,6 +1,7 @@
-"""Fitness: tasks, base networks, and the parallel evaluator with its cache."""
+"""Fitness: tasks (``MODEL@DATASET[:key=value,...]``), base networks, and the parallel evaluator with its cache."""
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
-from prunevo.fitness.tasks import DEFAULT_TASKS, PreparedTask, Task, available_tasks, make_task, prepare_task
+from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, available_tasks, build_tasks, make_task, parse_task
+from prunevo.fitness.tasks import PreparedTask, Task, prepare_task
 
-__all__ = ["DEFAULT_TASKS", "Evaluator", "FitnessResult", "PreparedTask", "Task", "available_tasks",
-           "make_task", "prepare_task"]
+__all__ = ["DEFAULT_TASKS", "Evaluator", "FitnessResult", "PreparedTask", "Task", "TaskOverrides", "available_tasks",
+           "build_tasks", "make_task", "parse_task", "prepare_task"]

@@ -8,6 +8,7 @@ number of threads, so fitness does not depend on ``n_jobs``.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 
@@ -17,7 +18,6 @@ from joblib import Parallel, delayed
 
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
-from prunevo.fitness.training import TrainBudget, accuracy, recalibrate_batchnorm, torch_threads, train
 from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
@@ -26,7 +26,9 @@ from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.selection import masks_key, select
 from prunevo.pruning.statistics import stratified_batch
 from prunevo.pruning.target import bisect_amount
-from prunevo.utils import derive_seed
+from prunevo.training import FitConfig, fit, recalibrate_bn, top1
+from prunevo.utils import derive_seed, torch_threads
+from prunevo.zoo.images import TensorImages
 
 WORST = 0.0
 
@@ -63,7 +65,7 @@ class MaskPlan:
 
 @dataclass
 class _Job:
-    net: str
+    model: str
     input_shape: tuple
     num_classes: int
     state: dict
@@ -74,19 +76,18 @@ class _Job:
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
-    budget: TrainBudget
+    budget: FitConfig
     seed: int
     threads: int
 
 
-def _pruned(job: _Job, keep: list[torch.Tensor], x: torch.Tensor) -> torch.nn.Module:
-    model = build_for(job.net, job.input_shape, job.num_classes)
+def _pruned(job: _Job, keep: list[torch.Tensor], train: TensorImages) -> torch.nn.Module:
+    model = build_for(job.model, job.input_shape, job.num_classes)
     model.load_state_dict(job.state)
-    prune_model(model, job.groups, keep, x[:1])
+    prune_model(model, job.groups, keep, train.x[:1])
     # Running BatchNorm statistics are stale after pruning and far from converged after a few
     # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
-    recalibrate_batchnorm(model, x)
-    return model
+    return recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
 
 
 def run_finetune_job(job: _Job) -> float:
@@ -97,22 +98,22 @@ def run_finetune_job(job: _Job) -> float:
     """
     with torch_threads(job.threads):
         torch.manual_seed(job.seed)
-        x, y = torch.from_numpy(job.train_x), torch.from_numpy(job.train_y)
+        train = TensorImages(torch.from_numpy(job.train_x), torch.from_numpy(job.train_y))
         if len(job.candidates) == 1:
-            model = _pruned(job, job.candidates[0], x)
+            model = _pruned(job, job.candidates[0], train)
         else:
-            sx, sy = stratified_batch(x, y, max(1, job.search_samples // job.num_classes), job.seed)
+            held = TensorImages(*stratified_batch(train.x, train.targets,
+                                                  max(1, job.search_samples // job.num_classes), job.seed))
             best = -1.0
             for keep in job.candidates:
-                candidate = _pruned(job, keep, x)
-                acc = accuracy(candidate, sx, sy)
+                candidate = _pruned(job, keep, train)
+                acc = top1(candidate, held)
                 if acc > best:  # ties keep the earlier candidate
                     model, best = candidate, acc
-            torch.manual_seed(job.seed)
         if job.budget.epochs > 0:
-            train(model, x, y, job.budget, job.seed)
-            recalibrate_batchnorm(model, x)
-        return accuracy(model, torch.from_numpy(job.val_x), torch.from_numpy(job.val_y))
+            fit(model, train, job.budget, job.seed)
+            recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
+        return top1(model, TensorImages(torch.from_numpy(job.val_x), torch.from_numpy(job.val_y)))
 
 
 @dataclass
@@ -139,39 +140,58 @@ class Evaluator:
         self.cache: dict[str, float] = dict(cache or {})
         self.stats = EvaluatorStats()
         self._task_ids = {t.task.name: t.identity for t in tasks}
+        self._estimators: dict[str, MacsEstimator] = {}
         self._searches: dict[str, tuple] = {}
 
-    def _job(self, prepared: PreparedTask, candidates: list[list[torch.Tensor]]) -> _Job:
-        s = prepared.splits
+    def finetune_seed(self, prepared: PreparedTask, index: int = 0) -> int:
+        """The fine-tune seed of one of the task's ``seeds`` repeats: from the run's seed and what the task
+        is (not what it is called), so that a cache key always means one seed."""
+        extra = (index,) if index else ()
+        return derive_seed(self.seed, prepared.task.identity(), "finetune", *extra)
+
+    def _job(self, prepared: PreparedTask, candidates: list[list[torch.Tensor]], index: int = 0) -> _Job:
+        d = prepared.data
         search = prepared.task.search
         return _Job(
-            prepared.task.net, s.input_shape, s.num_classes, prepared.base_state, prepared.groups, candidates,
-            search.samples if search else 0, s.train_x.numpy(), s.train_y.numpy(), s.val_x.numpy(), s.val_y.numpy(),
-            prepared.task.finetune, derive_seed(self.seed, prepared.task.name, "finetune"), self.threads_per_job,
+            prepared.task.model, d.input_shape, d.num_classes, prepared.base_state, prepared.groups, candidates,
+            search.samples if search else 0, d.train.x.numpy(), d.train.targets.numpy(), d.val.x.numpy(),
+            d.val.targets.numpy(), prepared.task.finetune, self.finetune_seed(prepared, index), self.threads_per_job,
         )
 
-    def _configurations(self, prepared: PreparedTask) -> tuple[list[torch.Tensor], MacsEstimator, float]:
-        """The task's sampled configurations (the same for every criterion) and their MACs budget: what the
-        uniform selection at the task's ratio leaves."""
+    def _estimator(self, prepared: PreparedTask) -> MacsEstimator:
+        name = prepared.task.name
+        if name not in self._estimators:
+            model = build_for(prepared.task.model, prepared.data.input_shape, prepared.data.num_classes)
+            self._estimators[name] = MacsEstimator(model, prepared.groups, prepared.example_input)
+        return self._estimators[name]
+
+    def _configurations(self, prepared: PreparedTask) -> tuple[list[torch.Tensor], float]:
+        """The task's sampled configurations (the same for every criterion) and their MACs budget: the
+        task's MACs target, or what the uniform selection at the task's ratio leaves."""
         name = prepared.task.name
         if name not in self._searches:
-            model = build_for(prepared.task.net, prepared.splits.input_shape, prepared.splits.num_classes)
-            estimator = MacsEstimator(model, prepared.groups, prepared.example_input)
+            estimator = self._estimator(prepared)
             sizes = [g.size for g in prepared.groups]
             spec = prepared.task.prune
-            budget = estimator.fraction(select([torch.arange(n, dtype=torch.float64) for n in sizes],
-                                               replace(spec, selection="layerwise")))
+            budget = prepared.task.target_macs
+            if budget is None:
+                budget = estimator.fraction(select([torch.arange(n, dtype=torch.float64) for n in sizes],
+                                                   replace(spec, selection="layerwise")))
             configs = sample_configurations(sizes, prepared.task.search.candidates,
-                                            derive_seed(self.seed, name, "configurations"), spec)
-            self._searches[name] = (configs, estimator, budget)
+                                            derive_seed(self.seed, prepared.task.identity(), "configurations"), spec)
+            self._searches[name] = (configs, budget)
         return self._searches[name]
 
     def candidates(self, prepared: PreparedTask, scores: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         """The keep-masks to try on a task: the task's selection, or one per sampled configuration."""
-        spec = prepared.task.prune
-        if prepared.task.search is None:
-            return [select(scores, spec)]
-        configs, estimator, budget = self._configurations(prepared)
+        spec, task = prepared.task.prune, prepared.task
+        if task.search is None:
+            if task.target_macs is None:
+                return [select(scores, spec)]
+            masks_at = masks_along(scores, spec)
+            return [masks_at(bisect_amount(masks_at, self._estimator(prepared), task.target_macs))]
+        configs, budget = self._configurations(prepared)
+        estimator = self._estimator(prepared)
         out = []
         for config in configs:
             masks_at = masks_along(scores, spec, config)
@@ -203,6 +223,15 @@ class Evaluator:
             out.keys[task.name] = f"{self._task_ids[task.name]}|" + "+".join(masks_key(k) for k in candidates)
         return out
 
+    @staticmethod
+    def seed_keys(prepared: PreparedTask, key: str) -> list[str]:
+        """The cache keys of a selection's fine-tunes, one per fine-tune seed of the task."""
+        return [key] + [f"{key}#seed{i}" for i in range(1, prepared.task.seeds)]
+
+    def accuracy(self, prepared: PreparedTask, key: str) -> float:
+        """Validation accuracy of a selection after fine-tuning, averaged over the task's seeds."""
+        return statistics.fmean(self.cache[k] for k in self.seed_keys(prepared, key))
+
     def evaluate(self, criteria: list[Criterion]) -> list[FitnessResult]:
         start = time.perf_counter()
         plans = []
@@ -214,11 +243,13 @@ class Evaluator:
             if chosen.reason is not None:
                 continue
             for task_name, key in chosen.keys.items():
-                self.stats.lookups += 1
-                if key in self.cache or key in pending:
-                    self.stats.hits += 1
-                else:
-                    pending[key] = self._job(by_name[task_name], chosen.keeps[task_name])
+                prepared = by_name[task_name]
+                for index, seed_key in enumerate(self.seed_keys(prepared, key)):
+                    self.stats.lookups += 1
+                    if seed_key in self.cache or seed_key in pending:
+                        self.stats.hits += 1
+                    else:
+                        pending[seed_key] = self._job(prepared, chosen.keeps[task_name], index)
         if pending:
             order = sorted(pending)
             if self.n_jobs == 1:
@@ -235,7 +266,7 @@ class Evaluator:
         if chosen.reason is not None:
             return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable)
         scored = [t for t in self.tasks if t.task.name in chosen.keys]
-        acc = {t.task.name: self.cache[chosen.keys[t.task.name]] for t in scored}
+        acc = {t.task.name: self.accuracy(t, chosen.keys[t.task.name]) for t in scored}
         rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in scored}
         if not scored:
             return FitnessResult(WORST, not_applicable=not_applicable)

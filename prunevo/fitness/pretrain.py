@@ -1,57 +1,60 @@
 """Base networks: trained by prunevo on first use and cached by the hash of their recipe.
 
-No weights can be downloaded, so every base net is reproducible from (dataset, network, recipe).
+No weights can be downloaded, so every base net is reproducible from (dataset, model, recipe).
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from prunevo.fitness.training import TrainBudget, accuracy, torch_threads, train
-from prunevo.utils import atomic_torch_save, default_cache_dir, stable_hash
-from prunevo.zoo.datasets import Splits
-from prunevo.zoo.nets import build_small_net
+from prunevo.fitness.data import TaskData
+from prunevo.training import FitConfig, fit, top1
+from prunevo.utils import atomic_torch_save, default_cache_dir, stable_hash, torch_threads
+from prunevo.zoo.models import build_model
 
 log = logging.getLogger(__name__)
-NETS_VERSION = 2  # bump when a zoo architecture changes: old cached weights stop matching
+NETS_VERSION = 3  # bump when a zoo architecture or the training loop changes: old cached weights stop matching
 
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    budget: TrainBudget = field(default_factory=lambda: TrainBudget(epochs=30, lr=0.05, batch_size=64))
+    budget: FitConfig = field(default_factory=lambda: FitConfig(epochs=30, lr=0.05, batch_size=64,
+                                                                lr_schedule="cosine"))
     seed: int = 0
 
 
-def build_for(net: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    c, h, _ = input_shape
-    return build_small_net(net, c, num_classes, h)
+def build_for(model: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """An untrained ``model`` (any name ``--model`` accepts) for this input shape and class count."""
+    return build_model(model, num_classes, input_shape)
 
 
-def recipe_hash(net: str, splits: Splits, recipe: PretrainRecipe) -> str:
-    return stable_hash({"net": net, "data": splits.name, "fingerprint": splits.fingerprint(),
+def recipe_hash(model: str, data: TaskData, recipe: PretrainRecipe) -> str:
+    return stable_hash({"model": model, "data": data.name, "fingerprint": data.fingerprint(),
                         "recipe": asdict(recipe), "nets_version": NETS_VERSION})
 
 
-def pretrained(net: str, splits: Splits, recipe: PretrainRecipe, cache_dir: Path | None = None,
+def pretrained(model_name: str, data: TaskData, recipe: PretrainRecipe, cache_dir: Path | None = None,
                threads: int | None = None) -> nn.Module:
-    """The base net for (net, dataset, recipe): from the cache, or trained now and cached atomically."""
+    """The base net for (model, dataset, recipe): from the cache, or trained now and cached atomically."""
     cache_dir = Path(cache_dir or default_cache_dir())
-    path = cache_dir / "nets" / f"{splits.name}-{net}-{recipe_hash(net, splits, recipe)}.pt"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(data.name).name}-{Path(model_name).name}")[-60:]
+    path = cache_dir / "nets" / f"{label}-{recipe_hash(model_name, data, recipe)}.pt"
     if path.exists():
-        model = build_for(net, splits.input_shape, splits.num_classes)
+        model = build_for(model_name, data.input_shape, data.num_classes)
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return model.eval()
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             log.warning("cached base net %s is unreadable (%s); retraining it", path, exc)
     torch.manual_seed(recipe.seed)
-    model = build_for(net, splits.input_shape, splits.num_classes)
+    model = build_for(model_name, data.input_shape, data.num_classes)
     with torch_threads(threads):
-        train(model, splits.train_x, splits.train_y, recipe.budget, recipe.seed)
-    log.info("trained %s on %s: val acc %.4f", net, splits.name, accuracy(model, splits.val_x, splits.val_y))
+        fit(model, data.train, recipe.budget, recipe.seed, progress=True, desc=f"pretrain {model_name}")
+    log.info("trained %s on %s: val acc %.4f", model_name, data.name, top1(model, data.val))
     atomic_torch_save(path, model.state_dict())
     return model.eval()

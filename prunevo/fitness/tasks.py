@@ -1,91 +1,81 @@
-"""Fitness tasks: dataset + network + pretrain recipe + prune spec + fine-tune budget.
+"""Fitness tasks: a model on a dataset, a pretrain recipe, a prune target and a brief fine-tune.
 
-A task is named ``DATASET-NET`` (``digits-vgg``, ``mnist-lenet5``, ``fashion-mnist-resnet``...); its
-defaults come from the dataset, and any field can be overridden with ``dataclasses.replace``.
+Tasks are written ``MODEL@DATASET[:key=value,...]`` (see ``task_spec``); the names of earlier versions
+(``digits-vgg``, ``mnist-lenet5``...) are aliases.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
-from prunevo.errors import PrunevoError
+from prunevo.fitness.data import TaskData, load_task_data
 from prunevo.fitness.pretrain import PretrainRecipe, pretrained
-from prunevo.fitness.training import TrainBudget, accuracy
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.selection import PruneSpec
 from prunevo.pruning.statistics import stratified_batch
+from prunevo.training import FitConfig, top1
 from prunevo.utils import stable_hash, state_hash
-from prunevo.zoo.datasets import DATASETS, Splits, load_dataset
-from prunevo.zoo.nets import SMALL_NETS
-
-DEFAULT_TASKS = ("digits-vgg", "digits-resnet")
 
 
 @dataclass(frozen=True)
 class Task:
+    """One fitness task.  The prune target is ``target_macs`` (share of the MACs kept, met on the fast
+    conv/linear estimate) when set, else ``prune.ratio`` of the channels; ``prune.selection`` and
+    ``search`` give the allocation (uniform, global, or random search at the target's MACs)."""
+
     name: str
+    model: str
     dataset: str
-    net: str
+    image_size: int | None = None
     prune: PruneSpec = field(default_factory=PruneSpec)
-    finetune: TrainBudget = field(default_factory=TrainBudget)
+    target_macs: float | None = None
+    finetune: FitConfig = field(default_factory=lambda: FitConfig(lr_schedule="cosine", batch_size=64))
     pretrain: PretrainRecipe = field(default_factory=PretrainRecipe)
+    val_samples: int | None = None  # stratified validation images scored (None: the whole split)
+    seeds: int = 1  # fine-tune seeds; fitness reads the mean accuracy
     weight: float = 1.0  # weight in the geometric mean over co-evolved tasks
     calibration_per_class: int = 20
     calibration_seed: int = 0
-    # random configuration search at the MACs of the uniform selection (None: select with ``prune``)
+    # random configuration search at the target's MACs (None: select with ``prune``)
     search: SearchSpec | None = None
 
     def identity(self) -> str:
         """Everything that determines fitness on this task, hashed (fitness cache keys start with it)."""
         fields = asdict(self)
-        if fields["search"] is None:
-            del fields["search"]  # tasks without search keep the identity (and cached fitness) they had
+        del fields["name"], fields["weight"]  # an alias and its spelled-out form are the same task
         return stable_hash(fields)
 
+    @property
+    def allocation(self) -> str:
+        if self.search is not None:
+            return "random-search"
+        return "global" if self.prune.selection == "global" else "uniform"
 
-# Budgets per dataset: aggressive enough that criteria differ, short enough for evolution on a laptop.
-_DATASET_DEFAULTS = {
-    "digits": dict(
-        prune=PruneSpec(ratio=0.75),
-        finetune=TrainBudget(epochs=0.5, lr=0.02, batch_size=64),
-        pretrain=PretrainRecipe(TrainBudget(epochs=40, lr=0.05, batch_size=64, weight_decay=1e-3)),
-    ),
-    "mnist": dict(
-        prune=PruneSpec(ratio=0.75),
-        finetune=TrainBudget(epochs=1.0, lr=0.02, batch_size=128, max_samples=4000),
-        pretrain=PretrainRecipe(TrainBudget(epochs=2, lr=0.05, batch_size=128)),
-    ),
-}
-_DATASET_DEFAULTS["fashion-mnist"] = _DATASET_DEFAULTS["mnist"]
-
-
-def available_tasks() -> list[str]:
-    return [f"{d}-{n}" for d in DATASETS for n in SMALL_NETS]
-
-
-def make_task(name: str, **overrides) -> Task:
-    """The task called ``name`` with its dataset's defaults, then ``overrides`` (dataclass fields)."""
-    dataset, _, net = name.rpartition("-")
-    if dataset not in DATASETS or net not in SMALL_NETS:
-        raise PrunevoError(f"unknown task {name!r}; allowed: {', '.join(available_tasks())}")
-    task = Task(name=name, dataset=dataset, net=net, **_DATASET_DEFAULTS[dataset])
-    return replace(task, **overrides) if overrides else task
+    def describe(self) -> str:
+        """One line: what the task prunes, how hard, and how it fine-tunes."""
+        target = f"{self.target_macs:.0%} MACs" if self.target_macs is not None else f"ratio {self.prune.ratio:g}"
+        size = f" at {self.image_size} px" if self.image_size else ""
+        train = f" on {self.finetune.max_samples}" if self.finetune.max_samples else ""
+        val = f"val {self.val_samples}" if self.val_samples else "val all"
+        seeds = f", {self.seeds} seeds" if self.seeds > 1 else ""
+        return (f"{self.model} on {self.dataset}{size}: {target}, {self.allocation}; fine-tune "
+                f"{self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}; {val}{seeds}; weight {self.weight:g}")
 
 
 @dataclass
 class PreparedTask:
-    """A task made ready for scoring: data loaded, base net trained, groups found, calibration batch drawn
+    """A task made ready for scoring: data in memory, base net trained, groups found, calibration batch drawn
     (criteria read their statistics from ``calibration``, computed on first use)."""
 
     task: Task
-    splits: Splits
+    data: TaskData
     base_state: dict[str, torch.Tensor]
     base_val_accuracy: float
     groups: list[ChannelGroup]
@@ -108,12 +98,12 @@ class PreparedTask:
 
 
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
-                 splits: Splits | None = None) -> PreparedTask:
-    splits = splits or load_dataset(task.dataset, data_root, cache_dir)
-    model = pretrained(task.net, splits, task.pretrain, cache_dir)
-    example = splits.train_x[:1]
+                 data: TaskData | None = None) -> PreparedTask:
+    data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir)
+    model = pretrained(task.model, data, task.pretrain, cache_dir)
+    example = data.train.x[:1]
     groups = find_groups(model, example)
-    x, y = stratified_batch(splits.train_x, splits.train_y, task.calibration_per_class, task.calibration_seed)
-    calibration = Calibration(model, groups, x, y, splits.num_classes, consumers=task.prune.domino == "io")
-    return PreparedTask(task, splits, {k: v.clone() for k, v in model.state_dict().items()},
-                        accuracy(model, splits.val_x, splits.val_y), groups, calibration, example)
+    x, y = stratified_batch(data.train.x, data.train.targets, task.calibration_per_class, task.calibration_seed)
+    calibration = Calibration(model, groups, x, y, data.num_classes, consumers=task.prune.domino == "io")
+    return PreparedTask(task, data, {k: v.clone() for k, v in model.state_dict().items()},
+                        top1(model, data.val), groups, calibration, example)

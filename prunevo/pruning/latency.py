@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from prunevo.fitness.training import torch_threads
+from prunevo.utils import torch_threads
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ is corrected by the measured gap until the real MACs are within tolerance.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -24,11 +24,14 @@ MAX_RATIO = 0.99
 
 
 @dataclass(frozen=True)
-class TargetResult:
+class Selection:
+    """Keep-masks chosen for a model, and how they were reached."""
+
     keep: list[torch.Tensor]
-    ratio: float  # the pruning amount that met the target
-    macs_fraction: float  # measured MACs of the pruned net / MACs of the original
-    pruned: nn.Module  # the physically pruned copy that was measured
+    ratio: float  # the channel ratio, or the pruning amount that met the target
+    macs_fraction: float = float("nan")  # measured MACs of the pruned net / the original's; NaN without a target
+    pruned: nn.Module | None = None  # the physically pruned copy, when one was made and measured
+    search_top1: list[float] = field(default_factory=list)  # random search: held-out top-1 of each candidate
 
 
 def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, iterations: int = 30) -> float:
@@ -47,7 +50,7 @@ def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, it
 
 def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: MasksAt, target: float,
                      example_input: torch.Tensor, rounds: int = 4, estimator: MacsEstimator | None = None,
-                     full_macs: int | None = None, allocation: str = "uniform") -> TargetResult:
+                     full_macs: int | None = None, allocation: str = "uniform") -> Selection:
     """Keep-masks whose pruned network has ``target`` x the MACs of ``model`` (within 3%).
 
     ``masks_at`` maps a pruning amount to keep-masks (``allocation.masks_along``); ``estimator`` and
@@ -65,7 +68,7 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: Mas
         pruned = prune_model(copy.deepcopy(model), groups, keep, example_input)
         measured = measure_cost(pruned, example_input).macs / full
         if best is None or abs(measured - target) < abs(best.macs_fraction - target):
-            best = TargetResult(keep, ratio, measured, pruned)
+            best = Selection(keep, ratio, measured, pruned)
         if abs(measured - target) <= TOLERANCE * target / 3 or ratio >= MAX_RATIO:
             break
         wanted = max(1e-4, wanted + (target - measured))

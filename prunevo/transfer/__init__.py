@@ -6,7 +6,7 @@ from prunevo.transfer.apply import apply_formula, load_pruned
 from prunevo.transfer.compare import CompareResult, compare_criteria
 from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession
 from prunevo.transfer.train import TrainConfig, TrainResult, train_base
-from prunevo.transfer.training import FitConfig
+from prunevo.training import FitConfig
 
 __all__ = ["ApplyResult", "CompareResult", "FitConfig", "Measurement", "TrainConfig", "TrainResult", "TransferConfig",
            "TransferSession", "apply_formula", "compare_criteria", "load_pruned", "train_base"]

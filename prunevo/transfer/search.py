@@ -18,8 +18,8 @@ from torch.utils.data import Subset
 from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.statistics import stratified_indices
-from prunevo.pruning.target import meet_macs_target
-from prunevo.transfer.training import evaluate, fit, recalibrate_bn
+from prunevo.pruning.target import Selection, meet_macs_target
+from prunevo.training import evaluate, fit, recalibrate_bn
 from prunevo.utils import derive_seed
 from prunevo.zoo.images import labels_of
 
@@ -33,12 +33,10 @@ def heldout_subset(session, seed: int) -> Subset:
     return Subset(val, stratified_indices(labels_of(val), per_class, seed).tolist())
 
 
-def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float):
+def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float) -> Selection:
     """The best of ``search.candidates`` sampled configurations at ``target_macs``, as a ``Selection``
     (TransferConfig refuses random search with a channel ratio, so there is always a MACs target)."""
     from tqdm.auto import tqdm
-
-    from prunevo.transfer.session import Selection
 
     config = session.config
     spec = config.prune_spec()
@@ -67,4 +65,4 @@ def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, 
         raise PrunevoError(f"none of {len(candidates)} sampled configurations reaches {target_macs:.0%} of the MACs; "
                            f"allowed: a larger --target-macs or --max-layer-ratio")
     log.info("random search: best held-out top-1 %.4f of %d candidates", best_top1, len(candidates))
-    return Selection(best.keep, best.ratio, best.macs_fraction, best.pruned, tried)
+    return replace(best, search_top1=tried)

@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from prunevo.primitives.formula import Formula
 from prunevo.pruning.cost import MacsEstimator, measure_cost
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
-                                      TorchPruningCriterion, as_criterion, rank_problem)
+                                      as_criterion, rank_problem)
 from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation, masks_along
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.latency import LatencySpec, measure_latency
@@ -31,10 +31,13 @@ from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, select
 from prunevo.pruning.statistics import stratified_indices
-from prunevo.pruning.target import meet_macs_target
+from prunevo.pruning.target import Selection, meet_macs_target
+from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
+from prunevo.transfer.search import search_configuration
 from prunevo.transfer.setup import load_setup
+from prunevo.transfer.strategies import RUNNERS
 from prunevo.transfer.variants import STRATEGIES, variant_name
-from prunevo.transfer.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn, resolve_device
+from prunevo.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn, resolve_device
 from prunevo.zoo.images import labels_of
 
 log = logging.getLogger(__name__)
@@ -125,44 +128,6 @@ class TransferConfig:
 
 
 @dataclass
-class Measurement:
-    params: int
-    macs: int
-    top1: float
-    top5: float | None = None
-    latency_ms: dict[str, dict[int, float]] = field(default_factory=dict)  # device -> batch -> median ms
-
-
-@dataclass
-class PruneRecord:
-    """How to rebuild the pruned architecture from the base model (saved with the pruned weights)."""
-
-    cycles: list[dict[str, list[int]]] = field(default_factory=list)  # per cycle: group root -> kept channels
-    removed: list[str] = field(default_factory=list)  # modules replaced by nn.Identity (layer pruning)
-
-
-@dataclass
-class ApplyResult:
-    criterion: str
-    formula: str | None
-    seed: int
-    channel_ratio: float
-    macs_fraction: float
-    before: Measurement
-    after: Measurement
-    pruned_top1: float  # after BatchNorm recalibration, before the (last) fine-tuning
-    kept: dict[str, list[int]]  # group root -> [kept channels, original channels]
-    wall_s: dict[str, float]
-    strategy: str = "uniform"  # TransferConfig.variant
-    removed: list[str] = field(default_factory=list)  # layer pruning: the removed blocks/layers
-    sparsity: float | None = None  # unstructured pruning: share of zero conv/linear weights
-    search_top1: list[float] = field(default_factory=list)  # random search: held-out top-1 of each candidate
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
 class Stage:
     """A model being pruned, with what selection needs: its groups, a MACs estimator and its MACs."""
 
@@ -170,23 +135,6 @@ class Stage:
     groups: list[ChannelGroup]
     estimator: MacsEstimator
     macs: int
-
-
-@dataclass
-class Selection:
-    keep: list[torch.Tensor]
-    ratio: float  # channel ratio, or the pruning amount of a sampled configuration
-    macs_fraction: float  # of the stage's model; NaN without a MACs target
-    pruned: nn.Module | None  # the physically pruned copy, when one was made
-    search_top1: list[float] = field(default_factory=list)
-
-
-def criterion_label(criterion) -> tuple[str, str | None]:
-    """(name, formula text or None) of a criterion, as reports show it."""
-    if isinstance(criterion, (RandomCriterion, TorchPruningCriterion)):
-        return criterion.name, None
-    formula: Formula = criterion.formula
-    return (formula.name or formula.text), formula.text
 
 
 class TransferSession:
@@ -293,15 +241,11 @@ class TransferSession:
         if target_macs is None and ratio is None:
             target_macs, ratio = self.config.target_macs, self.config.channel_ratio
         if self.config.allocation == "random-search":
-            from prunevo.transfer.search import search_configuration
-
             return search_configuration(self, stage, scores, seed, target_macs)
         if target_macs is not None:
-            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec), target_macs, self.example,
-                                   estimator=stage.estimator, full_macs=stage.macs, allocation=self.config.allocation)
-            return Selection(hit.keep, hit.ratio, hit.macs_fraction, hit.pruned)
-        keep = select(scores, replace(spec, ratio=ratio))
-        return Selection(keep, ratio, float("nan"), None)
+            return meet_macs_target(stage.model, stage.groups, masks_along(scores, spec), target_macs, self.example,
+                                    estimator=stage.estimator, full_macs=stage.macs, allocation=self.config.allocation)
+        return Selection(select(scores, replace(spec, ratio=ratio)), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
               stage: Stage | None = None) -> nn.Module:
@@ -330,8 +274,6 @@ class TransferSession:
 
     def run(self, criterion, seed: int = 0) -> tuple[nn.Module, ApplyResult, PruneRecord]:
         """(pruned and fine-tuned model, its result, how to rebuild its architecture)."""
-        from prunevo.transfer.strategies import RUNNERS
-
         criterion = as_criterion(criterion, seed)
         if isinstance(criterion, RandomCriterion) and criterion.seed != seed:
             criterion = RandomCriterion(seed)

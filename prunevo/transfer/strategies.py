@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from torch import nn
 
@@ -22,7 +22,11 @@ from prunevo.pruning.cost import measure_cost
 from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
 from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
 from prunevo.pruning.criteria import InvalidScores, NotApplicable
-from prunevo.transfer.session import PruneRecord, Selection, TransferSession, criterion_label
+from prunevo.pruning.target import Selection
+from prunevo.transfer.results import PruneRecord, criterion_label
+
+if TYPE_CHECKING:  # the session calls these runners; they only use its methods
+    from prunevo.transfer.session import TransferSession
 
 LATENCY_STEPS = 7  # bisection steps on the MACs target when meeting a latency target
 

@@ -10,7 +10,7 @@ import torch
 from prunevo.errors import PrunevoError
 from prunevo.transfer.checkpoint import save_checkpoint
 from prunevo.transfer.setup import load_setup, resolved_stem
-from prunevo.transfer.training import Accelerator, FitConfig, evaluate, fit, resolve_device
+from prunevo.training import Accelerator, FitConfig, evaluate, fit, resolve_device
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,199 @@
+"""Fitness tasks from text: ``MODEL@DATASET[:key=value,...]``.
+
+``MODEL`` is any name ``prunevo apply --model`` accepts (``small-vgg``, ``lenet5``, ``resnet20``,
+``resnet18``, ``module:function``...) and ``DATASET`` any dataset it reads (``digits``, ``mnist``,
+``fashion-mnist``, ``cifar10``, ``imagefolder:PATH``, ``fakedata``...).  Options (see ``OPTIONS``) set the
+prune target, the allocation, the fine-tune budget, the subset sizes, the image size and the weight.
+Defaults come from the dataset (``DATASET_DEFAULTS``); run-wide overrides (``TaskOverrides``) come next,
+and a task's own options last.  The names of earlier versions (``digits-vgg``...) are aliases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from prunevo.errors import PrunevoError
+from prunevo.fitness.pretrain import PretrainRecipe
+from prunevo.fitness.tasks import Task
+from prunevo.pruning.allocation import ALLOCATIONS, SELECTION_OF, SearchSpec, check_allocation
+from prunevo.pruning.selection import PruneSpec
+from prunevo.training import FitConfig
+
+DEFAULT_TASKS = ("digits-vgg", "digits-resnet")
+ALIAS_NETS = {"vgg": "small-vgg", "resnet": "small-resnet", "lenet5": "lenet5", "resnet20": "resnet20"}
+ALIAS_DATASETS = ("digits", "mnist", "fashion-mnist")
+
+
+def _defaults(prune_ratio: float, finetune: FitConfig, pretrain: FitConfig, image_size: int | None = None) -> dict:
+    return dict(prune=PruneSpec(ratio=prune_ratio), finetune=finetune, pretrain=PretrainRecipe(pretrain),
+                image_size=image_size)
+
+
+# Budgets per kind of dataset: aggressive enough that criteria differ, short enough for a laptop.
+_DIGITS = _defaults(0.75, FitConfig(epochs=0.5, lr=0.02, batch_size=64, lr_schedule="cosine"),
+                    FitConfig(epochs=40, lr=0.05, batch_size=64, weight_decay=1e-3, lr_schedule="cosine"))
+_MNIST = _defaults(0.75, FitConfig(epochs=1.0, lr=0.02, batch_size=128, max_samples=4000, lr_schedule="cosine"),
+                   FitConfig(epochs=2, lr=0.05, batch_size=128, lr_schedule="cosine"))
+_COLOUR = _defaults(0.5, FitConfig(epochs=1.0, lr=0.02, batch_size=128, max_samples=4000, lr_schedule="cosine"),
+                    FitConfig(epochs=15, lr=0.05, batch_size=128, lr_schedule="cosine"), image_size=32)
+DATASET_DEFAULTS = {"digits": _DIGITS, "mnist": _MNIST, "fashion-mnist": _MNIST}
+
+
+def dataset_defaults(dataset: str) -> dict:
+    """Task defaults for a dataset: digits and the MNISTs have their own, colour images share one (32 px)."""
+    return DATASET_DEFAULTS.get(dataset, _COLOUR)
+
+
+@dataclass(frozen=True)
+class TaskOverrides:
+    """Settings applied to every task of a run (None keeps each task's default; a task's own options win)."""
+
+    prune_ratio: float | None = None
+    selection: str | None = None  # layerwise | global (older runs); allocation supersedes it
+    group_reduction: str | None = None
+    finetune_epochs: float | None = None
+    allocation: str | None = None  # uniform | global | random-search (at the uniform selection's MACs)
+
+
+def _number(kind: type, low: float, high: float | None = None) -> Callable[[str, str], float]:
+    def parse(key: str, text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise PrunevoError(f"task option {key}={text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"{low} <= {key}" + (f" <= {high}" if high is not None else "")
+            raise PrunevoError(f"task option {key}={text} is out of range; allowed: {bound}")
+        return value
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(key: str, text: str) -> str:
+        if text not in allowed:
+            raise PrunevoError(f"task option {key}={text!r} is unknown; allowed: {', '.join(allowed)}")
+        return text
+    return parse
+
+
+# key -> (parser, help)
+OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
+    "macs": (_number(float, 0.01, 1.0), "share of the MACs kept (e.g. 0.5); replaces ratio"),
+    "ratio": (_number(float, 0.0, 0.99), "share of the channels removed"),
+    "allocation": (_choice(*ALLOCATIONS), "uniform | global (the formula also sets each layer's width) | random-search"),
+    "epochs": (_number(float, 0.0), "fine-tune epochs (fractions allowed)"),
+    "lr": (_number(float, 1e-6), "fine-tune learning rate"),
+    "batch": (_number(int, 2), "fine-tune batch size"),
+    "train": (_number(int, 2), "fine-tune on this many training images (a seeded subset)"),
+    "val": (_number(int, 10), "score on this many stratified validation images"),
+    "size": (_number(int, 8, 1024), "image size in pixels"),
+    "seeds": (_number(int, 1, 16), "fine-tune seeds; fitness reads the mean accuracy"),
+    "pretrain": (_number(float, 0.0), "pretraining epochs of the base net"),
+    "weight": (_number(float, 1e-6), "weight in the geometric mean over tasks"),
+    "reduction": (_choice("mean", "sum", "max"), "how the scores of coupled layers combine"),
+}
+
+
+def options_help() -> str:
+    return "; ".join(f"{k}: {h}" for k, (_, h) in OPTIONS.items())
+
+
+def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``MODEL@DATASET[:k=v,...]`` -> (model, dataset, raw options); an alias -> its model and dataset."""
+    if "@" not in spec:
+        dataset, _, net = spec.rpartition("-")
+        if dataset in ALIAS_DATASETS and net in ALIAS_NETS:
+            return ALIAS_NETS[net], dataset, {}
+        raise PrunevoError(f"task {spec!r} is not MODEL@DATASET[:key=value,...] (e.g. lenet5@mnist, "
+                           f"small-vgg@imagefolder:PATH:size=32) nor a task name ({', '.join(alias_names())})")
+    model, _, rest = spec.partition("@")
+    dataset, options = rest, {}
+    head, sep, tail = rest.rpartition(":")
+    if sep and "=" in tail:
+        dataset = head
+        for item in tail.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or key not in OPTIONS:
+                raise PrunevoError(f"task option {item!r} in {spec!r} is unknown; allowed: {', '.join(OPTIONS)}")
+            if key in options:
+                raise PrunevoError(f"task option {key!r} is given twice in {spec!r}")
+            options[key] = value.strip()
+    if not model or not dataset:
+        raise PrunevoError(f"task {spec!r} needs a model and a dataset: MODEL@DATASET (e.g. lenet5@mnist)")
+    if "macs" in options and "ratio" in options:
+        raise PrunevoError(f"task {spec!r} gives both macs and ratio; allowed: one prune target")
+    return model, dataset, options
+
+
+def alias_names() -> list[str]:
+    return [f"{d}-{n}" for d in ALIAS_DATASETS for n in ALIAS_NETS]
+
+
+def available_tasks() -> list[str]:
+    """The short task names (aliases); any ``MODEL@DATASET`` works too."""
+    return alias_names()
+
+
+def _with_allocation(task: Task, allocation: str) -> Task:
+    check_allocation(allocation)
+    if allocation == "random-search":
+        return replace(task, search=task.search or SearchSpec())
+    return replace(task, search=None, prune=replace(task.prune, selection=SELECTION_OF[allocation]))
+
+
+def _apply_overrides(task: Task, o: TaskOverrides) -> Task:
+    prune = task.prune
+    prune = replace(prune, ratio=o.prune_ratio) if o.prune_ratio is not None else prune
+    prune = replace(prune, selection=o.selection) if o.selection is not None else prune
+    prune = replace(prune, group_reduction=o.group_reduction) if o.group_reduction is not None else prune
+    if o.finetune_epochs is not None and o.finetune_epochs < 0:
+        raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
+    finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
+    task = replace(task, prune=prune, finetune=finetune)
+    return _with_allocation(task, o.allocation) if o.allocation is not None else task
+
+
+def _apply_options(task: Task, options: dict[str, str]) -> Task:
+    v = {k: OPTIONS[k][0](k, text) for k, text in options.items()}
+    ft = task.finetune
+    ft = replace(ft, epochs=v.get("epochs", ft.epochs), lr=v.get("lr", ft.lr), batch_size=v.get("batch", ft.batch_size),
+                 max_samples=v.get("train", ft.max_samples))
+    pretrain = task.pretrain
+    if "pretrain" in v:
+        pretrain = replace(pretrain, budget=replace(pretrain.budget, epochs=v["pretrain"]))
+    prune = task.prune
+    if "ratio" in v:
+        prune = replace(prune, ratio=v["ratio"])
+    if "reduction" in v:
+        prune = replace(prune, group_reduction=v["reduction"])
+    target = v.get("macs", None if "ratio" in v else task.target_macs)
+    task = replace(task, finetune=ft, pretrain=pretrain, prune=prune, target_macs=target,
+                   image_size=v.get("size", task.image_size), val_samples=v.get("val", task.val_samples),
+                   seeds=v.get("seeds", task.seeds), weight=v.get("weight", task.weight))
+    return _with_allocation(task, v["allocation"]) if "allocation" in v else task
+
+
+def parse_task(spec: str, overrides: TaskOverrides = TaskOverrides(), **fields) -> Task:
+    """The task ``spec`` names: dataset defaults, then ``overrides``, then the spec's options, then
+    ``fields`` (Task fields, for the Python API)."""
+    model, dataset, options = split_spec(spec)
+    task = Task(name=spec, model=model, dataset=dataset, **dataset_defaults(dataset))
+    task = _apply_options(_apply_overrides(task, overrides), options)
+    if task.search is not None and task.target_macs is None and task.prune.ratio == 0:
+        raise PrunevoError(f"task {spec!r}: random search needs a prune target (macs=... or ratio > 0)")
+    return replace(task, **fields) if fields else task
+
+
+def build_tasks(specs: tuple[str, ...] | list[str], weights: tuple[float, ...] | None = None,
+                overrides: TaskOverrides = TaskOverrides()) -> list[Task]:
+    """A run's tasks; ``weights`` (one per task) replace the tasks' own weights."""
+    tasks = [parse_task(spec, overrides) for spec in specs]
+    if weights is not None:
+        tasks = [replace(t, weight=w) for t, w in zip(tasks, weights)]
+    return tasks
+
+
+def make_task(spec: str, **fields) -> Task:
+    """The task ``spec`` names, with ``fields`` (Task fields) replaced: ``make_task("lenet5@mnist", seeds=3)``."""
+    return parse_task(spec, **fields)

@@ -1,0 +1,81 @@
+"""What a training run uses: the budget (``FitConfig``) and where it runs (``Accelerator``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prunevo.errors import PrunevoError
+from prunevo.training.schedules import BASE_SCHEDULES, SCHEDULES
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """SGD (Nesterov momentum by default) for ``epochs`` with an LR schedule (see ``training.schedules``).
+
+    ``epochs`` may be fractional: a brief fine-tune sees part of the data.  ``max_samples`` trains on a
+    fixed subset of the training split drawn from the run's seed.
+    """
+
+    epochs: float = 1.0
+    lr: float = 0.01
+    lr_schedule: str = "clr"
+    original_schedule: str = "step"  # what SLR compresses: the schedule the base net was trained with
+    batch_size: int = 128
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    workers: int = 0
+    max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in SCHEDULES:
+            raise PrunevoError(f"unknown LR schedule {self.lr_schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if self.original_schedule not in BASE_SCHEDULES:
+            raise PrunevoError(f"unknown original schedule {self.original_schedule!r}; "
+                               f"allowed: {', '.join(BASE_SCHEDULES)}")
+        if self.epochs < 0 or self.lr <= 0 or self.batch_size < 2:
+            raise PrunevoError("epochs must be >= 0, lr > 0 and batch size >= 2")
+        if self.max_samples is not None and self.max_samples < 2:
+            raise PrunevoError(f"a training subset needs at least 2 samples, got {self.max_samples}")
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """Where to run: ``device`` plus mixed precision and memory format (both default to on for CUDA)."""
+
+    device: str = "cpu"
+    amp: bool | None = None
+    channels_last: bool | None = None
+
+    @property
+    def use_amp(self) -> bool:
+        return self.amp if self.amp is not None else self.device.startswith("cuda")
+
+    @property
+    def use_channels_last(self) -> bool:
+        return self.channels_last if self.channels_last is not None else self.device.startswith("cuda")
+
+    def autocast(self):
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        return torch.autocast(kind, dtype=torch.bfloat16, enabled=self.use_amp)
+
+    def put(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.use_channels_last and x.dim() == 4 else x
+
+    def place(self, model: nn.Module) -> nn.Module:
+        fmt = torch.channels_last if self.use_channels_last else torch.preserve_format
+        return model.to(self.device, memory_format=fmt)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` = CUDA when available; an unavailable CUDA device is a clear error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PrunevoError(f"device {device!r} requested but CUDA is not available; allowed here: cpu, auto")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise PrunevoError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
