@@ -15,7 +15,7 @@ TIMING = {"seconds", "evals_per_second"}
 
 def _config(generations: int, **kw) -> EvolutionConfig:
     return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations, n_jobs=1,
-                           seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2, **kw)
+                           seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2, **{"rescore_seeds": 0, **kw})
 
 
 def _comparable(result):

@@ -23,7 +23,7 @@ stop = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None
 resume = "--resume" in sys.argv
 prepared = [prepare_task(quick_task("digits-vgg")), prepare_task(quick_task("digits-resnet"))]
 config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=12, generations=10, n_jobs=n_jobs, seed=5,
-                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1)
+                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1, rescore_seeds=1)
 
 def interrupt(generation):
     if generation == stop:

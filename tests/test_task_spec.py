@@ -86,17 +86,18 @@ def test_several_finetune_seeds_are_separate_jobs_and_fitness_reads_their_mean(c
 
 def test_a_task_on_an_image_folder_renders_once_and_scores(tmp_path, cache_dir):
     root = write_image_folder(tmp_path / "imgs", per_class=10, size=24, splits=("train", "val"))
-    spec = f"small-vgg@imagefolder:{root}:size=16,val=24,{QUICK}"
+    spec = f"small-vgg@imagefolder:{root}:size=16,val=12,{QUICK}"
     prepared = prepare_task(parse_task(spec), cache_dir=tmp_path / "cache")
     assert prepared.data.input_shape == (3, 16, 16) and prepared.data.num_classes == 3
-    assert len(prepared.data.train) == 30 and len(prepared.data.val) == 24
+    # no test/ folder: half of val/ is held out for re-scoring, the other half serves fitness
+    assert len(prepared.data.train) == 30 and len(prepared.data.val) == 12 and len(prepared.data.holdout) == 15
     rendered = list((tmp_path / "cache" / "data").glob("rendered-*.pt"))
     assert len(rendered) == 1
     again = prepare_task(parse_task(spec), cache_dir=tmp_path / "cache")  # read back from the rendering
     assert torch.equal(again.data.train.x, prepared.data.train.x) and again.identity == prepared.identity
     result = Evaluator([prepared]).evaluate([as_criterion("l1")])[0]
     assert result.valid and 0 < result.fitness
-    with pytest.raises(DataError, match="allowed: val <= 30"):
+    with pytest.raises(DataError, match="allowed: val <= 15"):
         prepare_task(parse_task(f"small-vgg@imagefolder:{root}:size=16,val=100,{QUICK}"), cache_dir=tmp_path / "cache")
 
 

@@ -28,6 +28,9 @@ class EvolutionConfig:
     elitism: int = 2
     hall_of_fame_size: int = 10
     seed_classics: bool = True
+    redraw_tries: int = 5  # mutate again an offspring that selects already-evaluated masks, up to this often
+    rescore_seeds: int = 3  # fresh fine-tune seeds for the final re-scoring on held-out data (0: none)
+    check_tasks: tuple[str, ...] = ()  # tasks never used for fitness, scored at the end like the re-scoring
     random_baseline_seeds: int = 3
     data_root: str | None = None
     cache_dir: str | None = None
@@ -45,15 +48,28 @@ class EvolutionConfig:
             (len(self.tasks) >= 1, "at least one task is needed"),
             (self.task_weights is None or len(self.task_weights) == len(self.tasks),
              "task_weights needs one weight per task"),
+            (self.redraw_tries >= 0, f"redraw_tries must be >= 0, got {self.redraw_tries}"),
+            (0 <= self.rescore_seeds <= 16, f"rescore_seeds must be in [0, 16], got {self.rescore_seeds}"),
+            (not self.check_tasks or self.rescore_seeds > 0, "check tasks are scored by the re-scoring: "
+             "rescore_seeds must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise PrunevoError(message)
-        self.task_list()  # validates every task spec and override
+        tasks = self.task_list() + self.check_task_list()  # validates every spec and override
+        for i, task in enumerate(tasks):
+            for other in tasks[:i]:
+                if task.name == other.name or task.identity() == other.identity():
+                    raise PrunevoError(f"task {task.name!r} is given twice (as {other.name!r}); fitness and check "
+                                       f"tasks must all differ")
 
     def task_list(self) -> list:
         """The run's tasks, with the run-wide overrides and weights applied."""
         return build_tasks(self.tasks, self.task_weights, self.overrides)
+
+    def check_task_list(self) -> list:
+        """Tasks never used for fitness, scored at the end (run-wide overrides apply to them too)."""
+        return build_tasks(self.check_tasks, None, self.overrides)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -63,6 +79,7 @@ class EvolutionConfig:
         try:
             values = dict(data)
             values["tasks"] = tuple(values["tasks"])
+            values["check_tasks"] = tuple(values.get("check_tasks", ()))
             if values.get("task_weights") is not None:
                 values["task_weights"] = tuple(values["task_weights"])
             values["overrides"] = TaskOverrides(**values.get("overrides", {}))

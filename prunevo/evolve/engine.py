@@ -107,6 +107,30 @@ def vary(population: list[Individual], config: EvolutionConfig, toolbox: base.To
     return elites + offspring
 
 
+def redraw_repeats(population: list[Individual], evaluator: Evaluator, toolbox: base.Toolbox, tries: int) -> int:
+    """Mutate again each new individual whose masks on every task equal those of a candidate evaluated
+    before (or of an earlier one in this generation), up to ``tries`` times, so that the generation spends
+    its fine-tunes on new selections.  Draws continue the generation's seeded stream.  Returns the number
+    of redraws."""
+    seen: set[str] = set()
+    redrawn = 0
+    for i, ind in enumerate(population):
+        if ind.fitness.valid:
+            continue
+        for attempt in range(tries + 1):
+            plan = evaluator.mask_plan(FormulaCriterion(ind.formula))
+            selection = plan.selection
+            if selection is None or attempt == tries or (selection not in seen and not evaluator.is_evaluated(plan)):
+                break
+            (ind,) = toolbox.mutate(copy.deepcopy(ind))
+            del ind.fitness.values
+            redrawn += 1
+        population[i] = ind
+        if selection is not None:
+            seen.add(selection)
+    return redrawn
+
+
 def evaluate_population(population: list[Individual],
                         evaluator: Evaluator) -> list[tuple[Individual, Formula, FitnessResult]]:
     """Evaluate the individuals without a fitness; returns (individual, formula, result) for each."""
@@ -131,5 +155,5 @@ def restore(scored: list[Scored], pset: gp.PrimitiveSetTyped) -> list[Individual
     return population
 
 
-__all__ = ["Scored", "build_pset", "cx_one_point", "evaluate_population", "initial_population", "make_toolbox", "restore",
-           "seed_formulas", "snapshot", "vary"]
+__all__ = ["Scored", "build_pset", "cx_one_point", "evaluate_population", "initial_population", "make_toolbox",
+           "redraw_repeats", "restore", "seed_formulas", "snapshot", "vary"]

@@ -1,7 +1,10 @@
 """The hall of fame (best distinct formulas) and the Pareto front (fitness vs complexity).
 
-Formulas are distinct when their simplified SymPy forms differ: ``l1(W) * 2`` and ``l1(W) + l1(W)`` are
-one entry.  Entries are plain data so that they round-trip through JSON checkpoints exactly.
+Formulas are distinct when their simplified SymPy forms differ (``l1(W) * 2`` and ``l1(W) + l1(W)`` are
+one entry) *and* when they select different channels somewhere: monotone variants of one criterion
+(``l1(W)``, ``sqrt(l1(W))``, ``lnorm(l1(W))`` under uniform allocation) keep the same masks on every
+task, so they are one entry: the simplest, with the others listed as its equivalents.  Entries are plain
+data so that they round-trip through JSON checkpoints exactly.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ class Entry:
     accuracy: dict[str, float] = field(default_factory=dict)
     relative: dict[str, float] = field(default_factory=dict)
     key: str = ""
+    selection: str = ""  # hash of the masks selected on every task ("" when unknown: older runs)
+    equivalents: list[str] = field(default_factory=list)  # other formulas that select the same masks
+    rescored: dict | None = None  # fresh seeds on data evolution never used (see evolve.rescore)
 
     @property
     def formula(self) -> Formula:
@@ -28,10 +34,16 @@ class Entry:
         # best fitness first; among equals the simpler, then the text (deterministic everywhere)
         return (-self.fitness, self.complexity, self.text)
 
+    def simplicity(self) -> tuple:
+        return (self.complexity, len(self.text), self.text)
+
     def describe(self) -> dict:
         formula = self.formula
         return {**asdict(self), "simplified": formula.simplified.text, "sympy": str(formula.sympy),
                 "latex": formula.latex()}
+
+
+MAX_EQUIVALENTS = 10
 
 
 class HallOfFame:
@@ -50,8 +62,16 @@ class HallOfFame:
         for i, old in enumerate(self.entries):
             if old.key == entry.key:
                 if entry.sort_key() < old.sort_key():
+                    entry.equivalents = old.equivalents
                     self.entries[i] = entry
                     self.entries.sort(key=Entry.sort_key)
+                return
+            if entry.selection and old.selection == entry.selection:  # same masks everywhere: one entry
+                keep, other = (entry, old) if entry.simplicity() < old.simplicity() else (old, entry)
+                names = [*old.equivalents, *entry.equivalents, other.text]
+                keep.equivalents = sorted(set(names) - {keep.text}, key=lambda t: (len(t), t))[:MAX_EQUIVALENTS]
+                self.entries[i] = keep
+                self.entries.sort(key=Entry.sort_key)
                 return
         self.entries.append(entry)
         self.entries.sort(key=Entry.sort_key)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -12,12 +12,15 @@ from tqdm.auto import tqdm
 from prunevo.errors import RunError
 from prunevo.evolve import rundir
 from prunevo.evolve.config import EvolutionConfig
-from prunevo.evolve.engine import Scored, evaluate_population, initial_population, make_toolbox, restore, snapshot, vary
+from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox, redraw_repeats, restore,
+                                   snapshot, vary)
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.tasks import PreparedTask, prepare_task
+from prunevo.pruning.criteria import FormulaCriterion
+from prunevo.fitness.rescore import RescoredRow, best_rescored, rescore
 from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with
 from prunevo.utils import atomic_write_json
 
@@ -30,10 +33,21 @@ class RunResult:
     pareto: list[Entry]
     baselines: dict[str, dict]
     log: list[dict]
+    rescored: list[RescoredRow] = field(default_factory=list)
 
     @property
     def best(self) -> Entry:
+        """The run's winner: the best hall-of-fame entry after re-scoring when the run was re-scored, else the
+        entry with the best fitness during evolution."""
+        winner = best_rescored(self.rescored, "formula")
+        if winner is not None:
+            return next(e for e in self.hall_of_fame if e.text == winner.name)
         return self.hall_of_fame[0]
+
+    @property
+    def best_rescored_classic(self) -> RescoredRow | None:
+        """The best classic or Torch-Pruning criterion after re-scoring."""
+        return best_rescored(self.rescored, "baseline")
 
     @property
     def baseline_rows(self) -> list[ScoreRow]:
@@ -58,7 +72,34 @@ def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dic
 
 
 def _entry(text: str, result, generation: int, complexity: int) -> Entry:
-    return Entry(text, result.fitness, complexity, generation, result.accuracy, result.relative)
+    return Entry(text, result.fitness, complexity, generation, result.accuracy, result.relative,
+                 selection=result.selection or "")
+
+
+def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepared: list[PreparedTask],
+                check: list[PreparedTask], seeds: int, progress: bool = False) -> list[RescoredRow]:
+    """Re-score the hall of fame and every baseline on fresh seeds and held-out data; writes
+    ``rescored.json``, adds each entry's re-scoring to ``hall_of_fame.json`` and the checkpoint."""
+    if progress:
+        print(f"re-scoring {len(hof.entries)} formulas and the baselines on {seeds} fresh seeds and held-out "
+              f"data{f' (check tasks: {len(check)})' if check else ''}...", flush=True)
+    rows = rescore([e.text for e in hof.entries], prepared, check, seeds, config.seed, config.n_jobs)
+    by_name = {r.name: r for r in rows if r.kind == "formula"}
+    for entry in hof.entries:
+        entry.rescored = by_name[entry.text].to_json()
+    state = rundir.read_checkpoint(run_dir)
+    state["hall_of_fame"] = [asdict(e) for e in hof.entries]
+    state["rescored"] = {"seeds": seeds, "tasks": list(config.tasks), "check_tasks": list(config.check_tasks),
+                         "rows": [r.to_json() for r in rows]}
+    rundir.write_checkpoint(run_dir, state)
+    atomic_write_json(run_dir / "rescored.json", state["rescored"])
+    atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
+    return rows
+
+
+def prepare_check_tasks(config: EvolutionConfig) -> list[PreparedTask]:
+    return [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
+            for t in config.check_task_list()]
 
 
 def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFront, config: EvolutionConfig) -> None:
@@ -71,12 +112,15 @@ def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFr
     plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
 
 
-def _log_row(generation: int, population, evaluated: int, evaluator: Evaluator, seconds: float,
-             jobs: int) -> dict:
+def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, seconds: float, jobs: int,
+             new_selections: int, redrawn: int) -> dict:
     fits = [ind.fitness.values[0] for ind in population]
     best = max(population, key=lambda ind: ind.fitness.values[0])
+    evaluated = len(fresh)
+    selections = len({r.selection for _, _, r in fresh if r.selection is not None})
     return {
-        "generation": generation, "evaluations": evaluated, "jobs": jobs,
+        "generation": generation, "evaluations": evaluated, "jobs": jobs, "selections": selections,
+        "new_selections": new_selections, "redrawn": redrawn,
         "best": max(fits), "median": statistics.median(fits), "mean": statistics.fmean(fits),
         "valid": sum(f > 0 for f in fits) / len(fits), "mean_size": statistics.fmean(len(i) for i in population),
         "cache_hit_rate": round(evaluator.stats.hit_rate, 4),
@@ -99,6 +143,7 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
             raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         state = None
     prepared = prepared or prepare_tasks(config)  # bad data fails here, before the run directory exists
+    check = prepare_check_tasks(config) if config.rescore_seeds else []
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_json())
     evaluator = Evaluator(prepared, n_jobs=config.n_jobs, seed=config.seed, cache=state["cache"] if state else None)
@@ -120,16 +165,20 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
     try:
         for generation in range(start_gen, config.generations + 1):
             t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
+            redrawn = 0
             if generation > 0:
                 population = vary(population, config, toolbox, generation)
+                redrawn = redraw_repeats(population, evaluator, toolbox, config.redraw_tries)
+            plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
+            new_selections = len({p.selection for p in plans if p.selection and not evaluator.is_evaluated(p)})
             fresh = evaluate_population(population, evaluator)
             for ind, formula, result in fresh:
                 if result.valid:
                     entry = _entry(formula.text, result, generation, len(ind))
                     hof.offer(entry)
                     pareto.offer(entry)
-            row = _log_row(generation, population, len(fresh), evaluator, time.perf_counter() - t0,
-                           evaluator.stats.jobs - jobs0)
+            row = _log_row(generation, population, fresh, evaluator, time.perf_counter() - t0,
+                           evaluator.stats.jobs - jobs0, new_selections, redrawn)
             log.append(row)
             state = {
                 "generation": generation, "population": [asdict(s) for s in snapshot(population)],
@@ -146,7 +195,10 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
                 on_generation(generation)
     finally:
         bar.close()
-    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log)
+    rescored = []
+    if config.rescore_seeds and hof.entries:
+        rescored = rescore_run(run_dir, config, hof, prepared, check, config.rescore_seeds, progress)
+    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored)
 
 
 def load_run(run_dir: str | Path) -> RunResult:
@@ -157,8 +209,9 @@ def load_run(run_dir: str | Path) -> RunResult:
     try:
         hof = [Entry(**e) for e in state["hall_of_fame"]]
         pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()}).front
-    except TypeError as exc:
+        rescored = [RescoredRow.from_json(r) for r in (state.get("rescored") or {}).get("rows", [])]
+    except (TypeError, KeyError) as exc:
         raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: {exc}") from None
     if not hof:
         raise RunError(f"{run_dir} has no evaluated formulas yet")
-    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"])
+    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored)

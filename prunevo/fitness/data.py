@@ -1,8 +1,10 @@
 """A fitness task's data: the transfer side's datasets, held in memory as tensors.
 
 Any dataset ``prunevo apply`` reads (``digits``, ``mnist``, ``imagefolder:PATH``...) can serve fitness.
-Its un-augmented training split (pretraining and the brief fine-tunes) and a class-stratified part of its
-validation split (the fitness score) are rendered once at the task's image size.  JPEG folders are slow
+Its un-augmented training split (pretraining and the brief fine-tunes), a class-stratified part of its
+validation split (the fitness score) and a held-out split that evolution never sees (the test split, or
+the other half of the validation split when the dataset has no separate test split; used by the final
+re-scoring) are rendered once at the task's image size.  JPEG folders are slow
 to decode, so their rendering is cached on disk, keyed by the folder's file list and the image size.
 """
 from __future__ import annotations
@@ -19,11 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 from prunevo.errors import DataError
 from prunevo.pruning.statistics import stratified_indices
 from prunevo.utils import atomic_torch_save, default_cache_dir
-from prunevo.zoo.images import ImageData, TensorImages, labels_of, load_image_data
+from prunevo.zoo.images import ImageData, TensorImages, load_image_data
 from prunevo.zoo.models import build_model, input_channels, needs_channels
 
 log = logging.getLogger(__name__)
-RENDER_VERSION = 1  # bump when the rendering of image folders changes
+RENDER_VERSION = 2  # bump when the rendering of image folders changes
+HOLDOUT_MAX = 5000  # held-out images used by re-scoring at most (a stratified subset)
 
 
 @dataclass
@@ -35,10 +38,12 @@ class TaskData:
     input_shape: tuple[int, int, int]
     train: TensorImages
     val: TensorImages
+    holdout: TensorImages  # never used for fitness: the final re-scoring reads it
 
     def fingerprint(self) -> str:
+        """A hash of the training images: what a base net depends on."""
         h = hashlib.sha256()
-        for t in (self.train.x, self.train.targets, self.val.x, self.val.targets):
+        for t in (self.train.x, self.train.targets):
             h.update(str(tuple(t.shape)).encode())
             h.update(t.double().sum().numpy().tobytes())
         return h.hexdigest()[:16]
@@ -65,23 +70,46 @@ def _folder_key(data: ImageData) -> str:
     return h.hexdigest()[:20]
 
 
-def _render(data: ImageData, cache_dir: Path, workers: int) -> tuple[TensorImages, TensorImages]:
+SPLITS = ("train", "val", "test")
+
+
+def _render(data: ImageData, cache_dir: Path, workers: int) -> dict[str, TensorImages]:
+    """train, val and (when the dataset has its own) test split as in-memory tensors."""
+    sources = {"train": data.train_plain, "val": data.val}
+    if data.test is not data.val:
+        sources["test"] = data.test
     if not data.name.startswith("imagefolder:"):
-        return _in_memory(data.train_plain, 0), _in_memory(data.val, 0)
+        return {k: _in_memory(v, 0) for k, v in sources.items()}
     path = cache_dir / "data" / f"rendered-{_folder_key(data)}.pt"
     if path.exists():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            return (TensorImages(saved["train_x"].float(), saved["train_y"]),
-                    TensorImages(saved["val_x"].float(), saved["val_y"]))
+            return {k: TensorImages(saved[f"{k}_x"].float(), saved[f"{k}_y"]) for k in SPLITS if f"{k}_x" in saved}
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             log.warning("rendered images %s are unreadable (%s); rendering again", path, exc)
     log.info("rendering %s at %s px into %s (once)", data.name, data.input_shape[1], path)
-    train, val = _in_memory(data.train_plain, workers), _in_memory(data.val, workers)
-    atomic_torch_save(path, {"train_x": train.x.half(), "train_y": train.targets,
-                             "val_x": val.x.half(), "val_y": val.targets})
-    return (TensorImages(train.x.half().float(), train.targets),  # what a later load reads back
-            TensorImages(val.x.half().float(), val.targets))
+    rendered = {k: _in_memory(v, workers) for k, v in sources.items()}
+    payload = {}
+    for k, split in rendered.items():
+        payload[f"{k}_x"], payload[f"{k}_y"] = split.x.half(), split.targets
+    atomic_torch_save(path, payload)
+    return {k: TensorImages(payload[f"{k}_x"].float(), split.targets) for k, split in rendered.items()}
+
+
+def _stratified(split: TensorImages, count: int, seed: int) -> TensorImages:
+    per_class = -(-count // len(torch.unique(split.targets)))
+    order = stratified_indices(split.targets, per_class, seed)[:count]
+    return TensorImages(split.x[order], split.targets[order])
+
+
+def _halves(split: TensorImages) -> tuple[TensorImages, TensorImages]:
+    """A stratified half of ``split`` and the rest."""
+    order = stratified_indices(split.targets, len(split), 0)
+    first = torch.zeros(len(split), dtype=torch.bool)
+    for c in torch.unique(split.targets):
+        members = order[split.targets[order] == c]
+        first[members[: (len(members) + 1) // 2]] = True
+    return (TensorImages(split.x[first], split.targets[first]), TensorImages(split.x[~first], split.targets[~first]))
 
 
 def load_task_data(model: str, dataset: str, image_size: int | None, val_samples: int | None,
@@ -95,11 +123,15 @@ def load_task_data(model: str, dataset: str, image_size: int | None, val_samples
     wanted = input_channels(build_model(model, data.num_classes, data.input_shape))
     if wanted != data.input_shape[0]:  # a model that reads another channel count
         data = load_image_data(dataset, channels=wanted, **load)
-    train, val = _render(data, cache_dir, workers)
+    splits = _render(data, cache_dir, workers)
+    train, val = splits["train"], splits["val"]
+    holdout = splits.get("test")
+    if holdout is None:  # no separate test split: half of the validation split is held out
+        val, holdout = _halves(val)
     if val_samples is not None:
         if val_samples > len(val):
-            raise DataError(f"{dataset} has {len(val)} validation images; allowed: val <= {len(val)}")
-        per_class = -(-val_samples // data.num_classes)
-        order = stratified_indices(labels_of(val), per_class, 0)[:val_samples]
-        val = TensorImages(val.x[order], val.targets[order])
-    return TaskData(data.name, data.num_classes, data.input_shape, train, val)
+            raise DataError(f"{dataset} has {len(val)} validation images for fitness; allowed: val <= {len(val)}")
+        val = _stratified(val, val_samples, 0)
+    if len(holdout) > HOLDOUT_MAX:
+        holdout = _stratified(holdout, HOLDOUT_MAX, 1)
+    return TaskData(data.name, data.num_classes, data.input_shape, train, val, holdout)

@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
-from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable
+from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.allocation import masks_along, sample_configurations
@@ -27,10 +27,11 @@ from prunevo.pruning.selection import masks_key, select
 from prunevo.pruning.statistics import stratified_batch
 from prunevo.pruning.target import bisect_amount
 from prunevo.training import FitConfig, fit, recalibrate_bn, top1
-from prunevo.utils import derive_seed, torch_threads
+from prunevo.utils import derive_seed, stable_hash, torch_threads
 from prunevo.zoo.images import TensorImages
 
 WORST = 0.0
+PLAN_MEMO = 4096  # remembered mask plans; the memo is emptied when full
 
 
 @dataclass
@@ -46,6 +47,8 @@ class FitnessResult:
     reason: str | None = None  # why the criterion got the worst fitness
     not_applicable: dict[str, str] = field(default_factory=dict)
     applicable_fitness: float | None = None
+    selection: str | None = None  # a hash of the masks selected on every task: equal masks, equal hash
+    seed_accuracy: dict[str, list[float]] = field(default_factory=dict)  # per task, one per fine-tune seed
 
     @property
     def valid(self) -> bool:
@@ -61,6 +64,14 @@ class MaskPlan:
     keeps: dict[str, list[list[torch.Tensor]]] = field(default_factory=dict)
     reason: str | None = None
     not_applicable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def selection(self) -> str | None:
+        """What the criterion selects everywhere, hashed: two criteria with equal masks on every task (and the
+        same tasks where they do not apply) have equal selections."""
+        if self.reason is not None:
+            return None
+        return stable_hash([sorted(self.keys.items()), sorted(self.not_applicable)])
 
 
 @dataclass
@@ -142,6 +153,7 @@ class Evaluator:
         self._task_ids = {t.task.name: t.identity for t in tasks}
         self._estimators: dict[str, MacsEstimator] = {}
         self._searches: dict[str, tuple] = {}
+        self._plans: dict[str, MaskPlan] = {}  # formula text -> its plan (scoring is deterministic)
 
     def finetune_seed(self, prepared: PreparedTask, index: int = 0) -> int:
         """The fine-tune seed of one of the task's ``seeds`` repeats: from the run's seed and what the task
@@ -199,9 +211,23 @@ class Evaluator:
         return out
 
     def mask_plan(self, criterion: Criterion) -> MaskPlan:
-        """The criterion's cache keys and candidate keep-masks on every task where it applies."""
+        """The criterion's cache keys and candidate keep-masks on every task where it applies (formulas'
+        plans are remembered: evolution asks again for elites, duplicates and redraw checks)."""
+        memo = criterion.formula.text if isinstance(criterion, FormulaCriterion) else None
+        if memo is not None and memo in self._plans:
+            return self._plans[memo]
         with torch_threads(self.threads_per_job):  # scores, like fine-tunes, must not depend on the thread count
-            return self._mask_plan(criterion)
+            plan = self._mask_plan(criterion)
+        if memo is not None:
+            if len(self._plans) >= PLAN_MEMO:
+                self._plans.clear()
+            self._plans[memo] = plan
+        return plan
+
+    def is_evaluated(self, plan: MaskPlan) -> bool:
+        """Whether every fine-tune this plan needs is already in the cache."""
+        by_name = {t.task.name: t for t in self.tasks}
+        return all(k in self.cache for name, key in plan.keys.items() for k in self.seed_keys(by_name[name], key))
 
     def _mask_plan(self, criterion: Criterion) -> MaskPlan:
         out = MaskPlan()
@@ -227,10 +253,6 @@ class Evaluator:
     def seed_keys(prepared: PreparedTask, key: str) -> list[str]:
         """The cache keys of a selection's fine-tunes, one per fine-tune seed of the task."""
         return [key] + [f"{key}#seed{i}" for i in range(1, prepared.task.seeds)]
-
-    def accuracy(self, prepared: PreparedTask, key: str) -> float:
-        """Validation accuracy of a selection after fine-tuning, averaged over the task's seeds."""
-        return statistics.fmean(self.cache[k] for k in self.seed_keys(prepared, key))
 
     def evaluate(self, criteria: list[Criterion]) -> list[FitnessResult]:
         start = time.perf_counter()
@@ -266,14 +288,15 @@ class Evaluator:
         if chosen.reason is not None:
             return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable)
         scored = [t for t in self.tasks if t.task.name in chosen.keys]
-        acc = {t.task.name: self.accuracy(t, chosen.keys[t.task.name]) for t in scored}
+        seed_acc = {t.task.name: [self.cache[k] for k in self.seed_keys(t, chosen.keys[t.task.name])] for t in scored}
+        acc = {name: statistics.fmean(values) for name, values in seed_acc.items()}
         rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in scored}
         if not scored:
-            return FitnessResult(WORST, not_applicable=not_applicable)
+            return FitnessResult(WORST, not_applicable=not_applicable, selection=chosen.selection)
         if any(r <= 0 for r in rel.values()):
             value = WORST
         else:
             total = sum(t.task.weight for t in scored)
             value = math.exp(sum(t.task.weight * math.log(rel[t.task.name]) for t in scored) / total)
         return FitnessResult(WORST if not_applicable else value, acc, rel, not_applicable=not_applicable,
-                             applicable_fitness=value)
+                             applicable_fitness=value, selection=chosen.selection, seed_accuracy=seed_acc)

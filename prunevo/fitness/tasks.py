@@ -81,6 +81,7 @@ class PreparedTask:
     groups: list[ChannelGroup]
     calibration: Calibration
     example_input: torch.Tensor
+    split: str = "val"  # what ``data.val`` holds: the validation split, or the held-out one (re-scoring)
 
     @property
     def stats(self) -> list[list[LayerStats]]:
@@ -90,7 +91,8 @@ class PreparedTask:
     def identity(self) -> str:
         """The task's identity and a hash of its base weights: what keys the fitness cache, so that a run
         resumed elsewhere never mixes fitness measured on two different base nets."""
-        return stable_hash([self.task.identity(), self.weights_hash])
+        parts = [self.task.identity(), self.weights_hash]
+        return stable_hash(parts if self.split == "val" else [*parts, self.split])
 
     @cached_property
     def weights_hash(self) -> str:

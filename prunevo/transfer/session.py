@@ -306,7 +306,7 @@ def criteria_from(specs: list, seed: int = 0) -> list:
     out = []
     for spec in specs:
         if isinstance(spec, (str, Path)) and spec not in BASELINE_NAMES and Path(spec).is_dir():
-            best = load_run(spec).hall_of_fame[0].formula
+            best = load_run(spec).best.formula  # the best after re-scoring
             out.append(FormulaCriterion(Formula(best.tree, name=f"best of {Path(spec).name}")))
         else:
             out.append(as_criterion(str(spec) if isinstance(spec, Path) else spec, seed))

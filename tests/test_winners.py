@@ -1,0 +1,130 @@
+"""Winner selection: one hall-of-fame entry per selection, redraws of repeats, re-scoring, check tasks."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from prunevo.errors import PrunevoError
+
+from prunevo.evolve.engine import build_pset, make_toolbox, redraw_repeats, to_deap
+from prunevo.evolve.hall_of_fame import Entry, HallOfFame
+from prunevo.evolve.run import evolve, load_run
+from prunevo.fitness.evaluator import Evaluator
+from prunevo.fitness.rescore import holdout_tasks, rescore
+from prunevo.primitives.formula import Formula
+from prunevo.pruning.criteria import BASELINE_NAMES, FormulaCriterion, RANDOM
+from tests.test_evolve import _config
+
+
+def test_formulas_selecting_the_same_channels_everywhere_are_one_entry(prepared_tasks):
+    evaluator = Evaluator(prepared_tasks)
+    texts = ["l1(W)", "l1(W) + 3", "2 * l1(W) + 1", "l2(W)"]
+    results = evaluator.evaluate([FormulaCriterion(Formula.parse(t)) for t in texts])
+    # increasing affine maps keep every group's ranking (also through the mean over residual-coupled
+    # layers): equal masks, one fine-tune, one selection
+    assert len({r.selection for r in results[:3]}) == 1 and results[3].selection != results[0].selection
+    assert evaluator.stats.jobs == 4  # two selections on two tasks
+    hof = HallOfFame(5)
+    for text, result in zip(reversed(texts), reversed(results)):
+        hof.offer(Entry(text, result.fitness, Formula.parse(text).complexity, 0, selection=result.selection))
+    entries = {e.text: e for e in hof.entries}
+    assert set(entries) == {"l1(W)", "l2(W)"}  # the simplest of the three stands for them
+    assert entries["l1(W)"].equivalents == ["l1(W) + 3", "2 * l1(W) + 1"]
+
+
+def test_offspring_repeating_an_evaluated_selection_are_redrawn(prepared_tasks):
+    config = _config(1)
+    pset = build_pset()
+    toolbox = make_toolbox(config, pset)
+    evaluator = Evaluator(prepared_tasks)
+    evaluator.evaluate([FormulaCriterion(Formula.parse("l1(W)"))])
+
+    def population():
+        return [to_deap(Formula.parse(t).tree, pset) for t in ("l1(W) + 3", "l1(W)", "gamma", "gamma + 1")]
+
+    random.seed(0)
+    kept = population()
+    assert redraw_repeats(kept, evaluator, toolbox, tries=0) == 0
+    assert [i.formula.text for i in kept] == [i.formula.text for i in population()]
+    random.seed(0)
+    redrawn = population()
+    count = redraw_repeats(redrawn, evaluator, toolbox, tries=5)
+    plans = [evaluator.mask_plan(FormulaCriterion(i.formula)) for i in redrawn]
+    assert count >= 3  # l1(W) + 3 and l1(W) repeat the evaluated l1, gamma + 1 repeats gamma
+    fresh = [p for p in plans if p.selection is not None and not evaluator.is_evaluated(p)]
+    assert len({p.selection for p in fresh}) == len(fresh) >= 3
+    random.seed(0)
+    again = population()
+    redraw_repeats(again, evaluator, toolbox, tries=5)
+    assert [i.formula.text for i in again] == [i.formula.text for i in redrawn]  # seeded: the same redraws
+
+
+def test_rescoring_uses_fresh_seeds_on_held_out_data(prepared_tasks):
+    held = holdout_tasks(prepared_tasks, 2)
+    assert all(h.identity != p.identity for h, p in zip(held, prepared_tasks))
+    assert all(len(h.data.val) == len(p.data.holdout) for h, p in zip(held, prepared_tasks))
+    rows = rescore(["l1(W)"], prepared_tasks, prepared_tasks[1:], seeds=2)
+    names = [r.name for r in rows]
+    assert names == ["l1(W)", *BASELINE_NAMES, RANDOM]
+    l1 = rows[0]
+    assert len(l1.fitness.values) == 2 and l1.fitness.std >= 0 and l1.check is not None
+    assert len(rows[-1].fitness.values) == 4  # random: 2 draws x 2 fine-tune seeds
+    classic_l1 = rows[names.index("l1")]
+    assert classic_l1.fitness == l1.fitness  # the classic l1 is the formula l1(W): the same selection
+    assert rescore(["l1(W)"], prepared_tasks, seeds=2, baselines=False)[0].fitness == l1.fitness  # deterministic
+
+
+def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path):
+    quick = "ratio=0.5,pretrain=2,epochs=0.25,batch=64"
+    config = replace(_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{quick}",)),
+                     tasks=(f"small-vgg@digits:{quick}",))
+    result = evolve(config, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "rescored.json").read_text())
+    assert saved["seeds"] == 2 and len(saved["rows"]) == len(result.hall_of_fame) + len(BASELINE_NAMES) + 1
+    hof = json.loads((tmp_path / "run" / "hall_of_fame.json").read_text())
+    assert all(e["rescored"]["check"]["mean"] is not None or e["rescored"]["reason"] for e in hof)
+    formulas = [r for r in result.rescored if r.kind == "formula" and r.comparable]
+    assert result.best.text == max(formulas, key=lambda r: r.fitness.mean).name
+    assert load_run(tmp_path / "run").best.text == result.best.text
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("generation,evaluations,jobs,selections,new_selections,redrawn")
+
+    show = subprocess.run([sys.executable, "-m", "prunevo.cli", "show", str(tmp_path / "run")],
+                          capture_output=True, text=True)
+    assert show.returncode == 0 and "best after re-scoring:" in show.stdout and "check tasks" in show.stdout
+    again = subprocess.run([sys.executable, "-m", "prunevo.cli", "show", str(tmp_path / "run"), "--rescore",
+                            "--rescore-seeds", "2"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "run" / "rescored.json").read_text()) == saved  # same seeds: same re-scoring
+    exported = subprocess.run([sys.executable, "-m", "prunevo.cli", "export", str(tmp_path / "run"), "--format", "text"],
+                              capture_output=True, text=True)
+    assert exported.stdout.strip() == Formula.parse(result.best.text).text
+
+
+def test_check_tasks_must_differ_from_fitness_tasks():
+    with pytest.raises(PrunevoError, match="given twice"):
+        replace(_config(1), rescore_seeds=1, check_tasks=("small-vgg@digits",))  # = digits-vgg
+    with pytest.raises(PrunevoError, match="rescore_seeds must be > 0"):
+        replace(_config(1), check_tasks=("lenet5@digits",))
+
+
+def test_the_transfer_preset_fills_unset_options_and_needs_its_data(tmp_path):
+    from prunevo.cli import _parser, _with_preset
+
+    for folder in ("MNIST", "FashionMNIST", "imagenette2"):
+        (tmp_path / folder).mkdir()
+    args = _with_preset(_parser().parse_args(["evolve", "--preset", "transfer", "--data-root", str(tmp_path),
+                                              "--population", "4"]))
+    assert args.population == 4 and args.generations == 8 and args.rescore_seeds == 3  # the command line wins
+    assert args.tasks[0].startswith("lenet5@mnist") and f"imagefolder:{tmp_path}/imagenette2" in args.tasks[1]
+    assert args.check_tasks == ["small-resnet@fashion-mnist:macs=0.5,val=2000"]
+    (tmp_path / "imagenette2").rmdir()
+    proc = subprocess.run([sys.executable, "-m", "prunevo.cli", "evolve", "--preset", "transfer", "--data-root",
+                           str(tmp_path), "--run-dir", str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "missing: imagenette2" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
