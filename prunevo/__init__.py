@@ -10,7 +10,7 @@ from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.run import RunResult, evolve, load_run
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.scoring import ScoreRow, best_classic, score_criteria
-from prunevo.fitness.task_spec import TaskOverrides, available_tasks, make_task, parse_task
+from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, available_tasks, make_task, parse_task
 from prunevo.fitness.tasks import Task, prepare_task
 from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
 from prunevo.primitives.export import FORMATS, export_formula, read_formula
@@ -24,7 +24,7 @@ from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig
 __version__ = "0.1.0"
 
 
-def score_formulas(formulas, tasks=("digits-vgg", "digits-resnet"), n_jobs: int = 1, seed: int = 0,
+def score_formulas(formulas, tasks=DEFAULT_TASKS, n_jobs: int = 1, seed: int = 0,
                    baselines: bool = True, data_root=None, cache_dir=None) -> list[ScoreRow]:
     """Score criteria (Formula objects, formula text or files, or names: ``l1``, ``tp-l2``, ``random``...) on
     named tasks beside the classic criteria, Torch-Pruning's importances and random."""

@@ -120,9 +120,9 @@ def test_the_transfer_preset_fills_unset_options_and_needs_its_data(tmp_path):
         (tmp_path / folder).mkdir()
     args = _with_preset(_parser().parse_args(["evolve", "--preset", "transfer", "--data-root", str(tmp_path),
                                               "--population", "4"]))
-    assert args.population == 4 and args.generations == 8 and args.rescore_seeds == 3  # the command line wins
+    assert args.population == 4 and args.generations == 6 and args.rescore_seeds == 2  # the command line wins
     assert args.tasks[0].startswith("lenet5@mnist") and f"imagefolder:{tmp_path}/imagenette2" in args.tasks[1]
-    assert args.check_tasks == ["small-resnet@fashion-mnist:macs=0.5,val=2000"]
+    assert args.check_tasks == ["small-resnet@fashion-mnist:macs=0.5,train=2000"] and args.n_jobs == 1
     (tmp_path / "imagenette2").rmdir()
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", "evolve", "--preset", "transfer", "--data-root",
                            str(tmp_path), "--run-dir", str(tmp_path / "run")], capture_output=True, text=True)

@@ -18,10 +18,10 @@ from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
-from prunevo.fitness.tasks import PreparedTask, prepare_task
-from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.fitness.rescore import RescoredRow, best_rescored, rescore
 from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with
+from prunevo.fitness.tasks import PreparedTask, prepare_task
+from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.utils import atomic_write_json
 
 
@@ -188,7 +188,7 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
                 "evaluator": asdict(evaluator.stats),
             }
             _write_outputs(run_dir, state, hof, pareto, config)
-            bar.set_postfix(best=f"{row['best']:.4f}", hit=f"{row['cache_hit_rate']:.0%}",
+            bar.set_postfix(best=f"{row['best']:.4f}", new=row["new_selections"], hit=f"{row['cache_hit_rate']:.0%}",
                             evals_s=f"{row['evals_per_second']:.1f}")
             bar.update(1)
             if on_generation is not None:
