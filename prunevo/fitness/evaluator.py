@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -101,6 +102,15 @@ def _pruned(job: _Job, keep: list[torch.Tensor], train: TensorImages) -> torch.n
     return recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory.  joblib hands large arrays to workers as read-only memory maps
+    (one copy of the data for all workers); the job only reads and indexes them (indexing copies), so
+    torch's warning about non-writable arrays does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def run_finetune_job(job: _Job) -> float:
     """Prune a copy of the base net physically, fine-tune it briefly, return validation accuracy.
 
@@ -109,7 +119,7 @@ def run_finetune_job(job: _Job) -> float:
     """
     with torch_threads(job.threads):
         torch.manual_seed(job.seed)
-        train = TensorImages(torch.from_numpy(job.train_x), torch.from_numpy(job.train_y))
+        train = TensorImages(_tensor(job.train_x), _tensor(job.train_y))
         if len(job.candidates) == 1:
             model = _pruned(job, job.candidates[0], train)
         else:
@@ -124,7 +134,7 @@ def run_finetune_job(job: _Job) -> float:
         if job.budget.epochs > 0:
             fit(model, train, job.budget, job.seed)
             recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
-        return top1(model, TensorImages(torch.from_numpy(job.val_x), torch.from_numpy(job.val_y)))
+        return top1(model, TensorImages(_tensor(job.val_x), _tensor(job.val_y)))
 
 
 @dataclass
