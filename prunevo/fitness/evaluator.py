@@ -102,6 +102,13 @@ def _pruned(job: _Job, keep: list[torch.Tensor], train: TensorImages) -> torch.n
     return recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
 
 
+def weighted_geometric_mean(relative: list[float], weights: list[float]) -> float:
+    """Fitness over tasks: the weighted geometric mean of relative accuracy (the worst value when any is 0)."""
+    if min(relative) <= 0:
+        return WORST
+    return math.exp(sum(w * math.log(r) for w, r in zip(weights, relative)) / sum(weights))
+
+
 def _tensor(array: np.ndarray) -> torch.Tensor:
     """A tensor sharing ``array``'s memory.  joblib hands large arrays to workers as read-only memory maps
     (one copy of the data for all workers); the job only reads and indexes them (indexing copies), so
@@ -303,10 +310,6 @@ class Evaluator:
         rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in scored}
         if not scored:
             return FitnessResult(WORST, not_applicable=not_applicable, selection=chosen.selection)
-        if any(r <= 0 for r in rel.values()):
-            value = WORST
-        else:
-            total = sum(t.task.weight for t in scored)
-            value = math.exp(sum(t.task.weight * math.log(rel[t.task.name]) for t in scored) / total)
+        value = weighted_geometric_mean([rel[t.task.name] for t in scored], [t.task.weight for t in scored])
         return FitnessResult(WORST if not_applicable else value, acc, rel, not_applicable=not_applicable,
                              applicable_fitness=value, selection=chosen.selection, seed_accuracy=seed_acc)

@@ -9,11 +9,10 @@ and, separately, on check tasks that evolution never used.
 """
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 
-from prunevo.fitness.evaluator import Evaluator, FitnessResult
+from prunevo.fitness.evaluator import Evaluator, FitnessResult, weighted_geometric_mean
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_criterion
@@ -77,9 +76,7 @@ def _scores(results: list[FitnessResult], tasks: list[PreparedTask], seeds: int)
     for r in results:
         for i in range(seeds):
             rel = [r.seed_accuracy[t.task.name][i] / max(t.base_val_accuracy, 1e-12) for t in tasks]
-            total = sum(t.task.weight for t in tasks)
-            values.append(0.0 if min(rel) <= 0 else
-                          math.exp(sum(t.task.weight * math.log(x) for t, x in zip(tasks, rel)) / total))
+            values.append(weighted_geometric_mean(rel, [t.task.weight for t in tasks]))
     accuracy = {t.task.name: statistics.fmean(statistics.fmean(r.seed_accuracy[t.task.name]) for r in results)
                 for t in tasks}
     return Score(statistics.fmean(values), statistics.pstdev(values), [round(v, 6) for v in values], accuracy)
