@@ -12,6 +12,7 @@ import statistics
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class MaskPlan:
     reason: str | None = None
     not_applicable: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property  # plans are remembered and asked again (redraw checks, logs, results)
     def selection(self) -> str | None:
         """What the criterion selects everywhere, hashed: two criteria with equal masks on every task (and the
         same tasks where they do not apply) have equal selections."""
@@ -168,6 +169,7 @@ class Evaluator:
         self.cache: dict[str, float] = dict(cache or {})
         self.stats = EvaluatorStats()
         self._task_ids = {t.task.name: t.identity for t in tasks}
+        self._by_name = {t.task.name: t for t in tasks}
         self._estimators: dict[str, MacsEstimator] = {}
         self._searches: dict[str, tuple] = {}
         self._plans: dict[str, MaskPlan] = {}  # formula text -> its plan (scoring is deterministic)
@@ -243,8 +245,7 @@ class Evaluator:
 
     def is_evaluated(self, plan: MaskPlan) -> bool:
         """Whether every fine-tune this plan needs is already in the cache."""
-        by_name = {t.task.name: t for t in self.tasks}
-        return all(k in self.cache for name, key in plan.keys.items() for k in self.seed_keys(by_name[name], key))
+        return all(k in self.cache for name, key in plan.keys.items() for k in self.seed_keys(self._by_name[name], key))
 
     def _mask_plan(self, criterion: Criterion) -> MaskPlan:
         out = MaskPlan()
@@ -275,14 +276,13 @@ class Evaluator:
         start = time.perf_counter()
         plans = []
         pending: dict[str, _Job] = {}
-        by_name = {t.task.name: t for t in self.tasks}
         for criterion in criteria:
             chosen = self.mask_plan(criterion)
             plans.append(chosen)
             if chosen.reason is not None:
                 continue
             for task_name, key in chosen.keys.items():
-                prepared = by_name[task_name]
+                prepared = self._by_name[task_name]
                 for index, seed_key in enumerate(self.seed_keys(prepared, key)):
                     self.stats.lookups += 1
                     if seed_key in self.cache or seed_key in pending:
