@@ -44,8 +44,23 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
                                        "(needed by tasks on mnist, fashion-mnist, cifar10...)")
     p.add_argument("--cache-dir", help="where base networks and extracted data are cached "
                                        "(default: $PRUNEVO_CACHE or ~/.cache/prunevo)")
-    p.add_argument("--n-jobs", type=int, default=2, help="parallel fine-tuning workers (default: 2)")
+    p.add_argument("--n-jobs", type=int, default=2,
+                   help="parallel fitness workers: local processes, or Dask/Ray workers used (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the run: same seed, same result (default: 0)")
+    p.add_argument("--batching", choices=["auto", "loop", "fused", "off"], default="auto",
+                   help="how a worker scores the candidates of one task: loop = one pruned skeleton per shape and "
+                        "each candidate's weights gathered into it (no dependency graph per candidate); fused = "
+                        "--stack candidates in one vmapped pass (grouped convolutions, for GPUs; equal to loop "
+                        "within floating-point tolerance); off = prune each candidate with Torch-Pruning; "
+                        "auto = fused on CUDA, loop on the CPU (default: auto)")
+    p.add_argument("--stack", type=int, default=16, help="candidates per fused pass, padded to this size (default: 16)")
+    p.add_argument("--device", default="cpu", help="where fitness jobs run: cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--backend", choices=["loky", "dask", "ray"], default="loky",
+                   help="where workers run: loky = local processes; dask = a Dask cluster (--address of a "
+                        "scheduler, e.g. dask-jobqueue on SLURM; without it a local one); ray = a Ray cluster "
+                        "(--address auto on a Ray node; without it a local one); fitness never depends on it "
+                        "(default: loky; dask and ray need prunevo[dask] / prunevo[ray])")
+    p.add_argument("--address", help="address of a running Dask scheduler (tcp://host:8786) or Ray cluster (auto)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check-tasks", nargs="+", default=[], metavar="TASK",
                    help="tasks never used for fitness (same syntax as --tasks), scored at the end like the "
                         "re-scoring and shown by 'show' and in hall_of_fame.json")
+    p.add_argument("--ladder", default="off", metavar="SHARES",
+                   help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy "
+                        "without fine-tuning on --ladder-subset validation images (rung 0), and only the best share "
+                        "climbs: 0.25 = the best quarter gets the task's full fine-tune; 0.5,0.5 = halves over "
+                        "three rungs (the middle one fine-tunes a quarter as long); only full measurements enter "
+                        "the hall of fame (default: off)")
+    p.add_argument("--ladder-subset", type=int, default=500,
+                   help="validation images scored at rung 0 of the ladder, stratified (default: 500)")
     p.add_argument("--preset", choices=["transfer"],
                    help="named settings; options given on the command line win. transfer: LeNet-5 on MNIST and a "
                         "small VGG on Imagenette at 32 px (global allocation), each pruned to 50%% of the MACs; check task: a small "
@@ -134,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args):
     from prunevo.evolve.config import EvolutionConfig, TaskOverrides
+    from prunevo.training import resolve_device
 
     return EvolutionConfig(
         tasks=tuple(args.tasks), task_weights=tuple(args.task_weights) if args.task_weights else None,
@@ -143,8 +167,17 @@ def _config(args):
         max_height=args.max_height, elitism=args.elitism, hall_of_fame_size=args.hall_of_fame,
         seed_classics=not args.no_seed_classics, data_root=args.data_root, cache_dir=args.cache_dir,
         redraw_tries=getattr(args, "redraw_tries", 5), rescore_seeds=getattr(args, "rescore_seeds", 3),
-        check_tasks=tuple(getattr(args, "check_tasks", ())),
+        check_tasks=tuple(getattr(args, "check_tasks", ())), ladder=_ladder(getattr(args, "ladder", "off")),
+        ladder_subset=getattr(args, "ladder_subset", 500), batching=args.batching, stack=args.stack,
+        device=resolve_device(args.device), backend=args.backend, address=args.address,
     )
+
+
+def _ladder(text: str) -> tuple[float, ...]:
+    from prunevo.fitness.ladder import parse_ladder
+
+    ladder = parse_ladder(text)
+    return ladder.keep if ladder else ()
 
 
 def _fitness_text(value: float | None, width: int = 8) -> str:
@@ -301,14 +334,16 @@ def cmd_export(args) -> int:
 
 def cmd_score(args) -> int:
     from prunevo.evolve.run import prepare_tasks
-    from prunevo.fitness.scoring import best_classic, score_criteria
+    from prunevo.fitness.evaluator import Evaluator
+    from prunevo.fitness.scoring import best_classic, score_with
     from prunevo.pruning.criteria import as_criterion
 
     criteria = [as_criterion(f) for f in args.formulas]
     config = _config(argparse.Namespace(**vars(args), population=2, generations=0, max_height=8, elitism=0,
                                         hall_of_fame=1, no_seed_classics=False))
     prepared = prepare_tasks(config)
-    rows = score_criteria(criteria, prepared, n_jobs=args.n_jobs, seed=args.seed, baselines=not args.no_baselines)
+    with Evaluator(prepared, **config.evaluator_options(ladder=False)) as evaluator:
+        rows = score_with(evaluator, criteria, baselines=not args.no_baselines)
     best = best_classic(rows)
     names = [t.task.name for t in prepared]
     print(f"{'criterion':<40} {'fitness':>8} {'vs best':>8}  " + "  ".join(f"{n:>14}" for n in names))

@@ -10,7 +10,7 @@ from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.run import evolve, load_run
 
-TIMING = {"seconds", "evals_per_second"}
+TIMING = {"seconds", "evals_per_second", "selections_per_second"}
 
 
 def _config(generations: int, **kw) -> EvolutionConfig:

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from prunevo.errors import PrunevoError, RunError
+from prunevo.fitness.backends import BACKENDS
+from prunevo.fitness.jobs import MODES
+from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, build_tasks
 
 __all__ = ["EvolutionConfig", "TaskOverrides"]
@@ -34,6 +37,14 @@ class EvolutionConfig:
     random_baseline_seeds: int = 3
     data_root: str | None = None
     cache_dir: str | None = None
+    # throughput (fitness.ladder, fitness.jobs, fitness.backends): how fitness is measured, and where
+    ladder: tuple[float, ...] = ()  # shares promoted past each fidelity rung; () = every selection gets the full measurement
+    ladder_subset: int = 500  # validation images scored at rung 0
+    batching: str = "auto"  # how a job scores its candidates: auto | loop | fused | off
+    stack: int = 16  # candidates per fused pass
+    device: str = "cpu"  # where fitness jobs train: cpu, cuda, cuda:N
+    backend: str = "loky"  # loky (local processes) | dask | ray; never changes fitness
+    address: str | None = None  # a running Dask scheduler or Ray cluster (None: start a local one)
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,12 +61,16 @@ class EvolutionConfig:
              "task_weights needs one weight per task"),
             (self.redraw_tries >= 0, f"redraw_tries must be >= 0, got {self.redraw_tries}"),
             (0 <= self.rescore_seeds <= 16, f"rescore_seeds must be in [0, 16], got {self.rescore_seeds}"),
+            (self.batching in ("auto", *MODES), f"unknown batching {self.batching!r}; allowed: auto, {', '.join(MODES)}"),
+            (1 <= self.stack <= 1024, f"stack must be in [1, 1024], got {self.stack}"),
+            (self.backend in BACKENDS, f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}"),
             (not self.check_tasks or self.rescore_seeds > 0, "check tasks are scored by the re-scoring: "
              "rescore_seeds must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise PrunevoError(message)
+        self.ladder_spec()  # validates the shares
         tasks = self.task_list() + self.check_task_list()  # validates every spec and override
         for i, task in enumerate(tasks):
             for other in tasks[:i]:
@@ -71,6 +86,15 @@ class EvolutionConfig:
         """Tasks never used for fitness, scored at the end (run-wide overrides apply to them too)."""
         return build_tasks(self.check_tasks, None, self.overrides)
 
+    def evaluator_options(self, ladder: bool = True) -> dict:
+        """Keyword arguments of ``fitness.Evaluator`` for this run (without the ladder: full measurements)."""
+        return dict(n_jobs=self.n_jobs, seed=self.seed, ladder=self.ladder_spec() if ladder else None,
+                    mode=self.batching, stack=self.stack, backend=self.backend, address=self.address,
+                    device=self.device)
+
+    def ladder_spec(self) -> Ladder | None:
+        return Ladder(tuple(self.ladder), self.ladder_subset) if self.ladder else None
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -80,6 +104,7 @@ class EvolutionConfig:
             values = dict(data)
             values["tasks"] = tuple(values["tasks"])
             values["check_tasks"] = tuple(values.get("check_tasks", ()))
+            values["ladder"] = tuple(values.get("ladder", ()))
             if values.get("task_weights") is not None:
                 values["task_weights"] = tuple(values["task_weights"])
             values["overrides"] = TaskOverrides(**values.get("overrides", {}))

@@ -83,7 +83,8 @@ def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepare
     if progress:
         print(f"re-scoring {len(hof.entries)} formulas and the baselines on {seeds} fresh seeds and held-out "
               f"data{f' (check tasks: {len(check)})' if check else ''}...", flush=True)
-    rows = rescore([e.text for e in hof.entries], prepared, check, seeds, config.seed, config.n_jobs)
+    options = {k: v for k, v in config.evaluator_options(ladder=False).items() if k not in ("n_jobs", "seed")}
+    rows = rescore([e.text for e in hof.entries], prepared, check, seeds, config.seed, config.n_jobs, **options)
     by_name = {r.name: r for r in rows if r.kind == "formula"}
     for entry in hof.entries:
         entry.rescored = by_name[entry.text].to_json()
@@ -113,7 +114,7 @@ def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFr
 
 
 def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, seconds: float, jobs: int,
-             new_selections: int, redrawn: int) -> dict:
+             new_selections: int, redrawn: int, rungs_before: list[int]) -> dict:
     fits = [ind.fitness.values[0] for ind in population]
     best = max(population, key=lambda ind: ind.fitness.values[0])
     evaluated = len(fresh)
@@ -121,10 +122,14 @@ def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, sec
     return {
         "generation": generation, "evaluations": evaluated, "jobs": jobs, "selections": selections,
         "new_selections": new_selections, "redrawn": redrawn,
+        # selections measured at each fidelity rung this generation ("64/16": 64 at rung 0, 16 at the top)
+        "rungs": "/".join(str(n - (rungs_before[i] if i < len(rungs_before) else 0))
+                          for i, n in enumerate(evaluator.stats.rung_counts)),
         "best": max(fits), "median": statistics.median(fits), "mean": statistics.fmean(fits),
         "valid": sum(f > 0 for f in fits) / len(fits), "mean_size": statistics.fmean(len(i) for i in population),
         "cache_hit_rate": round(evaluator.stats.hit_rate, 4),
         "evals_per_second": round(evaluated / seconds, 3) if seconds > 0 else 0.0,
+        "selections_per_second": round(new_selections / seconds, 3) if seconds > 0 else 0.0,
         "seconds": round(seconds, 3), "best_formula": best.formula.text,
     }
 
@@ -136,7 +141,9 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
     run_dir = Path(run_dir)
     if resume:
         saved = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
-        config = replace(saved, generations=config.generations, n_jobs=config.n_jobs)
+        # what may change on resume: how long, and where workers run (neither changes fitness)
+        config = replace(saved, generations=config.generations, n_jobs=config.n_jobs, backend=config.backend,
+                         address=config.address)
         state = rundir.read_checkpoint(run_dir)
     else:
         if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
@@ -146,7 +153,7 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
     check = prepare_check_tasks(config) if config.rescore_seeds else []
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_json())
-    evaluator = Evaluator(prepared, n_jobs=config.n_jobs, seed=config.seed, cache=state["cache"] if state else None)
+    evaluator = Evaluator(prepared, cache=state["cache"] if state else None, **config.evaluator_options())
     if state and "evaluator" in state:
         evaluator.stats = EvaluatorStats(**state["evaluator"])
     pset = build_pset()
@@ -159,46 +166,57 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
     else:
         population, log, start_gen = initial_population(config, pset), [], 0
         hof, pareto = HallOfFame(config.hall_of_fame_size), ParetoFront()
-        baselines = evaluate_baselines(evaluator, config.random_baseline_seeds)
-
+        baselines = None
     bar = tqdm(total=config.generations + 1, initial=start_gen, desc="evolve", unit="gen", disable=not progress)
     try:
-        for generation in range(start_gen, config.generations + 1):
-            t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
-            redrawn = 0
-            if generation > 0:
-                population = vary(population, config, toolbox, generation)
-                redrawn = redraw_repeats(population, evaluator, toolbox, config.redraw_tries)
-            plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
-            new_selections = len({p.selection for p in plans if p.selection and not evaluator.is_evaluated(p)})
-            fresh = evaluate_population(population, evaluator)
-            for ind, formula, result in fresh:
-                if result.valid:
-                    entry = _entry(formula.text, result, generation, len(ind))
-                    hof.offer(entry)
-                    pareto.offer(entry)
-            row = _log_row(generation, population, fresh, evaluator, time.perf_counter() - t0,
-                           evaluator.stats.jobs - jobs0, new_selections, redrawn)
-            log.append(row)
-            state = {
-                "generation": generation, "population": [asdict(s) for s in snapshot(population)],
-                "hall_of_fame": [asdict(e) for e in hof.entries],
-                "pareto": {str(k): asdict(e) for k, e in pareto.by_complexity.items()},
-                "cache": evaluator.cache, "log": log, "baselines": baselines,
-                "evaluator": asdict(evaluator.stats),
-            }
-            _write_outputs(run_dir, state, hof, pareto, config)
-            bar.set_postfix(best=f"{row['best']:.4f}", new=row["new_selections"], hit=f"{row['cache_hit_rate']:.0%}",
-                            evals_s=f"{row['evals_per_second']:.1f}")
-            bar.update(1)
-            if on_generation is not None:
-                on_generation(generation)
+        if baselines is None:
+            baselines = evaluate_baselines(evaluator, config.random_baseline_seeds)
+        _generations(config, run_dir, evaluator, toolbox, population, hof, pareto, log, baselines, start_gen, bar,
+                     on_generation)
     finally:
         bar.close()
+        evaluator.close()
     rescored = []
     if config.rescore_seeds and hof.entries:
         rescored = rescore_run(run_dir, config, hof, prepared, check, config.rescore_seeds, progress)
     return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored)
+
+
+def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, toolbox, population, hof: HallOfFame,
+                 pareto: ParetoFront, log: list[dict], baselines: dict, start_gen: int, bar,
+                 on_generation: Callable[[int], None] | None) -> None:
+    """Generations ``start_gen`` to ``config.generations``; the run directory is rewritten after each."""
+    for generation in range(start_gen, config.generations + 1):
+        t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
+        rungs0 = list(evaluator.stats.rung_counts)
+        redrawn = 0
+        if generation > 0:
+            population = vary(population, config, toolbox, generation)
+            redrawn = redraw_repeats(population, evaluator, toolbox, config.redraw_tries)
+        plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
+        new_selections = len({p.selection for p in plans if p.selection and not evaluator.is_evaluated(p)})
+        fresh = evaluate_population(population, evaluator)
+        for ind, formula, result in fresh:
+            if result.valid and result.complete:  # lower ladder rungs never enter the hall of fame
+                entry = _entry(formula.text, result, generation, len(ind))
+                hof.offer(entry)
+                pareto.offer(entry)
+        row = _log_row(generation, population, fresh, evaluator, time.perf_counter() - t0,
+                       evaluator.stats.jobs - jobs0, new_selections, redrawn, rungs0)
+        log.append(row)
+        state = {
+            "generation": generation, "population": [asdict(s) for s in snapshot(population)],
+            "hall_of_fame": [asdict(e) for e in hof.entries],
+            "pareto": {str(k): asdict(e) for k, e in pareto.by_complexity.items()},
+            "cache": evaluator.cache, "log": log, "baselines": baselines,
+            "evaluator": asdict(evaluator.stats),
+        }
+        _write_outputs(run_dir, state, hof, pareto, config)
+        bar.set_postfix(best=f"{row['best']:.4f}", new=row["new_selections"], rungs=row["rungs"],
+                        hit=f"{row['cache_hit_rate']:.0%}", evals_s=f"{row['evals_per_second']:.1f}")
+        bar.update(1)
+        if on_generation is not None:
+            on_generation(generation)
 
 
 def load_run(run_dir: str | Path) -> RunResult:

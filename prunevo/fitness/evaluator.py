@@ -1,36 +1,34 @@
 """The parallel fitness evaluator.
 
 For each candidate criterion and task: score the channel groups (in this process, cheap), select the
-keep-masks, and look the masks up in the cache.  Only unseen (task, masks) pairs are pruned and
-fine-tuned, in parallel with joblib.  Each job is a pure function of its inputs and runs on a fixed
-number of threads, so fitness does not depend on ``n_jobs``.
+keep-masks, and look the masks up in the cache.  Only unseen (task, masks, rung) triples are pruned and
+fine-tuned: batched per task into jobs (``fitness.jobs``) that run on a backend (``fitness.backends``).
+With a fidelity ladder (``fitness.ladder``) every new selection gets rung 0 and only the best climb.
+Each job is a pure function of its inputs and runs on a fixed number of threads, so fitness does not
+depend on ``n_jobs``, the backend or how candidates are batched.
 """
 from __future__ import annotations
 
 import math
 import statistics
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-import numpy as np
 import torch
-from joblib import Parallel, delayed
 
+from prunevo.fitness.backends import Backend
+from prunevo.fitness.jobs import MODES, TaskJob, TaskPayload, run_task_job
+from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
-from prunevo.pruning.groups import ChannelGroup
-from prunevo.pruning.physical import prune_model
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.selection import masks_key, select
-from prunevo.pruning.statistics import stratified_batch
+from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import bisect_amount
-from prunevo.training import FitConfig, fit, recalibrate_bn, top1
 from prunevo.utils import derive_seed, stable_hash, torch_threads
-from prunevo.zoo.images import TensorImages
 
 WORST = 0.0
 PLAN_MEMO = 4096  # remembered mask plans; the memo is emptied when full
@@ -51,6 +49,8 @@ class FitnessResult:
     applicable_fitness: float | None = None
     selection: str | None = None  # a hash of the masks selected on every task: equal masks, equal hash
     seed_accuracy: dict[str, list[float]] = field(default_factory=dict)  # per task, one per fine-tune seed
+    rung: int = 0  # the highest fidelity rung measured (see ``fitness.ladder``)
+    complete: bool = True  # measured at the top rung: only complete results enter the hall of fame
 
     @property
     def valid(self) -> bool:
@@ -76,33 +76,6 @@ class MaskPlan:
         return stable_hash([sorted(self.keys.items()), sorted(self.not_applicable)])
 
 
-@dataclass
-class _Job:
-    model: str
-    input_shape: tuple
-    num_classes: int
-    state: dict
-    groups: list[ChannelGroup]
-    candidates: list[list[torch.Tensor]]  # one selection, or the sampled configurations of a random search
-    search_samples: int
-    train_x: np.ndarray
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
-    budget: FitConfig
-    seed: int
-    threads: int
-
-
-def _pruned(job: _Job, keep: list[torch.Tensor], train: TensorImages) -> torch.nn.Module:
-    model = build_for(job.model, job.input_shape, job.num_classes)
-    model.load_state_dict(job.state)
-    prune_model(model, job.groups, keep, train.x[:1])
-    # Running BatchNorm statistics are stale after pruning and far from converged after a few
-    # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
-    return recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
-
-
 def weighted_geometric_mean(relative: list[float], weights: list[float]) -> float:
     """Fitness over tasks: the weighted geometric mean of relative accuracy (the worst value when any is 0)."""
     if min(relative) <= 0:
@@ -110,47 +83,14 @@ def weighted_geometric_mean(relative: list[float], weights: list[float]) -> floa
     return math.exp(sum(w * math.log(r) for w, r in zip(weights, relative)) / sum(weights))
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    """A tensor sharing ``array``'s memory.  joblib hands large arrays to workers as read-only memory maps
-    (one copy of the data for all workers); the job only reads and indexes them (indexing copies), so
-    torch's warning about non-writable arrays does not apply."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array)
-
-
-def run_finetune_job(job: _Job) -> float:
-    """Prune a copy of the base net physically, fine-tune it briefly, return validation accuracy.
-
-    With several candidate selections (random configuration search), the one whose recalibrated net
-    scores best on a stratified subset of the training split is fine-tuned.
-    """
-    with torch_threads(job.threads):
-        torch.manual_seed(job.seed)
-        train = TensorImages(_tensor(job.train_x), _tensor(job.train_y))
-        if len(job.candidates) == 1:
-            model = _pruned(job, job.candidates[0], train)
-        else:
-            held = TensorImages(*stratified_batch(train.x, train.targets,
-                                                  max(1, job.search_samples // job.num_classes), job.seed))
-            best = -1.0
-            for keep in job.candidates:
-                candidate = _pruned(job, keep, train)
-                acc = top1(candidate, held)
-                if acc > best:  # ties keep the earlier candidate
-                    model, best = candidate, acc
-        if job.budget.epochs > 0:
-            fit(model, train, job.budget, job.seed)
-            recalibrate_bn(model, train, batches=8, batch_size=256, seed=job.seed)
-        return top1(model, TensorImages(_tensor(job.val_x), _tensor(job.val_y)))
-
-
 @dataclass
 class EvaluatorStats:
     lookups: int = 0
     hits: int = 0
-    jobs: int = 0
+    jobs: int = 0  # measurements run: one per (task, selection, fine-tune seed, rung)
     seconds: float = 0.0
+    rung_counts: list[int] = field(default_factory=list)  # distinct selections measured at each rung
+    batches: int = 0  # worker calls (each scores many candidates of one task)
 
     @property
     def hit_rate(self) -> float:
@@ -158,21 +98,50 @@ class EvaluatorStats:
 
 
 class Evaluator:
-    """Scores criteria on prepared tasks; fitness = weighted geometric mean of relative accuracy."""
+    """Scores criteria on prepared tasks; fitness = weighted geometric mean of relative accuracy.
+
+    ``mode`` is how a job scores its candidates (``fitness.jobs``: off, loop, fused; auto = fused on CUDA,
+    loop on the CPU), ``stack`` the fused batch size, ``ladder`` the fidelity ladder (None: every selection
+    gets the full measurement), ``backend``/``address`` where jobs run.  Call ``close`` (or use ``with``)
+    to release a cluster the evaluator started.
+    """
 
     def __init__(self, tasks: list[PreparedTask], n_jobs: int = 1, seed: int = 0, threads_per_job: int = 1,
-                 cache: dict[str, float] | None = None):
+                 cache: dict[str, float] | None = None, ladder: Ladder | None = None, mode: str = "auto",
+                 stack: int = 16, backend: str = "loky", address: str | None = None, device: str = "cpu"):
+        if mode != "auto" and mode not in MODES:
+            raise ValueError(f"unknown scoring mode {mode!r}; allowed: auto, {', '.join(MODES)}")
         self.tasks = tasks
         self.n_jobs = n_jobs
         self.seed = seed
         self.threads_per_job = threads_per_job
         self.cache: dict[str, float] = dict(cache or {})
         self.stats = EvaluatorStats()
+        self.ladder = ladder
+        self.device = device
+        self.mode = mode if mode != "auto" else ("fused" if device.startswith("cuda") else "loop")
+        self.stack = stack
+        self.backend = Backend(backend, n_jobs, address)
         self._task_ids = {t.task.name: t.identity for t in tasks}
         self._by_name = {t.task.name: t for t in tasks}
         self._estimators: dict[str, MacsEstimator] = {}
         self._searches: dict[str, tuple] = {}
         self._plans: dict[str, MaskPlan] = {}  # formula text -> its plan (scoring is deterministic)
+        self._payloads: dict[str, TaskPayload] = {}
+        self._subsets: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @property
+    def rungs(self) -> int:
+        return self.ladder.rungs if self.ladder else 1
 
     def finetune_seed(self, prepared: PreparedTask, index: int = 0) -> int:
         """The fine-tune seed of one of the task's ``seeds`` repeats: from the run's seed and what the task
@@ -180,14 +149,33 @@ class Evaluator:
         extra = (index,) if index else ()
         return derive_seed(self.seed, prepared.task.identity(), "finetune", *extra)
 
-    def _job(self, prepared: PreparedTask, candidates: list[list[torch.Tensor]], index: int = 0) -> _Job:
-        d = prepared.data
-        search = prepared.task.search
-        return _Job(
-            prepared.task.model, d.input_shape, d.num_classes, prepared.base_state, prepared.groups, candidates,
-            search.samples if search else 0, d.train.x.numpy(), d.train.targets.numpy(), d.val.x.numpy(),
-            d.val.targets.numpy(), prepared.task.finetune, self.finetune_seed(prepared, index), self.threads_per_job,
-        )
+    def _payload(self, prepared: PreparedTask) -> TaskPayload:
+        name = prepared.task.name
+        if name not in self._payloads:
+            d, search = prepared.data, prepared.task.search
+            self._payloads[name] = TaskPayload(
+                prepared.task.model, d.input_shape, d.num_classes, prepared.base_state, prepared.groups,
+                d.train.x.numpy(), d.train.targets.numpy(), search.samples if search else 0)
+        return self._payloads[name]
+
+    def _rung_val(self, prepared: PreparedTask, rung: int):
+        """The validation images a rung scores: a fixed stratified subset at rung 0, else the whole split."""
+        val = prepared.data.val
+        if rung == self.rungs - 1 or len(val) <= self.ladder.subset:
+            return val.x, val.targets
+        name = prepared.task.name
+        if name not in self._subsets:
+            per_class = math.ceil(self.ladder.subset / prepared.data.num_classes)
+            self._subsets[name] = stratified_indices(val.targets, per_class, 0)
+        idx = self._subsets[name]
+        return val.x[idx], val.targets[idx]
+
+    def rung_keys(self, prepared: PreparedTask, key: str, rung: int) -> list[str]:
+        """Cache keys of one selection's measurements at a rung: the top rung's are the task's own (one per
+        fine-tune seed), a lower rung's name what it measures (one seed)."""
+        if rung == self.rungs - 1:
+            return self.seed_keys(prepared, key)
+        return [f"{key}@{self.ladder.tag(rung, prepared.task.finetune)}"]
 
     def _estimator(self, prepared: PreparedTask) -> MacsEstimator:
         name = prepared.task.name
@@ -272,44 +260,88 @@ class Evaluator:
         """The cache keys of a selection's fine-tunes, one per fine-tune seed of the task."""
         return [key] + [f"{key}#seed{i}" for i in range(1, prepared.task.seeds)]
 
-    def evaluate(self, criteria: list[Criterion]) -> list[FitnessResult]:
+    def evaluate(self, criteria: list[Criterion], full: bool = False) -> list[FitnessResult]:
+        """Fitness of each criterion.  New selections climb the ladder (when there is one) as one cohort:
+        after each rung only the best share of them is measured at the next.  ``full`` measures every
+        selection at the top rung (baselines and reports)."""
         start = time.perf_counter()
-        plans = []
-        pending: dict[str, _Job] = {}
-        for criterion in criteria:
-            chosen = self.mask_plan(criterion)
-            plans.append(chosen)
-            if chosen.reason is not None:
+        plans = [self.mask_plan(c) for c in criteria]
+        seen: set[str] = set()
+        cohort: dict[str, MaskPlan] = {}  # new selections, in order of first appearance
+        for plan in plans:
+            if plan.reason is not None:
                 continue
-            for task_name, key in chosen.keys.items():
-                prepared = self._by_name[task_name]
-                for index, seed_key in enumerate(self.seed_keys(prepared, key)):
+            for task_name, key in plan.keys.items():
+                for seed_key in self.seed_keys(self._by_name[task_name], key):
                     self.stats.lookups += 1
-                    if seed_key in self.cache or seed_key in pending:
+                    if seed_key in self.cache or seed_key in seen:
                         self.stats.hits += 1
-                    else:
-                        pending[seed_key] = self._job(prepared, chosen.keeps[task_name], index)
-        if pending:
-            order = sorted(pending)
-            if self.n_jobs == 1:
-                accs = [run_finetune_job(pending[k]) for k in order]
-            else:
-                accs = Parallel(n_jobs=self.n_jobs)(delayed(run_finetune_job)(pending[k]) for k in order)
-            self.cache.update(zip(order, accs))
-            self.stats.jobs += len(order)
+                    seen.add(seed_key)
+            if plan.keys and not self.is_evaluated(plan):
+                cohort.setdefault(plan.selection, plan)
+        alive = list(cohort.values())
+        counts = self.stats.rung_counts
+        counts.extend([0] * (self.rungs - len(counts)))
+        for rung in range(self.rungs - 1 if full else 0, self.rungs):
+            self._measure(alive, rung)
+            counts[rung] += len(alive)
+            if rung == self.rungs - 1 or not alive:
+                break
+            fitness = [self._result(plan, rung).fitness for plan in alive]
+            ranked = sorted(range(len(alive)), key=lambda i: -fitness[i])  # stable: ties keep the earlier
+            alive = [alive[i] for i in sorted(ranked[:self.ladder.promoted(rung, len(alive))])]
         self.stats.seconds += time.perf_counter() - start
-        return [self._result(plan) for plan in plans]
+        return [self._best_result(plan) for plan in plans]
 
-    def _result(self, chosen: MaskPlan) -> FitnessResult:
+    def _measure(self, plans: list[MaskPlan], rung: int) -> None:
+        """Run, in batched jobs, every measurement at ``rung`` that the plans need and the cache lacks."""
+        pending: dict[tuple[str, int], dict[str, list]] = {}  # (task, seed index) -> key -> candidates
+        for plan in plans:
+            for task_name, key in plan.keys.items():
+                prepared = self._by_name[task_name]
+                for index, k in enumerate(self.rung_keys(prepared, key, rung)):
+                    if k not in self.cache:
+                        pending.setdefault((task_name, index), {})[k] = plan.keeps[task_name]
+        jobs = []
+        for (task_name, index), work in pending.items():
+            prepared = self._by_name[task_name]
+            keys = sorted(work)
+            per_job = self.stack if self.mode == "fused" else math.ceil(len(keys) / self.n_jobs)
+            budget = prepared.task.finetune if rung == self.rungs - 1 else self.ladder.budget(rung, prepared.task.finetune)
+            val_x, val_y = self._rung_val(prepared, rung)
+            for first in range(0, len(keys), per_job):
+                chunk = keys[first:first + per_job]
+                jobs.append(TaskJob(
+                    self._payload(prepared), chunk, [work[k] for k in chunk], val_x.numpy(), val_y.numpy(), budget,
+                    self.finetune_seed(prepared, index), self.threads_per_job, self.mode, self.stack, self.device,
+                    masked=prepared.task.allocation == "global"))
+        for job, accuracies in zip(jobs, self.backend.map(run_task_job, jobs)):
+            self.cache.update(zip(job.keys, accuracies))
+            self.stats.jobs += len(job.keys)
+        self.stats.batches += len(jobs)
+
+    def _best_result(self, plan: MaskPlan) -> FitnessResult:
+        """The result at the highest rung measured for every task."""
+        for rung in range(self.rungs - 1, -1, -1):
+            if plan.reason is not None or all(
+                    k in self.cache for name, key in plan.keys.items()
+                    for k in self.rung_keys(self._by_name[name], key, rung)):
+                return self._result(plan, rung)
+        raise RuntimeError("a selection was left unmeasured")  # evaluate() measures rung 0 for every plan
+
+    def _result(self, chosen: MaskPlan, rung: int) -> FitnessResult:
         not_applicable = chosen.not_applicable
         if chosen.reason is not None:
             return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable)
+        complete = rung == self.rungs - 1
         scored = [t for t in self.tasks if t.task.name in chosen.keys]
-        seed_acc = {t.task.name: [self.cache[k] for k in self.seed_keys(t, chosen.keys[t.task.name])] for t in scored}
+        seed_acc = {t.task.name: [self.cache[k] for k in self.rung_keys(t, chosen.keys[t.task.name], rung)]
+                    for t in scored}
         acc = {name: statistics.fmean(values) for name, values in seed_acc.items()}
         rel = {t.task.name: acc[t.task.name] / max(t.base_val_accuracy, 1e-12) for t in scored}
         if not scored:
             return FitnessResult(WORST, not_applicable=not_applicable, selection=chosen.selection)
         value = weighted_geometric_mean([rel[t.task.name] for t in scored], [t.task.weight for t in scored])
         return FitnessResult(WORST if not_applicable else value, acc, rel, not_applicable=not_applicable,
-                             applicable_fitness=value, selection=chosen.selection, seed_accuracy=seed_acc)
+                             applicable_fitness=value, selection=chosen.selection, seed_accuracy=seed_acc,
+                             rung=rung, complete=complete)

@@ -83,18 +83,25 @@ def _scores(results: list[FitnessResult], tasks: list[PreparedTask], seeds: int)
 
 
 def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTask] | None = None, seeds: int = 3,
-            seed: int = 0, n_jobs: int = 1, baselines: bool = True) -> list[RescoredRow]:
+            seed: int = 0, n_jobs: int = 1, baselines: bool = True, **options) -> list[RescoredRow]:
     """Rows for ``formulas`` (Formula objects or text), then every classic criterion, every Torch-Pruning
-    importance and random (``seeds`` draws, each with every fine-tune seed)."""
+    importance and random (``seeds`` draws, each with every fine-tune seed).  ``options`` go to the
+    ``Evaluator`` (batching mode, backend, device...); re-scoring never uses a fidelity ladder."""
     fitness_tasks = holdout_tasks(prepared, seeds)
     check_tasks = holdout_tasks(check or [], seeds)
-    evaluator = Evaluator(fitness_tasks + check_tasks, n_jobs=n_jobs, seed=derive_seed(seed, "rescore"))
+    options.pop("ladder", None)
+    with Evaluator(fitness_tasks + check_tasks, n_jobs=n_jobs, seed=derive_seed(seed, "rescore"), **options) as evaluator:
+        return _rescore_with(evaluator, formulas, fitness_tasks, check_tasks, seeds, baselines)
+
+
+def _rescore_with(evaluator: Evaluator, formulas: list, fitness_tasks: list[PreparedTask],
+                  check_tasks: list[PreparedTask], seeds: int, baselines: bool) -> list[RescoredRow]:
     named = [(str(getattr(f, "text", f)), "formula", [as_criterion(f)]) for f in formulas]
     if baselines:
         named += [(name, "baseline", [as_criterion(name)]) for name in BASELINE_NAMES]
         named.append((RANDOM, "baseline", [RandomCriterion(s) for s in range(seeds)]))
     flat = [c for _, _, criteria in named for c in criteria]
-    results = iter(evaluator.evaluate(flat))
+    results = iter(evaluator.evaluate(flat, full=True))
     rows = []
     for name, kind, criteria in named:
         mine = [next(results) for _ in criteria]

@@ -39,20 +39,23 @@ def best_classic(rows: list[ScoreRow]) -> ScoreRow | None:
 
 
 def score_criteria(criteria: list, prepared: list[PreparedTask], n_jobs: int = 1, seed: int = 0,
-                   baselines: bool = True, random_seeds: int = 3) -> list[ScoreRow]:
+                   baselines: bool = True, random_seeds: int = 3, **options) -> list[ScoreRow]:
     """One row per criterion (a Formula, a criterion or a name), then (with ``baselines``) every classic
-    criterion, every Torch-Pruning importance and random (mean of seeds)."""
-    return score_with(Evaluator(prepared, n_jobs=n_jobs, seed=seed), criteria, baselines, random_seeds)
+    criterion, every Torch-Pruning importance and random (mean of seeds).  ``options`` go to the
+    ``Evaluator`` (batching mode, backend, device...)."""
+    with Evaluator(prepared, n_jobs=n_jobs, seed=seed, **options) as evaluator:
+        return score_with(evaluator, criteria, baselines, random_seeds)
 
 
 def score_with(evaluator: Evaluator, criteria: list, baselines: bool = True, random_seeds: int = 3) -> list[ScoreRow]:
-    """``score_criteria`` on an existing evaluator (its mask cache is shared)."""
+    """``score_criteria`` on an existing evaluator (its mask cache is shared); every row is a full measurement,
+    also when the evaluator has a fidelity ladder."""
     chosen = [as_criterion(c) for c in criteria]
     if baselines:  # a baseline the caller named already has its row
         named = {c.name for c in chosen}
         chosen += [c for c in baseline_criteria() if c.name not in named]
     randoms = [RandomCriterion(s) for s in range(random_seeds)] if baselines else []
-    results = evaluator.evaluate(chosen + randoms)
+    results = evaluator.evaluate(chosen + randoms, full=True)
     rows = [_row(c.name, r) for c, r in zip(chosen, results)]
     if randoms:
         rr: list[FitnessResult] = results[len(chosen):]

@@ -45,3 +45,20 @@ def apply_masks(model: nn.Module, groups: list[ChannelGroup], keep: list[torch.T
     masks = MaskSet(model, groups, keep)
     masks.reapply(model)
     return masks
+
+
+def masked_states(model: nn.Module, base_state: dict[str, torch.Tensor], groups: list[ChannelGroup], keeps: list[list[torch.Tensor]]
+                  ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """Candidates of different pruned widths on the unpruned shape: each one's base state with its removed
+    channels zeroed, and the 0/1 multipliers that keep them zero through fine-tuning (``pruning.masks``)."""
+    states, masks = [], []
+    for keep in keeps:
+        mask: dict[str, torch.Tensor] = {}
+        for module, param, idx, dim in MaskSet(model, groups, keep).zeroed:
+            key = f"{module}.{param}"
+            mask.setdefault(key, torch.ones_like(base_state[key])).index_fill_(dim, idx, 0.0)
+        states.append({k: v * mask[k] if k in mask else v.clone() for k, v in base_state.items()})
+        masks.append(mask)
+    keys = sorted({k for m in masks for k in m})  # one key set for every candidate, so that masks stack
+    masks = [{k: m.get(k, torch.ones_like(base_state[k])) for k in keys} for m in masks]
+    return states, masks

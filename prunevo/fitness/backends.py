@@ -1,0 +1,78 @@
+"""Where fitness jobs run: joblib's process pool here (``loky``), or a Dask or Ray cluster, all through
+joblib's ``parallel_config`` so that the evaluator has one code path.
+
+``dask`` connects to a running scheduler (``address``, e.g. from dask-jobqueue's ``SLURMCluster``) or starts a
+local cluster with one single-threaded worker per job; ``ray`` connects to a running cluster
+(``address="auto"`` on a Ray node) or starts a local one.  Fitness does not depend on the backend: every
+job is a pure function of its inputs.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable
+
+from joblib import Parallel, delayed, parallel_config
+
+from prunevo.errors import PrunevoError
+
+BACKENDS = ("loky", "dask", "ray")
+
+
+class Backend:
+    """A started backend; ``map`` runs jobs on it in order, ``close`` releases what it started."""
+
+    def __init__(self, name: str = "loky", n_jobs: int = 1, address: str | None = None):
+        if name not in BACKENDS:
+            raise PrunevoError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
+        self.name, self.n_jobs, self.address = name, n_jobs, address
+        self._client: Any = None
+        self._cluster: Any = None
+        self._ray_started = False
+
+    def _start(self) -> None:
+        if self.name == "dask" and self._client is None:
+            try:
+                from dask.distributed import Client, LocalCluster
+            except ImportError:
+                raise PrunevoError("--backend dask needs Dask: pip install 'prunevo[dask]'") from None
+            if self.address:
+                self._client = Client(self.address)
+            else:
+                self._cluster = LocalCluster(n_workers=self.n_jobs, threads_per_worker=1, processes=True,
+                                             dashboard_address=None)
+                self._client = Client(self._cluster)
+        elif self.name == "ray" and not self._ray_started:
+            try:
+                import ray
+                from ray.util.joblib import register_ray
+            except ImportError:
+                raise PrunevoError("--backend ray needs Ray: pip install 'prunevo[ray]'") from None
+            if not ray.is_initialized():
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=self.n_jobs, include_dashboard=False, log_to_driver=False)
+                self._ray_started = True
+            register_ray()
+
+    def map(self, function: Callable, jobs: Iterable) -> list:
+        jobs = list(jobs)
+        if self.name == "loky" and (self.n_jobs == 1 or len(jobs) <= 1):
+            return [function(job) for job in jobs]  # no pool for serial work
+        self._start()
+        with parallel_config(backend=self.name, n_jobs=self.n_jobs if self.name == "loky" else -1):
+            return Parallel()(delayed(function)(job) for job in jobs)
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+            self._client = self._cluster = None
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
