@@ -331,8 +331,8 @@ class Evaluator:
 
     def _result(self, chosen: MaskPlan, rung: int) -> FitnessResult:
         not_applicable = chosen.not_applicable
-        if chosen.reason is not None:
-            return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable)
+        if chosen.reason is not None:  # nothing to measure: final at every rung
+            return FitnessResult(WORST, reason=chosen.reason, not_applicable=not_applicable, rung=self.rungs - 1)
         complete = rung == self.rungs - 1
         scored = [t for t in self.tasks if t.task.name in chosen.keys]
         seed_acc = {t.task.name: [self.cache[k] for k in self.rung_keys(t, chosen.keys[t.task.name], rung)]
