@@ -1,9 +1,21 @@
-"""Fitness evaluator throughput: evaluations per second, cache hit rate, and the n_jobs=2 / n_jobs=1 speed-up.
+"""Fitness evaluator throughput: distinct candidates per second for each way of evaluating, side by side.
 
-Both settings evaluate the same seeded batch of formulas (the classic criteria plus random trees, as in a
-first generation) on fresh evaluators, side by side in one process, and must agree exactly.
+Every mode evaluates the same seeded batch of formulas (the classic criteria plus random trees, as in a
+first generation) on a fresh evaluator (empty cache), in one process, one thread per worker:
 
-    .venv/bin/python benchmarks/bench_evaluator.py [--formulas 48] [--tasks digits-vgg digits-resnet]
+    naive            prune each candidate with Torch-Pruning, full measurement, 1 worker (the old evaluator)
+    ladder           naive + the fidelity ladder
+    batched          one skeleton per task and shape, weights gathered, candidates looped (CPU batching)
+    fused            batched with the candidates fused into one vmapped pass (the GPU path; --fused)
+    batched+ladder   both
+    batched, 2 workers / batched+ladder, 2 workers / ... Dask, 2 workers
+
+It checks that batched and naive agree exactly, that every top-rung result of a ladder equals the full
+measurement, and that the worker count and backend change nothing.  Ratios are against ``naive``.
+
+    .venv/bin/python benchmarks/bench_evaluator.py                         # digits tasks, no data needed
+    .venv/bin/python benchmarks/bench_evaluator.py --data-root ../shared/data \\
+        --tasks lenet5@mnist:val=2000 small-resnet@mnist:val=2000 --formulas 32
 """
 from __future__ import annotations
 
@@ -16,11 +28,12 @@ import time
 import torch
 
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
-from prunevo.evolve.run import prepare_tasks
-from prunevo.evolve.config import EvolutionConfig
-from prunevo.fitness.evaluator import Evaluator
+from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
+from prunevo.fitness.ladder import parse_ladder
+from prunevo.fitness.task_spec import parse_task
+from prunevo.fitness.tasks import prepare_task
 from prunevo.primitives import Formula, classic_formulas
-from prunevo.pruning.criteria import FormulaCriterion
+from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion
 
 
 def batch(n: int, seed: int) -> list[FormulaCriterion]:
@@ -36,35 +49,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--formulas", type=int, default=48)
     parser.add_argument("--tasks", nargs="+", default=["digits-vgg", "digits-resnet"])
+    parser.add_argument("--data-root", help="for tasks on MNIST, Fashion-MNIST, image folders")
+    parser.add_argument("--ladder", default="0.25", help="ladder shares for the ladder modes (default: 0.25)")
+    parser.add_argument("--fused", action="store_true", help="also time the fused (vmap) pass on this device")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask row")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    prepared = prepare_tasks(EvolutionConfig(tasks=tuple(args.tasks)))
-    print(f"tasks {' '.join(args.tasks)} prepared in {time.perf_counter() - t0:.1f}s "
-          f"(torch {torch.__version__}, {os.cpu_count()} cores, {platform.processor() or platform.machine()})")
+    prepared = [prepare_task(parse_task(s.format(root=args.data_root)), args.data_root) for s in args.tasks]
+    print(f"tasks {' '.join(args.tasks)} prepared in {time.perf_counter() - t0:.1f}s (torch {torch.__version__}, "
+          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, device {args.device})")
     criteria = batch(args.formulas, args.seed)
+    ladder = parse_ladder(args.ladder)
+    modes = [("naive", dict(mode="off")), ("ladder", dict(mode="off", ladder=ladder)),
+             ("batched", dict(mode="loop"))]
+    if args.fused:
+        modes.append(("fused", dict(mode="fused")))
+    modes += [("batched+ladder", dict(mode="loop", ladder=ladder)),
+              ("batched, 2 workers", dict(mode="loop", n_jobs=2)),
+              ("batched+ladder, 2 workers", dict(mode="loop", ladder=ladder, n_jobs=2))]
+    if not args.no_dask:
+        modes.append(("batched+ladder, Dask 2 workers", dict(mode="loop", ladder=ladder, n_jobs=2, backend="dask")))
     results = {}
-    for n_jobs in (1, 2):
-        evaluator = Evaluator(prepared, n_jobs=n_jobs, seed=args.seed)
-        if n_jobs > 1:  # start the worker pool outside the timed region, as a run does once
-            evaluator.evaluate(criteria[:0])
-            from joblib import Parallel, delayed
-            Parallel(n_jobs=n_jobs)(delayed(abs)(i) for i in range(n_jobs))
-        start = time.perf_counter()
-        out = evaluator.evaluate(criteria)
-        seconds = time.perf_counter() - start
-        results[n_jobs] = (seconds, out, evaluator)
-        s = evaluator.stats
-        print(f"n_jobs={n_jobs}: {len(criteria)} formulas in {seconds:.2f}s = {len(criteria) / seconds:.2f} evals/s; "
-              f"{s.jobs} fine-tunes ({s.jobs / seconds:.2f}/s); cache hit rate {s.hit_rate:.1%} "
-              f"({s.hits}/{s.lookups} lookups); invalid {sum(not r.valid for r in out)}")
-    same = [r.fitness for r in results[1][1]] == [r.fitness for r in results[2][1]]
-    print(f"speed ratio n_jobs=2 / n_jobs=1: {results[1][0] / results[2][0]:.2f}x; identical fitness: {same}")
-    # a second pass over the same formulas is served entirely by the mask cache
-    evaluator = results[1][2]
-    start = time.perf_counter()
-    evaluator.evaluate(criteria)
-    print(f"re-evaluation from the cache: {len(criteria) / (time.perf_counter() - start):.1f} evals/s")
+    for name, options in modes:
+        with Evaluator(prepared, seed=args.seed, device=args.device, **options) as evaluator:
+            if evaluator.n_jobs > 1:  # start the workers (and their imports) outside the timed region, as a
+                evaluator.evaluate([RandomCriterion(10 ** 6 + i) for i in range(4)])  # run does once
+                evaluator.stats = EvaluatorStats()
+            start = time.perf_counter()
+            out = evaluator.evaluate(criteria)
+            seconds = time.perf_counter() - start
+            s = evaluator.stats
+        distinct = len({r.selection for r in out if r.selection})
+        results[name] = (seconds, out)
+        ratio = results["naive"][0] / seconds
+        rungs = "/".join(map(str, s.rung_counts))
+        print(f"{name:<32} {distinct} distinct candidates in {seconds:7.2f}s = {distinct / seconds:6.2f}/s "
+              f"({ratio:5.2f}x naive); rungs {rungs}; {s.jobs} measurements in {s.batches} jobs", flush=True)
+    full = [r.fitness for r in results["naive"][1]]
+    for name, (_, out) in results.items():
+        if "ladder" in name:
+            same = all(r.fitness == f for r, f in zip(out, full) if r.complete)
+        else:
+            same = [r.fitness for r in out] == full
+        exact = "equal" if same else "DIFFERENT"
+        if name == "fused":
+            worst = max(abs(r.fitness - f) for r, f in zip(out, full))
+            exact = f"within {worst:.4f}"
+        print(f"  {name:<32} fitness vs naive: {exact}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ model/dataset pairs that no proxy uses.  For each proxy it prints Spearman's rho
 (with a 95% bootstrap interval over the panel), the CPU-seconds per criterion evaluation, and rho per
 CPU-second.  Every evaluator runs on one thread, so CPU-seconds compare across settings.
 
+Ladder proxies (``LADDERS``) climb the fidelity ladder as evolution does: the whole panel at rung 0, the
+best share at the next rung.  For each rung they print rho of that rung's values over the candidates it
+measured, how many of the reference's top 10 reached the rung (recall), and panel evaluations per
+CPU-second up to that rung; the last line ranks the panel by (highest rung reached, value there), which is
+the order evolution selects on.
+
     .venv/bin/python benchmarks/fidelity.py --data-root ../shared/data -o fidelity.json
 """
 from __future__ import annotations
@@ -23,6 +29,7 @@ from scipy.stats import spearmanr
 
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
 from prunevo.fitness.evaluator import Evaluator
+from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.rescore import holdout_tasks
 from prunevo.fitness.task_spec import parse_task
 from prunevo.fitness.tasks import prepare_task
@@ -45,6 +52,18 @@ PROXIES = {
     "4 tasks co-evolved": ["digits-vgg", "digits-resnet", "lenet5@mnist:val=2000", "small-resnet@mnist:val=2000"],
     "new default candidate: digits + mnist, 50% MACs, val 2000": [
         "small-vgg@digits:macs=0.5", "small-resnet@mnist:val=2000,macs=0.5,train=2000"],
+}
+
+MNIST = ["lenet5@mnist:val=2000", "small-resnet@mnist:val=2000"]
+LADDERS = {
+    "mnist, val 2000, ladder 0.25": (MNIST, Ladder((0.25,), subset=500)),
+    "mnist, val 2000, ladder 0.5,0.5": (MNIST, Ladder((0.5, 0.5), subset=500)),
+    "mnist, val 2000, ladder 0.125": (MNIST, Ladder((0.125,), subset=500)),
+    "digits, ladder 0.25": (["digits-vgg", "digits-resnet"], Ladder((0.25,))),
+    "digits, 3 fine-tune seeds, ladder 0.25": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
+                                                Ladder((0.25,))),
+    "digits, 3 fine-tune seeds, ladder 0.5": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
+                                               Ladder((0.5,))),
 }
 
 
@@ -75,6 +94,42 @@ def fitness_of(specs: list[str], criteria: list, data_root: str, holdout: bool =
     cpu = time.process_time() - start
     values = [r.applicable_fitness if (r.reason is None and not r.not_applicable) else None for r in results]
     return values, cpu, evaluator.stats.jobs
+
+
+def ladder_of(specs: list[str], ladder: Ladder, criteria: list, data_root: str) -> dict:
+    """Per rung: every criterion's value there (None when it did not reach it) and the CPU-seconds spent
+    up to and including that rung."""
+    prepared = [prepare_task(parse_task(s.format(root=data_root)), data_root) for s in specs]
+    evaluator = Evaluator(prepared, n_jobs=1, threads_per_job=1, ladder=ladder)
+    start = time.process_time()
+    plans = [evaluator.mask_plan(c) for c in criteria]
+    cohort = [p for p in plans if p.reason is None and not p.not_applicable]
+    rungs, cpu = [], []
+    for rung in range(ladder.rungs):
+        evaluator._measure(cohort, rung)
+        cpu.append(time.process_time() - start)
+        values = {p.selection: evaluator._result(p, rung).fitness for p in cohort}
+        rungs.append([values.get(p.selection) for p in plans])
+        if rung < ladder.rungs - 1:
+            ranked = sorted(range(len(cohort)), key=lambda i: -values[cohort[i].selection])
+            cohort = [cohort[i] for i in sorted(ranked[:ladder.promoted(rung, len(cohort))])]
+    return {"specs": specs, "keep": list(ladder.keep), "subset": ladder.subset, "rungs": rungs, "cpu_s": cpu}
+
+
+def report_ladder(name: str, result: dict, combined: list, top10: set[int], n: int) -> None:
+    final = [None] * n
+    for rung, values in enumerate(result["rungs"]):
+        reached = [i for i, v in enumerate(values) if v is not None]
+        for i in reached:
+            final[i] = rung + values[i]  # (highest rung reached, value there) as one sortable number
+        rho = rho_with_interval(values, combined)[0] if len(reached) > 3 else float("nan")
+        recall = len(top10 & set(reached))
+        print(f"{name:<40} rung {rung}: {len(reached):>2} measured, rho {rho:+.3f}, reference top-10 kept "
+              f"{recall}/10, {n / result['cpu_s'][rung]:.2f} evals/CPU-s", flush=True)
+    rho, low, high, _ = rho_with_interval(final, combined)
+    per_eval = result["cpu_s"][-1] / n
+    print(f"{name:<40} ladder order: rho {rho:+.3f} [{low:+.3f}, {high:+.3f}]; {per_eval:6.2f} CPU-s/eval; "
+          f"rho per CPU-s {rho / per_eval:+.3f}", flush=True)
 
 
 def rho_with_interval(x: list, y: list, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
@@ -134,6 +189,17 @@ def main() -> None:
         print(f"{name:<58} rho {rho:+.3f} [{low:+.3f}, {high:+.3f}] (n={n}; per reference task "
               f"{', '.join(f'{r:+.2f}' for r in rhos)}); {per_eval:6.2f} CPU-s/eval; rho per CPU-s "
               f"{rho / per_eval:+.3f}", flush=True)
+
+    ranked = sorted((i for i, v in enumerate(combined) if v is not None), key=lambda i: -combined[i])
+    top10 = set(ranked[:10])
+    ladders = saved.setdefault("ladders", {})
+    for name, (specs, ladder) in LADDERS.items():
+        if args.proxies and name not in args.proxies:
+            continue
+        if name not in ladders:
+            ladders[name] = ladder_of(specs, ladder, criteria, args.data_root)
+            out_path.write_text(json.dumps(saved, indent=1))
+        report_ladder(name, ladders[name], combined, top10, len(names))
 
 
 if __name__ == "__main__":

@@ -32,14 +32,19 @@ class Backend:
     def _start(self) -> None:
         if self.name == "dask" and self._client is None:
             try:
+                import dask
                 from dask.distributed import Client, LocalCluster
             except ImportError:
                 raise PrunevoError("--backend dask needs Dask: pip install 'prunevo[dask]'") from None
             if self.address:
                 self._client = Client(self.address)
             else:
-                self._cluster = LocalCluster(n_workers=self.n_jobs, threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
+                # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 to hand memory back to the OS; torch
+                # then pays page faults on every tensor allocation and a fitness job runs 2-3x slower
+                # (measured: docs/BENCHMARKS.md).  Workers of this short-lived cluster keep glibc's default.
+                with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                    self._cluster = LocalCluster(n_workers=self.n_jobs, threads_per_worker=1, processes=True,
+                                                 dashboard_address=None)
                 self._client = Client(self._cluster)
         elif self.name == "ray" and not self._ray_started:
             try:
