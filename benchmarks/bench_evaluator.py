@@ -14,6 +14,7 @@ It checks that batched and naive agree exactly, that every top-rung result of a 
 measurement, and that the worker count and backend change nothing.  Ratios are against ``naive``.
 
     .venv/bin/python benchmarks/bench_evaluator.py                         # digits tasks, no data needed
+    .venv/bin/python benchmarks/bench_evaluator.py --ladder 0.125 --ladder-recal 2
     .venv/bin/python benchmarks/bench_evaluator.py --data-root ../shared/data \\
         --tasks lenet5@mnist:val=2000 small-resnet@mnist:val=2000 --formulas 32
 """
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["digits-vgg", "digits-resnet"])
     parser.add_argument("--data-root", help="for tasks on MNIST, Fashion-MNIST, image folders")
     parser.add_argument("--ladder", default="0.25", help="ladder shares for the ladder modes (default: 0.25)")
+    parser.add_argument("--ladder-recal", type=int, default=8,
+                        help="BatchNorm recalibration batches at rung 0 (default: 8, as the full measurement)")
+    parser.add_argument("--ladder-subset", type=int, default=500, help="validation images at rung 0 (default: 500)")
     parser.add_argument("--fused", action="store_true", help="also time the fused (vmap) pass on this device")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask row")
     parser.add_argument("--device", default="cpu")
@@ -61,7 +65,7 @@ def main() -> None:
     print(f"tasks {' '.join(args.tasks)} prepared in {time.perf_counter() - t0:.1f}s (torch {torch.__version__}, "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, device {args.device})")
     criteria = batch(args.formulas, args.seed)
-    ladder = parse_ladder(args.ladder)
+    ladder = parse_ladder(args.ladder, args.ladder_subset, args.ladder_recal)
     modes = [("naive", dict(mode="off")), ("ladder", dict(mode="off", ladder=ladder)),
              ("batched", dict(mode="loop"))]
     if args.fused:

@@ -64,6 +64,12 @@ LADDERS = {
                                                 Ladder((0.25,))),
     "digits, 3 fine-tune seeds, ladder 0.5": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
                                                Ladder((0.5,))),
+    "digits, ladder 0.25, rung-0 recal 1 batch": (["digits-vgg", "digits-resnet"], Ladder((0.25,), recal_batches=1)),
+    "digits, ladder 0.25, rung-0 recal 2 batches": (["digits-vgg", "digits-resnet"], Ladder((0.25,), recal_batches=2)),
+    "digits, ladder 0.125, rung-0 recal 2 batches": (["digits-vgg", "digits-resnet"], Ladder((0.125,), recal_batches=2)),
+    "digits, 3 seeds, ladder 0.25, rung-0 recal 1": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
+                                                     Ladder((0.25,), recal_batches=1)),
+    "mnist, val 2000, ladder 0.25, rung-0 recal 1": (MNIST, Ladder((0.25,), subset=500, recal_batches=1)),
 }
 
 
@@ -113,7 +119,8 @@ def ladder_of(specs: list[str], ladder: Ladder, criteria: list, data_root: str) 
         if rung < ladder.rungs - 1:
             ranked = sorted(range(len(cohort)), key=lambda i: -values[cohort[i].selection])
             cohort = [cohort[i] for i in sorted(ranked[:ladder.promoted(rung, len(cohort))])]
-    return {"specs": specs, "keep": list(ladder.keep), "subset": ladder.subset, "rungs": rungs, "cpu_s": cpu}
+    return {"specs": specs, "keep": list(ladder.keep), "subset": ladder.subset, "recal_batches": ladder.recal_batches,
+            "rungs": rungs, "cpu_s": cpu}
 
 
 def report_ladder(name: str, result: dict, combined: list, top10: set[int], n: int) -> None:

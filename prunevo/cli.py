@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
                         "the hall of fame (default: off)")
     p.add_argument("--ladder-subset", type=int, default=500,
                    help="validation images scored at rung 0 of the ladder, stratified (default: 500)")
+    p.add_argument("--ladder-recal", type=int, default=8,
+                   help="batches of 256 training images that recalibrate BatchNorm at rung 0 (default: 8, as the "
+                        "full measurement; 2 ranked as well in docs/BENCHMARKS.md's fidelity table at a third "
+                        "less cost)")
     p.add_argument("--preset", choices=["transfer"],
                    help="named settings; options given on the command line win. transfer: LeNet-5 on MNIST and a "
                         "small VGG on Imagenette at 32 px (global allocation), each pruned to 50%% of the MACs; check task: a small "
@@ -168,7 +172,8 @@ def _config(args):
         seed_classics=not args.no_seed_classics, data_root=args.data_root, cache_dir=args.cache_dir,
         redraw_tries=getattr(args, "redraw_tries", 5), rescore_seeds=getattr(args, "rescore_seeds", 3),
         check_tasks=tuple(getattr(args, "check_tasks", ())), ladder=_ladder(getattr(args, "ladder", "off")),
-        ladder_subset=getattr(args, "ladder_subset", 500), batching=args.batching, stack=args.stack,
+        ladder_subset=getattr(args, "ladder_subset", 500), ladder_recal=getattr(args, "ladder_recal", 8),
+        batching=args.batching, stack=args.stack,
         device=resolve_device(args.device), backend=args.backend, address=args.address,
     )
 

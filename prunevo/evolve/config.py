@@ -40,6 +40,7 @@ class EvolutionConfig:
     # throughput (fitness.ladder, fitness.jobs, fitness.backends): how fitness is measured, and where
     ladder: tuple[float, ...] = ()  # shares promoted past each fidelity rung; () = every selection gets the full measurement
     ladder_subset: int = 500  # validation images scored at rung 0
+    ladder_recal: int = 8  # BatchNorm recalibration batches (of 256 training images) at rung 0
     batching: str = "auto"  # how a job scores its candidates: auto | loop | fused | off
     stack: int = 16  # candidates per fused pass
     device: str = "cpu"  # where fitness jobs train: cpu, cuda, cuda:N
@@ -93,7 +94,7 @@ class EvolutionConfig:
                     device=self.device)
 
     def ladder_spec(self) -> Ladder | None:
-        return Ladder(tuple(self.ladder), self.ladder_subset) if self.ladder else None
+        return Ladder(tuple(self.ladder), self.ladder_subset, self.ladder_recal) if self.ladder else None
 
     def to_json(self) -> dict:
         return asdict(self)

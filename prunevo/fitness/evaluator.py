@@ -22,6 +22,7 @@ from prunevo.fitness.jobs import MODES, TaskJob, TaskPayload, run_task_job
 from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
+from prunevo.training.stacked import Recalibration
 from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.cost import MacsEstimator
@@ -306,15 +307,19 @@ class Evaluator:
         for (task_name, index), work in pending.items():
             prepared = self._by_name[task_name]
             keys = sorted(work)
-            per_job = self.stack if self.mode == "fused" else math.ceil(len(keys) / self.n_jobs)
+            # two chunks per worker and task: joblib hands them out as workers free up, which evens out tasks of
+            # different cost; each chunk carries its task's data once
+            chunks = 1 if self.n_jobs == 1 else 2 * self.n_jobs
+            per_job = self.stack if self.mode == "fused" else math.ceil(len(keys) / chunks)
             budget = prepared.task.finetune if rung == self.rungs - 1 else self.ladder.budget(rung, prepared.task.finetune)
             val_x, val_y = self._rung_val(prepared, rung)
+            recal = Recalibration(self.ladder.recal_batches) if rung == 0 and rung < self.rungs - 1 else Recalibration()
             for first in range(0, len(keys), per_job):
                 chunk = keys[first:first + per_job]
                 jobs.append(TaskJob(
                     self._payload(prepared), chunk, [work[k] for k in chunk], val_x.numpy(), val_y.numpy(), budget,
                     self.finetune_seed(prepared, index), self.threads_per_job, self.mode, self.stack, self.device,
-                    masked=prepared.task.allocation == "global"))
+                    masked=prepared.task.allocation == "global", recal=recal))
         for job, accuracies in zip(jobs, self.backend.map(run_task_job, jobs)):
             self.cache.update(zip(job.keys, accuracies))
             self.stats.jobs += len(job.keys)

@@ -21,12 +21,15 @@ from prunevo.utils import stable_hash
 class Ladder:
     keep: tuple[float, ...] = (0.25,)  # share of candidates promoted past each rung (one per rung below the top)
     subset: int = 500  # validation images that rung 0 scores (stratified; the whole split when it is smaller)
+    recal_batches: int = 8  # training batches of 256 that re-estimate BatchNorm statistics at rung 0
 
     def __post_init__(self) -> None:
         if not self.keep or not all(0 < k <= 1 for k in self.keep):
             raise PrunevoError(f"ladder shares must be in (0, 1], got {list(self.keep)}")
         if self.subset < 10:
             raise PrunevoError(f"the ladder's rung-0 subset needs at least 10 images, got {self.subset}")
+        if self.recal_batches < 1:
+            raise PrunevoError(f"the ladder's rung 0 needs at least 1 recalibration batch, got {self.recal_batches}")
 
     @property
     def rungs(self) -> int:
@@ -44,10 +47,11 @@ class Ladder:
 
     def tag(self, rung: int, finetune: FitConfig) -> str:
         """What a rung below the top measures, hashed into its cache keys (the top rung uses the task's keys)."""
-        return f"rung{rung}:" + stable_hash([asdict(self.budget(rung, finetune)), self.subset if rung == 0 else None])[:10]
+        rung0 = [self.subset, self.recal_batches] if rung == 0 else None
+        return f"rung{rung}:" + stable_hash([asdict(self.budget(rung, finetune)), rung0])[:10]
 
 
-def parse_ladder(text: str, subset: int = 500) -> Ladder | None:
+def parse_ladder(text: str, subset: int = 500, recal_batches: int = 8) -> Ladder | None:
     """``--ladder 0.25`` (rung 0, then the top 25%% at the full budget) or ``0.5,0.5`` (three rungs);
     ``off`` or an empty string disables it."""
     if text.strip().lower() in ("", "off", "none"):
@@ -56,4 +60,4 @@ def parse_ladder(text: str, subset: int = 500) -> Ladder | None:
         keep = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise PrunevoError(f"--ladder {text!r} is not a list of shares; allowed: e.g. 0.25 or 0.5,0.5, or off") from None
-    return Ladder(keep, subset)
+    return Ladder(keep, subset, recal_batches)

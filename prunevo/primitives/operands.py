@@ -30,6 +30,8 @@ class LayerStats:
     num_classes: int
     missing: frozenset[str] = frozenset()
     labels_onehot: torch.Tensor = field(init=False, repr=False)
+    # per-channel values of subtrees already scored on this layer, shared by every formula (see ``evaluate``)
+    vectors: dict = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.labels_onehot = torch.nn.functional.one_hot(self.labels.long(), self.num_classes).to(self.F.dtype)
