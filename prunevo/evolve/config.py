@@ -17,7 +17,7 @@ class EvolutionConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
     overrides: TaskOverrides = field(default_factory=TaskOverrides)
-    population: int = 64
+    population: int = 128
     generations: int = 20
     seed: int = 0
     n_jobs: int = 2

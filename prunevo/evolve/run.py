@@ -1,6 +1,7 @@
 """An evolution run: prepare the tasks, evolve, and keep the run directory up to date every generation."""
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -12,8 +13,8 @@ from tqdm.auto import tqdm
 from prunevo.errors import RunError
 from prunevo.evolve import rundir
 from prunevo.evolve.config import EvolutionConfig
-from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox, redraw_repeats, restore,
-                                   snapshot, vary)
+from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox,
+                                   redraw_repeats, restore, snapshot, vary)
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
@@ -103,14 +104,20 @@ def prepare_check_tasks(config: EvolutionConfig) -> list[PreparedTask]:
             for t in config.check_task_list()]
 
 
-def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFront, config: EvolutionConfig) -> None:
+PLOT_EVERY_S = 20.0  # fitness.png is redrawn at most this often (and after the last generation): a plot costs
+# about as much as a generation of the default run
+
+
+def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFront, config: EvolutionConfig,
+                   plot: bool = True) -> None:
     rundir.write_checkpoint(run_dir, state)
     rundir.write_log(run_dir / "log.csv", state["log"])
     atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
     atomic_write_json(run_dir / "pareto.json", [e.describe() for e in pareto.front])
     atomic_write_json(run_dir / "baselines.json", state["baselines"])
     baseline_fitness = {r.name: r.fitness for r in baselines_from_json(state["baselines"]) if r.comparable}
-    plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
+    if plot:
+        plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
 
 
 def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, seconds: float, jobs: int,
@@ -186,6 +193,7 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
                  pareto: ParetoFront, log: list[dict], baselines: dict, start_gen: int, bar,
                  on_generation: Callable[[int], None] | None) -> None:
     """Generations ``start_gen`` to ``config.generations``; the run directory is rewritten after each."""
+    plotted = -math.inf
     for generation in range(start_gen, config.generations + 1):
         t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
         rungs0 = list(evaluator.stats.rung_counts)
@@ -194,7 +202,7 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
             population = vary(population, config, toolbox, generation)
             redrawn = redraw_repeats(population, evaluator, toolbox, config.redraw_tries)
         plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
-        new_selections = len({p.selection for p in plans if p.selection and not evaluator.is_evaluated(p)})
+        new_selections = len({p.selection for p in plans if evaluator.is_new(p)})
         fresh = evaluate_population(population, evaluator)
         for ind, formula, result in fresh:
             if result.valid and result.complete:  # lower ladder rungs never enter the hall of fame
@@ -208,10 +216,12 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
             "generation": generation, "population": [asdict(s) for s in snapshot(population)],
             "hall_of_fame": [asdict(e) for e in hof.entries],
             "pareto": {str(k): asdict(e) for k, e in pareto.by_complexity.items()},
-            "cache": evaluator.cache, "log": log, "baselines": baselines,
+            "cache": dict(sorted(evaluator.cache.items())), "log": log, "baselines": baselines,
             "evaluator": asdict(evaluator.stats),
         }
-        _write_outputs(run_dir, state, hof, pareto, config)
+        plot = generation == config.generations or time.monotonic() - plotted >= PLOT_EVERY_S
+        _write_outputs(run_dir, state, hof, pareto, config, plot)
+        plotted = time.monotonic() if plot else plotted
         bar.set_postfix(best=f"{row['best']:.4f}", new=row["new_selections"], rungs=row["rungs"],
                         hit=f"{row['cache_hit_rate']:.0%}", evals_s=f"{row['evals_per_second']:.1f}")
         bar.update(1)

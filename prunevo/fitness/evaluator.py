@@ -227,10 +227,17 @@ class Evaluator:
         with torch_threads(self.threads_per_job):  # scores, like fine-tunes, must not depend on the thread count
             plan = self._mask_plan(criterion)
         if memo is not None:
-            if len(self._plans) >= PLAN_MEMO:
-                self._plans.clear()
-            self._plans[memo] = plan
+            self._remember(memo, plan)
         return plan
+
+    def _remember(self, memo: str, plan: MaskPlan) -> None:
+        if len(self._plans) >= PLAN_MEMO:
+            self._plans.clear()
+        self._plans[memo] = plan
+
+    def is_new(self, plan: MaskPlan) -> bool:
+        """Whether the plan's selection still needs measuring."""
+        return plan.selection is not None and not self.is_evaluated(plan)
 
     def is_evaluated(self, plan: MaskPlan) -> bool:
         """Whether every fine-tune this plan needs is already in the cache."""
@@ -278,7 +285,7 @@ class Evaluator:
                     if seed_key in self.cache or seed_key in seen:
                         self.stats.hits += 1
                     seen.add(seed_key)
-            if plan.keys and not self.is_evaluated(plan):
+            if plan.keys and self.is_new(plan):
                 cohort.setdefault(plan.selection, plan)
         alive = list(cohort.values())
         counts = self.stats.rung_counts
@@ -313,7 +320,8 @@ class Evaluator:
             per_job = self.stack if self.mode == "fused" else math.ceil(len(keys) / chunks)
             budget = prepared.task.finetune if rung == self.rungs - 1 else self.ladder.budget(rung, prepared.task.finetune)
             val_x, val_y = self._rung_val(prepared, rung)
-            recal = Recalibration(self.ladder.recal_batches) if rung == 0 and rung < self.rungs - 1 else Recalibration()
+            rung0 = rung == 0 and rung < self.rungs - 1
+            recal = Recalibration(self.ladder.recal_batches if rung0 else prepared.task.recal_batches)
             for first in range(0, len(keys), per_job):
                 chunk = keys[first:first + per_job]
                 jobs.append(TaskJob(

@@ -24,6 +24,9 @@ from prunevo.training import FitConfig, top1
 from prunevo.utils import stable_hash, state_hash
 
 
+RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a task says otherwise
+
+
 @dataclass(frozen=True)
 class Task:
     """One fitness task.  The prune target is ``target_macs`` (share of the MACs kept, met on the fast
@@ -41,6 +44,7 @@ class Task:
     val_samples: int | None = None  # stratified validation images scored (None: the whole split)
     seeds: int = 1  # fine-tune seeds; fitness reads the mean accuracy
     weight: float = 1.0  # weight in the geometric mean over co-evolved tasks
+    recal_batches: int = RECAL_BATCHES  # batches of 256 training images that re-estimate BatchNorm statistics
     calibration_per_class: int = 20
     calibration_seed: int = 0
     # random configuration search at the target's MACs (None: select with ``prune``)
@@ -50,6 +54,8 @@ class Task:
         """Everything that determines fitness on this task, hashed (fitness cache keys start with it)."""
         fields = asdict(self)
         del fields["name"], fields["weight"]  # an alias and its spelled-out form are the same task
+        if fields["recal_batches"] == RECAL_BATCHES:  # tasks from before the option keep their identity
+            del fields["recal_batches"]
         return stable_hash(fields)
 
     @property
@@ -65,6 +71,7 @@ class Task:
         train = f" on {self.finetune.max_samples}" if self.finetune.max_samples else ""
         val = f"val {self.val_samples}" if self.val_samples else "val all"
         seeds = f", {self.seeds} seeds" if self.seeds > 1 else ""
+        seeds += f", BN recalibration {self.recal_batches} batches" if self.recal_batches != RECAL_BATCHES else ""
         return (f"{self.model} on {self.dataset}{size}: {target}, {self.allocation}; fine-tune "
                 f"{self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}; {val}{seeds}; weight {self.weight:g}")
 
