@@ -78,6 +78,12 @@ def test_score_beside_baselines(capsys, tmp_path):
     (["show", "/nonexistent/run"], "not a prunevo run directory"),
     (["evolve", "--population", "1", "--run-dir", "/tmp/never"], "population must be at least 2"),
     (["evolve", "--prune-ratio", "1.5", "--generations", "0", "--run-dir", "/tmp/never"], "out of range"),
+    (["evolve", "--ladder", "2", "--run-dir", "/tmp/never"], "ladder shares must be in (0, 1]"),
+    (["evolve", "--ladder", "half", "--run-dir", "/tmp/never"], "is not a list of shares"),
+    (["evolve", "--stack", "0", "--run-dir", "/tmp/never"], "stack must be in [1, 1024]"),
+    (["score", "l1(W)", "--tasks", "small-vgg@digits:recal=0"], "recal=0 is out of range"),
+    pytest.param(["evolve", "--device", "cuda", "--run-dir", "/tmp/never"], "CUDA is not available",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, fragment, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
@@ -85,6 +91,22 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, fragment, tmp_path):
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_throughput_options_reach_the_run_config():
+    from prunevo.cli import _config, _parser
+
+    args = _parser().parse_args(["evolve", "--ladder", "0.5,0.25", "--ladder-subset", "100", "--ladder-recal", "2",
+                                 "--batching", "fused", "--stack", "4", "--backend", "dask", "--address",
+                                 "tcp://scheduler:8786", "--n-jobs", "8"])
+    config = _config(args)
+    assert config.ladder == (0.5, 0.25) and config.ladder_subset == 100 and config.ladder_recal == 2
+    assert (config.batching, config.stack, config.backend, config.address, config.n_jobs) == (
+        "fused", 4, "dask", "tcp://scheduler:8786", 8)
+    options = config.evaluator_options()
+    assert options["ladder"].rungs == 3 and options["mode"] == "fused"
+    assert config.evaluator_options(ladder=False)["ladder"] is None
+    assert _config(_parser().parse_args(["evolve"])).ladder == ()
 
 
 def test_export_rank_out_of_range(run_dir, capsys):
