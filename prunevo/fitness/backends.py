@@ -60,13 +60,17 @@ class Backend:
                 self._ray_started = True
             register_ray()
 
-    def map(self, function: Callable, jobs: Iterable) -> list:
-        jobs = list(jobs)
-        if self.name == "loky" and (self.n_jobs == 1 or len(jobs) <= 1):
-            return [function(job) for job in jobs]  # no pool for serial work
+    def map(self, function: Callable, calls: Iterable[tuple], shared: list | None = None) -> list:
+        """``function(*args)`` for each tuple of ``calls``, in order.  ``shared`` are objects that many calls
+        take as an argument (a task's data and weights): sent to each worker once per ``map``, not once per
+        call (Dask scatters them; loky memory-maps their large arrays)."""
+        calls = list(calls)
+        if self.name == "loky" and (self.n_jobs == 1 or len(calls) <= 1):
+            return [function(*args) for args in calls]  # no pool for serial work
         self._start()
-        with parallel_config(backend=self.name, n_jobs=self.n_jobs if self.name == "loky" else -1):
-            return Parallel()(delayed(function)(job) for job in jobs)
+        options = {"scatter": list(shared)} if self.name == "dask" and shared else {}
+        with parallel_config(backend=self.name, n_jobs=self.n_jobs if self.name == "loky" else -1, **options):
+            return Parallel()(delayed(function)(*args) for args in calls)
 
     def close(self) -> None:
         if self._client is not None:

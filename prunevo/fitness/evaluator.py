@@ -324,11 +324,12 @@ class Evaluator:
             recal = Recalibration(self.ladder.recal_batches if rung0 else prepared.task.recal_batches)
             for first in range(0, len(keys), per_job):
                 chunk = keys[first:first + per_job]
-                jobs.append(TaskJob(
-                    self._payload(prepared), chunk, [work[k] for k in chunk], val_x.numpy(), val_y.numpy(), budget,
+                jobs.append((self._payload(prepared), TaskJob(
+                    chunk, [work[k] for k in chunk], val_x.numpy(), val_y.numpy(), budget,
                     self.finetune_seed(prepared, index), self.threads_per_job, self.mode, self.stack, self.device,
-                    masked=prepared.task.allocation == "global", recal=recal))
-        for job, accuracies in zip(jobs, self.backend.map(run_task_job, jobs)):
+                    masked=prepared.task.allocation == "global", recal=recal)))
+        shared = list({id(p): p for p, _ in jobs}.values())
+        for (_, job), accuracies in zip(jobs, self.backend.map(run_task_job, jobs, shared)):
             self.cache.update(zip(job.keys, accuracies))
             self.stats.jobs += len(job.keys)
         self.stats.batches += len(jobs)

@@ -54,7 +54,9 @@ class TaskPayload:
 
 @dataclass
 class TaskJob:
-    task: TaskPayload
+    """Candidates of one task to score at one budget; the task's data and weights (``TaskPayload``) travel
+    beside it, so that a backend can send them to a worker once for many jobs."""
+
     keys: list[str]
     candidates: list[list[list[torch.Tensor]]]  # per key: one selection, or a random search's configurations
     val_x: np.ndarray
@@ -78,27 +80,28 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def _pruned(job: TaskJob, keep: list[torch.Tensor], train: TensorImages, accel: Accelerator) -> torch.nn.Module:
-    model = job.task.factory()
-    model.load_state_dict(job.task.state)
-    prune_model(model, job.task.groups, keep, train.x[:1])
+def _pruned(task: TaskPayload, job: TaskJob, keep: list[torch.Tensor], train: TensorImages,
+            accel: Accelerator) -> torch.nn.Module:
+    model = task.factory()
+    model.load_state_dict(task.state)
+    prune_model(model, task.groups, keep, train.x[:1])
     # Running BatchNorm statistics are stale after pruning and far from converged after a few
     # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
     return recalibrate_bn(model, train, accel, job.recal.batches, job.recal.batch_size, job.seed)
 
 
-def _one_by_one(job: TaskJob, candidates: list[list[torch.Tensor]], train: TensorImages, val: TensorImages,
-                accel: Accelerator) -> float:
+def _one_by_one(task: TaskPayload, job: TaskJob, candidates: list[list[torch.Tensor]], train: TensorImages,
+                val: TensorImages, accel: Accelerator) -> float:
     """Prune physically, fine-tune, score.  With several candidate selections (random configuration search),
     the one whose recalibrated net scores best on a stratified subset of the training split is fine-tuned."""
     if len(candidates) == 1:
-        model = _pruned(job, candidates[0], train, accel)
+        model = _pruned(task, job, candidates[0], train, accel)
     else:
-        per_class = max(1, job.task.search_samples // job.task.num_classes)
+        per_class = max(1, task.search_samples // task.num_classes)
         held = TensorImages(*stratified_batch(train.x, train.targets, per_class, job.seed))
         best = -1.0
         for keep in candidates:
-            candidate = _pruned(job, keep, train, accel)
+            candidate = _pruned(task, job, keep, train, accel)
             acc = top1(candidate, held, accel)
             if acc > best:  # ties keep the earlier candidate
                 model, best = candidate, acc
@@ -108,60 +111,60 @@ def _one_by_one(job: TaskJob, candidates: list[list[torch.Tensor]], train: Tenso
     return top1(model, val, accel)
 
 
-def run_task_job(job: TaskJob) -> list[float]:
+def run_task_job(task: TaskPayload, job: TaskJob) -> list[float]:
     """Validation accuracy of every candidate of the job, in the order of ``job.keys``."""
     if job.mode not in MODES:
         raise ValueError(f"unknown scoring mode {job.mode!r}; allowed: {', '.join(MODES)}")
     with torch_threads(job.threads):
         torch.manual_seed(job.seed)
         accel = Accelerator(job.device)
-        train = TensorImages(_tensor(job.task.train_x), _tensor(job.task.train_y))
+        train = TensorImages(_tensor(task.train_x), _tensor(task.train_y))
         val = TensorImages(_tensor(job.val_x), _tensor(job.val_y))
         out: list[float | None] = [None] * len(job.keys)
         singles = [i for i, c in enumerate(job.candidates) if len(c) == 1]
         for i, candidates in enumerate(job.candidates):
             if job.mode == "off" or len(candidates) > 1:
-                out[i] = _one_by_one(job, candidates, train, val, accel)
+                out[i] = _one_by_one(task, job, candidates, train, val, accel)
         if job.mode == "fused" and job.masked:
             singles = [i for i in singles if out[i] is None]
-            _score_masked(job, singles, train, val, accel, out)
+            _score_masked(task, job, singles, train, val, accel, out)
         elif job.mode != "off":
-            _score_gathered(job, [i for i in singles if out[i] is None], train, val, accel, out)
+            _score_gathered(task, job, [i for i in singles if out[i] is None], train, val, accel, out)
         return [float(v) for v in out]
 
 
-def _score_gathered(job: TaskJob, todo: list[int], train: TensorImages, val: TensorImages, accel: Accelerator,
-                    out: list) -> None:
+def _score_gathered(task: TaskPayload, job: TaskJob, todo: list[int], train: TensorImages, val: TensorImages,
+                    accel: Accelerator, out: list) -> None:
     """Candidates grouped by pruned shape, each group scored on one skeleton."""
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i in todo:
         by_shape.setdefault(signature(job.candidates[i][0]), []).append(i)
-    skeletons = SkeletonCache(job.task.factory, job.task.state, job.task.groups, train.x[:1])
+    skeletons = SkeletonCache(task.factory, task.state, task.groups, train.x[:1])
     for members in by_shape.values():
         if job.mode == "loop" and len(members) == 1:  # a skeleton saves nothing for one candidate
-            out[members[0]] = _one_by_one(job, job.candidates[members[0]], train, val, accel)
+            out[members[0]] = _one_by_one(task, job, job.candidates[members[0]], train, val, accel)
             continue
         skeleton = skeletons.get(job.candidates[members[0]][0])
         if skeleton is None:  # a layer the gathering cannot reproduce: prune each candidate
             for i in members:
-                out[i] = _one_by_one(job, job.candidates[i], train, val, accel)
+                out[i] = _one_by_one(task, job, job.candidates[i], train, val, accel)
             continue
         step = job.stack if job.mode == "fused" else len(members)
         for start in range(0, len(members), step):
             chunk = members[start:start + step]
-            states = [skeleton.state_for(job.candidates[i][0], job.task.state) for i in chunk]
+            states = [skeleton.state_for(job.candidates[i][0], task.state) for i in chunk]
             scores = score_states(skeleton.model, states, train, val, job.budget, job.seed, job.recal,
                                   fused=job.mode == "fused", pad_to=job.stack, accel=accel)
             for i, score in zip(chunk, scores):
                 out[i] = score
 
 
-def _score_masked(job: TaskJob, todo: list[int], train: TensorImages, val: TensorImages, accel: Accelerator,
-                  out: list) -> None:
-    model = job.task.factory()
+def _score_masked(task: TaskPayload, job: TaskJob, todo: list[int], train: TensorImages, val: TensorImages,
+                  accel: Accelerator, out: list) -> None:
+    model = task.factory()
     for start in range(0, len(todo), job.stack):
         chunk = todo[start:start + job.stack]
-        states, masks = masked_states(model, job.task.state, job.task.groups, [job.candidates[i][0] for i in chunk])
+        states, masks = masked_states(model, task.state, task.groups, [job.candidates[i][0] for i in chunk])
         scores = score_states(model, states, train, val, job.budget, job.seed, job.recal, fused=True,
                               pad_to=job.stack, masks=masks, accel=accel)
         for i, score in zip(chunk, scores):
