@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                        "tasks and budget) and fitness.png, all updated every generation.")
     _add_task_options(p)
     p.add_argument("--population", type=int, default=128, help="individuals per generation (default: 128)")
-    p.add_argument("--generations", type=int, default=20, help="generations after the initial one (default: 20)")
+    p.add_argument("--generations", type=int, default=25, help="generations after the initial one (default: 25)")
     p.add_argument("--run-dir", default="runs/latest", help="run directory (default: runs/latest)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")

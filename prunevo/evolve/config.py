@@ -18,7 +18,7 @@ class EvolutionConfig:
     task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
     overrides: TaskOverrides = field(default_factory=TaskOverrides)
     population: int = 128
-    generations: int = 20
+    generations: int = 25
     seed: int = 0
     n_jobs: int = 2
     tournament_size: int = 3
