@@ -9,6 +9,7 @@ job is a pure function of its inputs.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Callable, Iterable
 
 from joblib import Parallel, delayed, parallel_config
@@ -36,6 +37,7 @@ class Backend:
                 from dask.distributed import Client, LocalCluster
             except ImportError:
                 raise PrunevoError("--backend dask needs Dask: pip install 'prunevo[dask]'") from None
+            logging.getLogger("distributed").setLevel(logging.ERROR)  # no scheduler/worker chatter in reports
             if self.address:
                 self._client = Client(self.address)
             else:
@@ -44,7 +46,8 @@ class Backend:
                 # (measured: docs/BENCHMARKS.md).  Workers of this short-lived cluster keep glibc's default.
                 with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                     self._cluster = LocalCluster(n_workers=self.n_jobs, threads_per_worker=1, processes=True,
-                                                 dashboard_address=None)
+                                                 dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                                                 silence_logs=logging.ERROR)
                 self._client = Client(self._cluster)
         elif self.name == "ray" and not self._ray_started:
             try:
@@ -53,12 +56,14 @@ class Backend:
             except ImportError:
                 raise PrunevoError("--backend ray needs Ray: pip install 'prunevo[ray]'") from None
             if not ray.is_initialized():
+                quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
                 if self.address:
-                    ray.init(address=self.address, log_to_driver=False)
+                    ray.init(address=self.address, **quiet)
                 else:
-                    ray.init(num_cpus=self.n_jobs, include_dashboard=False, log_to_driver=False)
+                    ray.init(num_cpus=self.n_jobs, include_dashboard=False, **quiet)
                 self._ray_started = True
             register_ray()
+            logging.getLogger("ray").setLevel(logging.ERROR)  # its joblib pool warns about an unused argument
 
     def map(self, function: Callable, calls: Iterable[tuple], shared: list | None = None) -> list:
         """``function(*args)`` for each tuple of ``calls``, in order.  ``shared`` are objects that many calls
