@@ -59,6 +59,19 @@ def test_fused_global_allocation_runs_masked_and_matches_loop(cache_dir):
     assert fused == pytest.approx(loop, abs=0.02)
 
 
+def test_fused_random_search_matches_loop(cache_dir):
+    from prunevo.pruning.allocation import SearchSpec
+
+    prepared = [prepare_task(quick_task("digits-vgg", search=SearchSpec(candidates=3, samples=200),
+                                        target_macs=0.5), cache_dir=cache_dir)]
+    assert prepared[0].task.allocation == "random-search"
+    criteria = _criteria(6)
+    loop = _fitness(Evaluator(prepared, mode="loop"), criteria)
+    fused = _fitness(Evaluator(prepared, mode="fused", stack=4), criteria)
+    assert fused == pytest.approx(loop, abs=0.03)
+    assert len(set(loop)) > 2
+
+
 def test_ladder_promotes_the_best_share_and_only_full_results_are_complete(prepared_tasks):
     criteria = _criteria(16)
     full = Evaluator(prepared_tasks)

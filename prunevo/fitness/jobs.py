@@ -8,7 +8,8 @@ candidate.  Scoring modes:
 - ``loop``: prune one skeleton per pruned shape and gather every candidate's weights into it
   (``pruning.gather``), then score them one after another: the same numbers as ``off``, bit for bit;
 - ``fused``: score ``stack`` candidates in one vmapped pass (``training.stacked``), padded to that fixed
-  size; candidates of different widths (global allocation) run masked on the unpruned shape.
+  size; candidates of different widths (global allocation, and the sampled configurations of a random
+  search) run masked on the unpruned shape.
 
 A job is a pure function of its inputs and runs on a fixed number of threads, so fitness does not depend
 on the worker count, the backend or, in ``loop`` and ``off``, the other candidates of the job.
@@ -16,7 +17,7 @@ on the worker count, the backend or, in ``loop`` and ``off``, the other candidat
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -122,8 +123,11 @@ def run_task_job(task: TaskPayload, job: TaskJob) -> list[float]:
         val = TensorImages(_tensor(job.val_x), _tensor(job.val_y))
         out: list[float | None] = [None] * len(job.keys)
         singles = [i for i, c in enumerate(job.candidates) if len(c) == 1]
+        searches = [i for i, c in enumerate(job.candidates) if len(c) > 1]
+        if job.mode == "fused" and searches:
+            _score_searched(task, job, searches, train, val, accel, out)
         for i, candidates in enumerate(job.candidates):
-            if job.mode == "off" or len(candidates) > 1:
+            if out[i] is None and (job.mode == "off" or len(candidates) > 1):
                 out[i] = _one_by_one(task, job, candidates, train, val, accel)
         if job.mode == "fused" and job.masked:
             singles = [i for i in singles if out[i] is None]
@@ -160,12 +164,38 @@ def _score_gathered(task: TaskPayload, job: TaskJob, todo: list[int], train: Ten
 
 
 def _score_masked(task: TaskPayload, job: TaskJob, todo: list[int], train: TensorImages, val: TensorImages,
-                  accel: Accelerator, out: list) -> None:
+                  accel: Accelerator, out: list, keeps: dict[int, list[torch.Tensor]] | None = None) -> None:
+    """Fused passes on the unpruned shape, candidates masked (``keeps``: the keep-masks to use per index,
+    by default each candidate's only selection)."""
     model = task.factory()
     for start in range(0, len(todo), job.stack):
         chunk = todo[start:start + job.stack]
-        states, masks = masked_states(model, task.state, task.groups, [job.candidates[i][0] for i in chunk])
+        chosen = [keeps[i] if keeps else job.candidates[i][0] for i in chunk]
+        states, masks = masked_states(model, task.state, task.groups, chosen)
         scores = score_states(model, states, train, val, job.budget, job.seed, job.recal, fused=True,
                               pad_to=job.stack, masks=masks, accel=accel)
         for i, score in zip(chunk, scores):
             out[i] = score
+
+
+def _score_searched(task: TaskPayload, job: TaskJob, todo: list[int], train: TensorImages, val: TensorImages,
+                    accel: Accelerator, out: list) -> None:
+    """Random configuration search, fused: every sampled configuration of every candidate is recalibrated and
+    scored on the held subset in masked passes (configurations differ in width); each candidate's best one
+    (ties keep the earlier, as ``_one_by_one``) is then fine-tuned and scored, masked too."""
+    per_class = max(1, task.search_samples // task.num_classes)
+    held = TensorImages(*stratified_batch(train.x, train.targets, per_class, job.seed))
+    model = task.factory()
+    configs = [(i, keep) for i in todo for keep in job.candidates[i]]
+    accuracy: list[float] = []
+    screen = replace(job.budget, epochs=0.0)
+    for start in range(0, len(configs), job.stack):
+        chunk = [keep for _, keep in configs[start:start + job.stack]]
+        states, masks = masked_states(model, task.state, task.groups, chunk)
+        accuracy += score_states(model, states, train, held, screen, job.seed, job.recal, fused=True,
+                                 pad_to=job.stack, masks=masks, accel=accel)
+    best: dict[int, tuple[float, list[torch.Tensor]]] = {}
+    for (i, keep), acc in zip(configs, accuracy):
+        if i not in best or acc > best[i][0]:
+            best[i] = (acc, keep)
+    _score_masked(task, job, todo, train, val, accel, out, {i: keep for i, (_, keep) in best.items()})
