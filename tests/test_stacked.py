@@ -43,22 +43,26 @@ def _sequential(data, factory, base, groups, x, keep, budget):
     return top1(model, data.val)
 
 
+def _gathered(setup, epochs):
+    """The skeleton, every candidate's gathered state, and the budget."""
+    data, factory, base, groups, x, keeps = setup
+    skeleton = Skeleton.build(factory, base, groups, keeps[0], x)
+    states = [skeleton.state_for(k, base) for k in keeps]
+    return skeleton, states, FitConfig(epochs=epochs, lr=0.02, batch_size=64, lr_schedule="cosine")
+
+
 @pytest.mark.parametrize("epochs", [0.0, 0.3])
 def test_loop_equals_pruning_each_candidate(setup, epochs):
     data, factory, base, groups, x, keeps = setup
-    budget = FitConfig(epochs=epochs, lr=0.02, batch_size=64, lr_schedule="cosine")
-    skeleton = Skeleton.build(factory, base, groups, keeps[0], x)
-    states = [skeleton.state_for(k, base) for k in keeps]
+    skeleton, states, budget = _gathered(setup, epochs)
     got = score_states(skeleton.model, states, data.train, data.val, budget, 7, RECAL)
     assert got == [_sequential(data, factory, base, groups, x, k, budget) for k in keeps]
 
 
 @pytest.mark.parametrize("epochs", [0.0, 0.3])
 def test_fused_equals_loop_and_ignores_companions(setup, epochs):
-    data, factory, base, groups, x, keeps = setup
-    budget = FitConfig(epochs=epochs, lr=0.02, batch_size=64, lr_schedule="cosine")
-    skeleton = Skeleton.build(factory, base, groups, keeps[0], x)
-    states = [skeleton.state_for(k, base) for k in keeps]
+    data = setup[0]
+    skeleton, states, budget = _gathered(setup, epochs)
     loop = score_states(skeleton.model, states, data.train, data.val, budget, 7, RECAL)
     fused = score_states(skeleton.model, states, data.train, data.val, budget, 7, RECAL, fused=True, pad_to=6)
     assert fused == pytest.approx(loop, abs=2 / len(data.val))  # at most a couple of borderline images flip

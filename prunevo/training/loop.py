@@ -5,9 +5,8 @@ count, set by the caller).
 """
 from __future__ import annotations
 
-import math
 from itertools import islice
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -26,6 +25,19 @@ def fit(model: nn.Module, dataset: Dataset, config: FitConfig, seed: int, accel:
         after_step: Callable[[nn.Module], None] | None = None, progress: bool = False,
         desc: str = "fine-tune") -> nn.Module:
     """Train ``model`` in place for ``config.epochs`` (fractions allowed) and return it in eval mode."""
+    accel.place(model)
+    model.train()
+    sgd_steps(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y), dataset, config, seed,
+              accel, (lambda: after_step(model)) if after_step is not None else None, progress, desc)
+    return model.eval()
+
+
+def sgd_steps(params: Iterable[torch.Tensor], loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              dataset: Dataset, config: FitConfig, seed: int, accel: Accelerator = CPU,
+              after_step: Callable[[], None] | None = None, progress: bool = False, desc: str = "fine-tune") -> None:
+    """``config``'s SGD and LR schedule over seeded batches of ``dataset``: the loop of ``fit``, for any loss.
+    ``loss_of(x, y)`` may return one loss per stacked model (``training.stacked``); their sum is
+    back-propagated, so each model gets the gradient of its own loss."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)  # augmentation draws from the global generator
@@ -33,12 +45,10 @@ def fit(model: nn.Module, dataset: Dataset, config: FitConfig, seed: int, accel:
     loader = make_loader(dataset, config.batch_size, True, seed, config.workers, accel.device != "cpu")
     total = round(config.epochs * max(1, len(loader)))
     if total == 0:
-        return model.eval()
-    accel.place(model)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+        return
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
     scheduler = make_scheduler(opt, config.lr_schedule, total, config.original_schedule)
-    model.train()
     step = 0
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     while step < total:
@@ -48,18 +58,17 @@ def fit(model: nn.Module, dataset: Dataset, config: FitConfig, seed: int, accel:
             x, y = accel.put(x), y.to(accel.device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with accel.autocast():
-                loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
+                loss = loss_of(x, y)
+            loss.sum().backward()
             opt.step()
             scheduler.step()
             if after_step is not None:
-                after_step(model)
+                after_step()
             step += 1
             bar.update(1)
-            if step % 50 == 0 and not math.isfinite(loss.item()):  # .item() syncs a GPU: not every step
-                raise PrunevoError(f"training diverged (loss {loss.item()}) at step {step}; lower --lr")
+            if step % 50 == 0 and not torch.isfinite(loss).all():  # syncs a GPU: not every step
+                raise PrunevoError(f"training diverged (loss {loss.max().item()}) at step {step}; lower --lr")
     bar.close()
-    return model.eval()
 
 
 @torch.no_grad()

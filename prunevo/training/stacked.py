@@ -22,11 +22,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import Dataset
 
-from prunevo.errors import PrunevoError
-from prunevo.training.batches import make_loader, seeded_subset
+from prunevo.training.batches import make_loader
 from prunevo.training.config import Accelerator, FitConfig
-from prunevo.training.loop import CPU, fit, recalibrate_bn, top1
-from prunevo.training.schedules import make_scheduler
+from prunevo.training.loop import CPU, fit, recalibrate_bn, sgd_steps, top1
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -119,35 +117,10 @@ class _Stack:
     def fit(self, train: Dataset, config: FitConfig, seed: int, accel: Accelerator,
             masks: dict[str, torch.Tensor] | None) -> None:
         """``training.fit`` for every candidate at once (same batches, same schedule, one optimizer state each)."""
-        torch.manual_seed(seed)
-        dataset = seeded_subset(train, config.max_samples, seed)
-        loader = make_loader(dataset, config.batch_size, True, seed, config.workers, accel.device != "cpu")
-        total = round(config.epochs * max(1, len(loader)))
-        if total == 0:
-            return
-        params = list(self.params.values())
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                              nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
-        scheduler = make_scheduler(opt, config.lr_schedule, total, config.original_schedule)
         loss_of = torch.vmap(nn.functional.cross_entropy, in_dims=(0, None))
         self.module.train()
-        step = 0
-        while step < total:
-            for x, y in loader:
-                if step >= total:
-                    break
-                x, y = accel.put(x), y.to(accel.device, non_blocking=True)
-                opt.zero_grad(set_to_none=True)
-                with accel.autocast():
-                    losses = loss_of(self(x).float(), y)
-                losses.sum().backward()  # candidate k's gradient is that of its own loss
-                opt.step()
-                scheduler.step()
-                if masks is not None:
-                    _apply_masks(self.params, masks)
-                step += 1
-                if step % 50 == 0 and not torch.isfinite(losses).all():
-                    raise PrunevoError(f"training diverged (loss {losses.max().item()}) at step {step}; lower --lr")
+        sgd_steps(list(self.params.values()), lambda x, y: loss_of(self(x).float(), y), train, config, seed, accel,
+                  (lambda: _apply_masks(self.params, masks)) if masks is not None else None)
         self.module.eval()
 
     @torch.no_grad()
