@@ -71,6 +71,10 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
                              "strategies; measured on --device at the largest --latency-batches)")
     p.add_argument("--max-layer-ratio", type=float, default=0.9,
                    help="no allocation removes more than this share of one group (default: 0.9)")
+    p.add_argument("--round-to", type=int, metavar="N",
+                   help="every pruned group keeps a multiple of N channels, rounded down as Torch-Pruning's round_to "
+                        "does (never fewer than N); GPU kernels run fastest on multiples of 8 (default: 8 when "
+                        "--device is CUDA, 1 on the CPU; reports say which)")
     p.add_argument("--search-candidates", type=int, default=16,
                    help="random-search allocation: sampled per-layer configurations (default: 16)")
     p.add_argument("--search-samples", type=int, default=1024,
@@ -196,6 +200,7 @@ def _transfer_config(args, strategy: str = "channel", allocation: str = "uniform
         channel_ratio=args.channel_ratio, target_latency=args.target_latency, strategy=strategy,
         allocation=allocation, search=SearchSpec(args.search_candidates, args.search_samples, args.search_epochs),
         cycles=args.cycles, layer_reduction=args.layer_reduction, max_layer_ratio=args.max_layer_ratio,
+        round_to=args.round_to,
         group_reduction=args.group_reduction, domino=args.domino, calibration_samples=args.calibration_samples,
         finetune=_fit_config(args, original), device=args.device, amp=False if args.no_amp else None,
         channels_last=False if args.no_channels_last else None, latency=latency, cache_dir=args.cache_dir)

@@ -48,16 +48,19 @@ def test_apply_writes_model_and_reports(base_checkpoint, tmp_path):
 
 def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
     r = run_cli("compare", "--formulas", "l1", "bn", "--model", "small-resnet", "--checkpoint", str(base_checkpoint),
-                "--channel-ratio", "0.5", "--epochs", "0.25", "--seeds", "2", "--no-latency", "--device", "cpu",
-                "--no-progress", "-o", str(tmp_path / "cmp"), cwd=tmp_path)
+                "--channel-ratio", "0.4", "--round-to", "8", "--epochs", "0.25", "--seeds", "2", "--no-latency",
+                "--device", "cpu", "--no-progress", "-o", str(tmp_path / "cmp"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "vs random" in r.stdout and "| random |" in r.stdout and "± " in r.stdout
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert len(data["runs"]) == 6  # (l1, bn, random) x 2 seeds
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
-    # identical settings: every criterion kept the same number of channels per group
+    # identical settings: every criterion kept the same number of channels per group, rounded to multiples of 8
     kept = {json.dumps(run["kept"]) for run in data["runs"]}
     assert len(kept) == 1
+    widths = [w for w, total in data["runs"][0]["kept"].values() if w < total]
+    assert widths and all(w % 8 == 0 for w in widths), widths
+    assert data["config"]["round_to"] == 8 and "multiples of 8" in r.stdout
 
 
 @pytest.mark.parametrize("args,message", [

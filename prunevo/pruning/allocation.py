@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from prunevo.errors import PrunevoError
-from prunevo.pruning.selection import PruneSpec, remove_lowest, select
+from prunevo.pruning.selection import PruneSpec, remove_lowest, round_kept, select
 
 ALLOCATIONS = ("uniform", "global", "random-search")
 SELECTION_OF = {"uniform": "layerwise", "global": "global"}
@@ -72,9 +72,11 @@ def configuration_masks(scores: list[torch.Tensor], config: torch.Tensor, amount
     return [remove_lowest(s, n - c) for s, n, c in zip(scores, sizes, counts)]
 
 
-def masks_along(scores: list[torch.Tensor], spec: PruneSpec, config: torch.Tensor | None = None) -> MasksAt:
+def masks_along(scores: list[torch.Tensor], spec: PruneSpec, config: torch.Tensor | None = None,
+                round_to: int = 1) -> MasksAt:
     """Keep-masks as a function of the pruning amount: the channel ratio for uniform and global
-    selection, the rescaling of ``config`` for a sampled configuration.  More amount, fewer MACs."""
+    selection, the rescaling of ``config`` for a sampled configuration.  More amount, fewer MACs.
+    ``round_to`` rounds every pruned group's width down to a multiple (``selection.round_kept``)."""
     if config is None:
-        return lambda amount: select(scores, replace(spec, ratio=amount))
-    return lambda amount: configuration_masks(scores, config, amount, spec)
+        return lambda amount: round_kept(select(scores, replace(spec, ratio=amount)), scores, round_to)
+    return lambda amount: round_kept(configuration_masks(scores, config, amount, spec), scores, round_to)

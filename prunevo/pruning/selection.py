@@ -95,6 +95,28 @@ def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
     return keep
 
 
+def round_kept(keep: list[torch.Tensor], scores: list[torch.Tensor], round_to: int) -> list[torch.Tensor]:
+    """Torch-Pruning's ``round_to``: every group that loses channels keeps a multiple of ``round_to`` of them,
+    rounded down (the next-lowest-scoring kept channels go too), and never fewer than ``round_to`` (Torch-
+    Pruning would leave none); a group left whole stays whole.  Hardware kernels (tensor cores, SIMD
+    lanes) run fastest on such widths."""
+    if round_to <= 1:
+        return keep
+    out = []
+    for mask, score in zip(keep, scores):
+        kept = int(mask.sum())
+        if kept == len(mask):
+            out.append(mask)
+            continue
+        target = min(len(mask), max(round_to, kept - kept % round_to))
+        order = torch.argsort(torch.where(mask, score, torch.full_like(score, float("-inf"))), descending=True,
+                              stable=True)
+        rounded = torch.zeros_like(mask)
+        rounded[order[:target]] = True
+        out.append(rounded)
+    return out
+
+
 def masks_key(keep: list[torch.Tensor]) -> str:
     """Identity of a selection: identical masks => identical fitness."""
     h = hashlib.sha256()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -103,8 +102,8 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
     if out_dir is not None:
         out = Path(out_dir)
         files = save_pruned(out, model, session, record)
-        report = {"config": asdict(config), "result": result.to_dict(), "files": files,
+        report = {"config": config.to_dict(), "result": result.to_dict(), "files": files,
                   "base_checkpoint": session.meta}
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", apply_markdown(result, asdict(config)))
+        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict()))
     return model, result

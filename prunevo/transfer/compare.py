@@ -39,7 +39,7 @@ def _latency_share(session: TransferSession, runs: list[ApplyResult]) -> float:
 
 
 def _title(config: TransferConfig, seeds, matched: float | None, strategies: list[str]) -> str:
-    title = (f"{config.model} on {config.dataset}: {target_text(asdict(config))}, {config.finetune.epochs:g} fine-tune epochs "
+    title = (f"{config.model} on {config.dataset}: {target_text(config.to_dict())}, {config.finetune.epochs:g} fine-tune epochs "
              f"({config.finetune.lr_schedule}), seeds {list(seeds)}")
     if len(strategies) > 1 or strategies[0] != "uniform":
         title += f"; strategies {', '.join(strategies)}"
@@ -104,7 +104,7 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
     wall = round(time.perf_counter() - start, 1)
     if out_dir is not None:
         out = Path(out_dir)
-        atomic_write_json(out / f"{name}.json", {"config": asdict(config), "seeds": list(seeds),
+        atomic_write_json(out / f"{name}.json", {"config": config.to_dict(), "seeds": list(seeds),
                                                  "strategies": strategies, "matched_latency": matched,
                                                  "base": asdict(session.base), "runs": [r.to_dict() for r in runs],
                                                  "not_applicable": [{"strategy": s, "criterion": c, "reason": why}

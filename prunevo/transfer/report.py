@@ -19,11 +19,13 @@ def _acc(m: Measurement) -> str:
 
 
 def target_text(config: dict) -> str:
+    rounding = config.get("round_to") or 1
+    rounded = f", widths rounded to multiples of {rounding}" if rounding > 1 else ""
     if config.get("target_latency") is not None:
-        return f"{config['target_latency']:.0%} of the measured latency"
+        return f"{config['target_latency']:.0%} of the measured latency{rounded}"
     if config.get("target_macs") is not None:
-        return f"{config['target_macs']:.0%} of the MACs"
-    return f"{config['channel_ratio']:.0%} of the channels removed"
+        return f"{config['target_macs']:.0%} of the MACs{rounded}"
+    return f"{config['channel_ratio']:.0%} of the channels removed{rounded}"
 
 
 def apply_markdown(result: ApplyResult, config: dict) -> str:

@@ -46,8 +46,8 @@ def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, 
     best, best_top1, tried = None, -1.0, []
     for candidate in tqdm(candidates, desc="random search", disable=not session.progress, leave=False):
         try:
-            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate), target_macs,
-                                   session.example, estimator=stage.estimator, full_macs=stage.macs,
+            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate, config.rounding),
+                                   target_macs, session.example, estimator=stage.estimator, full_macs=stage.macs,
                                    allocation="random-search")
         except PrunevoError:  # this sample's per-layer floors cannot reach the target
             tried.append(float("nan"))

@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.selection import PruneSpec, round_kept, select
 from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import Selection, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
@@ -75,6 +75,9 @@ class TransferConfig:
     cycles: int = 3
     layer_reduction: str = "mean"
     max_layer_ratio: float = 0.9
+    # every pruned group keeps a multiple of round_to channels (Torch-Pruning's round_to); None: 8 on CUDA,
+    # whose tensor-core kernels want multiples of 8, and 1 on the CPU
+    round_to: int | None = None
     group_reduction: str = "mean"
     domino: str = "o"
     calibration_samples: int = 256
@@ -115,6 +118,19 @@ class TransferConfig:
             raise PrunevoError("layer pruning removes whole blocks: give --target-macs or --target-latency, "
                                "not --channel-ratio")
         self.prune_spec()  # validates the reduction, Domino variant and caps
+        if self.round_to is not None and not 1 <= self.round_to <= 1024:
+            raise PrunevoError(f"round_to must be in [1, 1024], got {self.round_to}")
+
+    def to_dict(self) -> dict:
+        """The config as reports store it, with ``round_to`` resolved for the device."""
+        return {**asdict(self), "round_to": self.rounding}
+
+    @property
+    def rounding(self) -> int:
+        """The channel multiple every pruned group keeps (``round_to``, or its default for the device)."""
+        if self.round_to is not None:
+            return self.round_to
+        return 8 if str(self.device).startswith("cuda") or (self.device == "auto" and resolve_device("auto") != "cpu") else 1
 
     def prune_spec(self) -> PruneSpec:
         return PruneSpec(ratio=self.channel_ratio or 0.0, selection=SELECTION_OF.get(self.allocation, "layerwise"),
@@ -242,10 +258,12 @@ class TransferSession:
             target_macs, ratio = self.config.target_macs, self.config.channel_ratio
         if self.config.allocation == "random-search":
             return search_configuration(self, stage, scores, seed, target_macs)
+        rounding = self.config.rounding
         if target_macs is not None:
-            return meet_macs_target(stage.model, stage.groups, masks_along(scores, spec), target_macs, self.example,
-                                    estimator=stage.estimator, full_macs=stage.macs, allocation=self.config.allocation)
-        return Selection(select(scores, replace(spec, ratio=ratio)), ratio)
+            return meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, round_to=rounding),
+                                    target_macs, self.example, estimator=stage.estimator, full_macs=stage.macs,
+                                    allocation=self.config.allocation)
+        return Selection(round_kept(select(scores, replace(spec, ratio=ratio)), scores, rounding), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
               stage: Stage | None = None) -> nn.Module:
