@@ -202,13 +202,26 @@ def grid_markdown(rows: list[CompareRow], base: Measurement, strategies: list[st
     return "\n".join(lines) + "\n"
 
 
+ONE_TARGET = 0.05  # runs whose MACs shares differ by less than this (relative) were pruned to one target
+
+
+def one_target(results: list[ApplyResult]) -> bool:
+    """Whether every run kept about the same share of the MACs (a single target): then an accuracy-vs-MACs
+    scatter puts every criterion at one x position, and a per-criterion chart says more."""
+    fractions = [r.macs_fraction for r in results]
+    return bool(fractions) and max(fractions) - min(fractions) <= ONE_TARGET * max(fractions)
+
+
 def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
-    """Accuracy vs MACs and vs measured latency (batch 1, the first device), one marker per run."""
+    """One target: top-1 per criterion, mean ± std over seeds, sorted, random and the unpruned net as lines.
+    Several targets: accuracy vs MACs and vs measured latency (batch 1, the first device), a marker per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if one_target(results):
+        return _plot_one_target(results, base, path)
     device = "cuda" if any("cuda" in r.after.latency_ms for r in results) else "cpu"
     has_latency = all(device in r.after.latency_ms for r in results)
     strategies = list(dict.fromkeys(r.strategy for r in results))
@@ -247,6 +260,36 @@ def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
         axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     else:
         axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+    plt.close(fig)
+
+
+def _plot_one_target(results: list[ApplyResult], base: Measurement, path) -> None:
+    import matplotlib.pyplot as plt
+
+    strategies = list(dict.fromkeys(r.strategy for r in results))
+    bars = []  # (label, mean, std, is random)
+    for key in dict.fromkeys((r.strategy, r.criterion) for r in results):
+        accs = [r.after.top1 for r in results if (r.strategy, r.criterion) == key]
+        label = f"{key[0]}: {key[1]}" if len(strategies) > 1 else key[1]
+        bars.append((label, statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                     key[1] == "random"))
+    bars.sort(key=lambda b: b[1])
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(bars)))
+    ys = range(len(bars))
+    ax.barh(ys, [b[1] for b in bars], xerr=[b[2] for b in bars], capsize=3,
+            color=["0.7" if b[3] else "C0" for b in bars])
+    ax.set_yticks(list(ys), [b[0] for b in bars], fontsize=8)
+    randoms = [b for b in bars if b[3]]
+    if len(randoms) == 1:  # several strategies: each one's random is its own grey bar instead
+        ax.axvline(randoms[0][1], color="0.4", linestyle=":", label=f"random {randoms[0][1]:.4f}")
+    ax.axvline(base.top1, color="grey", linestyle="--", label=f"unpruned {base.top1:.4f}")
+    low = min(b[1] - b[2] for b in bars)
+    ax.set_xlim(max(0.0, low - 0.1 * (base.top1 - low + 1e-3)), min(1.0, max(base.top1, *(b[1] + b[2] for b in bars)) + 0.01))
+    share = statistics.fmean(r.macs_fraction for r in results)
+    ax.set(xlabel="top-1 (mean ± std over seeds)", title=f"top-1 at {share:.0%} of the MACs")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
