@@ -99,7 +99,9 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
                    help="the base model's schedule, which SLR compresses (default: step, or the checkpoint's)")
     p.add_argument("--latency-batches", type=int, nargs="+", default=[1, 64], metavar="B",
                    help="batch sizes of the latency measurement (default: 1 64)")
-    p.add_argument("--latency-repeats", type=int, default=10, help="timed repeats; the median is kept (default: 10)")
+    p.add_argument("--latency-repeats", type=int, default=10,
+                   help="at least this many timed blocks (torch.utils.benchmark.Timer.blocked_autorange, at least "
+                        "0.2 s per batch size); the median is kept (default: 10)")
     p.add_argument("--latency-threads", type=int, help="CPU threads while timing (default: torch's setting)")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement")
 

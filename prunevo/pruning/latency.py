@@ -1,26 +1,26 @@
-"""The one latency harness every report uses: warm-up, then the median of timed repeats.
+"""The one latency harness every report uses: warm-up, then ``torch.utils.benchmark.Timer``'s
+``blocked_autorange`` (the median over blocks of timed calls), which is what PyTorch users trust.
 
-CPU timings run with a fixed number of intra-op threads (recorded in the result); GPU timings use CUDA
-events around each repeat after a synchronize, so queued kernels are not mistaken for fast ones.
+CPU timings run with a fixed number of intra-op threads (``Timer(num_threads=...)``, recorded in the
+result); the Timer synchronizes the GPU around every block, so queued kernels are not mistaken for fast
+ones.
 """
 from __future__ import annotations
 
-import statistics
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
-
-from prunevo.utils import torch_threads
+from torch.utils import benchmark
 
 
 @dataclass(frozen=True)
 class LatencySpec:
     batch_sizes: tuple[int, ...] = (1, 64)
     warmup: int = 3
-    repeats: int = 10
+    repeats: int = 10  # at least this many timed blocks (the median is kept)
     threads: int | None = None  # CPU intra-op threads; None = torch's current setting
+    min_run_time: float = 0.2  # seconds of timing per batch size, at least
 
 
 @dataclass
@@ -36,42 +36,24 @@ class Latency:
 
 
 @torch.no_grad()
-def _time_cpu(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> float:
+def _time(model: nn.Module, x: torch.Tensor, spec: LatencySpec, threads: int) -> float:
     for _ in range(spec.warmup):
         model(x)
-    times = []
-    for _ in range(spec.repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+    once = timer.timeit(1).median
+    # at least ``repeats`` blocks, and at least ``min_run_time`` of timing in all
+    return timer.blocked_autorange(min_run_time=max(spec.min_run_time, spec.repeats * once)).median * 1000
 
 
-@torch.no_grad()
 def _time_cuda(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> float:
     # cuDNN picks kernels by autotuning (as deployment would): pruned nets have unusual channel counts whose
     # default heuristic kernels can be slower than the unpruned net's; the tuning happens during warm-up
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True
     try:
-        return _time_cuda_tuned(model, x, spec)
+        return _time(model, x, replace(spec, warmup=max(spec.warmup, 10)), torch.get_num_threads())
     finally:
         torch.backends.cudnn.benchmark = before
-
-
-def _time_cuda_tuned(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> float:
-    for _ in range(max(spec.warmup, 10)):
-        model(x)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(spec.repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        model(x)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
@@ -86,10 +68,10 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], device: str 
     threads = None if is_cuda else (spec.threads or torch.get_num_threads())
     result = Latency(str(dev), threads)
     try:
-        with torch_threads(threads):
-            for batch in spec.batch_sizes:
-                x = torch.randn(batch, *input_shape, device=dev).contiguous(memory_format=memory_format)
-                result.median_ms[batch] = round((_time_cuda if is_cuda else _time_cpu)(model, x, spec), 4)
+        for batch in spec.batch_sizes:
+            x = torch.randn(batch, *input_shape, device=dev).contiguous(memory_format=memory_format)
+            ms = _time_cuda(model, x, spec) if is_cuda else _time(model, x, spec, threads)
+            result.median_ms[batch] = round(ms, 4)
     finally:
         model.to("cpu", memory_format=torch.contiguous_format)
         model.train(was_training)
