@@ -219,6 +219,8 @@ def cmd_train(args) -> int:
     result = train_base(config, progress=not args.no_progress)
     test = ", ".join(f"{k} {v:.4f}" for k, v in result.test.items())
     print(f"saved {result.output}: validation top-1 {result.val_top1:.4f}; test {test}; {result.wall_s:.0f} s")
+    if result.augmentation:
+        print(f"augmentation: {result.augmentation}")
     return 0
 
 

@@ -63,6 +63,32 @@ def test_image_folder_with_val_and_bad_layouts(tmp_path):
         load_image_data(f"imagefolder:{tmp_path / 'nowhere'}")
 
 
+def test_small_image_folders_use_the_cifar_convention(tmp_path):
+    from PIL import Image
+
+    from prunevo.zoo.images import IMAGENET_MEAN, IMAGENET_STD
+
+    root = write_image_folder(tmp_path / "tiny", size=32, splits=("train", "val"), per_class=3)
+    data = load_image_data(f"imagefolder:{root}")
+    assert data.input_shape == (3, 32, 32)  # the images' own size, not 224
+    assert "CIFAR convention" in data.augmentation and "padding 4" in data.augmentation
+    # evaluation does not resize or crop: the image itself, normalized
+    x, _ = data.val[0]
+    raw = torch.from_numpy(np.array(Image.open(sorted((root / "val" / "cat").iterdir())[0]))).permute(2, 0, 1) / 255
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(x, (raw - mean) / std)
+    # training: random crops of the padded image, shifted by at most 4 px, never scaled up
+    torch.manual_seed(0)
+    crops = [data.train[0][0] for _ in range(8)]
+    assert all(c.shape == (3, 32, 32) for c in crops) and len({c.sum().item() for c in crops}) > 1
+    # a 48-px folder asked at 32 px: resized, then the same convention
+    mid = load_image_data(f"imagefolder:{write_image_folder(tmp_path / 'mid', size=48)}", image_size=32)
+    assert mid.input_shape == (3, 32, 32) and "resized to 32 px" in mid.augmentation
+    # photos (here 100 px) keep the ImageNet convention
+    big = load_image_data(f"imagefolder:{write_image_folder(tmp_path / 'big', size=100)}")
+    assert big.input_shape == (3, 224, 224) and "ImageNet convention" in big.augmentation
+
+
 @pytest.mark.parametrize("name,classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_pickles(tmp_path, name, classes):
     write_cifar(tmp_path, name, n_train=200 if name == "cifar100" else 50, classes=classes)

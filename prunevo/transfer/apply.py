@@ -103,7 +103,7 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
         out = Path(out_dir)
         files = save_pruned(out, model, session, record)
         report = {"config": config.to_dict(), "result": result.to_dict(), "files": files,
-                  "base_checkpoint": session.meta}
+                  "base_checkpoint": session.meta, "augmentation": session.data.augmentation}
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict()))
+        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict(), session.data.augmentation))
     return model, result

@@ -28,7 +28,7 @@ def target_text(config: dict) -> str:
     return f"{config['channel_ratio']:.0%} of the channels removed{rounded}"
 
 
-def apply_markdown(result: ApplyResult, config: dict) -> str:
+def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "") -> str:
     b, a = result.before, result.after
     devices = sorted(set(b.latency_ms) | set(a.latency_ms))
     batches = sorted({k for m in (b, a) for d in m.latency_ms.values() for k in d})
@@ -40,7 +40,8 @@ def apply_markdown(result: ApplyResult, config: dict) -> str:
         + (f" ({config['cycles']} cycles)" if config["strategy"] in ("iterative", "unstructured") else "")
         + f", group reduction {config['group_reduction']}, Domino-{config['domino']}",
         f"- fine-tuning: {config['finetune']['epochs']} epochs, lr {config['finetune']['lr']}, "
-        f"schedule {config['finetune']['lr_schedule']}; seed {result.seed}",
+        f"schedule {config['finetune']['lr_schedule']}; seed {result.seed}"
+        + (f"; augmentation: {augmentation}" if augmentation else ""),
         "",
         "| | params | MACs | top-1" + (" / top-5" if a.top5 is not None else "") + " | "
         + " | ".join(f"{d} b{k} ms" for d in devices for k in batches) + " |",

@@ -41,6 +41,7 @@ class TrainResult:
     val_top1: float
     test: dict[str, float]
     wall_s: float
+    augmentation: str = ""  # the training augmentation that was used
 
 
 def train_base(config: TrainConfig, progress: bool = False) -> TrainResult:
@@ -56,6 +57,6 @@ def train_base(config: TrainConfig, progress: bool = False) -> TrainResult:
     meta = {"model": config.model, "dataset": config.dataset, "num_classes": data.num_classes,
             "input_shape": list(data.input_shape), "stem": resolved_stem(config.model, config.stem, data.input_shape[1]),
             "schedule": config.fit.lr_schedule, "seed": config.seed, "val_top1": val, "test": test,
-            "fit": asdict(config.fit)}
+            "fit": asdict(config.fit), "augmentation": data.augmentation}
     save_checkpoint(Path(config.output), model, meta)
-    return TrainResult(config.output, val, test, round(time.perf_counter() - start, 2))
+    return TrainResult(config.output, val, test, round(time.perf_counter() - start, 2), data.augmentation)

@@ -54,6 +54,7 @@ class ImageData:
     train_plain: Dataset
     val: Dataset
     test: Dataset
+    augmentation: str = ""  # the training augmentation, as reports state it
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor:
@@ -95,10 +96,11 @@ def _tensor_data(name: str, num_classes: int, splits: tuple, channels: int | Non
     if flip:
         augment.append(v2.RandomHorizontalFlip())
     plain = v2.Compose(adapt) if adapt else None
+    described = f"random crop {out_size} px with padding {max(1, out_size // 8)}" + (", horizontal flip" if flip else "")
     return ImageData(
         name, num_classes, (channels, out_size, out_size),
         TensorImages(trx, tr_y, v2.Compose(adapt + augment)),
-        TensorImages(trx, tr_y, plain), TensorImages(vx, vy, plain), TensorImages(tx, ty, plain),
+        TensorImages(trx, tr_y, plain), TensorImages(vx, vy, plain), TensorImages(tx, ty, plain), described,
     )
 
 
@@ -132,14 +134,28 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
     if not train_dir.is_dir():
         raise DataError(f"image folder {path} has no train/ folder; expected {path}/train/CLASS/*.jpg "
                         f"and optionally {path}/val/ and {path}/test/")
-    size = size or 224
+    native = _native_size(train_dir)
+    small = native is not None and (native <= SMALL_IMAGES or native == size)
+    size = size or (native if small else 224)
     channels = channels or 3
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     grey = [v2.Grayscale(1)] if channels == 1 else [v2.RGB()]
     norm = [v2.Normalize(IMAGENET_MEAN[:channels] if channels == 3 else (0.5,),
                          IMAGENET_STD[:channels] if channels == 3 else (0.25,))]
-    train_tf = v2.Compose(grey + [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()] + to_tensor + norm)
-    eval_tf = v2.Compose(grey + [v2.Resize(int(size * 8 / 7), antialias=True), v2.CenterCrop(size)] + to_tensor + norm)
+    if small:  # CIFAR convention: the images are the objects, not photos to crop a detail from
+        fit = [v2.Resize((size, size), antialias=True)] if native != size else []
+        pad = max(1, size // 8)
+        train_tf = v2.Compose(grey + fit + [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()] + to_tensor + norm)
+        eval_tf = v2.Compose(grey + fit + to_tensor + norm)
+        augmentation = (f"{native}-px images (CIFAR convention): " + (f"resized to {size} px, " if fit else "")
+                        + f"random crop with padding {pad} and horizontal flip; evaluation unchanged")
+    else:  # ImageNet convention
+        train_tf = v2.Compose(grey + [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+                              + to_tensor + norm)
+        eval_tf = v2.Compose(grey + [v2.Resize(int(size * 8 / 7), antialias=True), v2.CenterCrop(size)]
+                             + to_tensor + norm)
+        augmentation = (f"ImageNet convention: random resized crop to {size} px (scale 0.08-1) and horizontal "
+                        f"flip; evaluation resized to {int(size * 8 / 7)} px and center-cropped to {size}")
     try:
         train, train_plain = ImageFolder(str(train_dir), train_tf), ImageFolder(str(train_dir), eval_tf)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -154,7 +170,30 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
         val = Subset(train_plain, va.tolist())
         train, train_plain = Subset(train, tr.tolist()), Subset(train_plain, tr.tolist())
     test = ImageFolder(str(path / "test"), eval_tf) if (path / "test").is_dir() else val
-    return ImageData(f"imagefolder:{path}", num_classes, (channels, size, size), train, train_plain, val, test)
+    return ImageData(f"imagefolder:{path}", num_classes, (channels, size, size), train, train_plain, val, test,
+                     augmentation)
+
+
+SMALL_IMAGES = 64  # image folders whose images are at most this many pixels use the CIFAR convention
+_SIZE_PROBES = 8
+
+
+def _native_size(train_dir: Path) -> int | None:
+    """The larger side of the folder's images, read from the headers of up to ``_SIZE_PROBES`` files spread
+    over the classes (None when none can be read: the ImageNet convention applies)."""
+    from PIL import Image, UnidentifiedImageError
+
+    sides = []
+    for class_dir in sorted(p for p in train_dir.iterdir() if p.is_dir())[:_SIZE_PROBES]:
+        first = next((f for f in sorted(class_dir.iterdir()) if f.is_file()), None)
+        if first is None:
+            continue
+        try:
+            with Image.open(first) as image:
+                sides.append(max(image.size))
+        except (OSError, UnidentifiedImageError):
+            continue
+    return max(sides) if sides else None
 
 
 def load_image_data(name: str, data_root: str | os.PathLike | None = None, channels: int | None = None,
