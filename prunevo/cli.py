@@ -302,6 +302,7 @@ def _rescore(run, args):
     from dataclasses import replace
 
     from prunevo.evolve.hall_of_fame import HallOfFame
+    from prunevo.evolve.rundir import RunLock
     from prunevo.evolve.run import load_run, prepare_check_tasks, prepare_tasks, rescore_run
 
     config = replace(run.config, data_root=args.data_root or run.config.data_root,
@@ -310,7 +311,11 @@ def _rescore(run, args):
     if not 1 <= seeds <= 16:
         raise PrunevoError(f"--rescore-seeds must be in [1, 16], got {seeds}")
     hof = HallOfFame(run.config.hall_of_fame_size, run.hall_of_fame)
-    rescore_run(run.run_dir, config, hof, prepare_tasks(config), prepare_check_tasks(config), seeds, progress=True)
+    lock = RunLock(run.run_dir).acquire()  # the re-scoring rewrites the run's files
+    try:
+        rescore_run(run.run_dir, config, hof, prepare_tasks(config), prepare_check_tasks(config), seeds, progress=True)
+    finally:
+        lock.release()
     return load_run(run.run_dir)
 
 

@@ -109,6 +109,32 @@ def test_throughput_options_reach_the_run_config():
     assert _config(_parser().parse_args(["evolve"])).ladder == ()
 
 
+def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(run_dir):
+    import os
+    import socket
+
+    from prunevo.evolve.rundir import RunLock
+
+    lock = RunLock(run_dir).acquire()  # this process holds the run, as a running evolution would
+    try:
+        for argv in (["evolve", "--run-dir", str(run_dir), "--resume", "--generations", "3"],
+                     ["show", str(run_dir), "--rescore"]):
+            proc = subprocess.run([sys.executable, "-m", "prunevo.cli", *argv], capture_output=True, text=True)
+            assert proc.returncode == 2, proc.stderr
+            assert f"is in use by process {os.getpid()}" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    finally:
+        lock.release()
+    assert not (run_dir / ".lock").exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (run_dir / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid}))
+    taken = RunLock(run_dir).acquire()  # the owner is dead: stale, taken over
+    assert json.loads((run_dir / ".lock").read_text())["pid"] == os.getpid()
+    taken.release()
+    (run_dir / ".lock").write_text("{half a lock")  # a process killed while writing it
+    RunLock(run_dir).acquire().release()
+
+
 def test_export_rank_out_of_range(run_dir, capsys):
     assert main(["export", str(run_dir), "--rank", "99"]) == 2
     assert "out of range" in capsys.readouterr().err

@@ -33,6 +33,11 @@ evolve(config, run_dir, resume=resume, progress=False, prepared=prepared, on_gen
 """
 
 
+def _popen(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def _run(tmp_path: Path, hash_seed: int, *args: str) -> None:
     env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=REPO, env=env, capture_output=True, text=True)
@@ -48,3 +53,30 @@ def test_same_seed_same_hall_of_fame_across_processes_workers_and_resumes(tmp_pa
     hall = [(tmp_path / run / "hall_of_fame.json").read_bytes() for run in ("a", "b", "c")]
     assert hall[0] == hall[1] == hall[2]
     assert (tmp_path / "a" / "pareto.json").read_bytes() == (tmp_path / "c" / "pareto.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_generation_then_resume_equals_the_uninterrupted_run(tmp_path, cache_dir):
+    import json
+    import signal
+    import time
+
+    _run(tmp_path, 1, str(tmp_path / "whole"), "1")
+    killed = tmp_path / "killed"
+    proc = _popen(str(killed), "1")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:  # checkpoints are written atomically: a file that exists is whole
+            if json.loads((killed / "checkpoint.json").read_text())["generation"] >= 2:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)  # after its first checkpoints, in the middle of a generation
+    proc.wait()
+    generation = json.loads((killed / "checkpoint.json").read_text())["generation"]
+    assert 2 <= generation < 10 and (killed / ".lock").exists()  # a stale lock: its process is gone
+    _run(tmp_path, 2, str(killed), "1", "-", "--resume")
+    assert (killed / "hall_of_fame.json").read_bytes() == (tmp_path / "whole" / "hall_of_fame.json").read_bytes()
+    assert not (killed / ".lock").exists()

@@ -144,8 +144,21 @@ def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, sec
 def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
            on_generation: Callable[[int], None] | None = None,
            prepared: list[PreparedTask] | None = None) -> RunResult:
-    """Run (or resume) an evolution and return its hall of fame, Pareto front, baselines and log."""
+    """Run (or resume) an evolution and return its hall of fame, Pareto front, baselines and log.  The run
+    directory is locked while it runs: a second process on it stops with a clear error."""
     run_dir = Path(run_dir)
+    lock = rundir.RunLock(run_dir)
+    if run_dir.is_dir():
+        lock.acquire()  # before anything is read or prepared: fail fast when another process holds it
+    try:
+        return _evolve(config, run_dir, resume, progress, on_generation, prepared, lock)
+    finally:
+        lock.release()
+
+
+def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool,
+            on_generation: Callable[[int], None] | None, prepared: list[PreparedTask] | None,
+            lock: rundir.RunLock) -> RunResult:
     if resume:
         saved = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
         # what may change on resume: how long, and where workers run (neither changes fitness)
@@ -159,6 +172,8 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
     prepared = prepared or prepare_tasks(config)  # bad data fails here, before the run directory exists
     check = prepare_check_tasks(config) if config.rescore_seeds else []
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not lock.held:
+        lock.acquire()
     atomic_write_json(run_dir / "config.json", config.to_json())
     evaluator = Evaluator(prepared, cache=state["cache"] if state else None, **config.evaluator_options())
     if state and "evaluator" in state:

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
-from torch.utils import benchmark
 
 
 @dataclass(frozen=True)
@@ -35,11 +34,22 @@ class Latency:
         return asdict(self)
 
 
+def _benchmark():
+    """``torch.utils.benchmark``, imported on first use: importing it probes for a CUDA toolkit and logs a
+    warning on machines without one, which must not reach every command's output."""
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    return benchmark
+
+
 @torch.no_grad()
 def _time(model: nn.Module, x: torch.Tensor, spec: LatencySpec, threads: int) -> float:
     for _ in range(spec.warmup):
         model(x)
-    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+    timer = _benchmark().Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
     once = timer.timeit(1).median
     # at least ``repeats`` blocks, and at least ``min_run_time`` of timing in all
     return timer.blocked_autorange(min_run_time=max(spec.min_run_time, spec.repeats * once)).median * 1000
