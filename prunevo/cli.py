@@ -420,13 +420,24 @@ COMMANDS = {"criteria": cmd_criteria, "evolve": cmd_evolve, "show": cmd_show, "e
             **TRANSFER_COMMANDS}
 
 
+def _one_line(exc: PrunevoError) -> str:
+    """The error's own message.  An error raised in a DataLoader worker comes back with the worker's traceback
+    in its text ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its last line
+    is the message."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and "Original Traceback" in str(exc):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("Error") else last
+    return " ".join(line.strip() for line in lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return COMMANDS[args.command](args)
     except PrunevoError as exc:
-        print(f"prunevo: error: {exc}", file=sys.stderr)
+        print(f"prunevo: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into head & co.: stop quietly, as command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

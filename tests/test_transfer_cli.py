@@ -69,6 +69,8 @@ def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
     (["apply", "--formula", "l1", "--model", "lenet5", "--dataset", "cifar10", "--data-root", "."], "cifar10 not found"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--dataset", "cifar10"], "needs --data-root"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--target-macs", "1.5"], "out of range"),
+    (["apply", "--formula", "l1", "--model", "lenet5", "--target-macs", "0"], "out of range"),
+    (["compare", "--formulas", "l1", "--model", "lenet5", "--target-macs", "0"], "allowed: 0 < target <= 1"),
     (["apply", "--formula", "l1", "--model", "shufflenet_v2_x0_5", "--image-size", "32"], "after layer"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--checkpoint", "missing.pt"], "does not exist"),
     (["apply", "--formula", "tp-bn", "--model", "lenet5", "--epochs", "0", "--no-latency"],
@@ -88,9 +90,44 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, m
     assert not (tmp_path / "pruned").exists()  # no half-written output directory
 
 
+def _bad_folder(root, kind):
+    from tests.test_transfer_data import write_image_folder
+
+    if kind == "empty classes":
+        for name in ("cat", "dog"):
+            (root / "train" / name).mkdir(parents=True)
+        return root
+    write_image_folder(root, classes=("cat", "dog"), per_class=6, size=32)
+    for f in sorted((root / "train" / "dog").iterdir()):  # the same images as JPEGs, one of them cut short
+        from PIL import Image
+
+        Image.open(f).save(f.with_suffix(".jpg"))
+        f.unlink()
+    victim = sorted((root / "train" / "dog").iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:200])
+    return root
+
+
+@pytest.mark.parametrize("kind,message", [("empty classes", "Found no valid file for the classes cat, dog"),
+                                          ("truncated JPEG", "dog/3.jpg cannot be read")])
+def test_broken_image_folders_are_one_line_errors(tmp_path, kind, message):
+    root = _bad_folder(tmp_path / "imgs", kind)
+    out = tmp_path / "out"
+    for command in (["apply", "--formula", "l1", "--no-latency"], ["compare", "--formulas", "l1", "--seeds", "1",
+                                                                 "--no-latency"]):
+        r = run_cli(*command, "--model", "small-resnet", "--dataset", f"imagefolder:{root}", "--epochs", "0.2",
+                    "--no-progress", "-o", str(out), cwd=tmp_path)
+        assert r.returncode == 2, r.stderr[-2000:]
+        errors = [line for line in r.stderr.splitlines() if line.startswith("prunevo: error")]
+        assert len(errors) == 1 and message in errors[0] and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert not out.exists()  # no half-written output directory
+
+
 def test_checkpoint_mismatch_and_corruption_are_refused(base_checkpoint, tmp_path):
-    r = run_cli("apply", "--formula", "l1", "--model", "small-vgg", "--checkpoint", str(base_checkpoint), cwd=tmp_path)
-    assert r.returncode == 2 and "is for model='small-resnet'" in r.stderr
+    r = run_cli("apply", "--formula", "l1", "--model", "small-vgg", "--checkpoint", str(base_checkpoint), "-o",
+                str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2 and "is for model='small-resnet'" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and not (tmp_path / "out").exists()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     r = run_cli("apply", "--formula", "l1", "--model", "small-resnet", "--checkpoint", str(bad), cwd=tmp_path)

@@ -95,6 +95,9 @@ class TransferConfig:
                                "and target_latency (--target-latency)")
         if self.strategy not in STRATEGIES:
             raise PrunevoError(f"unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
+        if self.target_macs is not None and not 0.0 < self.target_macs <= 1.0:
+            raise PrunevoError(f"MACs target {self.target_macs} is out of range; allowed: 0 < target <= 1 "
+                               f"(the share of the original MACs that remains)")
         check_allocation(self.allocation)
         if self.calibration_samples < 2:
             raise PrunevoError("calibration_samples must be at least 2")

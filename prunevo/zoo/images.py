@@ -157,21 +157,34 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
         augmentation = (f"ImageNet convention: random resized crop to {size} px (scale 0.08-1) and horizontal "
                         f"flip; evaluation resized to {int(size * 8 / 7)} px and center-cropped to {size}")
     try:
-        train, train_plain = ImageFolder(str(train_dir), train_tf), ImageFolder(str(train_dir), eval_tf)
+        train = ImageFolder(str(train_dir), train_tf, loader=read_image)
+        train_plain = ImageFolder(str(train_dir), eval_tf, loader=read_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DataError(f"image folder {train_dir} cannot be read: {exc}") from None
     num_classes = len(train.classes)
     if (path / "val").is_dir():
-        val = ImageFolder(str(path / "val"), eval_tf)
+        val = ImageFolder(str(path / "val"), eval_tf, loader=read_image)
         if val.classes != train.classes:
             raise DataError(f"{path}/val has classes {val.classes}, but train/ has {train.classes}")
     else:  # a split we create: a stratified tenth of train/, never trained on
         tr, va = _stratified_split(np.asarray(train.targets), (0.9, 0.1), 0)
         val = Subset(train_plain, va.tolist())
         train, train_plain = Subset(train, tr.tolist()), Subset(train_plain, tr.tolist())
-    test = ImageFolder(str(path / "test"), eval_tf) if (path / "test").is_dir() else val
+    test = ImageFolder(str(path / "test"), eval_tf, loader=read_image) if (path / "test").is_dir() else val
     return ImageData(f"imagefolder:{path}", num_classes, (channels, size, size), train, train_plain, val, test,
                      augmentation)
+
+
+def read_image(path: str):
+    """An image file decoded whole (RGB), or a one-line DataError naming the file: a truncated or corrupt
+    JPEG otherwise fails deep inside a training step with PIL's message and no file name."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f, Image.open(f) as image:
+            return image.convert("RGB")  # convert decodes every pixel, so truncation shows here
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise DataError(f"image {path} cannot be read ({type(exc).__name__}: {exc}); replace or remove it") from None
 
 
 SMALL_IMAGES = 64  # image folders whose images are at most this many pixels use the CIFAR convention
