@@ -14,7 +14,7 @@ from torch import nn
 
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.groups import ChannelGroup
-from prunevo.pruning.statistics import gather_stats
+from prunevo.pruning.statistics import gather_stats, needed_level
 
 
 class Calibration:
@@ -51,11 +51,19 @@ class Calibration:
 
     @property
     def stats(self) -> list[list[LayerStats]]:
-        """``stats[g][m]``: the operands of member ``m`` of group ``g`` (see ``gather_stats``)."""
+        """``stats[g][m]``: every operand of member ``m`` of group ``g`` (see ``gather_stats``)."""
+        return self.stats_at("gradients")
+
+    def stats_for(self, operands: frozenset[str]) -> list[list[LayerStats]]:
+        """Statistics that hold ``operands``, from the cheapest pass that computes them: a weight-only
+        criterion runs no calibration pass, an activation-only one no backward pass."""
+        return self.stats_at(needed_level(operands))
+
+    def stats_at(self, level: str) -> list[list[LayerStats]]:
         def gather():
             with self.on_device() as (model, x, y):
-                return gather_stats(model, self.groups, x, y, self.num_classes, consumers=self.consumers)
-        return self.memo("stats", gather)
+                return gather_stats(model, self.groups, x, y, self.num_classes, consumers=self.consumers, level=level)
+        return self.memo(("stats", level), gather)
 
     @property
     def example_input(self) -> torch.Tensor:

@@ -74,38 +74,31 @@ def _next_weights(modules: dict[str, nn.Module], group: ChannelGroup) -> torch.T
     return torch.cat(parts, dim=1) if parts else None
 
 
+LEVELS = ("weights", "activations", "gradients")  # what a calibration pass computes, cheapest first
+
+
+def needed_level(operands: frozenset[str]) -> str:
+    """The cheapest pass that yields ``operands``: weights need none, ``F`` a forward pass, ``G`` a backward."""
+    if "G" in operands:
+        return "gradients"
+    return "activations" if "F" in operands else "weights"
+
+
 def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
-                 num_classes: int, consumers: bool = False) -> list[list[LayerStats]]:
+                 num_classes: int, consumers: bool = False, level: str = "gradients") -> list[list[LayerStats]]:
     """``stats[g][m]``: the statistics of member ``m`` of group ``g``, channels in group order.
 
+    ``level`` (``LEVELS``) says how far to go: ``weights`` runs no pass at all (``F`` and ``G`` are empty
+    placeholders), ``activations`` a forward pass without autograd (``G`` empty), ``gradients`` a forward
+    and a backward pass.  What a level computes is the same at every higher level.
     With ``consumers`` (Domino-io), each group's list continues with one entry per consumer layer.
     """
+    if level not in LEVELS:
+        raise ValueError(f"unknown statistics level {level!r}; allowed: {', '.join(LEVELS)}")
     modules = dict(model.named_modules())
     captured: dict[str, dict[str, torch.Tensor]] = {}
-    handles = []
-
-    def hook_for(member: Member):
-        def hook(_module, _inputs, output):
-            record = captured.setdefault(member.layer, {})
-            record["F"] = torch.relu(output.detach())
-            if output.requires_grad:
-                output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
-        return hook
-
-    for group in groups:
-        for member in group.members:
-            handles.append(modules[member.bn or member.layer].register_forward_hook(hook_for(member)))
-    was_training = model.training
-    model.eval()
-    try:
-        model.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-    finally:
-        for h in handles:
-            h.remove()
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
+    if level != "weights":
+        _forward(model, modules, groups, x, y, captured, backward=level == "gradients")
 
     result = []
     for group in groups:
@@ -114,12 +107,18 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
         for member in group.members:
             layer = modules[member.layer]
             pairs = _pairs_of(group, member.layer)
-            record = captured[member.layer]
             missing = set() if wn is not None else {"Wn"}
-            feature = _channel_major(record["F"])
-            if "G" not in record:
-                missing.add("G")
-            grad = _channel_major(record.get("G", torch.zeros_like(record["F"])))
+            if level == "weights":  # not read by the criterion: placeholders, never reported missing
+                feature = grad = torch.zeros(group.size, 1, 1, device=layer.weight.device)
+                pairs_f = tuple((i, i) for i in range(group.size))
+            else:
+                record = captured[member.layer]
+                feature = _channel_major(record["F"])
+                if level == "gradients" and "G" not in record:
+                    missing.add("G")
+                grad = _channel_major(record.get("G", torch.zeros(record["F"].shape[0], record["F"].shape[1], 1,
+                                                                  device=record["F"].device)))
+                pairs_f = pairs
             if member.bn is not None and modules[member.bn].weight is not None:  # affine BatchNorm
                 bn = modules[member.bn]
                 bn_pairs = _pairs_of(group, member.bn)
@@ -132,8 +131,8 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
             per_member.append(LayerStats(
                 W=_rows_for_group(layer.weight.detach().reshape(layer.weight.shape[0], -1), pairs, group.size),
                 Wn=wn if wn is not None else torch.zeros(group.size, 1, device=layer.weight.device),
-                F=_rows_for_group(feature, pairs, group.size),
-                G=_rows_for_group(grad, pairs, group.size),
+                F=_rows_for_group(feature, pairs_f, group.size),
+                G=_rows_for_group(grad, pairs_f, group.size),
                 gamma=gamma, beta=beta, labels=y, num_classes=num_classes, missing=frozenset(missing),
             ))
         if consumers:
@@ -146,3 +145,36 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
                                                  num_classes=num_classes, missing=producer.missing - {"Wn"}))
         result.append(per_member)
     return result
+
+
+def _forward(model: nn.Module, modules: dict[str, nn.Module], groups: list[ChannelGroup], x: torch.Tensor,
+             y: torch.Tensor, captured: dict[str, dict[str, torch.Tensor]], backward: bool) -> None:
+    """One calibration pass in eval mode: each member's activation (ReLU of its BatchNorm output) and, with
+    ``backward``, the gradient of the loss with respect to it."""
+    handles = []
+
+    def hook_for(member: Member):
+        def hook(_module, _inputs, output):
+            record = captured.setdefault(member.layer, {})
+            record["F"] = torch.relu(output.detach())
+            if backward and output.requires_grad:
+                output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
+        return hook
+
+    for group in groups:
+        for member in group.members:
+            handles.append(modules[member.bn or member.layer].register_forward_hook(hook_for(member)))
+    was_training = model.training
+    model.eval()
+    try:
+        model.zero_grad(set_to_none=True)
+        if backward:
+            nn.functional.cross_entropy(model(x), y).backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
