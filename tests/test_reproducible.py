@@ -45,7 +45,7 @@ def _run(tmp_path: Path, hash_seed: int, *args: str) -> None:
 
 
 @pytest.mark.slow
-def test_same_seed_same_hall_of_fame_across_processes_workers_and_resumes(tmp_path, cache_dir):
+def test_same_seed_same_hall_of_fame_across_processes_workers_resumes_and_kill_9(tmp_path, cache_dir):
     _run(tmp_path, 1, str(tmp_path / "a"), "1")
     _run(tmp_path, 2, str(tmp_path / "b"), "2")
     _run(tmp_path, 3, str(tmp_path / "c"), "1", "4")  # killed after generation 4...
@@ -53,15 +53,16 @@ def test_same_seed_same_hall_of_fame_across_processes_workers_and_resumes(tmp_pa
     hall = [(tmp_path / run / "hall_of_fame.json").read_bytes() for run in ("a", "b", "c")]
     assert hall[0] == hall[1] == hall[2]
     assert (tmp_path / "a" / "pareto.json").read_bytes() == (tmp_path / "c" / "pareto.json").read_bytes()
+    _kill_9_mid_generation_then_resume(tmp_path, hall[0])
 
 
-@pytest.mark.slow
-def test_kill_9_mid_generation_then_resume_equals_the_uninterrupted_run(tmp_path, cache_dir):
+def _kill_9_mid_generation_then_resume(tmp_path: Path, whole: bytes) -> None:
+    """A real process killed with SIGKILL after its first checkpoints, in the middle of a generation, then
+    resumed in a new process: the same hall of fame as the uninterrupted run."""
     import json
     import signal
     import time
 
-    _run(tmp_path, 1, str(tmp_path / "whole"), "1")
     killed = tmp_path / "killed"
     proc = _popen(str(killed), "1")
     deadline = time.monotonic() + 300
@@ -73,10 +74,11 @@ def test_kill_9_mid_generation_then_resume_equals_the_uninterrupted_run(tmp_path
             pass
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)  # after its first checkpoints, in the middle of a generation
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     generation = json.loads((killed / "checkpoint.json").read_text())["generation"]
     assert 2 <= generation < 10 and (killed / ".lock").exists()  # a stale lock: its process is gone
-    _run(tmp_path, 2, str(killed), "1", "-", "--resume")
-    assert (killed / "hall_of_fame.json").read_bytes() == (tmp_path / "whole" / "hall_of_fame.json").read_bytes()
+    _run(tmp_path, 5, str(killed), "1", "-", "--resume")
+    assert (killed / "hall_of_fame.json").read_bytes() == whole
     assert not (killed / ".lock").exists()
+
