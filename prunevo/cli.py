@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy "
                         "without fine-tuning on --ladder-subset validation images (rung 0), and only the best share "
                         "climbs: 0.25 = the best quarter gets the task's full fine-tune; 0.5,0.5 = halves over "
-                        "three rungs (the middle one fine-tunes a quarter as long); only full measurements enter "
+                        "three rungs (the middle one fine-tunes half as long); only full measurements enter "
                         "the hall of fame (default: off)")
     p.add_argument("--ladder-subset", type=int, default=500,
                    help="validation images scored at rung 0 of the ladder, stratified (default: 500)")

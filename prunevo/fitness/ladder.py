@@ -52,7 +52,7 @@ class Ladder:
 
 
 def parse_ladder(text: str, subset: int = 500, recal_batches: int = 8) -> Ladder | None:
-    """``--ladder 0.25`` (rung 0, then the top 25%% at the full budget) or ``0.5,0.5`` (three rungs);
+    """``--ladder 0.25`` (rung 0, then the top 25% at the full budget) or ``0.5,0.5`` (three rungs);
     ``off`` or an empty string disables it."""
     if text.strip().lower() in ("", "off", "none"):
         return None
