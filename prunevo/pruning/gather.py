@@ -105,10 +105,14 @@ class Skeleton:
         """The pruned state dict of the candidate ``keep`` (same signature as the skeleton)."""
         if signature(keep) != self.signature:
             raise ValueError(f"keep-masks of signature {signature(keep)} do not fit a skeleton of {self.signature}")
-        out = {}
+        out, kept = {}, {}
         for key, tensor in base_state.items():
             for dim, index in self._plan.get(key, ()):
-                tensor = tensor.index_select(dim, index.kept(keep))
+                # a layer's weight, bias and BatchNorm tensors share their touches: one index for all of them
+                touch = tuple((g, id(positions)) for g, positions, _ in index.touches)
+                if touch not in kept:
+                    kept[touch] = index.kept(keep)
+                tensor = tensor.index_select(dim, kept[touch])
             out[key] = tensor if key in self._plan else tensor.clone()
         return out
 

@@ -34,6 +34,12 @@ class Selection:
     search_top1: list[float] = field(default_factory=list)  # random search: held-out top-1 of each candidate
 
 
+def check_macs_target(target: float) -> None:
+    if not 0.0 < target <= 1.0:
+        raise PrunevoError(f"MACs target {target} is out of range; allowed: 0 < target <= 1 "
+                           f"(the share of the original MACs that remains)")
+
+
 def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, iterations: int = 30) -> float:
     """The smallest pruning amount whose estimated MACs fraction is at most ``wanted`` (within 2^-30)."""
     lo, hi = 0.0, MAX_RATIO
@@ -56,9 +62,7 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: Mas
     ``masks_at`` maps a pruning amount to keep-masks (``allocation.masks_along``); ``estimator`` and
     ``full_macs`` (the unpruned count) may be passed in when pruning one model many times.
     """
-    if not 0.0 < target <= 1.0:
-        raise PrunevoError(f"MACs target {target} is out of range; allowed: 0 < target <= 1 "
-                           f"(the share of the original MACs that remains)")
+    check_macs_target(target)
     estimator = estimator or MacsEstimator(model, groups, example_input)
     full = full_macs or measure_cost(model, example_input).macs
     wanted, best = target, None

@@ -31,7 +31,7 @@ from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, round_kept, select
 from prunevo.pruning.statistics import stratified_indices
-from prunevo.pruning.target import Selection, meet_macs_target
+from prunevo.pruning.target import Selection, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration
 from prunevo.transfer.setup import load_setup
@@ -95,9 +95,8 @@ class TransferConfig:
                                "and target_latency (--target-latency)")
         if self.strategy not in STRATEGIES:
             raise PrunevoError(f"unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
-        if self.target_macs is not None and not 0.0 < self.target_macs <= 1.0:
-            raise PrunevoError(f"MACs target {self.target_macs} is out of range; allowed: 0 < target <= 1 "
-                               f"(the share of the original MACs that remains)")
+        if self.target_macs is not None:
+            check_macs_target(self.target_macs)  # before any data or weights are loaded
         check_allocation(self.allocation)
         if self.calibration_samples < 2:
             raise PrunevoError("calibration_samples must be at least 2")
