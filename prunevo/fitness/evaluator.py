@@ -129,7 +129,7 @@ class Evaluator:
         self._searches: dict[str, tuple] = {}
         self._plans: dict[str, MaskPlan] = {}  # formula text -> its plan (scoring is deterministic)
         self._payloads: dict[str, TaskPayload] = {}
-        self._subsets: dict[str, torch.Tensor] = {}
+        self._subsets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __enter__(self) -> "Evaluator":
         return self
@@ -165,11 +165,11 @@ class Evaluator:
         if rung == self.rungs - 1 or len(val) <= self.ladder.subset:
             return val.x, val.targets
         name = prepared.task.name
-        if name not in self._subsets:
+        if name not in self._subsets:  # drawn and copied once per task, not once per generation
             per_class = math.ceil(self.ladder.subset / prepared.data.num_classes)
-            self._subsets[name] = stratified_indices(val.targets, per_class, 0)
-        idx = self._subsets[name]
-        return val.x[idx], val.targets[idx]
+            idx = stratified_indices(val.targets, per_class, 0)
+            self._subsets[name] = (val.x[idx], val.targets[idx])
+        return self._subsets[name]
 
     def rung_keys(self, prepared: PreparedTask, key: str, rung: int) -> list[str]:
         """Cache keys of one selection's measurements at a rung: the top rung's are the task's own (one per
@@ -227,13 +227,10 @@ class Evaluator:
         with torch_threads(self.threads_per_job):  # scores, like fine-tunes, must not depend on the thread count
             plan = self._mask_plan(criterion)
         if memo is not None:
-            self._remember(memo, plan)
+            if len(self._plans) >= PLAN_MEMO:
+                self._plans.clear()
+            self._plans[memo] = plan
         return plan
-
-    def _remember(self, memo: str, plan: MaskPlan) -> None:
-        if len(self._plans) >= PLAN_MEMO:
-            self._plans.clear()
-        self._plans[memo] = plan
 
     def is_new(self, plan: MaskPlan) -> bool:
         """Whether the plan's selection still needs measuring."""

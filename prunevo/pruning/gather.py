@@ -102,7 +102,8 @@ class Skeleton:
         return skeleton
 
     def state_for(self, keep: list[torch.Tensor], base_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The pruned state dict of the candidate ``keep`` (same signature as the skeleton)."""
+        """The pruned state dict of the candidate ``keep`` (same signature as the skeleton); tensors no group
+        touches are shared with ``base_state``, read-only."""
         if signature(keep) != self.signature:
             raise ValueError(f"keep-masks of signature {signature(keep)} do not fit a skeleton of {self.signature}")
         out, kept = {}, {}
@@ -113,7 +114,7 @@ class Skeleton:
                 if touch not in kept:
                     kept[touch] = index.kept(keep)
                 tensor = tensor.index_select(dim, kept[touch])
-            out[key] = tensor if key in self._plan else tensor.clone()
+            out[key] = tensor  # untouched tensors are the base's own: callers copy (load_state_dict, stack)
         return out
 
 

@@ -57,7 +57,7 @@ def masked_states(model: nn.Module, base_state: dict[str, torch.Tensor], groups:
         for module, param, idx, dim in MaskSet(model, groups, keep).zeroed:
             key = f"{module}.{param}"
             mask.setdefault(key, torch.ones_like(base_state[key])).index_fill_(dim, idx, 0.0)
-        states.append({k: v * mask[k] if k in mask else v.clone() for k, v in base_state.items()})
+        states.append({k: v * mask[k] if k in mask else v for k, v in base_state.items()})  # unmasked: shared
         masks.append(mask)
     keys = sorted({k for m in masks for k in m})  # one key set for every candidate, so that masks stack
     masks = [{k: m.get(k, torch.ones_like(base_state[k])) for k in keys} for m in masks]
