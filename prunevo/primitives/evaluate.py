@@ -24,7 +24,7 @@ def compile_tree(tree: Node) -> Callable[[LayerStats], torch.Tensor]:
     def build(node: Node) -> Callable[[LayerStats, dict], torch.Tensor]:
         if node.name == CONST:
             value = node.value
-            return lambda stats, memo: torch.full((stats.channels,), value, dtype=stats.W.dtype)
+            return lambda stats, memo: torch.full((stats.channels,), value, dtype=stats.W.dtype, device=stats.W.device)
         if not node.args:
             name = node.name
             return lambda stats, memo: stats.operand(name)
