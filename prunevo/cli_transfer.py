@@ -94,6 +94,9 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
                         "layers (default: o)")
     p.add_argument("--calibration-samples", type=int, default=256,
                    help="class-stratified training images used to gather statistics (default: 256)")
+    p.add_argument("--calibration-batch", type=int, default=None,
+                   help="images per calibration pass: activations and gradients are reduced batch by batch, so "
+                        "memory holds one batch of them (default: 8 on the CPU, 32 on CUDA)")
     _add_fit(p, 1.0, 0.01, RETRAIN_SCHEDULES, "clr")
     p.add_argument("--original-schedule", choices=["step", "cosine"], default="step",
                    help="the base model's schedule, which SLR compresses (default: step, or the checkpoint's)")
@@ -204,6 +207,7 @@ def _transfer_config(args, strategy: str = "channel", allocation: str = "uniform
         cycles=args.cycles, layer_reduction=args.layer_reduction, max_layer_ratio=args.max_layer_ratio,
         round_to=args.round_to,
         group_reduction=args.group_reduction, domino=args.domino, calibration_samples=args.calibration_samples,
+        calibration_batch=args.calibration_batch,
         finetune=_fit_config(args, original), device=args.device, amp=False if args.no_amp else None,
         channels_last=False if args.no_channels_last else None, latency=latency, cache_dir=args.cache_dir)
 

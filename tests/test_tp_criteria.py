@@ -190,9 +190,17 @@ def test_criteria_that_need_what_the_network_lacks_are_not_applicable():
     for spec in ("tp-taylor", "tp-hessian"):
         with pytest.raises(NotApplicable, match="does not reach layer 'features.0'"):
             as_criterion(spec).group_scores(calibration, "mean")
-    with pytest.raises(NotApplicable, match=r"loss gradient \(G\)"):
-        as_criterion("taylor").group_scores(calibration, "mean")
+    # the gradient with respect to a feature map needs no trainable weights: taylor still applies
+    assert len(as_criterion("taylor").group_scores(calibration, "mean")) == len(calibration.groups)
     assert len(as_criterion("l1").group_scores(calibration, "mean")) == len(calibration.groups)
+    # a feature map the loss does not depend on through autograd has no G (whole batch and streamed alike)
+    for batch_size in (None, 7):
+        cut = _zoo("vgg")
+        cut.batch_size = batch_size
+        dict(cut.model.named_modules())["features.1"].register_forward_hook(lambda m, i, out: out.detach())
+        with pytest.raises(NotApplicable, match=r"loss gradient \(G\)"):
+            as_criterion("taylor").group_scores(cut, "mean")
+        assert len(as_criterion("activation").group_scores(cut, "mean")) == len(cut.groups)
     # a formula that reads gamma but still ranks without BatchNorm applies
     lenet = _zoo("lenet5")
     assert len(as_criterion("gamma + l1(Wn)").group_scores(lenet, "mean")) == len(lenet.groups)

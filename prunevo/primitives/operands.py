@@ -29,6 +29,9 @@ class LayerStats:
     labels: torch.Tensor
     num_classes: int
     missing: frozenset[str] = frozenset()
+    # F and G were reduced while calibration batches streamed by (see ``accumulators``): they hold no
+    # samples, and every feature-map reduction of the formulas to score is already in ``vectors``
+    streamed: bool = False
     labels_onehot: torch.Tensor = field(init=False, repr=False)
     # per-channel values of subtrees already scored on this layer, shared by every formula (see ``evaluate``)
     vectors: dict = field(init=False, repr=False, compare=False, default_factory=dict)
@@ -41,4 +44,7 @@ class LayerStats:
         return self.W.shape[0]
 
     def operand(self, name: str) -> torch.Tensor:
+        if self.streamed and name in ("F", "G"):
+            raise RuntimeError(f"{name} was streamed: score formulas through Calibration.stats_for_formula, which "
+                               f"accumulates their feature-map reductions first")
         return getattr(self, name)

@@ -7,24 +7,31 @@ so every criterion scored on the same calibration shares them and a criterion pa
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
+from prunevo.primitives.accumulators import boundaries, reads_gradients
+from prunevo.primitives.formula import Formula
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.statistics import gather_stats, needed_level
+from prunevo.pruning.streamed import Reductions, stream_reductions
 
 
 class Calibration:
     """``model`` with ``groups`` on the batch ``x``, ``y`` (kept on the CPU); work runs on ``device``.
 
     ``consumers``: also gather statistics of the layers that read each group (Domino-io).
+    ``batch_size``: stream the batch through the network in chunks of this many images and reduce feature
+    maps and gradients as they go (memory bounded by one chunk, see ``streamed``); None keeps the whole
+    batch's feature maps, which evolution's small tasks reuse across thousands of formulas.
     """
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
-                 num_classes: int, consumers: bool = False, device: str = "cpu"):
+                 num_classes: int, consumers: bool = False, device: str = "cpu", batch_size: int | None = None):
         self.model = model
         self.groups = groups
         self.x = x
@@ -32,7 +39,9 @@ class Calibration:
         self.num_classes = num_classes
         self.consumers = consumers
         self.device = device
+        self.batch_size = batch_size
         self._memo: dict[Any, Any] = {}
+        self._reductions = Reductions()
 
     @contextmanager
     def on_device(self) -> Iterator[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
@@ -58,6 +67,40 @@ class Calibration:
         """Statistics that hold ``operands``, from the cheapest pass that computes them: a weight-only
         criterion runs no calibration pass, an activation-only one no backward pass."""
         return self.stats_at(needed_level(operands))
+
+    def stats_for_formula(self, formula: Formula) -> list[list[LayerStats]]:
+        """What ``formula`` reads: ``stats_for`` its operands, or, with ``batch_size``, statistics whose
+        feature-map reductions were streamed (each reduction is computed once per calibration and shared by
+        every formula that contains it)."""
+        level = needed_level(formula.operands)
+        if self.batch_size is None or level == "weights":
+            return self.stats_at(level)
+        nodes = boundaries(formula.tree)
+        todo = [n for n in nodes if n not in self._reductions.nodes]
+        if todo:
+            with self.on_device() as (model, x, y):
+                new = stream_reductions(model, self.groups, x, y, self.num_classes, todo, self.batch_size)
+            self._reductions.values.update(new.values)
+            self._reductions.nodes.update(todo)
+            if any(reads_gradients(n) for n in todo):
+                self._reductions.no_gradient |= new.no_gradient
+        stats = self.memo("streamed", self._streamed_stats)
+        reads_g = any(reads_gradients(n) for n in nodes)
+        for group, members in zip(self.groups, stats):
+            for i, s in enumerate(members):
+                # a consumer entry (Domino-io) reads its producer's feature maps
+                layer = group.members[i if i < len(group.members) else 0].layer
+                for node in nodes:
+                    s.vectors[node] = self._reductions.values[(layer, node)]
+                if reads_g and layer in self._reductions.no_gradient:
+                    s.missing = s.missing | {"G"}
+        return stats
+
+    def _streamed_stats(self) -> list[list[LayerStats]]:
+        """Weights, next-layer weights and BatchNorm parameters of every member (and consumer), with empty
+        ``F`` and ``G``: their reductions are filled in per formula."""
+        stats = self.stats_at("weights")
+        return [[replace(s, F=s.F[:, :0], G=s.G[:, :0], streamed=True) for s in members] for members in stats]
 
     def stats_at(self, level: str) -> list[list[LayerStats]]:
         def gather():

@@ -64,7 +64,7 @@ class FormulaCriterion:
     def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:
         """One score per channel of every group; ``strict`` also rejects constant or mostly tied scores."""
         scores = []
-        for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats_for(self.formula.operands))):
+        for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats_for_formula(self.formula))):
             per_member = [self.formula.score(s).double() for s in members]
             combined = reduce_members(per_member, reduction)
             missing = self._not_applicable(members, group.root)
@@ -79,7 +79,7 @@ class FormulaCriterion:
     def layer_scores(self, calibration: Calibration) -> dict[str, torch.Tensor]:
         """The filter scores of every producing layer, by layer name (for layer pruning)."""
         out = {}
-        for members, g in zip(calibration.stats_for(self.formula.operands), calibration.groups):
+        for members, g in zip(calibration.stats_for_formula(self.formula), calibration.groups):
             for s, m in zip(members, g.members):
                 score = self.formula.score(s).double()
                 if not torch.isfinite(score).all():

@@ -9,6 +9,9 @@ channels: its ``W`` is the consumer's weights that read channel c, its ``Wn`` th
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 import torch
 from torch import nn
 
@@ -40,18 +43,23 @@ def _channel_major(t: torch.Tensor) -> torch.Tensor:
     return t.permute(1, 0, 2).contiguous()
 
 
-def _rows_for_group(tensor: torch.Tensor, pairs, size: int) -> torch.Tensor:
-    """Reorder a per-channel tensor of a module into the group's channel order (root index)."""
+def group_index(pairs, size: int) -> torch.Tensor:
+    """``index[c]``: the module channel that is channel ``c`` of the group (root order)."""
     index = torch.full((size,), -1, dtype=torch.long)
     for idx, root_idx in pairs:
         index[root_idx] = idx
     if bool((index < 0).any()):  # a gap would silently read another channel's row
         missing = torch.nonzero(index < 0).flatten().tolist()
         raise ModelError(f"the dependency graph maps no channel of this layer to group channels {missing[:8]}")
-    return tensor[index]
+    return index
 
 
-def _pairs_of(group: ChannelGroup, layer: str, kind: str = "out"):
+def _rows_for_group(tensor: torch.Tensor, pairs, size: int) -> torch.Tensor:
+    """Reorder a per-channel tensor of a module into the group's channel order (root index)."""
+    return tensor[group_index(pairs, size).to(tensor.device)]
+
+
+def pairs_of(group: ChannelGroup, layer: str, kind: str = "out"):
     for name, k, pairs in group.touches:
         if name == layer and k == kind:
             return pairs
@@ -106,7 +114,7 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
         per_member = []
         for member in group.members:
             layer = modules[member.layer]
-            pairs = _pairs_of(group, member.layer)
+            pairs = pairs_of(group, member.layer)
             missing = set() if wn is not None else {"Wn"}
             if level == "weights":  # not read by the criterion: placeholders, never reported missing
                 feature = grad = torch.zeros(group.size, 1, 1, device=layer.weight.device)
@@ -121,7 +129,7 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
                 pairs_f = pairs
             if member.bn is not None and modules[member.bn].weight is not None:  # affine BatchNorm
                 bn = modules[member.bn]
-                bn_pairs = _pairs_of(group, member.bn)
+                bn_pairs = pairs_of(group, member.bn)
                 gamma = _rows_for_group(bn.weight.detach(), bn_pairs, group.size)
                 beta = _rows_for_group(bn.bias.detach(), bn_pairs, group.size)
             else:
@@ -147,11 +155,43 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
     return result
 
 
+@contextmanager
+def calibration_pass(model: nn.Module, hooks: list[tuple[nn.Module, Callable]]) -> Iterator[None]:
+    """Eval mode with ``hooks`` (module, forward hook) registered and the parameters frozen, so that a
+    backward pass computes activation gradients only (no weight-gradient work or memory); all undone after."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    was_training = model.training
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    try:
+        for p in trainable:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for p in trainable:
+            p.requires_grad_(True)
+        model.train(was_training)
+
+
+def calibration_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, backward: bool, total: int) -> None:
+    """One forward pass of ``x`` (inside ``calibration_pass``) and, with ``backward``, the backward pass of
+    the mean loss over ``total`` samples: a chunk of a batch gets the gradients the whole batch would give."""
+    if not backward:
+        with torch.no_grad():
+            model(x)
+        return
+    with torch.enable_grad():  # the input requires the gradient, the frozen parameters do not
+        loss = nn.functional.cross_entropy(model(x.detach().requires_grad_(True)), y, reduction="sum") / total
+        if loss.requires_grad:  # else no layer's output reaches the loss through autograd: no G anywhere
+            loss.backward()
+
+
 def _forward(model: nn.Module, modules: dict[str, nn.Module], groups: list[ChannelGroup], x: torch.Tensor,
              y: torch.Tensor, captured: dict[str, dict[str, torch.Tensor]], backward: bool) -> None:
-    """One calibration pass in eval mode: each member's activation (ReLU of its BatchNorm output) and, with
-    ``backward``, the gradient of the loss with respect to it."""
-    handles = []
+    """One calibration pass: each member's activation (ReLU of its BatchNorm output) and, with ``backward``,
+    the gradient of the mean loss with respect to it."""
 
     def hook_for(member: Member):
         def hook(_module, _inputs, output):
@@ -161,20 +201,6 @@ def _forward(model: nn.Module, modules: dict[str, nn.Module], groups: list[Chann
                 output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
         return hook
 
-    for group in groups:
-        for member in group.members:
-            handles.append(modules[member.bn or member.layer].register_forward_hook(hook_for(member)))
-    was_training = model.training
-    model.eval()
-    try:
-        model.zero_grad(set_to_none=True)
-        if backward:
-            nn.functional.cross_entropy(model(x), y).backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
+    hooks = [(modules[m.bn or m.layer], hook_for(m)) for group in groups for m in group.members]
+    with calibration_pass(model, hooks):
+        calibration_step(model, x, y, backward, len(x))

@@ -98,10 +98,10 @@ def _named_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def _batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+def _batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = TAYLOR_CHUNK) -> None:
     """``.grad`` = gradient of the mean cross-entropy over the batch, accumulated in chunks (bounded memory)."""
-    for start in range(0, len(x), TAYLOR_CHUNK):
-        xb, yb = x[start:start + TAYLOR_CHUNK], y[start:start + TAYLOR_CHUNK]
+    for start in range(0, len(x), chunk):
+        xb, yb = x[start:start + chunk], y[start:start + chunk]
         loss = nn.functional.cross_entropy(model(xb), yb, reduction="sum") / len(x)
         loss.backward()
 
@@ -151,7 +151,10 @@ def tp_group_scores(calibration: Calibration, name: str, reduction: str = "mean"
             if spec.gradients is not None:
                 model.zero_grad(set_to_none=True)
                 with torch.enable_grad():
-                    (_batch_gradient if spec.gradients == "batch" else _mean_squared_gradient)(model, x, y)
+                    if spec.gradients == "batch":
+                        _batch_gradient(model, x, y, calibration.batch_size or TAYLOR_CHUNK)
+                    else:
+                        _mean_squared_gradient(model, x, y)
                 _check_gradients(model, [m.layer for g in calibration.groups for m in g.members])
             scores = []
             for group in calibration.groups:
