@@ -1,7 +1,8 @@
 """A Torch-Pruning ``Importance`` that scores channels with a prunevo criterion.
 
 For users of Torch-Pruning's own pruners (``tp.pruner.MetaPruner``...): statistics are gathered once on a
-calibration batch, then each TP group is scored by the formula with the group reduction of prunevo.
+calibration batch (streamed in chunks of ``calibration_batch`` images, so ImageNet-size models fit; None
+passes it whole), then each TP group is scored by the formula with the group reduction of prunevo.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ class FormulaImportance(tp.importance.Importance):
     """``imp(group)`` -> one score per channel of the group's root convolution (higher = keep)."""
 
     def __init__(self, criterion, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                 reduction: str = "mean", domino: str = "o", ignored_layers: list[nn.Module] | None = None):
+                 reduction: str = "mean", domino: str = "o", ignored_layers: list[nn.Module] | None = None,
+                 calibration_batch: int | None = 32):
         self.criterion: Criterion = as_criterion(criterion)
         groups = find_groups(model, x[:1], ignored_layers)
-        scores = self.criterion.group_scores(Calibration(model, groups, x, y, num_classes, domino == "io"), reduction)
+        calibration = Calibration(model, groups, x, y, num_classes, domino == "io", batch_size=calibration_batch)
+        scores = self.criterion.group_scores(calibration, reduction)
         modules = dict(model.named_modules())
         self._scores = {modules[g.root]: s for g, s in zip(groups, scores)}
         # every member of a group has the group's score: TP may root a group at any of them
