@@ -34,7 +34,10 @@ def boundaries(tree: Node) -> list[Node]:
     found: dict[Node, None] = {}
 
     def visit(node: Node) -> None:
-        if node.args and Maps in op_of(node).args and op_of(node).ret is not Maps:
+        if not node.args:
+            return
+        op = op_of(node)
+        if Maps in op.args and op.ret is not Maps:
             found.setdefault(node)
             return  # the feature-map subtree below is evaluated per batch
         for arg in node.args:

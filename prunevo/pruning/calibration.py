@@ -63,13 +63,9 @@ class Calibration:
         """``stats[g][m]``: every operand of member ``m`` of group ``g`` (see ``gather_stats``)."""
         return self.stats_at("gradients")
 
-    def stats_for(self, operands: frozenset[str]) -> list[list[LayerStats]]:
-        """Statistics that hold ``operands``, from the cheapest pass that computes them: a weight-only
-        criterion runs no calibration pass, an activation-only one no backward pass."""
-        return self.stats_at(needed_level(operands))
-
     def stats_for_formula(self, formula: Formula) -> list[list[LayerStats]]:
-        """What ``formula`` reads: ``stats_for`` its operands, or, with ``batch_size``, statistics whose
+        """What ``formula`` reads, from the cheapest pass that computes it (a weight-only formula runs no
+        calibration pass, an activation-only one no backward pass); with ``batch_size``, statistics whose
         feature-map reductions were streamed (each reduction is computed once per calibration and shared by
         every formula that contains it)."""
         level = needed_level(formula.operands)
