@@ -63,6 +63,12 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="address of a running Dask scheduler (tcp://host:8786) or Ray cluster (auto)")
 
 
+def _criterion_names() -> str:
+    from prunevo.pruning.criteria import criterion_names
+
+    return criterion_names()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunevo", description="Discover channel-pruning criteria by "
                                      "genetic programming, and score them against the classic ones.")
@@ -141,9 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "A criterion that needs what a task's net lacks (BatchNorm, a gradient) shows "
                                    "n/a there and is left out of its geometric mean and of the best classic.")
     p.add_argument("formulas", nargs="+", metavar="FORMULA",
-                   help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name (l1 l2 bn taylor apoz activation "
-                        "snr fpgm), a Torch-Pruning importance (tp-l1 tp-l2 tp-bn tp-taylor tp-hessian tp-lamp "
-                        "tp-fpgm; see 'prunevo criteria'), random, or a .json/.txt file")
+                   help="formula text ('l1(W) / (std(F) + 0.05)'), a named criterion (" + _criterion_names()
+                        + "; see 'prunevo criteria'), or a .json/.txt file")
     _add_task_options(p)
     p.add_argument("--no-baselines", action="store_true", help="score only the given formulas")
 
@@ -393,7 +398,7 @@ def cmd_tasks(args) -> int:
 def cmd_criteria(args) -> int:
     import textwrap
 
-    from prunevo.primitives.classic import CLASSIC_TEXT
+    from prunevo.primitives.classic import CLASSIC_NOTES, CLASSIC_TEXT
     from prunevo.pruning.tp_criteria import TP_CRITERIA
 
     def wrapped(label: str, text: str) -> None:
@@ -401,7 +406,8 @@ def cmd_criteria(args) -> int:
 
     print("classic criteria (formulas of the grammar; they seed every evolution):")
     for name, text in CLASSIC_TEXT.items():
-        print(f"  {name:<11} {text}")
+        print(textwrap.fill(text, 110, initial_indent=f"  {name:<11} ", subsequent_indent=" " * 14))
+        wrapped("", CLASSIC_NOTES[name])
     print("Torch-Pruning importances (scored by Torch-Pruning's own classes; prunevo allocates, selects and "
           "fine-tunes as for every criterion):")
     for spec in TP_CRITERIA.values():

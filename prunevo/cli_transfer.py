@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import ALLOCATIONS
+from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.training.schedules import RETRAIN_SCHEDULES
 from prunevo.transfer.variants import BENCHMARK_CRITERIA, COMPARE_CRITERIA, BENCHMARK_STRATEGIES, STRATEGIES, STRATEGY_NAMES, variant_name
@@ -122,11 +123,9 @@ def add_transfer_commands(sub) -> None:
     p = sub.add_parser("apply", help="prune a model with one formula, fine-tune it, save it and a report",
                        description="Prune --model on --dataset with --formula, fine-tune, and write the pruned "
                                    "model (pruned_model.pt2, pruned_weights.pt, pruned_model.pt) and report.json/.md.")
-    p.add_argument("--formula", help="formula text ('l1(W) / (std(F) + 0.05)'), a classic name "
-                                     "(l1 l2 bn taylor apoz activation snr fpgm), a Torch-Pruning importance "
-                                     "(tp-l1 tp-l2 tp-bn tp-taylor tp-hessian tp-lamp tp-fpgm; see 'prunevo "
-                                     "criteria'), random, a .json/.txt export, or a run directory (its best "
-                                     "formula); required except with --strategy unstructured")
+    p.add_argument("--formula", help="formula text ('l1(W) / (std(F) + 0.05)'), a named criterion ("
+                                     + criterion_names() + "; see 'prunevo criteria'), a .json/.txt export, or a "
+                                     "run directory (its best formula); required except with --strategy unstructured")
     _add_data_model(p)
     _add_prune(p)
     p.add_argument("--strategy", choices=list(STRATEGIES), default="channel", help=STRATEGY_HELP + " (default: channel)")
@@ -141,8 +140,9 @@ def add_transfer_commands(sub) -> None:
                                    "Torch-Pruning criterion compared); a criterion that needs what the model lacks "
                                    "is listed as n/a; write compare.json, compare.md and compare.png.")
     p.add_argument("--formulas", nargs="+", default=list(COMPARE_CRITERIA), metavar="F",
-                   help="criteria as for apply --formula; random is always added; the table's 'vs best classic' "
-                        "compares with the best classic or Torch-Pruning criterion among them "
+                   help="criteria as for apply --formula, and the word baselines for every classic and "
+                        "Torch-Pruning criterion; random is always added; the table's 'vs best classic' compares "
+                        "with the best classic or Torch-Pruning criterion among them "
                         f"(default: {' '.join(COMPARE_CRITERIA)})")
     _add_data_model(p)
     _add_prune(p)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import numpy as np
+
 from prunevo.primitives import classic_formula
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.statistics import gather_stats
@@ -56,6 +58,9 @@ def test_classic_formulas_match_direct_implementations():
     means = torch.stack([a.mean((0, 2, 3)) for a in per_class], 1)
     variances = torch.stack([a.transpose(0, 1).reshape(a.shape[1], -1).var(1, unbiased=False) for a in per_class], 1)
     direct["snr"] = means.var(1, unbiased=False) / (variances.mean(1) + 0.05)
+    # Wanda: the weights that read the channel (the next conv's input slice) times the feature map's norm
+    nxt = model.features[7].weight.detach()
+    direct["wanda"] = nxt.abs().sum((0, 2, 3)) * act.transpose(0, 1).reshape(act.shape[1], -1).norm(dim=1)
     for name, expected in direct.items():
         got = classic_formula(name).score(layer)
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6), name
@@ -78,3 +83,29 @@ def test_layer_without_batchnorm_gets_unit_gamma():
     stats = gather_stats(model, groups, x, y, 10)
     for members in stats:
         assert torch.equal(members[0].gamma, torch.ones_like(members[0].gamma))
+
+
+def _ga_func2(x: np.ndarray, y: np.ndarray) -> float:
+    """The seed paper's GA_Func2 for one channel, written from the authors' published code
+    (Transfer_Pruning/Util/GA_Discriminant_Function.py): ``x`` [N, D] feature maps, ``y`` [N] labels."""
+    mean_map = x.mean(0)
+    score = 0.0
+    for k in np.unique(y):
+        p, q = x[y == k], x[y != k]  # this class, the rest
+        p_var, q_var, q_mean = p.var(), q.var(), q.mean()
+        first = p_var / (q_var + 0.05) + q_var / (p_var + 0.05)
+        second = np.square(np.std(mean_map) * q_var * mean_map + p_var - q_mean) / (q_var + p_var + 0.05)
+        score += np.sum(first + second)
+    return float(score)
+
+
+def test_gecco22_is_the_seed_papers_function_divided_by_the_positions():
+    model, x, y, groups, stats = _setup()
+    act, _ = _direct_activations(model, x, y)
+    layer = next(s[0] for g, s in zip(groups, stats) if g.root == "features.3")
+    positions = act.shape[2] * act.shape[3]
+    expected = np.array([_ga_func2(act[:, c].reshape(len(x), -1).double().numpy(), y.numpy())
+                         for c in range(act.shape[1])])
+    got = classic_formula("gecco22").score(layer).double().numpy() * positions
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert np.argsort(got).tolist() == np.argsort(expected).tolist()  # the paper's ranking of the channels

@@ -43,7 +43,7 @@ def test_generation_covers_every_type_even_without_terminals():
     for _ in range(300):
         tree = to_node(gen_half_and_half(pset, 2, 5))
         names.update(n.name for n in tree.walk())
-    assert {"cmean", "cvar", "smean", "W", "Wn", "F", "G", "gamma", "beta", "const"} <= names
+    assert {"cmean", "cvar", "rmean", "rvar", "smean", "nmean", "W", "Wn", "F", "G", "gamma", "beta", "const"} <= names
 
 
 def test_deap_round_trip_is_exact():
@@ -140,13 +140,15 @@ def test_exports(tmp_path, resnet_stats):
     assert Formula.from_json(data) == formula
     assert "\\operatorname{l1}" in export_formula(formula, "latex")
     assert "l1(W)" in export_formula(formula, "sympy")
-    # the Python export is standalone and computes the same scores
-    namespace: dict = {}
-    exec(compile(export_formula(formula, "python"), "<export>", "exec"), namespace)  # our own generated code
+    # the Python export is standalone and computes the same scores (class statistics, mean maps and
+    # class arithmetic with scores included; and on a thousand random trees)
     layer = resnet_stats.stats[0][0]
-    expected = formula.score(layer)
-    got = namespace["criterion"](layer.W, layer.Wn, layer.F, layer.G, layer.gamma, layer.beta, layer.labels_onehot)
-    assert torch.allclose(expected, got)
+    for each in [formula, *classic_formulas().values(), *random_formulas(1000, seed=5)]:
+        namespace: dict = {}
+        exec(compile(export_formula(each, "python"), "<export>", "exec"), namespace)  # our own generated code
+        expected = each.score(layer)
+        got = namespace["criterion"](layer.W, layer.Wn, layer.F, layer.G, layer.gamma, layer.beta, layer.labels_onehot)
+        assert torch.allclose(expected, got, equal_nan=True), each.text
     # files: JSON export and plain text
     (tmp_path / "f.json").write_text(export_formula(formula, "json"))
     (tmp_path / "f.txt").write_text("l2(W)\n")
@@ -160,7 +162,12 @@ def test_exports(tmp_path, resnet_stats):
 
 def test_grammar_has_every_operand_and_operator_of_the_design():
     assert set(grammar.OPERANDS) == {"W", "Wn", "F", "G", "gamma", "beta"}
-    for name in ["abs", "square", "mul", "smean", "cmean", "cvar", "mean", "std", "var", "l1", "l2", "max", "min",
-                 "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm"]:
+    for name in ["abs", "square", "mul", "smean", "nmean", "cmean", "cvar", "rmean", "rvar", "mean", "std", "var",
+                 "l1", "l2", "max", "min", "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm"]:
         assert name in grammar.FUNCTION_NAMES
-    assert len(classic_formulas()) == 8
+    assert len(classic_formulas()) == 10
+    # class statistics combine with each other and with scores (one per channel, the same for every class)
+    for name in ("add", "sub", "mul", "div"):
+        for args in [(grammar.ByClass, grammar.ByClass), (grammar.ByClass, grammar.Scores),
+                     (grammar.Scores, grammar.ByClass)]:
+            assert grammar.resolve(name, args).ret is grammar.ByClass

@@ -12,13 +12,15 @@ from prunevo.pruning.criteria import as_criterion
 from prunevo.pruning.groups import find_groups
 from prunevo.zoo.models import build_model
 
-# every feature-map boundary (reductions, cmean, cvar), smean, mul(F, G), class statistics reduced further,
-# and the classic criteria that read F or G
+# every feature-map boundary (reductions, cmean, cvar, rmean, rvar, nmean), smean, mul(F, G), class statistics
+# and mean maps reduced further, class arithmetic with scores, and the classic criteria that read F or G
 FORMULAS = [
     "mean(F)", "std(G)", "var(F * G)", "l1(G)", "l2(square(F))", "max(F * G)", "min(G)", "-sparsity(F)",
     "fpgm(F)", "fpgm(smean(G))", "mean(smean(F) * G)", "var(cmean(F)) / (mean(cvar(F)) + 0.05)",
     "max(abs(cmean(G)))", "fpgm(cvar(F * G))", "abs(mean(F * G))", "l1(W) / (std(F) + 0.05)",
     "gamma * l2(smean(abs(G))) + sparsity(square(F)) - min(cmean(F))",
+    "l1(cvar(F) / (rvar(F) + 0.05) - rmean(G * F))", "std(nmean(F)) * max(square(nmean(G)))",
+    "fpgm(nmean(F)) + min(rmean(F) * l2(W) - cmean(F))", "wanda", "gecco22",
 ]
 
 

@@ -66,8 +66,9 @@ WHERE = {"tp-l1": "one-layer", "tp-l2": "one-layer", "tp-lamp": "one-layer", "tp
 
 
 def test_every_torch_pruning_criterion_says_whether_the_grammar_expresses_it():
-    assert set(TP_CRITERIA) == {"tp-l1", "tp-l2", "tp-bn", "tp-taylor", "tp-hessian", "tp-lamp", "tp-fpgm"}
-    assert {n for n, s in TP_CRITERIA.items() if s.formula} == set(WHERE)
+    assert set(TP_CRITERIA) == {"tp-l1", "tp-l2", "tp-bn", "tp-taylor", "tp-hessian", "tp-lamp", "tp-fpgm",
+                                "tp-obdc", "tp-activation"}
+    assert {n for n, s in TP_CRITERIA.items() if s.formula} == {*WHERE, "tp-activation"}
     for spec in TP_CRITERIA.values():
         assert spec.missing  # what the grammar lacks (or that nothing does within a group)
 
@@ -179,6 +180,50 @@ def test_tp_hessian_uses_the_mean_squared_per_sample_gradient():
     for group, score in zip(calibration.groups, ours):
         tp_group = graph.get_pruning_group(modules[group.root], tp.prune_conv_out_channels, list(range(group.size)))
         torch.testing.assert_close(score, importance(tp_group).double(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("net", ["lenet5", "vgg"])
+def test_tp_obdc_weighs_squared_weights_by_the_per_sample_fisher(net):
+    """OBDCImportance (EigenDamage's diagonal): w^2 times the sum over samples of each sample's squared weight
+    gradient, over the root convolution's filter; LeNet-5's conv biases no longer break it."""
+    calibration = _zoo(net, samples=12)
+    ours = TorchPruningCriterion("tp-obdc").group_scores(calibration, "mean")
+    model = copy.deepcopy(calibration.model)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b for n, b in model.named_buffers()}
+
+    def loss(p, xi, yi):
+        out = torch.func.functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        return nn.functional.cross_entropy(out, yi.unsqueeze(0))
+
+    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, calibration.x, calibration.y)
+    for group, score in zip(calibration.groups, ours):
+        (member,) = group.members
+        weight = f"{member.layer}.weight"
+        fisher = grads[weight].flatten(2).square().sum(0) + 1e-10  # one pass of 12 samples: steps = 1
+        expected = (params[weight].flatten(1).square() * fisher).sum(1)
+        torch.testing.assert_close(score, (expected / expected.mean()).double(), rtol=1e-4, atol=1e-7)
+    assert not any(m._forward_pre_hooks or m._backward_hooks for m in calibration.model.modules())
+
+
+def test_tp_activation_reads_the_consumers_inputs_over_the_whole_batch():
+    """ActivationImportance: the mean |input| of each consumer, over every calibration image even when they
+    pass in chunks; where a consumer reads the producing layer's BatchNorm-ReLU output directly, that is the
+    classic activation, mean(F)."""
+    whole = _zoo("resnet20", samples=23)
+    chunked = _zoo("resnet20", samples=23)
+    chunked.batch_size = 5  # 5+5+5+5+3 images
+    a = TorchPruningCriterion("tp-activation").group_scores(whole, "mean", strict=False)
+    b = TorchPruningCriterion("tp-activation").group_scores(chunked, "mean", strict=False)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+    formula = FormulaCriterion(Formula.parse(TP_CRITERIA["tp-activation"].formula)).group_scores(whole, "mean",
+                                                                                                 strict=False)
+    inner = [g for g, group in enumerate(whole.groups) if group.root.endswith(".conv1")]  # conv1 -> relu1 -> conv2
+    assert inner
+    for g in inner:
+        assert _same_order(formula[g], a[g]), whole.groups[g].root
+    assert not any(hasattr(m, "_importance") for m in whole.model.modules())
 
 
 def test_criteria_that_need_what_the_network_lacks_are_not_applicable():

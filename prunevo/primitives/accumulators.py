@@ -4,14 +4,16 @@ Every feature-map subexpression of the grammar is local to a sample: ``abs``, ``
 elementwise and ``smean`` averages one sample's positions.  So a batch's slice of any such subexpression
 is computed from that batch alone, and only the operators that leave the feature-map type (the
 *boundaries*: ``mean``, ``var``, ``std``, ``l1``, ``l2``, ``max``, ``min``, ``sparsity``, ``fpgm``, ``cmean``,
-``cvar``) need to see all samples.  Each has an accumulator of fixed size per channel:
+``cvar``, ``rmean``, ``rvar``, ``nmean``) need to see all samples.  Each has an accumulator of fixed size per
+channel:
 
 * ``mean``, ``l1``, ``l2``, ``sparsity``: a sum and a count;
 * ``var``, ``std``: count, mean and sum of squared deviations, merged batch by batch (Chan et al.), which
   avoids the cancellation of ``E[x^2] - E[x]^2``;
 * ``max``, ``min``: the running extreme;
-* ``cmean``, ``cvar``: per-class sums of each sample's mean and mean square, and the class counts
-  ([C, K] per channel);
+* ``cmean``, ``cvar``, ``rmean``, ``rvar``: per-class sums of each sample's mean and mean square, and the
+  class counts ([C, K] per channel; the rest of the classes is the total minus the class);
+* ``nmean``: the sum over samples at every position ([C, S]: positions, not images);
 * ``fpgm`` on feature maps: the [C, C] Gram matrix of the channels' rows and their squared norms, from which
   the pairwise distances follow exactly (the one accumulator that grows with channels, not with images).
 
@@ -24,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from prunevo.primitives.grammar import EPS, Maps
+from prunevo.primitives.grammar import EPS, Maps, class_moments
 from prunevo.primitives.tree import Node, op_of
 
 
@@ -66,7 +68,7 @@ def evaluate_maps(node: Node, operands: dict[str, torch.Tensor], memo: dict[Node
 
 class Accumulator:
     """One boundary node's running state for one layer: ``update`` with each batch of its feature-map
-    argument ([C, n, S]), then ``result`` ([C], or [C, K] for ``cmean``/``cvar``)."""
+    argument ([C, n, S]), then ``result`` ([C]; [C, K] for class statistics, [C, S] for ``nmean``)."""
 
     def __init__(self, name: str, num_classes: int):
         if name not in _FINISH:
@@ -81,8 +83,12 @@ class Accumulator:
         """Add one batch: ``values`` [C, n, S] may be a strided view (reductions run over dims 1 and 2 in
         place; sums are taken in float64 without a float64 copy of the batch)."""
         self.dtype = values.dtype
-        if self.name in ("cmean", "cvar"):
+        if self.name in _CLASS_STATS:
             self._update_classes(values, labels_onehot)
+            return
+        if self.name == "nmean":
+            _add(self.state, "sum", values.sum(1, dtype=torch.float64))
+            self.count += values.shape[1]
             return
         dims, wide = (1, 2), torch.float64
         n = values.shape[1] * values.shape[2]
@@ -140,8 +146,11 @@ def _fpgm(state: dict[str, torch.Tensor], _count: int) -> torch.Tensor:
     return distances.sum(1)
 
 
-def _class_mean(state: dict[str, torch.Tensor]) -> torch.Tensor:
-    return state["sums"] / state["counts"].clamp_min(1.0)
+def _class_stat(index: int, rest: bool) -> Callable[[dict[str, torch.Tensor], int], torch.Tensor]:
+    return lambda s, _n: class_moments(s["sums"], s["squares"], s["counts"], rest=rest)[index]
+
+
+_CLASS_STATS = ("cmean", "cvar", "rmean", "rvar")
 
 
 _FINISH: dict[str, Callable[[dict[str, torch.Tensor], int], torch.Tensor]] = {
@@ -154,8 +163,11 @@ _FINISH: dict[str, Callable[[dict[str, torch.Tensor], int], torch.Tensor]] = {
     "min": lambda s, n: s["value"],
     "sparsity": lambda s, n: s["sum"] / n,
     "fpgm": _fpgm,
-    "cmean": lambda s, n: _class_mean(s),
-    "cvar": lambda s, n: (s["squares"] / s["counts"].clamp_min(1.0) - _class_mean(s).square()).clamp_min(0.0),
+    "cmean": _class_stat(0, rest=False),
+    "cvar": _class_stat(1, rest=False),
+    "rmean": _class_stat(0, rest=True),
+    "rvar": _class_stat(1, rest=True),
+    "nmean": lambda s, n: s["sum"] / n,
 }
 
 STREAMED: frozenset[str] = frozenset(_FINISH)  # the boundary operators that have an accumulator

@@ -17,6 +17,11 @@ def node_latex(node: Node) -> str:
         return _OPERAND_TEX[node.name]
     if node.name == "mul":
         return rf"{node_latex(node.args[0])} \odot {node_latex(node.args[1])}"
+    if node.name == "div" and len(node.args) == 2:  # class statistics (a score in them is per channel)
+        return rf"\frac{{{node_latex(node.args[0])}}}{{{node_latex(node.args[1])}}}"
+    if node.name in ("add", "sub") and len(node.args) == 2:
+        sign = "+" if node.name == "add" else "-"
+        return rf"\left({node_latex(node.args[0])} {sign} {node_latex(node.args[1])}\right)"
     inner = ", ".join(node_latex(a) for a in node.args)
     return rf"\operatorname{{{node.name}}}\left({inner}\right)"
 

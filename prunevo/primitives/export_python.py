@@ -18,10 +18,12 @@ def _div(a, b):
     return a / torch.where(b.abs() < EPS, torch.where(b < 0, -EPS, EPS) * torch.ones_like(b), b)
 
 
-def _class_moments(x, onehot):
-    w = onehot / onehot.sum(0).clamp_min(1.0)
-    mean = x.mean(2) @ w
-    return mean, ((x * x).mean(2) @ w - mean * mean).clamp_min(0.0)
+def _class_moments(x, onehot, rest=False):
+    sums, squares, counts = x.mean(2) @ onehot, (x * x).mean(2) @ onehot, onehot.sum(0)
+    if rest:  # the samples of every other class
+        sums, squares, counts = sums.sum(1, keepdim=True) - sums, squares.sum(1, keepdim=True) - squares, counts.sum() - counts
+    mean = sums / counts.clamp_min(1.0)
+    return mean, (squares / counts.clamp_min(1.0) - mean * mean).clamp_min(0.0)
 '''
 
 _TENSOR_FN = {
@@ -29,8 +31,11 @@ _TENSOR_FN = {
     "square": "{0}.square()",
     "mul": "({0} * {1})",
     "smean": "{0}.mean(2, keepdim=True)",
+    "nmean": "{0}.mean(1)",
     "cmean": "_class_moments({0}, onehot)[0]",
     "cvar": "_class_moments({0}, onehot)[1]",
+    "rmean": "_class_moments({0}, onehot, rest=True)[0]",
+    "rvar": "_class_moments({0}, onehot, rest=True)[1]",
     "mean": "_rows({0}).mean(1)",
     "std": "_rows({0}).std(1, unbiased=False)",
     "var": "_rows({0}).var(1, unbiased=False)",
@@ -55,8 +60,11 @@ def _expr(node: Node) -> str:
         return f"torch.full((W.shape[0],), {node.value!r}, dtype=W.dtype)"
     if not node.args:
         return node.name
-    op_of(node)  # type-checks
-    return _TENSOR_FN[node.name].format(*(_expr(a) for a in node.args))
+    op = op_of(node)  # type-checks
+    args = [_expr(a) for a in node.args]
+    if op.ret is grammar.ByClass and len(args) == 2:  # a channel's score applies to each of its classes
+        args = [f"{a}[:, None]" if t is grammar.Scores else a for a, t in zip(args, op.args)]
+    return _TENSOR_FN[node.name].format(*args)
 
 
 def to_python(node: Node, function_name: str = "criterion", text: str = "") -> str:

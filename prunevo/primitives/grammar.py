@@ -1,12 +1,18 @@
 """The design space: every operand and operator a pruning formula may use, with its type and meaning.
 
 A formula maps the statistics of one prunable layer (see ``operands.LayerStats``) to one score per output
-channel.  Values flow through four types, each a tensor whose first axis is the output channel ``c``:
+channel.  Values flow through five types, each a tensor whose first axis is the output channel ``c``:
 
 * ``Weights``   ``[C, D]``     a channel's filter ``W`` or the next layer's weights that read it ``Wn``
 * ``Maps``      ``[C, N, S]``  a channel's feature map ``F`` or its gradient ``G`` (N samples, S positions)
-* ``ByClass``   ``[C, K]``     one value per class: ``cmean``/``cvar`` of a feature map
+* ``MeanMaps``  ``[C, S]``     a feature map averaged over the samples (``nmean``): the channel's mean map
+* ``ByClass``   ``[C, K]``     one value per class: ``cmean``/``cvar`` of a feature map over the samples of
+  class k, ``rmean``/``rvar`` over the samples of every *other* class (the seed paper's P and Q statistics)
 * ``Scores``    ``[C]``        one value per channel: reductions, BatchNorm ``gamma``/``beta``, constants
+
+Class statistics combine with ``+ - * /`` among themselves and with scores (a score is the same for every
+class of its channel), so a formula can weigh one class against the rest before reducing over classes, as
+the seed paper's evolved function does (``GECCO22_TEXT`` in ``classic``).
 
 Operators are overloaded by type (``abs`` exists for all four); the pair (name, argument types) is an
 ``Op``.  The table below is the single source of truth: the DEAP primitive set, the parser, the SymPy
@@ -31,6 +37,10 @@ class Maps:
     """[C, N, S]: one feature map (or its gradient) per channel and calibration sample."""
 
 
+class MeanMaps:
+    """[C, S]: a feature map averaged over the calibration samples, one mean map per channel."""
+
+
 class ByClass:
     """[C, K]: one class-conditional statistic per channel and class."""
 
@@ -39,8 +49,9 @@ class Scores:
     """[C]: one value per channel. Every formula returns this type."""
 
 
-TYPES = (Weights, Maps, ByClass, Scores)
-TYPE_WORDS = {Weights: "weights", Maps: "feature maps", ByClass: "class statistics", Scores: "scores"}
+TYPES = (Weights, Maps, MeanMaps, ByClass, Scores)
+TYPE_WORDS = {Weights: "weights", Maps: "feature maps", MeanMaps: "mean feature maps", ByClass: "class statistics",
+              Scores: "scores"}
 
 # Operands: text name -> type.  Constants are Scores too (broadcast over channels).
 OPERANDS: dict[str, type] = {
@@ -98,22 +109,32 @@ def _lnorm(x: torch.Tensor) -> torch.Tensor:
     return x / (x.abs().mean() + EPS)
 
 
-def _class_moments(x: torch.Tensor, labels_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class mean and variance over all samples of the class and all positions: [C, K] each."""
-    per_sample_mean = x.mean(2)  # [C, N]
-    per_sample_sq = (x * x).mean(2)
-    weights = labels_onehot / labels_onehot.sum(0).clamp_min(1.0)  # [N, K], columns sum to 1
-    mean = per_sample_mean @ weights
-    var = (per_sample_sq @ weights - mean * mean).clamp_min(0.0)
+def class_moments(sums: torch.Tensor, squares: torch.Tensor, counts: torch.Tensor,
+                  rest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance ([C, K] each) over all positions of the samples of each class k (``rest``: of every
+    other class), from the per-class sums of each sample's mean and mean square ([C, K]) and the class counts
+    ([K]).  The one place both the whole-tensor operators and the streamed accumulators compute them."""
+    if rest:
+        sums, squares, counts = (sums.sum(1, keepdim=True) - sums, squares.sum(1, keepdim=True) - squares,
+                                 counts.sum() - counts)
+    mean = sums / counts.clamp_min(1.0)
+    var = (squares / counts.clamp_min(1.0) - mean * mean).clamp_min(0.0)
     return mean, var
 
 
-def _cmean(x: torch.Tensor, labels_onehot: torch.Tensor) -> torch.Tensor:
-    return _class_moments(x, labels_onehot)[0]
+def _class_sums(x: torch.Tensor, labels_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return x.mean(2) @ labels_onehot, (x * x).mean(2) @ labels_onehot, labels_onehot.sum(0)
 
 
-def _cvar(x: torch.Tensor, labels_onehot: torch.Tensor) -> torch.Tensor:
-    return _class_moments(x, labels_onehot)[1]
+def _class_stat(index: int, rest: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda x, labels_onehot: class_moments(*_class_sums(x, labels_onehot), rest=rest)[index]
+
+
+def _per_channel(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scores_first: bool) -> Callable:
+    """``fn`` of class statistics [C, K] and scores [C]: a channel's score applies to each of its classes."""
+    if scores_first:
+        return lambda a, b: fn(a[:, None], b)
+    return lambda a, b: fn(a, b[:, None])
 
 
 _REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -147,19 +168,25 @@ _SCORE_BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
 
 def _build_ops() -> tuple[Op, ...]:
     ops: list[Op] = []
-    for tensor_type in (Weights, Maps, ByClass):
+    for tensor_type in (Weights, Maps, MeanMaps, ByClass):
         ops.append(Op("abs", (tensor_type,), tensor_type, torch.abs))
         ops.append(Op("square", (tensor_type,), tensor_type, torch.square))
         for name, fn in _REDUCTIONS.items():
             ops.append(Op(name, (tensor_type,), Scores, fn))
     ops.append(Op("mul", (Maps, Maps), Maps, torch.mul))
-    ops.append(Op("smean", (Maps,), Maps, lambda x: x.mean(2, keepdim=True)))
-    ops.append(Op("cmean", (Maps,), ByClass, _cmean, needs_labels=True))
-    ops.append(Op("cvar", (Maps,), ByClass, _cvar, needs_labels=True))
+    ops.append(Op("smean", (Maps,), Maps, lambda x: x.mean(2, keepdim=True)))  # over positions, per sample
+    ops.append(Op("nmean", (Maps,), MeanMaps, lambda x: x.mean(1)))  # over samples, per position
+    ops.append(Op("cmean", (Maps,), ByClass, _class_stat(0, rest=False), needs_labels=True))
+    ops.append(Op("cvar", (Maps,), ByClass, _class_stat(1, rest=False), needs_labels=True))
+    ops.append(Op("rmean", (Maps,), ByClass, _class_stat(0, rest=True), needs_labels=True))
+    ops.append(Op("rvar", (Maps,), ByClass, _class_stat(1, rest=True), needs_labels=True))
     for name, fn in _SCORE_UNARY.items():
         ops.append(Op(name, (Scores,), Scores, fn))
     for name, fn in _SCORE_BINARY.items():
         ops.append(Op(name, (Scores, Scores), Scores, fn))
+        ops.append(Op(name, (ByClass, ByClass), ByClass, fn))
+        ops.append(Op(name, (ByClass, Scores), ByClass, _per_channel(fn, scores_first=False)))
+        ops.append(Op(name, (Scores, ByClass), ByClass, _per_channel(fn, scores_first=True)))
     return tuple(ops)
 
 

@@ -3,15 +3,18 @@
 These are what users of PyTorch channel pruning run today, so every report compares against them.  The
 scores come from Torch-Pruning's classes themselves, called on the same dependency groups that prunevo
 prunes (one ``tp.Group`` per ``ChannelGroup``, channels in the same root order); prunevo only supplies
-what the classes expect to find on the model: the loss gradient for Taylor, and the per-sample squared
-gradients for Hessian/OBD.  Allocation, selection and fine-tuning are prunevo's, as for every criterion,
+what the classes expect to find on the model: the loss gradient for Taylor, the per-sample squared
+gradients for Hessian/OBD, the hooked forward and backward passes of OBDC (EigenDamage), and the input
+activations of Activation.  Allocation, selection and fine-tuning are prunevo's, as for every criterion,
 so only the scores differ.
 
 Each entry also says whether the formula grammar can express the criterion (see ``TorchPruningSpec``).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -39,7 +42,10 @@ class TorchPruningSpec:
     name: str
     cls: str  # the Torch-Pruning class, as users know it
     make: Callable[[str, str | None], tp.importance.Importance]  # (group reduction, normalizer) -> importance
-    gradients: str | None = None  # None, "batch" (mean loss gradient) or "per-sample" (mean squared gradient)
+    # what the class reads besides weights: None, "batch" (the mean loss gradient), "per-sample" (the mean
+    # squared per-sample gradient), "obdc" (its own hooks on forward and backward passes) or "activation"
+    # (its own hooks on forward passes)
+    gradients: str | None = None
     normalizer: str = "mean"  # Torch-Pruning's default for the class
     formula: str | None = None
     exact_on: str = ""
@@ -91,6 +97,20 @@ TP_CRITERIA: dict[str, TorchPruningSpec] = {spec.name: spec for spec in (
         exact_on="groups with one producing layer and one consumer that reads whole channels without a "
                  "flatten (the class measures distances per consumer, and per flattened feature)",
         missing="distances per consumer: Wn joins all consumers' slices into one row; and " + _RESIDUAL),
+    TorchPruningSpec(
+        "tp-obdc", "OBDCImportance (EigenDamage, Wang et al. 2019)",
+        lambda r, n: _OBDCImportance(group_reduction=r, normalizer=n), gradients="obdc",
+        missing="per-sample weight gradients: the class sums w^2 * sum over samples of (dL_i/dw)^2 (the diagonal "
+                "empirical Fisher, from each layer's inputs and output gradients) over the channel's filter"),
+    TorchPruningSpec(
+        "tp-activation", "ActivationImportance",
+        lambda r, n: tp.importance.ActivationImportance(group_reduction=r, normalizer=n), gradients="activation",
+        formula="mean(F)",
+        exact_on="groups with one producing layer whose consumers are convolutions reading its BatchNorm-ReLU "
+                 "output directly (the classic activation: the class averages |input| of each consumer over "
+                 "samples and positions)",
+        missing="the consumers' inputs: after pooling, a residual add or a flatten into a linear layer, a "
+                "consumer reads another tensor than the producing layer's F"),
 )}
 
 
@@ -125,6 +145,60 @@ def _mean_squared_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -
         p.grad = total[n] / len(x)
 
 
+class _OBDCImportance(tp.importance.OBDCImportance):
+    """Torch-Pruning 1.6's OBDCImportance, with one fix: for a layer with a bias, its per-sample gradient
+    matrix has a bias column that the weights lack, so scoring failed with a shape mismatch on every net
+    with conv biases (LeNet-5).  ``bias=False`` (the default) means the bias is not scored: drop its column."""
+
+    def step(self):
+        with torch.no_grad():
+            for m in self.modules:
+                grad_mat = self.MatGradHandler(self.A[m], self.DS[m], m)
+                if m.bias is not None:
+                    grad_mat = grad_mat[..., :-1]
+                grad_mat *= self.DS[m].size(0)  # the gradient of the mean loss, back to each sample's own
+                if self.steps == 0:
+                    self.Fisher[m] = grad_mat.new_zeros(grad_mat.size()[1:])
+                self.Fisher[m] += grad_mat.pow(2).sum(0)
+                self.A[m] = self.DS[m] = None
+        self.steps += 1
+
+
+def _obdc_fisher(importance, model: nn.Module, graph, x: torch.Tensor, y: torch.Tensor, chunk: int) -> None:
+    """OBDCImportance's own recipe: hook the model (``_prepare_model``), then per batch a backward pass of the
+    mean loss and ``step()``, which adds each sample's squared weight gradient to its Fisher diagonal."""
+    # _prepare_model reads the groups from a pruner: these are the attributes it uses
+    pruner = SimpleNamespace(DG=graph, ignored_layers=[], root_module_types=[nn.Conv2d, nn.Linear],
+                             _downstream_node_as_root_if_attention=lambda group: group)
+    importance._prepare_model(model, pruner)
+    try:
+        with warnings.catch_warnings():  # the class registers non-full backward hooks, which torch deprecates
+            warnings.simplefilter("ignore")
+            for start in range(0, len(x), chunk):
+                model.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(model(x[start:start + chunk]), y[start:start + chunk]).backward()
+                importance.step()
+    finally:
+        importance._rm_hooks(model)
+
+
+def _input_activations(importance, model: nn.Module, x: torch.Tensor, chunk: int) -> None:
+    """ActivationImportance's hooks keep the mean |input| (conv) or summed |input| (linear) of the *last*
+    forward pass; this feeds the calibration batch in chunks and leaves on every layer the value one pass over
+    the whole batch would have left (means weighted by chunk size, sums added)."""
+    totals: dict[nn.Module, torch.Tensor] = {}
+    with torch.no_grad(), importance.compute_importance(model):
+        for start in range(0, len(x), chunk):
+            xb = x[start:start + chunk]
+            model(xb)
+            for m in model.modules():
+                if hasattr(m, "_importance"):
+                    part = m._importance * (len(xb) / len(x) if isinstance(m, nn.Conv2d) else 1.0)
+                    totals[m] = totals[m] + part if m in totals else part
+    for m, value in totals.items():
+        m._importance = value
+
+
 def _check_gradients(model: nn.Module, layers: list[str]) -> None:
     modules = dict(model.named_modules())
     for name in layers:
@@ -142,17 +216,24 @@ def tp_group_scores(calibration: Calibration, name: str, reduction: str = "mean"
     """
     spec = TP_CRITERIA[name]
     importance = spec.make(reduction, spec.normalizer if normalizer == "default" else normalizer)
+    if spec.gradients == "obdc":
+        importance.num_classes = calibration.num_classes  # the class leaves out the classifier by its width
+    chunk = calibration.batch_size or TAYLOR_CHUNK
     with calibration.on_device() as (model, x, y):
         graph = calibration.memo("tp-graph", lambda: build_dependency_graph(model, x[:1]))
         modules = dict(model.named_modules())
         was_training = model.training
         model.eval()
         try:
-            if spec.gradients is not None:
+            if spec.gradients == "activation":
+                _input_activations(importance, model, x, chunk)
+            elif spec.gradients is not None:
                 model.zero_grad(set_to_none=True)
                 with torch.enable_grad():
                     if spec.gradients == "batch":
-                        _batch_gradient(model, x, y, calibration.batch_size or TAYLOR_CHUNK)
+                        _batch_gradient(model, x, y, chunk)
+                    elif spec.gradients == "obdc":
+                        _obdc_fisher(importance, model, graph, x, y, chunk)
                     else:
                         _mean_squared_gradient(model, x, y)
                 _check_gradients(model, [m.layer for g in calibration.groups for m in g.members])
@@ -169,4 +250,7 @@ def tp_group_scores(calibration: Calibration, name: str, reduction: str = "mean"
         finally:
             if spec.gradients is not None:
                 model.zero_grad(set_to_none=True)
+            for m in model.modules():  # what the activation hooks left behind
+                if hasattr(m, "_importance"):
+                    del m._importance
             model.train(was_training)

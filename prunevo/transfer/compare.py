@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prunevo.errors import NotApplicableError, PrunevoError
+from prunevo.pruning.criteria import BASELINE_NAMES
 from prunevo.transfer.report import CompareRow, target_text, compare_markdown, grid_markdown, plot_compare, summarize
 from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from
-from prunevo.transfer.variants import strategy_changes
+from prunevo.transfer.variants import BASELINES_WORD, strategy_changes
 from prunevo.utils import atomic_write_json, atomic_write_text
 
 
@@ -48,6 +49,14 @@ def _title(config: TransferConfig, seeds, matched: float | None, strategies: lis
     return title
 
 
+def expand_baselines(criteria: list) -> list:
+    """``criteria`` with the word ``baselines`` replaced by every classic and Torch-Pruning criterion."""
+    out = []
+    for c in criteria:
+        out.extend(BASELINE_NAMES if isinstance(c, str) and c == BASELINES_WORD else [c])
+    return out
+
+
 def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, ...] = (0, 1, 2),
                      out_dir: str | Path | None = None, progress: bool = False,
                      session: TransferSession | None = None, strategies: list[str] | None = None,
@@ -62,7 +71,7 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
     strategies = list(dict.fromkeys(strategies or [config.variant]))
     changes = {s: strategy_changes(s) for s in strategies}
     session = session or TransferSession(config, progress=progress)
-    names = list(dict.fromkeys(criteria))
+    names = list(dict.fromkeys(expand_baselines(criteria)))
     if "random" not in names:
         names.append("random")  # every comparison is against random under the same budget
     matched = None

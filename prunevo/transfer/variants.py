@@ -11,7 +11,8 @@ from prunevo.pruning.allocation import ALLOCATIONS
 
 STRATEGIES = ("channel", "layer", "iterative", "unstructured")
 BENCHMARK_STRATEGIES = ("uniform", "global", "random-search", "layer", "iterative")
-COMPARE_CRITERIA = ("l1", "l2", "bn", "taylor", "tp-l2", "tp-taylor", "random")
+BASELINES_WORD = "baselines"  # in a list of criteria: every classic and Torch-Pruning criterion
+COMPARE_CRITERIA = (BASELINES_WORD,)
 BENCHMARK_CRITERIA = ("l1", "l2", "bn", "taylor", "fpgm", "tp-l2", "tp-taylor", "random")
 
 
