@@ -1,17 +1,26 @@
-"""Fitness fidelity: how well each proxy fitness ranks pruning criteria the way a longer, held-out run does.
+"""Fitness fidelity per regime: how well each proxy fitness ranks pruning criteria the way target-like
+networks on held-out data do, and at what CPU cost.
 
-A fixed panel of criteria (the classic ones, two Torch-Pruning importances, and seeded samples of the
-grammar with distinct selections) is scored by every proxy setting and by a *reference*: top-1 on the
-held-out (test) split after pruning to 50% of the MACs and a longer fine-tune, mean of 3 seeds, on
-model/dataset pairs that no proxy uses.  For each proxy it prints Spearman's rho against the reference
-(with a 95% bootstrap interval over the panel), the CPU-seconds per criterion evaluation, and rho per
-CPU-second.  Every evaluator runs on one thread, so CPU-seconds compare across settings.
+A fixed panel of criteria (every classic criterion, every Torch-Pruning importance, random, and seeded
+samples of the grammar whose selections differ on the default tasks) is scored by
 
-Ladder proxies (``LADDERS``) climb the fidelity ladder as evolution does: the whole panel at rung 0, the
-best share at the next rung.  For each rung they print rho of that rung's values over the candidates it
-measured, how many of the reference's top 10 reached the rung (recall), and panel evaluations per
-CPU-second up to that rung; the last line ranks the panel by (highest rung reached, value there), which is
-the order evolution selects on.
+* **references**, one per regime, on target-like networks and data that no proxy uses: CIFAR ResNet-20
+  and ResNet-56, a VGG-style net and MobileNetV2 (CIFAR stem) on Fashion-MNIST (28 px) and Imagenette at
+  32 px, each pruned (uniform allocation) to 25% and to 50% of the MACs and measured on 2,000
+  class-stratified held-out images (the test split; the half of Imagenette's val/ that fitness never
+  reads): **one-shot** (BatchNorm re-estimated on 2 batches of 256 training images, no fine-tune) and, on
+  ResNet-20, after **1 epoch of fine-tuning** on 2,000 training images (the short fine-tune regime);
+* **proxies**: cheap one-shot tasks that a fitness could use, on other data: the default ``make run``
+  tasks (8 px digits), the same networks on the embedded digits upsampled to 32 px, and on MNIST; and the
+  ``--preset transfer`` tasks.  Co-evolved proxies (several tasks in one geometric mean) are computed from
+  their tasks' values, and their CPU cost is the sum of their tasks'.
+
+For every proxy and every reference group it prints Spearman's rho over the panel with a 95% bootstrap
+interval (scipy.stats.bootstrap, the panel resampled), the CPU-seconds per criterion evaluation and rho per
+CPU-second; then the matrix of rho between the references themselves (how well one target-like task
+predicts another: the ceiling, and the case for real-data fitness tasks).  Every evaluator runs on one
+thread in this process, so CPU-seconds compare across rows.  Results are saved to ``-o`` after every task,
+and a rerun reuses them (delete the file to measure again).
 
     .venv/bin/python benchmarks/fidelity.py --data-root ../shared/data -o fidelity.json
 """
@@ -22,70 +31,78 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import bootstrap, spearmanr
 
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
+from prunevo.fitness.data import _stratified
 from prunevo.fitness.evaluator import Evaluator
-from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.rescore import holdout_tasks
 from prunevo.fitness.task_spec import parse_task
 from prunevo.fitness.tasks import prepare_task
 from prunevo.primitives import Formula
-from prunevo.primitives.classic import CLASSIC_TEXT
-from prunevo.pruning.criteria import as_criterion
+from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, as_criterion
 
 IMAGENETTE = "imagefolder:{root}/imagenette2"
-REFERENCE = ["resnet20@fashion-mnist:macs=0.5,epochs=1,train=4000,seeds=3",
-             "resnet20@" + IMAGENETTE + ":size=32,macs=0.5,epochs=1,train=4000,seeds=3"]
-PROXIES = {
-    "default (digits, val 360)": ["digits-vgg", "digits-resnet"],
-    "digits, BN recalibration only": ["small-vgg@digits:epochs=0", "small-resnet@digits:epochs=0"],
-    "digits, BN recalibration only (batched evaluator)": ["small-vgg@digits:epochs=0", "small-resnet@digits:epochs=0"],
-    "digits, BN recalibration only, 2 batches": ["small-vgg@digits:epochs=0,recal=2",
-                                                 "small-resnet@digits:epochs=0,recal=2"],
-    "digits, BN recalibration only, 1 batch": ["small-vgg@digits:epochs=0,recal=1",
-                                               "small-resnet@digits:epochs=0,recal=1"],
-    "digits, 3 fine-tune seeds": ["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
-    "digits, global allocation": ["small-vgg@digits:allocation=global", "small-resnet@digits:allocation=global"],
-    "mnist, val 2000": ["lenet5@mnist:val=2000", "small-resnet@mnist:val=2000"],
-    "mnist, val 2000, 50% MACs": ["lenet5@mnist:val=2000,macs=0.5", "small-resnet@mnist:val=2000,macs=0.5"],
-    "mnist, val 2000, BN recalibration only": ["lenet5@mnist:val=2000,epochs=0", "small-resnet@mnist:val=2000,epochs=0"],
-    "seed paper: lenet5@mnist + small-vgg@imagenette": ["lenet5@mnist:val=2000", "small-vgg@" + IMAGENETTE + ":size=32"],
-    "4 tasks co-evolved": ["digits-vgg", "digits-resnet", "lenet5@mnist:val=2000", "small-resnet@mnist:val=2000"],
-    "new default candidate: digits + mnist, 50% MACs, val 2000": [
-        "small-vgg@digits:macs=0.5", "small-resnet@mnist:val=2000,macs=0.5,train=2000"],
+HELD_OUT = 2000  # class-stratified held-out images per reference
+# base nets: one epoch on the MNISTs (60,000 images), 8 on Imagenette at 32 px (9,469 images)
+FASHION = "fashion-mnist:pretrain=1"
+IMAGENETTE32 = IMAGENETTE + ":size=32,pretrain=8"
+NETS = {"ResNet-20": "resnet20", "ResNet-56": "resnet56", "VGG": "small-vgg", "MobileNetV2": "mobilenet_v2"}
+
+
+def _spec(net: str, data: str, options: str) -> str:
+    return f"{net}@{data},{options}"
+
+
+ONE_SHOT = "epochs=0,recal=2"
+REFERENCES = {  # group -> task specs; each measured on HELD_OUT held-out images
+    "one-shot 25% MACs": [_spec(n, d, f"macs=0.25,{ONE_SHOT}") for d in (FASHION, IMAGENETTE32) for n in NETS.values()],
+    "one-shot 50% MACs": [_spec(n, d, f"macs=0.5,{ONE_SHOT}") for d in (FASHION, IMAGENETTE32) for n in NETS.values()],
+    "1 epoch 25% MACs": [_spec("resnet20", d, "macs=0.25,epochs=1,train=2000,recal=2") for d in (FASHION, IMAGENETTE32)],
+    "1 epoch 50% MACs": [_spec("resnet20", d, "macs=0.5,epochs=1,train=2000,recal=2") for d in (FASHION, IMAGENETTE32)],
 }
 
-MNIST = ["lenet5@mnist:val=2000", "small-resnet@mnist:val=2000"]
-LADDERS = {
-    "mnist, val 2000, ladder 0.25": (MNIST, Ladder((0.25,), subset=500)),
-    "mnist, val 2000, ladder 0.5,0.5": (MNIST, Ladder((0.5, 0.5), subset=500)),
-    "mnist, val 2000, ladder 0.125": (MNIST, Ladder((0.125,), subset=500)),
-    "digits, ladder 0.25": (["digits-vgg", "digits-resnet"], Ladder((0.25,))),
-    "digits, 3 fine-tune seeds, ladder 0.25": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
-                                                Ladder((0.25,))),
-    "digits, 3 fine-tune seeds, ladder 0.5": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
-                                               Ladder((0.5,))),
-    "digits, ladder 0.25, rung-0 recal 1 batch": (["digits-vgg", "digits-resnet"], Ladder((0.25,), recal_batches=1)),
-    "digits, ladder 0.25, rung-0 recal 2 batches": (["digits-vgg", "digits-resnet"], Ladder((0.25,), recal_batches=2)),
-    "digits, ladder 0.125, rung-0 recal 2 batches": (["digits-vgg", "digits-resnet"], Ladder((0.125,), recal_batches=2)),
-    "digits, 3 seeds, ladder 0.25, rung-0 recal 1": (["small-vgg@digits:seeds=3", "small-resnet@digits:seeds=3"],
-                                                     Ladder((0.25,), recal_batches=1)),
-    "mnist, val 2000, ladder 0.25, rung-0 recal 1": (MNIST, Ladder((0.25,), subset=500, recal_batches=1)),
+DIGITS32 = "digits:size=32"
+MNIST = "mnist:val=2000,pretrain=1"
+PROXY_TASKS = {  # name -> task spec, each scored once on its own validation split
+    "default: small-vgg@digits 8 px": "small-vgg@digits:epochs=0,recal=1",
+    "default: small-resnet@digits 8 px": "small-resnet@digits:epochs=0,recal=1",
+    **{f"{n}@digits-32 {int(m * 100)}%": _spec(net, DIGITS32, f"macs={m},epochs=0,recal=1")
+       for n, net in NETS.items() if n != "ResNet-56" for m in (0.25, 0.5)},
+    **{f"{n}@mnist {int(m * 100)}%": _spec(net, MNIST, f"macs={m},epochs=0,recal=1")
+       for n, net in NETS.items() if n in ("ResNet-20", "VGG") for m in (0.25, 0.5)},
+    "transfer preset: lenet5@mnist": "lenet5@mnist:macs=0.5,val=2000",
+    "transfer preset: small-vgg@imagenette": "small-vgg@" + IMAGENETTE + ":size=32,macs=0.5,train=1000,allocation=global",
+}
+DIGITS32_ALL = [k for k in PROXY_TASKS if "@digits-32" in k]
+PROXIES = {  # name -> proxy tasks co-evolved (geometric mean)
+    "make run default (small-vgg + small-resnet, digits 8 px, 75% channels)": [
+        "default: small-vgg@digits 8 px", "default: small-resnet@digits 8 px"],
+    **{k: [k] for k in PROXY_TASKS if not k.startswith(("default", "transfer"))},
+    "digits-32: ResNet-20 + VGG + MobileNetV2, 25%": [k for k in DIGITS32_ALL if k.endswith("25%")],
+    "digits-32: ResNet-20 + VGG + MobileNetV2, 50%": [k for k in DIGITS32_ALL if k.endswith("50%")],
+    "digits-32: all three nets at 25% and 50%": DIGITS32_ALL,
+    "digits-32: ResNet-20 + MobileNetV2, 25% and 50%": [k for k in DIGITS32_ALL if k.startswith(("ResNet", "Mobile"))],
+    "mnist: ResNet-20 + VGG, 25% and 50%": [k for k in PROXY_TASKS if "@mnist " in k],
+    "digits-32 (3 nets) + mnist (2 nets), 25% and 50%": DIGITS32_ALL + [k for k in PROXY_TASKS if "@mnist " in k],
+    "transfer preset (lenet5@mnist + small-vgg@imagenette, 50% MACs, fine-tuned)": [
+        "transfer preset: lenet5@mnist", "transfer preset: small-vgg@imagenette"],
 }
 
 
 def panel(samples: int, seed: int, probe: Evaluator) -> list:
-    """Classic criteria, tp-l2 and tp-taylor, then grammar samples that rank every probe task and select
-    channels no earlier panel member selects."""
-    criteria = [as_criterion(n) for n in (*CLASSIC_TEXT, "tp-l2", "tp-taylor")]
+    """Every named baseline and random, then grammar samples that rank every probe task and select channels
+    no earlier panel member selects."""
+    criteria = [as_criterion(n) for n in (*BASELINE_NAMES, RANDOM)]
     seen = {probe.mask_plan(c).selection for c in criteria}
     pset = build_pset()
     random.seed(seed)
-    while len(criteria) < len(CLASSIC_TEXT) + 2 + samples:
+    named = len(criteria)
+    while len(criteria) < named + samples:
         candidate = as_criterion(Formula(to_node(gen_half_and_half(pset, 1, 4))))
         plan = probe.mask_plan(candidate)
         if plan.selection is not None and not plan.not_applicable and plan.selection not in seen:
@@ -94,124 +111,96 @@ def panel(samples: int, seed: int, probe: Evaluator) -> list:
     return criteria
 
 
-def fitness_of(specs: list[str], criteria: list, data_root: str, holdout: bool = False) -> tuple[list, float, int]:
-    """(applicable fitness per criterion or None, CPU-seconds of the evaluation, fine-tunes run)."""
-    prepared = [prepare_task(parse_task(s.format(root=data_root)), data_root) for s in specs]
-    if holdout:
-        prepared = holdout_tasks(prepared, prepared[0].task.seeds)
-    evaluator = Evaluator(prepared, n_jobs=1, threads_per_job=1)
+def held_out(prepared, count: int = HELD_OUT):
+    """The task scored on ``count`` class-stratified images of its held-out split (one fine-tune seed)."""
+    data = prepared.data
+    if len(data.holdout) > count:
+        data = replace(data, holdout=_stratified(data.holdout, count, 2))
+    return holdout_tasks([replace(prepared, data=data)], 1)[0]
+
+
+def measure(spec: str, criteria: list, data_root: str, reference: bool) -> dict:
+    """Relative accuracy per criterion (None where n/a or invalid) and the CPU-seconds of the evaluation."""
+    prepared = prepare_task(parse_task(spec.format(root=data_root)), data_root)
+    if reference:
+        prepared = held_out(prepared)
+    evaluator = Evaluator([prepared], n_jobs=1, threads_per_job=1)
     start = time.process_time()
-    results = evaluator.evaluate(criteria)
+    results = evaluator.evaluate(criteria, full=True)
     cpu = time.process_time() - start
-    values = [r.applicable_fitness if (r.reason is None and not r.not_applicable) else None for r in results]
-    return values, cpu, evaluator.stats.jobs
+    values = [r.applicable_fitness if r.valid else None for r in results]
+    return {"spec": spec, "relative": values, "cpu_s": cpu, "base": prepared.base_val_accuracy,
+            "images": len(prepared.data.val)}
 
 
-def ladder_of(specs: list[str], ladder: Ladder, criteria: list, data_root: str) -> dict:
-    """Per rung: every criterion's value there (None when it did not reach it) and the CPU-seconds spent
-    up to and including that rung."""
-    prepared = [prepare_task(parse_task(s.format(root=data_root)), data_root) for s in specs]
-    evaluator = Evaluator(prepared, n_jobs=1, threads_per_job=1, ladder=ladder)
-    start = time.process_time()
-    plans = [evaluator.mask_plan(c) for c in criteria]
-    cohort = [p for p in plans if p.reason is None and not p.not_applicable]
-    rungs, cpu = [], []
-    for rung in range(ladder.rungs):
-        evaluator._measure(cohort, rung)
-        cpu.append(time.process_time() - start)
-        values = {p.selection: evaluator._result(p, rung).fitness for p in cohort}
-        rungs.append([values.get(p.selection) for p in plans])
-        if rung < ladder.rungs - 1:
-            ranked = sorted(range(len(cohort)), key=lambda i: -values[cohort[i].selection])
-            cohort = [cohort[i] for i in sorted(ranked[:ladder.promoted(rung, len(cohort))])]
-    return {"specs": specs, "keep": list(ladder.keep), "subset": ladder.subset, "recal_batches": ladder.recal_batches,
-            "rungs": rungs, "cpu_s": cpu}
+def combine(columns: list[list]) -> list:
+    """Geometric mean over tasks, per criterion (None where any task has none)."""
+    return [None if any(c[i] is None or c[i] <= 0 for c in columns)
+            else math.exp(sum(math.log(c[i]) for c in columns) / len(columns)) for i in range(len(columns[0]))]
 
 
-def report_ladder(name: str, result: dict, combined: list, top10: set[int], n: int) -> None:
-    final = [None] * n
-    for rung, values in enumerate(result["rungs"]):
-        reached = [i for i, v in enumerate(values) if v is not None]
-        for i in reached:
-            final[i] = rung + values[i]  # (highest rung reached, value there) as one sortable number
-        rho = rho_with_interval(values, combined)[0] if len(reached) > 3 else float("nan")
-        recall = len(top10 & set(reached))
-        print(f"{name:<40} rung {rung}: {len(reached):>2} measured, rho {rho:+.3f}, reference top-10 kept "
-              f"{recall}/10, {n / result['cpu_s'][rung]:.2f} evals/CPU-s", flush=True)
-    rho, low, high, _ = rho_with_interval(final, combined)
-    per_eval = result["cpu_s"][-1] / n
-    print(f"{name:<40} ladder order: rho {rho:+.3f} [{low:+.3f}, {high:+.3f}]; {per_eval:6.2f} CPU-s/eval; "
-          f"rho per CPU-s {rho / per_eval:+.3f}", flush=True)
-
-
-def rho_with_interval(x: list, y: list, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+def rho_interval(x: list, y: list) -> tuple[float, float, float, int]:
+    """Spearman's rho over the criteria both rank, with a 95% percentile bootstrap interval."""
     pairs = np.array([(a, b) for a, b in zip(x, y) if a is not None and b is not None])
-    rho = spearmanr(pairs[:, 0], pairs[:, 1]).statistic
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(rounds):
-        sample = pairs[rng.integers(0, len(pairs), len(pairs))]
-        if len(set(sample[:, 0])) > 1 and len(set(sample[:, 1])) > 1:
-            boot.append(spearmanr(sample[:, 0], sample[:, 1]).statistic)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return float(rho), float(low), float(high), len(pairs)
+    rho = float(spearmanr(pairs[:, 0], pairs[:, 1]).statistic)
+    res = bootstrap((pairs[:, 0], pairs[:, 1]), lambda a, b: spearmanr(a, b).statistic, paired=True,
+                    vectorized=False, n_resamples=2000, method="percentile", random_state=0)
+    return rho, float(res.confidence_interval.low), float(res.confidence_interval.high), len(pairs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", required=True, help="folder with MNIST/, FashionMNIST/ and imagenette2/")
-    parser.add_argument("--samples", type=int, default=20, help="grammar samples in the panel (default: 20)")
+    parser.add_argument("--samples", type=int, default=16, help="grammar samples in the panel (default: 16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--proxies", nargs="+", help="proxy names to run (default: all)")
+    parser.add_argument("--only", nargs="+", metavar="SPEC", help="measure only these tasks (smoke runs)")
     parser.add_argument("-o", "--output", default="fidelity.json")
     args = parser.parse_args()
     out_path = Path(args.output)
     saved = json.loads(out_path.read_text()) if out_path.exists() else {}
 
-    probe = Evaluator([prepare_task(parse_task(s)) for s in PROXIES["default (digits, val 360)"]])
+    probe = Evaluator([prepare_task(parse_task(PROXY_TASKS[k])) for k in PROXIES[next(iter(PROXIES))]])
     criteria = panel(args.samples, args.seed, probe)
     names = [c.name for c in criteria]
-    print(f"panel: {len(criteria)} criteria ({', '.join(names[:10])}, ...)", flush=True)
+    print(f"panel: {len(criteria)} criteria: {', '.join(names)}", flush=True)
+    if saved.get("panel") != names:
+        saved = {"panel": names, "tasks": {}}
 
-    if saved.get("panel") == names and "reference" in saved:
-        reference = saved["reference"]
-    else:
-        reference = {}
-        for spec in REFERENCE:
-            values, cpu, jobs = fitness_of([spec], criteria, args.data_root, holdout=True)
-            reference[spec] = {"fitness": values, "cpu_s": cpu, "jobs": jobs}
-            print(f"reference {spec}: {jobs} fine-tunes, {cpu:.0f} CPU-s", flush=True)
-        saved = {"panel": names, "reference": reference, "proxies": {}}
-        out_path.write_text(json.dumps(saved, indent=1))
-    per_task = [reference[s]["fitness"] for s in REFERENCE]
-    combined = [None if any(v[i] is None for v in per_task) else math.exp(sum(math.log(v[i]) for v in per_task) / 2)
-                for i in range(len(names))]
-
-    for name, specs in PROXIES.items():
-        if args.proxies and name not in args.proxies:
-            continue
-        if name not in saved["proxies"]:
-            values, cpu, jobs = fitness_of(specs, criteria, args.data_root)
-            saved["proxies"][name] = {"specs": specs, "fitness": values, "cpu_s": cpu, "jobs": jobs}
+    def task(spec: str, reference: bool) -> dict:
+        if spec not in saved["tasks"]:
+            saved["tasks"][spec] = measure(spec, criteria, args.data_root, reference)
             out_path.write_text(json.dumps(saved, indent=1))
-        p = saved["proxies"][name]
-        rho, low, high, n = rho_with_interval(p["fitness"], combined)
-        per_eval = p["cpu_s"] / len(names)
-        rhos = [rho_with_interval(p["fitness"], r)[0] for r in per_task]
-        print(f"{name:<58} rho {rho:+.3f} [{low:+.3f}, {high:+.3f}] (n={n}; per reference task "
-              f"{', '.join(f'{r:+.2f}' for r in rhos)}); {per_eval:6.2f} CPU-s/eval; rho per CPU-s "
-              f"{rho / per_eval:+.3f}", flush=True)
+            t = saved["tasks"][spec]
+            print(f"  measured {spec}: base {t['base']:.4f} on {t['images']} images, "
+                  f"{t['cpu_s'] / len(names):.2f} CPU-s/eval", flush=True)
+        return saved["tasks"][spec]
 
-    ranked = sorted((i for i, v in enumerate(combined) if v is not None), key=lambda i: -combined[i])
-    top10 = set(ranked[:10])
-    ladders = saved.setdefault("ladders", {})
-    for name, (specs, ladder) in LADDERS.items():
-        if args.proxies and name not in args.proxies:
-            continue
-        if name not in ladders:
-            ladders[name] = ladder_of(specs, ladder, criteria, args.data_root)
-            out_path.write_text(json.dumps(saved, indent=1))
-        report_ladder(name, ladders[name], combined, top10, len(names))
+    wanted = set(args.only or [])
+    todo = [(s, True) for specs in REFERENCES.values() for s in specs] + [(s, False) for s in PROXY_TASKS.values()]
+    for spec, reference in todo:
+        if not wanted or spec in wanted:
+            task(spec, reference)
+    if wanted:
+        return
+    references = {g: combine([saved["tasks"][s]["relative"] for s in specs]) for g, specs in REFERENCES.items()}
+    print(f"\nrho of each proxy with each reference group (combined: geometric mean over its tasks); "
+          f"n = {len(names)} criteria", flush=True)
+    for proxy, keys in PROXIES.items():
+        values = combine([saved["tasks"][PROXY_TASKS[k]]["relative"] for k in keys])
+        per_eval = sum(saved["tasks"][PROXY_TASKS[k]]["cpu_s"] for k in keys) / len(names)
+        cells = []
+        for group, ref in references.items():
+            rho, low, high, n = rho_interval(values, ref)
+            cells.append(f"{group}: {rho:+.2f} [{low:+.2f}, {high:+.2f}] (n={n})")
+        one_shot = [rho_interval(values, references[g])[0] for g in REFERENCES if g.startswith("one-shot")]
+        print(f"{proxy}\n    {'; '.join(cells)}\n    {per_eval:.3f} CPU-s/eval; one-shot rho per CPU-s "
+              f"{sum(one_shot) / len(one_shot) / per_eval:+.1f}", flush=True)
+    print("\nrho between reference tasks (rows predict columns), and their CPU-s/eval:", flush=True)
+    specs = [s for group in REFERENCES.values() for s in group]
+    for a in specs:
+        row = " ".join(f"{rho_interval(saved['tasks'][a]['relative'], saved['tasks'][b]['relative'])[0]:+.2f}"
+                       for b in specs)
+        print(f"  {a[:70]:<70} {saved['tasks'][a]['cpu_s'] / len(names):6.2f}  {row}", flush=True)
 
 
 if __name__ == "__main__":

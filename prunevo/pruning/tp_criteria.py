@@ -241,7 +241,14 @@ def tp_group_scores(calibration: Calibration, name: str, reduction: str = "mean"
             for group in calibration.groups:
                 tp_group = graph.get_pruning_group(modules[group.root], tp.prune_conv_out_channels,
                                                    list(range(group.size)))
-                value = importance(tp_group)
+                try:
+                    value = importance(tp_group)
+                except KeyError as exc:  # OBDC keeps a Fisher only for the layers its hooks could read
+                    names = {m: n for n, m in modules.items()}
+                    raise NotApplicable(f"Torch-Pruning's {spec.cls} has no Fisher information for layer "
+                                        f"{names.get(exc.args[0], exc.args[0])!r} in the group of {group.root!r} "
+                                        f"(its per-sample gradients do not support grouped or depthwise "
+                                        f"convolutions)") from None
                 if value is None:
                     raise NotApplicable(f"Torch-Pruning's {spec.cls} has no score for the group of layer "
                                         f"{group.root!r}" + (" (it has no BatchNorm)" if name == "tp-bn" else ""))

@@ -103,6 +103,10 @@ SMALL_NETS: dict[str, Callable[..., nn.Module]] = {
     # He et al.'s CIFAR ResNet-20 (3 stages x 3 basic blocks, 16/32/64 channels; projection shortcuts):
     # the classic small ResNet of pruning papers, with 7 removable blocks for layer pruning
     "resnet20": lambda c, k, size: SmallResNet(c, k, widths=(16, 32, 64), blocks=(3, 3, 3)),
+    # the deeper CIFAR ResNets of the same family (9 basic blocks per stage for ResNet-56, the network of
+    # Torch-Pruning's and most pruning papers' CIFAR tables)
+    "resnet32": lambda c, k, size: SmallResNet(c, k, widths=(16, 32, 64), blocks=(5, 5, 5)),
+    "resnet56": lambda c, k, size: SmallResNet(c, k, widths=(16, 32, 64), blocks=(9, 9, 9)),
 }
 
 
