@@ -231,16 +231,18 @@ def _print_baselines(rows) -> None:
 
 def _print_rescored(run) -> None:
     """The re-scoring: hall of fame and baselines, mean ± std over fresh seeds on held-out data (and on the
-    check tasks), best first; then the winner against the best classic and random."""
+    check tasks), best first; then the winner against the best classic, paired by seed, with 95% intervals."""
+    from prunevo.fitness.rescore import verdicts
     from prunevo.pruning.criteria import RANDOM
 
     rows = run.rescored
     if not rows:
         return
     check = rows[0].check is not None
-    print(f"re-scored on held-out data, {len(rows[0].fitness.values) if rows[0].fitness.values else '?'} "
-          f"fine-tunes each (mean ± std over seeds)" + ("; check tasks: " + ", ".join(run.config.check_tasks)
-                                                        if check else ""))
+    seeds = len(next((r.fitness.values for r in rows if r.fitness.values), []))
+    print(f"re-scored on held-out data, {seeds or '?'} seeds (each its own calibration batch, BatchNorm "
+          f"re-estimation and fine-tune; mean ± std over seeds)"
+          + ("; check tasks: " + ", ".join(run.config.check_tasks) if check else ""))
     head = f"    {'held-out fitness':>17}" + (f"  {'check tasks':>17}" if check else "")
     print(head + "  criterion")
     order = sorted(rows, key=lambda r: (not r.comparable, -(r.fitness.mean or 0.0)))
@@ -260,6 +262,9 @@ def _print_rescored(run) -> None:
     if random is not None and random.fitness.mean is not None:
         parts.append(f"vs random {won.fitness.mean - random.fitness.mean:+.4f}")
     print("; ".join(parts) + "   (* = hall of fame)")
+    print(f"verdict ({run.config.regime}; paired by seed, 95% intervals):")
+    for line in verdicts(rows, winner.text):
+        print(f"  {line}")
 
 
 def _with_preset(args):
@@ -294,8 +299,8 @@ def cmd_show(args) -> int:
         run = _rescore(run, args)
     last = run.log[-1]
     best = run.best_classic
-    print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; generation {last['generation']} of "
-          f"{run.config.generations}; population {run.config.population}; seed {run.config.seed}")
+    print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; regime {run.config.regime}; generation "
+          f"{last['generation']} of {run.config.generations}; population {run.config.population}; seed {run.config.seed}")
     _print_entries("hall of fame", run.hall_of_fame, best, args.top)
     _print_entries("Pareto front (fitness vs size)", run.pareto, best)
     _print_baselines(run.baseline_rows)
@@ -375,12 +380,16 @@ def cmd_score(args) -> int:
 
 def cmd_tasks(args) -> int:
     from prunevo.fitness.task_spec import DEFAULT_TASKS, OPTIONS, available_tasks, parse_task, split_spec
+    from prunevo.training.regimes import REGIME_HELP
 
     if args.specs:  # describe the given tasks (their options checked)
         for spec in args.specs:
             print(f"{spec}\n    {parse_task(spec).describe()}")
         return 0
     print("Tasks are MODEL@DATASET[:key=value,...]: any model and dataset that 'prunevo apply' accepts.")
+    print("regimes (set by epochs=; a formula evolved in one regime is evidence about that regime):")
+    for name, text in REGIME_HELP.items():
+        print(f"  {name:<16} {text}")
     print("options:")
     for key, (_, text) in OPTIONS.items():
         print(f"  {key:<11} {text}")

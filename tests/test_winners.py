@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 
 import pytest
+import torch
 
 from prunevo.errors import PrunevoError
 
@@ -17,7 +18,7 @@ from prunevo.evolve.run import evolve, load_run
 from prunevo.fitness.evaluator import Evaluator
 from prunevo.fitness.rescore import holdout_tasks, rescore
 from prunevo.primitives.formula import Formula
-from prunevo.pruning.criteria import BASELINE_NAMES, FormulaCriterion, RANDOM
+from prunevo.pruning.criteria import BASELINE_NAMES, FormulaCriterion, RANDOM, as_criterion
 from tests.test_evolve import _config
 
 
@@ -68,15 +69,55 @@ def test_rescoring_uses_fresh_seeds_on_held_out_data(prepared_tasks):
     held = holdout_tasks(prepared_tasks, 2)
     assert all(h.identity != p.identity for h, p in zip(held, prepared_tasks))
     assert all(len(h.data.val) == len(p.data.holdout) for h, p in zip(held, prepared_tasks))
-    rows = rescore(["l1(W)"], prepared_tasks, prepared_tasks[1:], seeds=2)
+    rows = rescore(["l1(W)", "mean(F)"], prepared_tasks, prepared_tasks[1:], seeds=2)
     names = [r.name for r in rows]
-    assert names == ["l1(W)", *BASELINE_NAMES, RANDOM]
+    assert names == ["l1(W)", "mean(F)", *BASELINE_NAMES, RANDOM]
     l1 = rows[0]
     assert len(l1.fitness.values) == 2 and l1.fitness.std >= 0 and l1.check is not None
-    assert len(rows[-1].fitness.values) == 4  # random: 2 draws x 2 fine-tune seeds
+    assert len(rows[-1].fitness.values) == 2  # random: one draw per seed, paired like every criterion
     classic_l1 = rows[names.index("l1")]
     assert classic_l1.fitness == l1.fitness  # the classic l1 is the formula l1(W): the same selection
-    assert rescore(["l1(W)"], prepared_tasks, seeds=2, baselines=False)[0].fitness == l1.fitness  # deterministic
+    again = rescore(["l1(W)", "mean(F)"], prepared_tasks, seeds=2, baselines=False)
+    assert again[0].fitness == l1.fitness and again[1].fitness == rows[1].fitness  # deterministic
+    # per check task, every seed's top-1: what paired verdicts read
+    assert set(l1.check.seed_accuracy) == {"digits-resnet"} and len(l1.check.seed_accuracy["digits-resnet"]) == 2
+
+
+def test_each_rescoring_seed_draws_its_own_calibration_batch(prepared_tasks, monkeypatch):
+    """A seed is a replicate: its own calibration batch (so a data-dependent criterion may select other
+    channels), its own BatchNorm re-estimation and fine-tune seed; weight-only criteria select the same."""
+    import prunevo.fitness.rescore as rescore_module
+
+    batches = []
+    real = rescore_module.replicate
+    monkeypatch.setattr(rescore_module, "replicate", lambda held, seed: batches.append(seed) or real(held, seed))
+    rows = rescore(["mean(F)", "l1(W)"], prepared_tasks[:1], seeds=3, baselines=False)
+    assert len(batches) == 3 and len(set(batches)) == 3
+    held = holdout_tasks(prepared_tasks[:1], 1)[0]
+    first, second = (real(held, s) for s in batches[:2])
+    assert not torch.equal(first.calibration.x, second.calibration.x)
+    plans = [Evaluator([t]).mask_plan(as_criterion("mean(F)")) for t in (first, second)]
+    assert plans[0].keys != plans[1].keys  # the activation criterion saw other images
+    weight_only = [Evaluator([t]).mask_plan(as_criterion("l1(W)")) for t in (first, second)]
+    keys = [next(iter(p.keys.values())).split("|", 1)[1] for p in weight_only]
+    assert keys[0] == keys[1]  # same masks; the fitness still differs by the BatchNorm batch
+    assert len(rows[0].fitness.values) == 3
+
+
+def test_verdicts_pair_the_winner_with_the_best_classic_by_seed():
+    from prunevo.fitness.rescore import RescoredRow, Score, verdicts
+
+    def row(name, kind, values, check):
+        return RescoredRow(name, kind, Score(sum(values) / len(values), 0.0, values),
+                           Score(0.0, 0.0, [], {"c": sum(check) / len(check)}, {"c": check}))
+
+    rows = [row("f", "formula", [0.60, 0.62, 0.61, 0.63, 0.60], [0.50, 0.52, 0.49, 0.51, 0.50]),
+            row("tp-l2", "baseline", [0.55, 0.56, 0.57, 0.58, 0.55], [0.52, 0.53, 0.50, 0.53, 0.52]),
+            row("l1", "baseline", [0.50, 0.50, 0.51, 0.52, 0.50], [0.40, 0.41, 0.40, 0.42, 0.40]),
+            row(RANDOM, "baseline", [0.9, 0.9, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.9, 0.9])]
+    held, check = verdicts(rows, "f")
+    assert held.startswith("winner vs tp-l2: +5.0 pp [") and "held-out data" in held  # random is no classic
+    assert check.startswith("winner is worse than tp-l2 (-1.6 pp [") and "check task c" in check
 
 
 def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path):
@@ -97,6 +138,8 @@ def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path
     show = subprocess.run([sys.executable, "-m", "prunevo.cli", "show", str(tmp_path / "run")],
                           capture_output=True, text=True)
     assert show.returncode == 0 and "best after re-scoring:" in show.stdout and "check tasks" in show.stdout
+    assert "regime short fine-tune" in show.stdout and "verdict (short fine-tune; paired by seed" in show.stdout
+    assert "over " in show.stdout and "on held-out data (relative accuracy)" in show.stdout
     again = subprocess.run([sys.executable, "-m", "prunevo.cli", "show", str(tmp_path / "run"), "--rescore",
                             "--rescore-seeds", "2"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr

@@ -8,6 +8,7 @@ from prunevo.fitness.backends import BACKENDS
 from prunevo.fitness.jobs import MODES
 from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, build_tasks
+from prunevo.training.regimes import regimes_text
 
 __all__ = ["EvolutionConfig", "TaskOverrides"]
 
@@ -87,6 +88,11 @@ class EvolutionConfig:
         """Tasks never used for fitness, scored at the end (run-wide overrides apply to them too)."""
         return build_tasks(self.check_tasks, None, self.overrides)
 
+    @property
+    def regime(self) -> str:
+        """The fitness tasks' regime (one-shot, short or full fine-tune; ``mixed (...)`` when they differ)."""
+        return regimes_text([t.finetune.epochs for t in self.task_list()])
+
     def evaluator_options(self, ladder: bool = True) -> dict:
         """Keyword arguments of ``fitness.Evaluator`` for this run (without the ladder: full measurements)."""
         return dict(n_jobs=self.n_jobs, seed=self.seed, ladder=self.ladder_spec() if ladder else None,
@@ -97,12 +103,14 @@ class EvolutionConfig:
         return Ladder(tuple(self.ladder), self.ladder_subset, self.ladder_recal) if self.ladder else None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields, and the regime they evolve for (derived: ``from_json`` ignores it)."""
+        return {**asdict(self), "regime": self.regime}
 
     @classmethod
     def from_json(cls, data: dict) -> "EvolutionConfig":
         try:
             values = dict(data)
+            values.pop("regime", None)  # derived from the tasks
             values["tasks"] = tuple(values["tasks"])
             values["check_tasks"] = tuple(values.get("check_tasks", ()))
             values["ladder"] = tuple(values.get("ladder", ()))

@@ -103,13 +103,15 @@ class Evaluator:
 
     ``mode`` is how a job scores its candidates (``fitness.jobs``: off, loop, fused; auto = fused on CUDA,
     loop on the CPU), ``stack`` the fused batch size, ``ladder`` the fidelity ladder (None: every selection
-    gets the full measurement), ``backend``/``address`` where jobs run.  Call ``close`` (or use ``with``)
-    to release a cluster the evaluator started.
+    gets the full measurement), ``backend``/``address`` where jobs run (``backend`` may also be a started
+    ``Backend``, which the caller then closes).  Call ``close`` (or use ``with``) to release a cluster the
+    evaluator started.
     """
 
     def __init__(self, tasks: list[PreparedTask], n_jobs: int = 1, seed: int = 0, threads_per_job: int = 1,
                  cache: dict[str, float] | None = None, ladder: Ladder | None = None, mode: str = "auto",
-                 stack: int = 16, backend: str = "loky", address: str | None = None, device: str = "cpu"):
+                 stack: int = 16, backend: "str | Backend" = "loky", address: str | None = None,
+                 device: str = "cpu"):
         if mode != "auto" and mode not in MODES:
             raise ValueError(f"unknown scoring mode {mode!r}; allowed: auto, {', '.join(MODES)}")
         self.tasks = tasks
@@ -122,7 +124,8 @@ class Evaluator:
         self.device = device
         self.mode = mode if mode != "auto" else ("fused" if device.startswith("cuda") else "loop")
         self.stack = stack
-        self.backend = Backend(backend, n_jobs, address)
+        self._owns_backend = not isinstance(backend, Backend)
+        self.backend = Backend(backend, n_jobs, address) if self._owns_backend else backend
         self._task_ids = {t.task.name: t.identity for t in tasks}
         self._by_name = {t.task.name: t for t in tasks}
         self._estimators: dict[str, MacsEstimator] = {}
@@ -138,7 +141,8 @@ class Evaluator:
         self.close()
 
     def close(self) -> None:
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()
 
     @property
     def rungs(self) -> int:

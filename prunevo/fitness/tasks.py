@@ -21,6 +21,7 @@ from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.selection import PruneSpec
 from prunevo.pruning.statistics import stratified_batch
 from prunevo.training import FitConfig, top1
+from prunevo.training.regimes import regime_of
 from prunevo.utils import stable_hash, state_hash
 
 
@@ -59,6 +60,11 @@ class Task:
         return stable_hash(fields)
 
     @property
+    def regime(self) -> str:
+        """one-shot, short fine-tune or full fine-tune (see ``training.regimes``)."""
+        return regime_of(self.finetune.epochs)
+
+    @property
     def allocation(self) -> str:
         if self.search is not None:
             return "random-search"
@@ -72,8 +78,10 @@ class Task:
         val = f"val {self.val_samples}" if self.val_samples else "val all"
         seeds = f", {self.seeds} seeds" if self.seeds > 1 else ""
         seeds += f", BN recalibration {self.recal_batches} batches" if self.recal_batches != RECAL_BATCHES else ""
-        return (f"{self.model} on {self.dataset}{size}: {target}, {self.allocation}; fine-tune "
-                f"{self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}; {val}{seeds}; weight {self.weight:g}")
+        budget = (f"fine-tune {self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}" if self.finetune.epochs > 0
+                  else "no fine-tune")
+        return (f"{self.model} on {self.dataset}{size}: {target}, {self.allocation}; {self.regime} ({budget}); "
+                f"{val}{seeds}; weight {self.weight:g}")
 
 
 @dataclass

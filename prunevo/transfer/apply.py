@@ -94,8 +94,11 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
 
     With ``out_dir``, the pruned model and ``report.json``/``report.md`` are written there.
     """
-    from prunevo.transfer.session import criteria_from
+    from prunevo.transfer.session import criteria_from, regime_note
 
+    note = regime_note(criterion, config)
+    if note is not None and note.startswith("warning"):
+        log.warning(note)
     session = session or TransferSession(config, progress=progress)
     (criterion,) = criteria_from([criterion], seed)
     model, result, record = session.run(criterion, seed)
@@ -103,7 +106,7 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
         out = Path(out_dir)
         files = save_pruned(out, model, session, record)
         report = {"config": config.to_dict(), "result": result.to_dict(), "files": files,
-                  "base_checkpoint": session.meta, "augmentation": session.data.augmentation}
+                  "base_checkpoint": session.meta, "augmentation": session.data.augmentation, "regime_note": note}
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict(), session.data.augmentation))
+        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict(), session.data.augmentation, note))
     return model, result

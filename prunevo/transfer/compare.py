@@ -11,17 +11,22 @@ on, the layer runs go first and the channel strategies then target their median 
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prunevo.errors import NotApplicableError, PrunevoError
 from prunevo.pruning.criteria import BASELINE_NAMES
-from prunevo.transfer.report import CompareRow, target_text, compare_markdown, grid_markdown, plot_compare, summarize
-from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from
+from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
+                                    target_text, verdict_lines)
+from prunevo.transfer.session import (ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from,
+                                     regime_note)
 from prunevo.transfer.variants import BASELINES_WORD, strategy_changes
 from prunevo.utils import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +37,7 @@ class CompareResult:
     markdown: str
     wall_s: float
     matched_latency: float | None = None  # share of the unpruned latency the channel strategies targeted
+    verdicts: list[str] = field(default_factory=list)  # each criterion vs the best classic, paired by seed
 
 
 def _latency_share(session: TransferSession, runs: list[ApplyResult]) -> float:
@@ -40,8 +46,8 @@ def _latency_share(session: TransferSession, runs: list[ApplyResult]) -> float:
 
 
 def _title(config: TransferConfig, seeds, matched: float | None, strategies: list[str]) -> str:
-    title = (f"{config.model} on {config.dataset}: {target_text(config.to_dict())}, {config.finetune.epochs:g} fine-tune epochs "
-             f"({config.finetune.lr_schedule}), seeds {list(seeds)}")
+    title = (f"{config.model} on {config.dataset}: {target_text(config.to_dict())}, {config.regime} "
+             f"({config.finetune.epochs:g} fine-tune epochs, {config.finetune.lr_schedule}), seeds {list(seeds)}")
     if len(strategies) > 1 or strategies[0] != "uniform":
         title += f"; strategies {', '.join(strategies)}"
     if matched is not None:
@@ -70,8 +76,12 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
     start = time.perf_counter()
     strategies = list(dict.fromkeys(strategies or [config.variant]))
     changes = {s: strategy_changes(s) for s in strategies}
-    session = session or TransferSession(config, progress=progress)
     names = list(dict.fromkeys(expand_baselines(criteria)))
+    notes = [n for n in (regime_note(c, config) for c in names) if n is not None]
+    for note in notes:
+        if note.startswith("warning"):
+            log.warning(note)
+    session = session or TransferSession(config, progress=progress)
     if "random" not in names:
         names.append("random")  # every comparison is against random under the same budget
     matched = None
@@ -105,7 +115,11 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
         runs.append(result)
     rows = summarize(runs, not_applicable)
     title = _title(config, seeds, matched, strategies)
-    markdown = compare_markdown(rows, session.base, title)
+    finetuned = config.finetune.epochs > 0
+    verdicts = verdict_lines(runs, rows, finetuned)
+    markdown = compare_markdown(rows, session.base, title, finetuned, verdicts)
+    if notes:
+        markdown += "\n" + "".join(f"- {n}\n" for n in notes)
     if unreachable:
         markdown += "\nNot run (the matched latency is out of reach):\n" + "".join(f"- {u}\n" for u in unreachable)
     if len(strategies) > 1:
@@ -118,7 +132,8 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
                                                  "base": asdict(session.base), "runs": [r.to_dict() for r in runs],
                                                  "not_applicable": [{"strategy": s, "criterion": c, "reason": why}
                                                                     for (s, c), why in not_applicable.items()],
-                                                 "summary": [asdict(r) for r in rows], "wall_s": wall})
+                                                 "summary": [asdict(r) for r in rows], "verdicts": verdicts,
+                                                 "wall_s": wall})
         atomic_write_text(out / f"{name}.md", markdown)
         plot_compare(runs, session.base, out / f"{name}.png")
-    return CompareResult(session.base, runs, rows, markdown, wall, matched)
+    return CompareResult(session.base, runs, rows, markdown, wall, matched, verdicts)

@@ -28,7 +28,7 @@ def target_text(config: dict) -> str:
     return f"{config['channel_ratio']:.0%} of the channels removed{rounded}"
 
 
-def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "") -> str:
+def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", note: str | None = None) -> str:
     b, a = result.before, result.after
     devices = sorted(set(b.latency_ms) | set(a.latency_ms))
     batches = sorted({k for m in (b, a) for d in m.latency_ms.values() for k in d})
@@ -39,9 +39,10 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "") ->
         "- target: " + target_text(config) + f"; strategy {result.strategy}"
         + (f" ({config['cycles']} cycles)" if config["strategy"] in ("iterative", "unstructured") else "")
         + f", group reduction {config['group_reduction']}, Domino-{config['domino']}",
-        f"- fine-tuning: {config['finetune']['epochs']} epochs, lr {config['finetune']['lr']}, "
-        f"schedule {config['finetune']['lr_schedule']}; seed {result.seed}"
+        f"- regime: {config.get('regime', '')}; fine-tuning: {config['finetune']['epochs']} epochs, lr "
+        f"{config['finetune']['lr']}, schedule {config['finetune']['lr_schedule']}; seed {result.seed}"
         + (f"; augmentation: {augmentation}" if augmentation else ""),
+        *([f"- {note}"] if note else []),
         "",
         "| | params | MACs | top-1" + (" / top-5" if a.top5 is not None else "") + " | "
         + " | ".join(f"{d} b{k} ms" for d in devices for k in batches) + " |",
@@ -84,16 +85,55 @@ class CompareRow:
     sparsity: float | None = None  # unstructured pruning
     vs_best_classic: float | None = None  # gap to the best classic or Torch-Pruning criterion of the strategy
     not_applicable: str | None = None  # why the criterion does not apply (then nothing was run)
+    # the one-shot numbers: top-1 after pruning and BatchNorm re-estimation, before any fine-tuning
+    pruned_mean: float = float("nan")
+    pruned_std: float = float("nan")
+    pruned_vs_best_classic: float | None = None  # gap to the best classic of the strategy in this number
 
 
 def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def best_classic(rows: list[CompareRow], strategy: str) -> CompareRow | None:
-    """The best classic or Torch-Pruning criterion run under ``strategy`` (n/a ones excluded)."""
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def verdict_lines(results: list[ApplyResult], rows: list[CompareRow], finetuned: bool) -> list[str]:
+    """Every criterion against the best classic of its strategy, paired by seed, with 95% intervals: on the
+    top-1 right after pruning (one-shot) and, when there was fine-tuning, on the top-1 after it."""
+    from prunevo.verdict import paired_difference, verdict
+
+    def per_seed(strategy: str, name: str, one_shot: bool) -> dict[int, float]:
+        return {r.seed: (r.pruned_top1 if one_shot else r.after.top1) for r in results
+                if (r.strategy, r.criterion) == (strategy, name)}
+
+    lines = []
+    strategies = [s for s in dict.fromkeys(r.strategy for r in rows) if s != "unstructured"]
+    for strategy in strategies:
+        for one_shot in ([True, False] if finetuned else [True]):
+            best = best_classic(rows, strategy, one_shot)
+            if best is None:
+                continue
+            where = "one-shot top-1" if one_shot else "top-1 after fine-tuning"
+            where += f" ({strategy})" if len(strategies) > 1 else ""
+            theirs = per_seed(strategy, best.criterion, one_shot)
+            for row in rows:
+                if row.strategy != strategy or row.not_applicable or row.criterion == best.criterion:
+                    continue
+                mine = per_seed(strategy, row.criterion, one_shot)
+                seeds = sorted(set(mine) & set(theirs))
+                if seeds:
+                    diff = paired_difference([mine[k] for k in seeds], [theirs[k] for k in seeds])
+                    lines.append(verdict(row.criterion, best.criterion, diff, where))
+    return lines
+
+
+def best_classic(rows: list[CompareRow], strategy: str, one_shot: bool = False) -> CompareRow | None:
+    """The best classic or Torch-Pruning criterion run under ``strategy`` (n/a ones excluded), by top-1 after
+    fine-tuning, or (``one_shot``) right after pruning and BatchNorm re-estimation."""
     candidates = [r for r in rows if r.strategy == strategy and r.criterion in BASELINE_NAMES and not r.not_applicable]
-    return max(candidates, key=lambda r: r.top1_mean, default=None)
+    return max(candidates, key=lambda r: r.pruned_mean if one_shot else r.top1_mean, default=None)
 
 
 def summarize(results: list[ApplyResult], not_applicable: dict[tuple[str, str], str] | None = None) -> list[CompareRow]:
@@ -113,25 +153,31 @@ def summarize(results: list[ApplyResult], not_applicable: dict[tuple[str, str], 
                                for b in runs[0].after.latency_ms[device]}
         mean = _mean(accs)
         sparsities = [r.sparsity for r in runs if r.sparsity is not None]
-        rows.append(CompareRow(name, runs[0].formula, strategy, len(runs), mean,
-                               statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        pruned = [r.pruned_top1 for r in runs]
+        rows.append(CompareRow(name, runs[0].formula, strategy, len(runs), mean, _std(accs),
                                None if random_mean is None else mean - random_mean,
                                _mean([r.macs_fraction for r in runs]), round(_mean([r.after.params for r in runs])),
-                               latency, _mean(sparsities) if sparsities else None))
+                               latency, _mean(sparsities) if sparsities else None,
+                               pruned_mean=_mean(pruned), pruned_std=_std(pruned)))
     for (strategy, name), why in (not_applicable or {}).items():
         rows.append(CompareRow(name, None, strategy, 0, float("nan"), float("nan"), None, float("nan"), 0, {},
                                not_applicable=why))
     bests = {s: best_classic(rows, s) for s in {r.strategy for r in rows}}
+    one_shot_bests = {s: best_classic(rows, s, one_shot=True) for s in {r.strategy for r in rows}}
     for row in rows:
-        best = bests[row.strategy]
+        best, one_shot_best = bests[row.strategy], one_shot_bests[row.strategy]
         if best is not None and not row.not_applicable:
             row.vs_best_classic = row.top1_mean - best.top1_mean
+            row.pruned_vs_best_classic = row.pruned_mean - one_shot_best.pruned_mean
     order = list(dict.fromkeys([r.strategy for r in results] + [s for s, _ in (not_applicable or {})]))
     return sorted(rows, key=lambda r: (order.index(r.strategy), bool(r.not_applicable),
                                        -r.top1_mean if not r.not_applicable else 0.0))
 
 
-def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> str:
+def compare_markdown(rows: list[CompareRow], base: Measurement, title: str, finetuned: bool = False,
+                     verdicts: list[str] | None = None) -> str:
+    """The comparison table: with ``finetuned``, the one-shot top-1 (right after pruning and BatchNorm
+    re-estimation) and its gap to the best classic come before the fine-tuned top-1; then ``verdicts``."""
     devices = sorted({d for r in rows for d in r.latency_ms} | set(base.latency_ms))
     batches = sorted({k for d in base.latency_ms.values() for k in d})
     lat_cols = [f"{d} b{k} ms" for d in devices for k in batches]
@@ -140,17 +186,23 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> s
 
     several = len({r.strategy for r in rows}) > 1
     strategy_head, strategy_rule = ("strategy | ", "---|") if several else ("", "")
+    one_shot_head, one_shot_rule = ("one-shot top-1 | vs best classic | ", "---:|---:|") if finetuned else ("", "")
+    top1_head = "top-1 after fine-tuning" if finetuned else "top-1"
     lines = [f"# {title}", "",
-             f"| {strategy_head}criterion | top-1 (mean ± std) | vs random | vs best classic | MACs kept | params |"
-             + cells(lat_cols),
-             f"|{strategy_rule}---|---:|---:|---:|---:|---:|" + "---:|" * len(lat_cols)]
-    lines.append(f"| {'| ' if several else ''}unpruned | {base.top1:.4f} | | | 100% | {base.params:,} |"
-                 + cells([_ms(base, d, k) for d in devices for k in batches]))
+             f"| {strategy_head}criterion | {one_shot_head}{top1_head} (mean ± std) | vs random | vs best classic | "
+             f"MACs kept | params |" + cells(lat_cols),
+             f"|{strategy_rule}---|{one_shot_rule}---:|---:|---:|---:|---:|" + "---:|" * len(lat_cols)]
+    lines.append(f"| {'| ' if several else ''}unpruned | {'| | ' if finetuned else ''}{base.top1:.4f} | | | 100% | "
+                 f"{base.params:,} |" + cells([_ms(base, d, k) for d in devices for k in batches]))
     for r in rows:
         head = f"| {r.strategy + ' | ' if several else ''}{r.criterion} |"
         if r.not_applicable:
-            lines.append(f"{head} n/a: {r.not_applicable} | | | | |" + cells([""] * len(lat_cols)))
+            lines.append(f"{head} n/a: {r.not_applicable} | {'| | ' if finetuned else ''}| | | |"
+                         + cells([""] * len(lat_cols)))
             continue
+        if finetuned:
+            gap = "" if r.pruned_vs_best_classic is None else f"{r.pruned_vs_best_classic:+.4f}"
+            head += f" {r.pruned_mean:.4f} ± {r.pruned_std:.4f} | {gap} |"
         lat = [f"{r.latency_ms.get(d, {}).get(k, float('nan')):.2f}" for d in devices for k in batches]
         vs = "" if r.vs_random is None else f"{r.vs_random:+.4f}"
         vs_best = "" if r.vs_best_classic is None else f"{r.vs_best_classic:+.4f}"
@@ -162,6 +214,14 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str) -> s
     lines += ["", "Best classic (the best of the classic and Torch-Pruning criteria in this table; n/a ones left "
                   "out): " + "; ".join(f"{s + ': ' if several else ''}"
                                        + (f"{b.criterion} {b.top1_mean:.4f}" if b else "none") for s, b in bests)]
+    if finetuned:
+        one_shot_bests = [(s, best_classic(rows, s, one_shot=True)) for s in strategies]
+        lines[-1] += "; one-shot: " + "; ".join(f"{s + ': ' if several else ''}"
+                                                + (f"{b.criterion} {b.pruned_mean:.4f}" if b else "none")
+                                                for s, b in one_shot_bests)
+    if verdicts:
+        lines += ["", "Verdicts (each criterion against the best classic, paired by seed; 95% intervals of the "
+                      "mean difference):", "", *(f"- {v}" for v in verdicts)]
     formulas = {r.criterion: r.formula for r in rows if r.formula and r.formula != r.criterion}
     if formulas:
         lines += ["", "Formulas: " + "; ".join(f"`{name}` = `{text}`" for name, text in formulas.items())]

@@ -38,6 +38,7 @@ from prunevo.transfer.setup import load_setup
 from prunevo.transfer.strategies import RUNNERS
 from prunevo.transfer.variants import STRATEGIES, variant_name
 from prunevo.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn, resolve_device
+from prunevo.training.regimes import regime_of
 from prunevo.zoo.images import labels_of
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,15 @@ class TransferConfig:
             raise PrunevoError(f"round_to must be in [1, 1024], got {self.round_to}")
 
     def to_dict(self) -> dict:
-        """The config as reports store it, with ``round_to`` and ``calibration_batch`` resolved for the device."""
-        return {**asdict(self), "round_to": self.rounding, "calibration_batch": self.calibration_chunk}
+        """The config as reports store it, with ``round_to`` and ``calibration_batch`` resolved for the device,
+        and the regime."""
+        return {**asdict(self), "round_to": self.rounding, "calibration_batch": self.calibration_chunk,
+                "regime": self.regime}
+
+    @property
+    def regime(self) -> str:
+        """one-shot, short fine-tune or full fine-tune (``training.regimes``), from the fine-tune epochs."""
+        return regime_of(self.finetune.epochs)
 
     @property
     def on_cuda(self) -> bool:
@@ -349,3 +357,20 @@ def criteria_from(specs: list, seed: int = 0) -> list:
         else:
             out.append(as_criterion(str(spec) if isinstance(spec, Path) else spec, seed))
     return out
+
+
+def regime_note(spec, config: TransferConfig) -> str | None:
+    """For a run directory: which regime its formula was evolved for, and a warning when ``config`` applies it in
+    another (a formula evolved one-shot is no evidence about fine-tuning, and vice versa); else None."""
+    from pathlib import Path
+
+    from prunevo.evolve.run import load_run
+
+    if not isinstance(spec, (str, Path)) or spec in BASELINE_NAMES or not Path(spec).is_dir():
+        return None
+    evolved = load_run(spec).config.regime
+    note = f"the formula of {spec} was evolved for the {evolved} regime"
+    if evolved != config.regime:
+        return (f"warning: {note}, and is applied here in the {config.regime} regime "
+                f"({config.finetune.epochs:g} fine-tune epochs): its fitness says little about this one")
+    return note
