@@ -176,7 +176,10 @@ def main() -> None:
         return saved["tasks"][spec]
 
     wanted = set(args.only or [])
-    todo = [(s, True) for specs in REFERENCES.values() for s in specs] + [(s, False) for s in PROXY_TASKS.values()]
+    # one-shot references and the proxies first (cheap); the fine-tuned references last
+    one_shot = [(s, True) for group, specs in REFERENCES.items() if group.startswith("one-shot") for s in specs]
+    fine_tuned = [(s, True) for group, specs in REFERENCES.items() if not group.startswith("one-shot") for s in specs]
+    todo = one_shot + [(s, False) for s in PROXY_TASKS.values()] + fine_tuned
     for spec, reference in todo:
         if not wanted or spec in wanted:
             task(spec, reference)

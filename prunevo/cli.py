@@ -94,9 +94,11 @@ def _parser() -> argparse.ArgumentParser:
                         "already evaluated, up to this many times, so each generation explores new selections "
                         "(0 = never; default: 5)")
     p.add_argument("--rescore-seeds", type=int, default=3,
-                   help="at the end, re-score the hall of fame and every baseline on this many fresh fine-tune seeds "
-                        "and on held-out images evolution never used (the test split, or half of the validation "
-                        "split); the run's best is the best after re-scoring (0 = skip; default: 3)")
+                   help="at the end, re-score the hall of fame and every baseline on this many fresh seeds (each its "
+                        "own calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images "
+                        "evolution never used (the test split, or half of the validation split); the run's best is "
+                        "the best after re-scoring, and it is compared with the best classic paired by seed, with "
+                        "95%% intervals (0 = skip; default: 3)")
     p.add_argument("--check-tasks", nargs="+", default=[], metavar="TASK",
                    help="tasks never used for fitness (same syntax as --tasks), scored at the end like the "
                         "re-scoring and shown by 'show' and in hall_of_fame.json")
@@ -285,7 +287,8 @@ def cmd_evolve(args) -> int:
     if args.preset:
         args = _with_preset(args)
     result = evolve(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress)
-    _print_entries(f"hall of fame ({result.run_dir})", result.hall_of_fame, result.best_classic)
+    _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime})", result.hall_of_fame,
+                   result.best_classic)
     _print_baselines(result.baseline_rows)
     _print_rescored(result)
     return 0

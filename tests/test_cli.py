@@ -164,8 +164,12 @@ def test_criteria_lists_every_name_and_what_the_grammar_lacks(capsys):
     out = capsys.readouterr().out
     for name, spec in TP_CRITERIA.items():
         assert f"  {name} " in out and spec.cls in out
-    assert out.count("cannot express it") == 2  # tp-taylor and tp-hessian
+    assert out.count("cannot express it") == 3  # tp-taylor, tp-hessian and tp-obdc
     assert "square(l2(W)) + square(l2(Wn)) + square(gamma)" in out and "l1(W)" in out
+    from prunevo.primitives.classic import CLASSIC_NOTES, CLASSIC_TEXT
+    for name in CLASSIC_TEXT:  # every classic with its source
+        assert f"  {name} " in out and CLASSIC_NOTES[name].split(" (")[0][:40] in out
+    assert "GECCO 2022" in out and "Sun et al., ICLR 2024" in out
 
 
 def test_output_piped_into_a_closed_reader_stops_quietly(monkeypatch, capsys):

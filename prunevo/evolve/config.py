@@ -33,7 +33,7 @@ class EvolutionConfig:
     hall_of_fame_size: int = 10
     seed_classics: bool = True
     redraw_tries: int = 5  # mutate again an offspring that selects already-evaluated masks, up to this often
-    rescore_seeds: int = 3  # fresh fine-tune seeds for the final re-scoring on held-out data (0: none)
+    rescore_seeds: int = 3  # replicates (calibration batch, BN re-estimation, fine-tune) of the final re-scoring on held-out data (0: none)
     check_tasks: tuple[str, ...] = ()  # tasks never used for fitness, scored at the end like the re-scoring
     random_baseline_seeds: int = 3
     data_root: str | None = None
