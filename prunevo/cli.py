@@ -70,6 +70,9 @@ def _criterion_names() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from prunevo.evolve.presets import PRESETS
+    from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS
+
     parser = argparse.ArgumentParser(prog="prunevo", description="Discover channel-pruning criteria by "
                                      "genetic programming, and score them against the classic ones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log base-net training and other details")
@@ -99,9 +102,11 @@ def _parser() -> argparse.ArgumentParser:
                         "evolution never used (the test split, or half of the validation split); the run's best is "
                         "the best after re-scoring, and it is compared with the best classic paired by seed, with "
                         "95%% intervals (0 = skip; default: 3)")
-    p.add_argument("--check-tasks", nargs="+", default=[], metavar="TASK",
+    p.add_argument("--check-tasks", nargs="+", default=None, metavar="TASK",
                    help="tasks never used for fitness (same syntax as --tasks), scored at the end like the "
-                        "re-scoring and shown by 'show' and in hall_of_fame.json")
+                        "re-scoring, with a paired verdict against the best classic on each; 'none' for none "
+                        "(default: with the default --tasks and re-scoring on, "
+                        f"{' '.join(DEFAULT_CHECK_TASKS)}: a network family no default task uses)")
     p.add_argument("--ladder", default="off", metavar="SHARES",
                    help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy "
                         "without fine-tuning on --ladder-subset validation images (rung 0), and only the best share "
@@ -114,11 +119,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="batches of 256 training images that recalibrate BatchNorm at rung 0 (default: 8, as the "
                         "full measurement; 2 ranked as well in docs/BENCHMARKS.md's fidelity table at a third "
                         "less cost)")
-    p.add_argument("--preset", choices=["transfer"],
-                   help="named settings; options given on the command line win. transfer: LeNet-5 on MNIST and a "
-                        "small VGG on Imagenette at 32 px (global allocation), each pruned to 50%% of the MACs; check task: a small "
-                        "ResNet on Fashion-MNIST; population 32, 6 generations, hall of fame 5, 2 re-scoring seeds, "
-                        "1 worker; data from --data-root (default ../shared/data); under an hour on a 2-core CPU")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="named settings; options given on the command line win; data from --data-root (default "
+                        "../shared/data, with MNIST/, FashionMNIST/ and imagenette2/). oneshot: the one-shot regime "
+                        "(no fine-tune): ResNet-20 on Fashion-MNIST and on MNIST, each pruned to 25%% and to 50%% of "
+                        "the MACs, 2,000 validation images; check tasks: a small VGG on Imagenette at 32 px, 25%% and "
+                        "50%%; population 48, 12 generations, 5 re-scoring seeds, 2 workers; under an hour on a 2-core "
+                        "CPU. transfer: short fine-tune: "
+                        "LeNet-5 on MNIST and a small VGG on Imagenette at 32 px (global allocation), each pruned "
+                        "to 50%% of the MACs; check task: a small ResNet on Fashion-MNIST; 2 re-scoring seeds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("show", help="print a run's hall of fame, Pareto front, baselines and re-scoring")
@@ -178,11 +187,23 @@ def _config(args):
         max_height=args.max_height, elitism=args.elitism, hall_of_fame_size=args.hall_of_fame,
         seed_classics=not args.no_seed_classics, data_root=args.data_root, cache_dir=args.cache_dir,
         redraw_tries=getattr(args, "redraw_tries", 5), rescore_seeds=getattr(args, "rescore_seeds", 3),
-        check_tasks=tuple(getattr(args, "check_tasks", ())), ladder=_ladder(getattr(args, "ladder", "off")),
+        check_tasks=_check_tasks(args), ladder=_ladder(getattr(args, "ladder", "off")),
         ladder_subset=getattr(args, "ladder_subset", 500), ladder_recal=getattr(args, "ladder_recal", 8),
         batching=args.batching, stack=args.stack,
         device=resolve_device(args.device), backend=args.backend, address=args.address,
     )
+
+
+def _check_tasks(args) -> tuple[str, ...]:
+    """What --check-tasks says; not given: the default check tasks when the fitness tasks are the defaults and
+    the run is re-scored (the check tasks' verdict says whether the winner transfers beyond its tasks)."""
+    from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS, DEFAULT_TASKS
+
+    given = getattr(args, "check_tasks", None)
+    if given is not None:
+        return () if [t.lower() for t in given] == ["none"] else tuple(given)
+    defaults = tuple(args.tasks) == DEFAULT_TASKS and getattr(args, "rescore_seeds", 3) > 0
+    return DEFAULT_CHECK_TASKS if defaults else ()
 
 
 def _ladder(text: str) -> tuple[float, ...]:
@@ -363,7 +384,7 @@ def cmd_score(args) -> int:
 
     criteria = [as_criterion(f) for f in args.formulas]
     config = _config(argparse.Namespace(**vars(args), population=2, generations=0, max_height=8, elitism=0,
-                                        hall_of_fame=1, no_seed_classics=False))
+                                        hall_of_fame=1, no_seed_classics=False, check_tasks=["none"]))
     prepared = prepare_tasks(config)
     with Evaluator(prepared, **config.evaluator_options(ladder=False)) as evaluator:
         rows = score_with(evaluator, criteria, baselines=not args.no_baselines)

@@ -109,6 +109,21 @@ def test_throughput_options_reach_the_run_config():
     assert _config(_parser().parse_args(["evolve"])).ladder == ()
 
 
+def test_the_default_run_carries_a_check_task_of_another_network_family():
+    from prunevo.cli import _config, _parser
+    from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS, DEFAULT_TASKS, parse_task
+
+    config = _config(_parser().parse_args(["evolve"]))
+    assert config.check_tasks == DEFAULT_CHECK_TASKS and config.rescore_seeds > 0
+    fitness_nets = {parse_task(t).model for t in DEFAULT_TASKS}
+    assert all(parse_task(t).model not in fitness_nets for t in DEFAULT_CHECK_TASKS)
+    assert _config(_parser().parse_args(["evolve", "--check-tasks", "none"])).check_tasks == ()
+    assert _config(_parser().parse_args(["evolve", "--rescore-seeds", "0"])).check_tasks == ()  # nothing scores them
+    assert _config(_parser().parse_args(["evolve", "--tasks", "lenet5@digits"])).check_tasks == ()  # your own tasks
+    given = _config(_parser().parse_args(["evolve", "--check-tasks", "lenet5@digits:epochs=0"]))
+    assert given.check_tasks == ("lenet5@digits:epochs=0",)
+
+
 def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(run_dir):
     import os
     import socket

@@ -114,9 +114,10 @@ def _halves(split: TensorImages) -> tuple[TensorImages, TensorImages]:
 
 def load_task_data(model: str, dataset: str, image_size: int | None, val_samples: int | None,
                    data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
-                   workers: int = 2) -> TaskData:
+                   workers: int = 2, holdout_samples: int | None = None) -> TaskData:
     """``dataset`` for ``model`` (its channel count) at ``image_size``, with ``val_samples`` stratified
-    validation images (all of them when None)."""
+    validation images (all of them when None) and at most ``holdout_samples`` (default ``HOLDOUT_MAX``)
+    stratified held-out ones."""
     cache_dir = Path(cache_dir or default_cache_dir())
     load = dict(data_root=data_root, image_size=image_size, cache_dir=cache_dir)
     data = load_image_data(dataset, channels=needs_channels(model), **load)
@@ -132,6 +133,7 @@ def load_task_data(model: str, dataset: str, image_size: int | None, val_samples
         if val_samples > len(val):
             raise DataError(f"{dataset} has {len(val)} validation images for fitness; allowed: val <= {len(val)}")
         val = _stratified(val, val_samples, 0)
-    if len(holdout) > HOLDOUT_MAX:
-        holdout = _stratified(holdout, HOLDOUT_MAX, 1)
+    cap = holdout_samples or HOLDOUT_MAX
+    if len(holdout) > cap:
+        holdout = _stratified(holdout, cap, 1)
     return TaskData(data.name, data.num_classes, data.input_shape, train, val, holdout)

@@ -25,6 +25,7 @@ from prunevo.training import FitConfig
 # recalibrating on 1 batch of 256 images ranked as well as on all 4 of the digits split (0.39 vs 0.37) at
 # 0.6x the time again.
 DEFAULT_TASKS = ("small-vgg@digits:epochs=0,recal=1", "small-resnet@digits:epochs=0,recal=1")
+DEFAULT_CHECK_TASKS = ("mobilenet_v2@digits:size=32,macs=0.25,epochs=0,recal=1",)
 ALIAS_NETS = {"vgg": "small-vgg", "resnet": "small-resnet", "lenet5": "lenet5", "resnet20": "resnet20"}
 ALIAS_DATASETS = ("digits", "mnist", "fashion-mnist")
 
@@ -91,6 +92,7 @@ OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "batch": (_number(int, 2), "fine-tune batch size"),
     "train": (_number(int, 2), "fine-tune on this many training images (a seeded subset)"),
     "val": (_number(int, 10), "score on this many stratified validation images"),
+    "holdout": (_number(int, 10), "re-score on at most this many stratified held-out images (default 5000)"),
     "size": (_number(int, 8, 1024), "image size in pixels"),
     "seeds": (_number(int, 1, 16), "fine-tune seeds; fitness reads the mean accuracy"),
     "recal": (_number(int, 1, 64), "batches of 256 training images that re-estimate BatchNorm statistics "
@@ -177,6 +179,7 @@ def _apply_options(task: Task, options: dict[str, str]) -> Task:
     target = v.get("macs", None if "ratio" in v else task.target_macs)
     task = replace(task, finetune=ft, pretrain=pretrain, prune=prune, target_macs=target,
                    image_size=v.get("size", task.image_size), val_samples=v.get("val", task.val_samples),
+                   holdout_samples=v.get("holdout", task.holdout_samples),
                    seeds=v.get("seeds", task.seeds), weight=v.get("weight", task.weight),
                    recal_batches=v.get("recal", task.recal_batches))
     return _with_allocation(task, v["allocation"]) if "allocation" in v else task

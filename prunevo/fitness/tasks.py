@@ -43,6 +43,7 @@ class Task:
     finetune: FitConfig = field(default_factory=lambda: FitConfig(lr_schedule="cosine", batch_size=64))
     pretrain: PretrainRecipe = field(default_factory=PretrainRecipe)
     val_samples: int | None = None  # stratified validation images scored (None: the whole split)
+    holdout_samples: int | None = None  # held-out images the re-scoring reads (None: at most 5,000)
     seeds: int = 1  # fine-tune seeds; fitness reads the mean accuracy
     weight: float = 1.0  # weight in the geometric mean over co-evolved tasks
     recal_batches: int = RECAL_BATCHES  # batches of 256 training images that re-estimate BatchNorm statistics
@@ -57,6 +58,8 @@ class Task:
         del fields["name"], fields["weight"]  # an alias and its spelled-out form are the same task
         if fields["recal_batches"] == RECAL_BATCHES:  # tasks from before the option keep their identity
             del fields["recal_batches"]
+        if fields["holdout_samples"] is None:  # likewise
+            del fields["holdout_samples"]
         return stable_hash(fields)
 
     @property
@@ -116,7 +119,8 @@ class PreparedTask:
 
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
                  data: TaskData | None = None) -> PreparedTask:
-    data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir)
+    data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir,
+                                  holdout_samples=task.holdout_samples)
     model = pretrained(task.model, data, task.pretrain, cache_dir)
     example = data.train.x[:1]
     groups = find_groups(model, example)
