@@ -70,6 +70,7 @@ def _criterion_names() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from prunevo.evolve.config import EvolutionConfig
     from prunevo.evolve.presets import PRESETS
     from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS
 
@@ -83,8 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                        "baselines.json (every classic criterion, Torch-Pruning's importances and random, on the same "
                        "tasks and budget) and fitness.png, all updated every generation.")
     _add_task_options(p)
-    p.add_argument("--population", type=int, default=128, help="individuals per generation (default: 128)")
-    p.add_argument("--generations", type=int, default=25, help="generations after the initial one (default: 25)")
+    p.add_argument("--population", type=int, default=EvolutionConfig.population,
+                   help=f"individuals per generation (default: {EvolutionConfig.population})")
+    p.add_argument("--generations", type=int, default=EvolutionConfig.generations,
+                   help=f"generations after the initial one (default: {EvolutionConfig.generations})")
     p.add_argument("--run-dir", default="runs/latest", help="run directory (default: runs/latest)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")
@@ -256,6 +259,7 @@ def _print_rescored(run) -> None:
     """The re-scoring: hall of fame and baselines, mean ± std over fresh seeds on held-out data (and on the
     check tasks), best first; then the winner against the best classic, paired by seed, with 95% intervals."""
     from prunevo.fitness.rescore import verdicts
+    from prunevo.primitives import Formula
     from prunevo.pruning.criteria import RANDOM
 
     rows = run.rescored
@@ -274,7 +278,9 @@ def _print_rescored(run) -> None:
         note = f"  ({r.reason})" if r.reason else (f"  (n/a on {', '.join(r.not_applicable)})" if r.not_applicable
                                                     else "")
         cell = f"{r.fitness.text():>17}" + (f"  {r.check.text():>17}" if check else "")
-        print(f"  {mark} {cell}  {r.name}{note}")
+        # hall-of-fame rows as the hall of fame prints them (simplified)
+        name = Formula.parse(r.name).simplified.text if r.kind == "formula" else r.name
+        print(f"  {mark} {cell}  {name}{note}")
     winner, classic = run.best, run.best_rescored_classic
     random = next((r for r in rows if r.name == RANDOM), None)
     won = next(r for r in rows if r.kind == "formula" and r.name == winner.text)

@@ -85,7 +85,8 @@ def test_pareto_front_is_monotone():
 def test_config_validation():
     from prunevo.errors import PrunevoError
 
-    for kw in [dict(population=1), dict(n_jobs=0), dict(max_height=1), dict(task_weights=(1.0,))]:
+    for kw in [dict(population=1), dict(n_jobs=0), dict(max_height=1),
+               dict(tasks=("digits-vgg",), task_weights=(1.0, 2.0))]:
         with pytest.raises(PrunevoError):
             EvolutionConfig(**kw)
 

@@ -26,7 +26,7 @@ def test_verdict_lines_say_which_criterion_to_use():
         f"winner vs tp-l2: {better.pp()} on check task X"
     tie = paired_difference([0.5, 0.52, 0.49], [0.51, 0.5, 0.5])
     assert not tie.significant
-    assert verdict("winner", "tp-l2", tie, "held-out data").startswith("no significant improvement over tp-l2 (")
+    assert verdict("winner", "tp-l2", tie, "held-out data").startswith("winner: no significant improvement over tp-l2 (")
     assert verdict("winner", "tp-l2", tie, "held-out data").endswith("tp-l2 is the better choice")
     worse = paired_difference([0.4, 0.41, 0.42], [0.5, 0.5, 0.52])
     assert verdict("f", "l1", worse, "x").startswith("f is worse than l1 (-9.7 pp [")
@@ -34,6 +34,9 @@ def test_verdict_lines_say_which_criterion_to_use():
     assert one.low is None and not one.significant and "1 seed" in one.pp()
     same = paired_difference([0.6, 0.7], [0.5, 0.6])  # identical differences: a point interval, significant
     assert same.significant and same.low == pytest.approx(0.1)
+    # a criterion that selects what the best classic selects (tp-lamp and tp-l2) is said to be the same
+    twin = paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert verdict("tp-lamp", "tp-l2", twin, "x") == "tp-lamp = tp-l2 on x (the same top-1 on all 3 seeds)"
     with pytest.raises(ValueError):
         paired_difference([0.1, 0.2], [0.1])
 

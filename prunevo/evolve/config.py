@@ -18,8 +18,8 @@ class EvolutionConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
     overrides: TaskOverrides = field(default_factory=TaskOverrides)
-    population: int = 128
-    generations: int = 25
+    population: int = 48
+    generations: int = 10
     seed: int = 0
     n_jobs: int = 2
     tournament_size: int = 3

@@ -85,7 +85,8 @@ def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepare
         print(f"re-scoring {len(hof.entries)} formulas and the baselines on {seeds} fresh seeds and held-out "
               f"data{f' (check tasks: {len(check)})' if check else ''}...", flush=True)
     options = {k: v for k, v in config.evaluator_options(ladder=False).items() if k not in ("n_jobs", "seed")}
-    rows = rescore([e.text for e in hof.entries], prepared, check, seeds, config.seed, config.n_jobs, **options)
+    rows = rescore([e.text for e in hof.entries], prepared, check, seeds, config.seed, config.n_jobs,
+                   progress=progress, **options)
     by_name = {r.name: r for r in rows if r.kind == "formula"}
     for entry in hof.entries:
         entry.rescored = by_name[entry.text].to_json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from typing import Any, Callable, Iterable
 
 from joblib import Parallel, delayed, parallel_config
@@ -17,6 +18,11 @@ from joblib import Parallel, delayed, parallel_config
 from prunevo.errors import PrunevoError
 
 BACKENDS = ("loky", "dask", "ray")
+
+# loky replaces a worker whose memory grew past 300 MB between two jobs (a torch worker always does) and says
+# so with a generic warning that reads like a crash (joblib#883, loky#641); no job is lost, so users never see it
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
+                        category=UserWarning)
 
 
 class Backend:

@@ -54,7 +54,8 @@ def pretrained(model_name: str, data: TaskData, recipe: PretrainRecipe, cache_di
     torch.manual_seed(recipe.seed)
     model = build_for(model_name, data.input_shape, data.num_classes)
     with torch_threads(threads):
-        fit(model, data.train, recipe.budget, recipe.seed, progress=True, desc=f"pretrain {model_name}")
+        # a bar on a terminal only: runs logged to a file get none
+        fit(model, data.train, recipe.budget, recipe.seed, progress=None, desc=f"pretrain {model_name}")
     log.info("trained %s on %s: val acc %.4f", model_name, data.name, top1(model, data.val))
     atomic_torch_save(path, model.state_dict())
     return model.eval()

@@ -101,10 +101,14 @@ def _scores(results: list[FitnessResult], tasks: list[str], weights: list[float]
 
 
 def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTask] | None = None, seeds: int = 3,
-            seed: int = 0, n_jobs: int = 1, baselines: bool = True, **options) -> list[RescoredRow]:
+            seed: int = 0, n_jobs: int = 1, baselines: bool = True, progress: bool = False,
+            **options) -> list[RescoredRow]:
     """Rows for ``formulas`` (Formula objects or text), then every classic criterion, every Torch-Pruning
     importance and random, each measured on ``seeds`` replicates (see the module docstring).  ``options`` go
-    to the ``Evaluator`` (batching mode, backend, device...); re-scoring never uses a fidelity ladder."""
+    to the ``Evaluator`` (batching mode, backend, device...); re-scoring never uses a fidelity ladder.
+    ``progress`` shows a bar over the replicates."""
+    from tqdm.auto import tqdm
+
     fitness_tasks = holdout_tasks(prepared, 1)
     check_tasks = holdout_tasks(check or [], 1)
     options.pop("ladder", None)
@@ -114,7 +118,7 @@ def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTa
     backend = Backend(options.pop("backend", "loky"), n_jobs, options.pop("address", None))
     per_seed: list[list[FitnessResult]] = []
     try:
-        for i in range(seeds):
+        for i in tqdm(range(seeds), desc="re-score", unit="seed", disable=not progress):
             replicate_seed = derive_seed(seed, "rescore", i)
             tasks = [replicate(t, derive_seed(replicate_seed, t.task.identity())) for t in fitness_tasks + check_tasks]
             criteria = [c for _, _, c in named] + ([RandomCriterion(replicate_seed)] if baselines else [])

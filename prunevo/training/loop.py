@@ -22,7 +22,7 @@ CPU = Accelerator()
 
 
 def fit(model: nn.Module, dataset: Dataset, config: FitConfig, seed: int, accel: Accelerator = CPU,
-        after_step: Callable[[nn.Module], None] | None = None, progress: bool = False,
+        after_step: Callable[[nn.Module], None] | None = None, progress: bool | None = False,
         desc: str = "fine-tune") -> nn.Module:
     """Train ``model`` in place for ``config.epochs`` (fractions allowed) and return it in eval mode."""
     accel.place(model)
@@ -34,10 +34,12 @@ def fit(model: nn.Module, dataset: Dataset, config: FitConfig, seed: int, accel:
 
 def sgd_steps(params: Iterable[torch.Tensor], loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
               dataset: Dataset, config: FitConfig, seed: int, accel: Accelerator = CPU,
-              after_step: Callable[[], None] | None = None, progress: bool = False, desc: str = "fine-tune") -> None:
+              after_step: Callable[[], None] | None = None, progress: bool | None = False,
+              desc: str = "fine-tune") -> None:
     """``config``'s SGD and LR schedule over seeded batches of ``dataset``: the loop of ``fit``, for any loss.
     ``loss_of(x, y)`` may return one loss per stacked model (``training.stacked``); their sum is
-    back-propagated, so each model gets the gradient of its own loss."""
+    back-propagated, so each model gets the gradient of its own loss.  ``progress`` None shows a bar only on
+    a terminal (tqdm's ``disable=None``)."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)  # augmentation draws from the global generator
@@ -50,7 +52,7 @@ def sgd_steps(params: Iterable[torch.Tensor], loss_of: Callable[[torch.Tensor, t
                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
     scheduler = make_scheduler(opt, config.lr_schedule, total, config.original_schedule)
     step = 0
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
     while step < total:
         for x, y in loader:
             if step >= total:
