@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from prunevo.errors import PrunevoError
+from prunevo.fitness.data import HOLDOUT_MAX
 from prunevo.fitness.pretrain import PretrainRecipe
 from prunevo.fitness.tasks import Task
 from prunevo.pruning.allocation import ALLOCATIONS, SELECTION_OF, SearchSpec, check_allocation
@@ -98,7 +99,7 @@ OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "batch": (_number(int, 2), "fine-tune batch size"),
     "train": (_number(int, 2), "fine-tune on this many training images (a seeded subset)"),
     "val": (_number(int, 10), "score on this many stratified validation images"),
-    "holdout": (_number(int, 10), "re-score on at most this many stratified held-out images (default 5000)"),
+    "holdout": (_number(int, 10), f"re-score on at most this many stratified held-out images (default {HOLDOUT_MAX})"),
     "size": (_number(int, 8, 1024), "image size in pixels"),
     "seeds": (_number(int, 1, 16), "fine-tune seeds; fitness reads the mean accuracy"),
     "recal": (_number(int, 1, 64), "batches of 256 training images that re-estimate BatchNorm statistics "
