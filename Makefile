@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes; each gets its share of the cores (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench clean
 
@@ -16,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/prunevo evolve --run-dir runs/default
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluator.py

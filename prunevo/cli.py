@@ -124,13 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                         "less cost)")
     p.add_argument("--preset", choices=list(PRESETS),
                    help="named settings; options given on the command line win; data from --data-root (default "
-                        "../shared/data, with MNIST/, FashionMNIST/ and imagenette2/). oneshot: the one-shot regime "
-                        "(no fine-tune): ResNet-20 on Fashion-MNIST and on MNIST, each pruned to 25%% and to 50%% of "
-                        "the MACs, 2,000 validation images; check tasks: a small VGG on Imagenette at 32 px, 25%% and "
-                        "50%%; population 48, 12 generations, 5 re-scoring seeds, 2 workers; under an hour on a 2-core "
-                        "CPU. transfer: short fine-tune: "
-                        "LeNet-5 on MNIST and a small VGG on Imagenette at 32 px (global allocation), each pruned "
-                        "to 50%% of the MACs; check task: a small ResNet on Fashion-MNIST; 2 re-scoring seeds")
+                        "../shared/data, with MNIST/, FashionMNIST/ and imagenette2/). "
+                        + ". ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items())
+                        .replace("%", "%%"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("show", help="print a run's hall of fame, Pareto front, baselines and re-scoring")

@@ -57,7 +57,7 @@ def paired_difference(a: list[float], b: list[float]) -> PairedDifference:
 def verdict(name: str, other: str, diff: PairedDifference, where: str) -> str:
     """One line: ``name`` against ``other`` (the best classic) on ``where``; every line names both."""
     if diff.n > 1 and diff.low == diff.high == 0.0:  # the same value on every seed: the same selection
-        return f"{name} = {other} on {where} (the same top-1 on all {diff.n} seeds)"
+        return f"{name} = {other} on {where} (the same value on all {diff.n} seeds)"
     if diff.significant and diff.mean > 0:
         return f"{name} vs {other}: {diff.pp()} on {where}"
     if diff.significant:

@@ -1,6 +1,8 @@
 """Shared fixtures: small prepared tasks on the embedded digits data, base nets cached per session."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -9,6 +11,16 @@ from prunevo.fitness.task_spec import make_task
 from prunevo.fitness.tasks import prepare_task
 from prunevo.training import FitConfig
 from prunevo.pruning.selection import PruneSpec
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (make test) each worker gets its share of the cores, and so do the processes its tests
+    # start: two torch processes that each use every core thrash.  Fitness never depends on it (jobs pin threads).
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,9 @@ run_dir, n_jobs = sys.argv[1], int(sys.argv[2])
 stop = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None
 resume = "--resume" in sys.argv
 prepared = [prepare_task(quick_task("digits-vgg")), prepare_task(quick_task("digits-resnet"))]
-config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=12, generations=10, n_jobs=n_jobs, seed=5,
-                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1, rescore_seeds=1)
+config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=12, generations=6, n_jobs=n_jobs, seed=5,
+                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1, rescore_seeds=0)
+# no re-scoring: it is a function of the hall of fame and its own seeds, and test_winners runs it twice
 
 def interrupt(generation):
     if generation == stop:
@@ -48,7 +49,7 @@ def _run(tmp_path: Path, hash_seed: int, *args: str) -> None:
 def test_same_seed_same_hall_of_fame_across_processes_workers_resumes_and_kill_9(tmp_path, cache_dir):
     _run(tmp_path, 1, str(tmp_path / "a"), "1")
     _run(tmp_path, 2, str(tmp_path / "b"), "2")
-    _run(tmp_path, 3, str(tmp_path / "c"), "1", "4")  # killed after generation 4...
+    _run(tmp_path, 3, str(tmp_path / "c"), "1", "3")  # killed after generation 3...
     _run(tmp_path, 4, str(tmp_path / "c"), "2", "-", "--resume")  # ...resumed in another process, 2 workers
     hall = [(tmp_path / run / "hall_of_fame.json").read_bytes() for run in ("a", "b", "c")]
     assert hall[0] == hall[1] == hall[2]
@@ -77,7 +78,7 @@ def _kill_9_mid_generation_then_resume(tmp_path: Path, whole: bytes) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     generation = json.loads((killed / "checkpoint.json").read_text())["generation"]
-    assert 2 <= generation < 10 and (killed / ".lock").exists()  # a stale lock: its process is gone
+    assert 2 <= generation < 6 and (killed / ".lock").exists()  # a stale lock: its process is gone
     _run(tmp_path, 5, str(killed), "1", "-", "--resume")
     assert (killed / "hall_of_fame.json").read_bytes() == whole
     assert not (killed / ".lock").exists()

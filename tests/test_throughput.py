@@ -118,6 +118,7 @@ def test_evolution_with_a_ladder_keeps_partial_results_out_of_the_hall_of_fame(t
     assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0].count("rungs") == 1
 
 
+@pytest.mark.xdist_group("cluster")  # one local cluster at a time: each starts its own processes
 @pytest.mark.parametrize("backend", ["dask", "ray"])
 def test_cluster_backends_give_the_fitness_of_one_local_worker(prepared_tasks, backend):
     pytest.importorskip({"dask": "distributed", "ray": "ray"}[backend])

@@ -36,7 +36,7 @@ def test_verdict_lines_say_which_criterion_to_use():
     assert same.significant and same.low == pytest.approx(0.1)
     # a criterion that selects what the best classic selects (tp-lamp and tp-l2) is said to be the same
     twin = paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert verdict("tp-lamp", "tp-l2", twin, "x") == "tp-lamp = tp-l2 on x (the same top-1 on all 3 seeds)"
+    assert verdict("tp-lamp", "tp-l2", twin, "x") == "tp-lamp = tp-l2 on x (the same value on all 3 seeds)"
     with pytest.raises(ValueError):
         paired_difference([0.1, 0.2], [0.1])
 

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,6 +150,19 @@ def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path
     assert exported.stdout.strip() == Formula.parse(result.best.text).text
 
 
+def test_preset_help_is_read_from_the_presets():
+    from prunevo.cli import _parser
+    from prunevo.evolve.presets import PRESETS
+
+    evolve_parser = _parser()._subparsers._group_actions[0].choices["evolve"]
+    (action,) = [a for a in evolve_parser._actions if a.dest == "preset"]
+    for name, preset in PRESETS.items():
+        size = preset.settings(Path("root"))
+        assert f"{name}: {preset.describe()}".replace("%", "%%") in action.help
+        assert f"population {size['population']}, {size['generations']} generations" in preset.describe()
+    assert "workers, ladder 0.25" in action.help  # transfer's ladder is named; oneshot has none
+
+
 def test_check_tasks_must_differ_from_fitness_tasks():
     with pytest.raises(PrunevoError, match="given twice"):
         replace(_config(1), rescore_seeds=1, check_tasks=("small-vgg@digits",))  # = digits-vgg
@@ -165,7 +179,8 @@ def test_the_transfer_preset_fills_unset_options_and_needs_its_data(tmp_path):
                                               "--population", "4"]))
     assert args.population == 4 and args.generations == 6 and args.rescore_seeds == 2  # the command line wins
     assert args.tasks[0].startswith("lenet5@mnist") and f"imagefolder:{tmp_path}/imagenette2" in args.tasks[1]
-    assert args.check_tasks == ["small-resnet@fashion-mnist:macs=0.5,train=2000"] and args.n_jobs == 1
+    assert args.check_tasks == ["small-resnet@fashion-mnist:macs=0.5,train=2000"] and args.n_jobs == 2
+    assert args.ladder == "0.25"
     (tmp_path / "imagenette2").rmdir()
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", "evolve", "--preset", "transfer", "--data-root",
                            str(tmp_path), "--run-dir", str(tmp_path / "run")], capture_output=True, text=True)

@@ -14,10 +14,12 @@ the MACs (a network family and data no fitness task uses).  Population 48, 12 ge
 
 ``transfer`` (short fine-tune): LeNet-5 on MNIST (uniform allocation) and a small VGG on Imagenette at 32 px
 (global allocation: the formula also sets each layer's width) are co-evolved, each pruned to 50% of its
-MACs and fine-tuned briefly; a small ResNet on Fashion-MNIST is the check task.
+MACs and fine-tuned briefly (the best quarter of each generation's new selections, by one-shot accuracy on
+a validation subset: the fidelity ladder); a small ResNet on Fashion-MNIST is the check task.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,16 +32,24 @@ MNIST = "mnist:pretrain=1"
 ONE_SHOT = "epochs=0,recal=2,val=2000,holdout=2000"
 
 
-def _needs(root: Path, preset: str, folders: tuple[str, ...]) -> None:
-    missing = [d for d in folders if not (root / d).is_dir()]
-    if missing:
-        raise DataError(f"--preset {preset} needs {', '.join(f + '/' for f in folders)} under --data-root {root}; "
-                        f"missing: {', '.join(missing)}")
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """A named set of evolve options: ``settings(root)`` gives their values (CLI destination names) for the
+    data root ``root``, which must hold ``folders``; ``summary`` is the one-line description of ``--help``."""
+
+    summary: str
+    folders: tuple[str, ...]
+    settings: Callable[[Path], dict]
+
+    def describe(self) -> str:
+        """The summary and the run's size, read from the settings themselves."""
+        s = self.settings(Path(DEFAULT_DATA_ROOT))
+        ladder = f", ladder {s['ladder']}" if s.get("ladder", "off") != "off" else ""
+        return (f"{self.summary}; population {s['population']}, {s['generations']} generations, "
+                f"{s['rescore_seeds']} re-scoring seeds, {s['n_jobs']} workers{ladder}")
 
 
-def _oneshot(data_root: str) -> dict:
-    root = Path(data_root)
-    _needs(root, "oneshot", ("MNIST", "FashionMNIST", "imagenette2"))
+def _oneshot(root: Path) -> dict:
     # ResNet-20 ranked criteria most like the held-out networks, and its best picks lost least there
     tasks = [f"resnet20@{data},macs={m},{ONE_SHOT}" for data in (FASHION, MNIST) for m in (0.25, 0.5)]
     # a network family (VGG) and data (colour photos) that no fitness task uses
@@ -48,24 +58,41 @@ def _oneshot(data_root: str) -> dict:
             "rescore_seeds": 5, "n_jobs": 2, "data_root": str(root)}
 
 
-def _transfer(data_root: str) -> dict:
-    root = Path(data_root)
-    _needs(root, "transfer", ("MNIST", "FashionMNIST", "imagenette2"))
+def _transfer(root: Path) -> dict:
     return {
         "tasks": ["lenet5@mnist:macs=0.5,val=2000",
                   f"small-vgg@imagefolder:{root}/imagenette2:size=32,macs=0.5,train=1000,allocation=global"],
         "check_tasks": ["small-resnet@fashion-mnist:macs=0.5,train=2000"],
-        # one worker: on a 2-core machine a second one does not pay (docs/BENCHMARKS.md, evaluator throughput)
-        "population": 32, "generations": 6, "hall_of_fame": 5, "rescore_seeds": 2, "n_jobs": 1,
+        # the ladder fine-tunes the best quarter of each generation's new selections only, and two workers
+        # pay since jobs carry many candidates (docs/BENCHMARKS.md, evaluator throughput)
+        "population": 32, "generations": 6, "hall_of_fame": 5, "rescore_seeds": 2, "n_jobs": 2, "ladder": "0.25",
         "data_root": str(root),
     }
 
 
-PRESETS: dict[str, Callable[[str], dict]] = {"oneshot": _oneshot, "transfer": _transfer}
+_REAL_DATA = ("MNIST", "FashionMNIST", "imagenette2")
+PRESETS: dict[str, Preset] = {
+    "oneshot": Preset(
+        summary="the one-shot regime (no fine-tune): ResNet-20 on Fashion-MNIST and on MNIST, each pruned to 25% "
+                "and to 50% of the MACs, 2,000 validation images; check tasks: a small VGG on Imagenette at 32 px, "
+                "25% and 50%; under an hour on a 2-core CPU",
+        folders=_REAL_DATA, settings=_oneshot),
+    "transfer": Preset(
+        summary="short fine-tune: LeNet-5 on MNIST and a small VGG on Imagenette at 32 px (global allocation), "
+                "each pruned to 50% of the MACs; check task: a small ResNet on Fashion-MNIST",
+        folders=_REAL_DATA, settings=_transfer),
+}
 
 
 def preset_defaults(name: str, data_root: str | None) -> dict:
-    """The preset's option values (CLI destination names)."""
+    """The preset's option values (CLI destination names) for ``data_root`` (default ``../shared/data``).
+
+    Raises PrunevoError for an unknown name, DataError when the data root lacks one of the preset's folders."""
     if name not in PRESETS:
         raise PrunevoError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
-    return PRESETS[name](data_root or DEFAULT_DATA_ROOT)
+    preset, root = PRESETS[name], Path(data_root or DEFAULT_DATA_ROOT)
+    missing = [d for d in preset.folders if not (root / d).is_dir()]
+    if missing:
+        raise DataError(f"--preset {name} needs {', '.join(f + '/' for f in preset.folders)} under --data-root "
+                        f"{root}; missing: {', '.join(missing)}")
+    return preset.settings(root)
