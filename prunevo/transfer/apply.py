@@ -26,7 +26,7 @@ from prunevo.transfer.report import apply_markdown
 from prunevo.transfer.session import ApplyResult, PruneRecord, TransferConfig, TransferSession
 from prunevo.transfer.setup import resolved_stem
 from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
-from prunevo.zoo.models import build_model
+from prunevo.zoo.models import build_model, user_module_file
 
 log = logging.getLogger(__name__)
 PRUNED_FORMAT = "prunevo-pruned/2"  # /2: channel cycles and removed layers
@@ -40,7 +40,8 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, recor
     model = model.cpu().eval()
     stem = resolved_stem(session.config.model, session.config.stem, session.input_shape[1])
     atomic_torch_save(out_dir / "pruned_weights.pt", {
-        "format": PRUNED_FORMAT, "model": session.config.model, "num_classes": session.data.num_classes,
+        "format": PRUNED_FORMAT, "model": _portable(session.config.model), "module_file": user_module_file(
+            session.config.model), "num_classes": session.data.num_classes,
         "input_shape": list(session.input_shape), "stem": stem or "auto",
         "cycles": record.cycles, "removed": record.removed,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -62,6 +63,16 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, recor
     return written
 
 
+def _portable(model: str) -> str:
+    """The model name as it reads from any working directory: whole-model and module files made absolute."""
+    if model.endswith((".pt", ".pth")) or Path(model).is_file():
+        return str(Path(model).resolve())
+    if ":" in model and model.rsplit(":", 1)[0].endswith(".py"):
+        module, function = model.rsplit(":", 1)
+        return f"{Path(module).resolve()}:{function}"
+    return model
+
+
 def load_pruned(path: str | Path) -> nn.Module:
     """Rebuild a pruned model from ``pruned_weights.pt``: weights-only loading, no dataset needed."""
     try:
@@ -71,7 +82,7 @@ def load_pruned(path: str | Path) -> nn.Module:
     if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise ModelError(f"{path} is not a prunevo pruned-weights file ({PRUNED_FORMAT})")
     shape = tuple(data["input_shape"])
-    model = build_model(data["model"], data["num_classes"], shape, data["stem"]).eval()
+    model = build_model(data["model"], data["num_classes"], shape, data["stem"], data.get("module_file")).eval()
     example = torch.zeros(1, *shape)
     remove_units(model, data.get("removed", []))
     cycles = data["cycles"] if "cycles" in data else [data["keep"]]

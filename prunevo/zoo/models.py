@@ -5,8 +5,10 @@
   initialized (no weights can be downloaded; train one with ``prunevo train`` or pass ``--checkpoint``);
 - ``small-vgg``, ``small-resnet``, ``lenet5`` (the nets the fitness tasks use);
 - ``module:function``, a Python function returning an ``nn.Module`` (called with ``num_classes=`` when it
-  accepts it or ``**kwargs``);
-- a whole-model file saved with ``torch.save(model)`` (``.pt``/``.pth``): a pickle, so only load files you trust.
+  accepts it or ``**kwargs``); ``module`` is imported as Python would from the working directory, or given
+  as a file, ``path/to/models.py:function``;
+- a whole-model file saved with ``torch.save(model)`` (``.pt``/``.pth``): a pickle, so only load files you trust;
+  the classes it refers to are imported from the Python path, else the working directory or the file's folder.
 
 The small-input ("cifar") stem adapts ImageNet models to 28-64 px images: 3x3 stride-1 first convolution,
 no stem max-pooling, and a global-average-pooled single linear classifier for VGG.
@@ -14,7 +16,10 @@ no stem max-pooling, and a global-average-pooled single linear classifier for VG
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -76,12 +81,68 @@ def _disable_inplace(model: nn.Module) -> None:
             m.inplace = False
 
 
-def _user_function(spec: str, num_classes: int) -> nn.Module:
+def _import_module(module_name: str, fallback_file: str | None = None):
+    """``module_name`` as ``python -m`` would import it (the working directory on the path), or the Python
+    file ``module_name`` names, or, when neither imports, ``fallback_file`` (where it was found when saved)."""
+    if module_name.endswith(".py"):
+        return _module_from_file(Path(module_name))
+    def itself_missing(exc: ModuleNotFoundError) -> bool:  # not a module that the user's module imports
+        return exc.name is not None and module_name.split(".")[0] == exc.name.split(".")[0]
+
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not itself_missing(exc):
+            raise
+        missing = exc
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # the console script, unlike `python -m`, leaves it out; appended: never shadows
+        sys.path.append(cwd)
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not itself_missing(exc):
+                raise
+    if fallback_file and Path(fallback_file).is_file():
+        return _module_from_file(Path(fallback_file), module_name)
+    raise missing
+
+
+def _module_from_file(path: Path, name: str | None = None):
+    if not path.is_file():
+        raise ModuleNotFoundError(f"no file {path}")
+    name = name or path.stem
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path.resolve()):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path.resolve())
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pickling the model's classes refers to them by module name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def user_module_file(spec: str) -> str | None:
+    """The absolute path of the file that defines a ``module:function`` model (None for other models)."""
+    if ":" not in spec or spec in SMALL_NET_NAMES:
+        return None
+    module_name = spec.rsplit(":", 1)[0]
+    if module_name.endswith(".py"):
+        return str(Path(module_name).resolve())
+    module = sys.modules.get(module_name)
+    return str(Path(module.__file__).resolve()) if getattr(module, "__file__", None) else None
+
+
+def _user_function(spec: str, num_classes: int, module_file: str | None = None) -> nn.Module:
     module_name, func_name = spec.rsplit(":", 1)
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
+        func = getattr(_import_module(module_name, module_file), func_name)
     except (ImportError, AttributeError) as exc:
-        raise ModelError(f"cannot import the model function {spec!r}: {exc}") from None
+        raise ModelError(f"cannot import the model function {spec!r} (from the working directory {os.getcwd()} "
+                         f"or the Python path; or give the file: path/to/module.py:{func_name}): {exc}") from None
     try:
         params = inspect.signature(func).parameters
         takes_classes = "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -95,17 +156,30 @@ def _user_function(spec: str, num_classes: int) -> nn.Module:
 
 def _whole_model_file(path: Path) -> nn.Module:
     try:
-        model = torch.load(path, map_location="cpu", weights_only=False)  # a pickled module: trusted files only
+        try:
+            model = torch.load(path, map_location="cpu", weights_only=False)  # a pickled module: trusted files only
+        except ModuleNotFoundError:
+            # the classes it pickled live in the user's code: look where `python -m` would, then beside the file
+            for folder in (os.getcwd(), str(path.resolve().parent)):
+                if folder not in sys.path:
+                    sys.path.append(folder)
+            model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # unpickling errors come in many types
-        raise ModelError(f"{path} is not a loadable whole-model file: {type(exc).__name__}: {exc}") from None
+        raise ModelError(f"{path} is not a loadable whole-model file: {type(exc).__name__}: {exc} (its classes "
+                         f"are imported from the Python path, the working directory and {path.resolve().parent})"
+                         ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{path} holds a {type(model).__name__}, not a whole model; for a state dict use "
                          f"--model NAME --checkpoint {path}")
     return model
 
 
-def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], stem: str = "auto") -> nn.Module:
-    """A model for ``num_classes`` classes and inputs of ``input_shape`` (C, H, W), randomly initialized."""
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], stem: str = "auto",
+                module_file: str | None = None) -> nn.Module:
+    """A model for ``num_classes`` classes and inputs of ``input_shape`` (C, H, W), randomly initialized.
+
+    ``module_file``: for a ``module:function`` name, the file to load when ``module`` does not import from
+    here (saved pruned models record it).  Raises ModelError for an unknown name or a model that fails to build."""
     if stem not in STEMS:
         raise ModelError(f"unknown stem {stem!r}; allowed: {', '.join(STEMS)}")
     if name in SMALL_NET_NAMES:
@@ -116,7 +190,7 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], 
             raise ModelError(f"model file {name} does not exist")
         return _whole_model_file(Path(name))
     if ":" in name:
-        return _user_function(name, num_classes)
+        return _user_function(name, num_classes, module_file)
     if name in torchvision_names():
         small = stem == "cifar" or (stem == "auto" and input_shape[1] <= SMALL_INPUT_MAX)
         return _torchvision_model(name, num_classes, small)
