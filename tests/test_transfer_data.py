@@ -83,10 +83,127 @@ def test_small_image_folders_use_the_cifar_convention(tmp_path):
     assert all(c.shape == (3, 32, 32) for c in crops) and len({c.sum().item() for c in crops}) > 1
     # a 48-px folder asked at 32 px: resized, then the same convention
     mid = load_image_data(f"imagefolder:{write_image_folder(tmp_path / 'mid', size=48)}", image_size=32)
-    assert mid.input_shape == (3, 32, 32) and "resized to 32 px" in mid.augmentation
+    assert mid.input_shape == (3, 32, 32) and "every image not 32x32 px resized to it" in mid.augmentation
     # photos (here 100 px) keep the ImageNet convention
     big = load_image_data(f"imagefolder:{write_image_folder(tmp_path / 'big', size=100)}")
     assert big.input_shape == (3, 224, 224) and "ImageNet convention" in big.augmentation
+
+
+def _stack_everything(data):
+    for split in (data.train, data.train_plain, data.val):
+        assert len(split) > 0
+        batch = next(iter(torch.utils.data.DataLoader(split, batch_size=len(split))))[0]  # stacks every image
+        assert batch.shape[1:] == data.input_shape and torch.isfinite(batch).all()
+
+
+def test_image_folders_that_mix_sizes_load_at_one_size(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    # the probes read the first file of each class; the others differ (and are not square), as in the field
+    sizes = {"a": [(24, 24), (30, 30), (20, 28)], "b": [(24, 24), (16, 16), (28, 20)], "c": [(24, 24)] * 3}
+    for split in ("train", "val"):
+        for name, shapes in sizes.items():
+            (tmp_path / "mix" / split / name).mkdir(parents=True)
+            for i, (w, h) in enumerate(shapes):
+                Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "mix" / split / name / f"{i}.png")
+    data = load_image_data(f"imagefolder:{tmp_path / 'mix'}")
+    assert data.input_shape == (3, 24, 24) and "24-px images" in data.augmentation
+    assert "every image not 24x24 px resized to it" in data.augmentation
+    _stack_everything(data)
+    # sizes the probes see differ too: the largest is used, and the report says the range it found
+    (tmp_path / "mix" / "train" / "a" / "0.png").unlink()
+    data = load_image_data(f"imagefolder:{tmp_path / 'mix'}")
+    assert data.input_shape == (3, 30, 30) and "24-30-px images" in data.augmentation
+    _stack_everything(data)
+    # photos of mixed sizes and shapes (ImageNet convention) crop to one size
+    for name, shape in (("x", (100, 130)), ("y", (120, 90))):
+        (tmp_path / "photos" / "train" / name).mkdir(parents=True)
+        for i in range(10):  # a tenth is held out for validation
+            Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(tmp_path / "photos" / "train" / name / f"{i}.jpg")
+    _stack_everything(load_image_data(f"imagefolder:{tmp_path / 'photos'}", image_size=64))
+
+
+def _png16(path, pixels: np.ndarray) -> None:
+    """A 16-bit RGB PNG written by hand: PIL cannot write one."""
+    import struct
+    import zlib
+
+    h, w, _ = pixels.shape
+    raw = b"".join(b"\x00" + pixels[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _decoded(path) -> torch.Tensor:
+    from torchvision.transforms import v2
+
+    from prunevo.zoo.images import read_image
+
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])(read_image(str(path)))
+
+
+def test_every_image_mode_decodes_without_losing_information(tmp_path):
+    from PIL import Image
+
+    grey = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    rgb = np.stack([grey, 255 - grey, grey // 2], -1)
+    deep = np.arange(48, dtype=np.uint16).reshape(6, 8) * 1361  # up to 63,967: 16 bits in use
+
+    def check(name, image, expected, fmt="PNG", **save):
+        path = tmp_path / f"{name}.{fmt.lower()}"
+        image.save(path, format=fmt, **save)
+        got = _decoded(path)
+        expected = torch.as_tensor(np.asarray(expected, dtype=np.float32))
+        expected = expected.permute(2, 0, 1) if expected.ndim == 3 else expected[None].expand(3, -1, -1)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0, msg=lambda m: f"{name}: {m}")
+
+    check("L", Image.fromarray(grey), grey / 255)
+    check("1", Image.fromarray(grey > 100), (grey > 100) * 1.0)
+    check("RGB", Image.fromarray(rgb), rgb / 255)
+    check("RGBA", Image.fromarray(np.dstack([rgb, grey])), rgb / 255)  # alpha dropped, colour kept
+    check("LA", Image.fromarray(np.dstack([grey, 255 - grey]), mode="LA"), grey / 255)
+    palette = Image.fromarray(rgb).quantize(16)
+    check("P", palette, np.asarray(palette.convert("RGB")) / 255)
+    check("P-transparent", palette, np.asarray(palette.convert("RGB")) / 255, transparency=0)
+    check("CMYK", Image.fromarray(rgb).convert("CMYK"), rgb / 255, fmt="TIFF")  # PIL's CMYK round trip is exact
+    # deeper than 8 bits: one channel in [0, 1] (grey), or three (16-bit RGB); PIL's RGB conversion clips these
+    for name, image, fmt in (("I16-png", Image.fromarray(deep), "PNG"), ("I16-tiff", Image.fromarray(deep), "TIFF"),
+                             ("I32-tiff", Image.fromarray(deep.astype(np.int32)), "TIFF")):
+        path = tmp_path / f"{name}.{fmt.lower()}"
+        image.save(path, format=fmt)
+        torch.testing.assert_close(_decoded(path), torch.from_numpy(deep / 65535.0).float()[None], atol=1e-6, rtol=0)
+    floats = np.linspace(0, 1, 48, dtype=np.float32).reshape(6, 8)
+    Image.fromarray(floats, mode="F").save(tmp_path / "F.tiff")
+    torch.testing.assert_close(_decoded(tmp_path / "F.tiff"), torch.from_numpy(floats)[None])
+    deep_rgb = np.stack([deep, 65535 - deep, deep // 3], -1)
+    _png16(tmp_path / "rgb16.png", deep_rgb)
+    torch.testing.assert_close(_decoded(tmp_path / "rgb16.png"),
+                               torch.from_numpy(deep_rgb / 65535.0).float().permute(2, 0, 1), atol=1e-6, rtol=0)
+
+
+def test_a_folder_of_16_bit_images_keeps_its_depth_through_the_dataset(tmp_path):
+    from PIL import Image
+
+    from prunevo.zoo.images import IMAGENET_MEAN, IMAGENET_STD
+
+    values = {"dark": 300, "bright": 900}  # both 0 or 1 once clipped to 8 bits: one class without the depth
+    for split in ("train", "val"):
+        for name, v in values.items():
+            (tmp_path / "scans" / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((16, 16), v + i, dtype=np.uint16)).save(tmp_path / "scans" / split / name / f"{i}.png")
+    grey = load_image_data(f"imagefolder:{tmp_path / 'scans'}", channels=1)
+    x = {name: grey.val[k * 2][0] for k, name in enumerate(sorted(values))}
+    for name, v in values.items():
+        torch.testing.assert_close(x[name], torch.full((1, 16, 16), (v / 65535 - 0.5) / 0.25))
+    colour = load_image_data(f"imagefolder:{tmp_path / 'scans'}")  # grey replicated to the model's 3 channels
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(colour.val[0][0], (torch.full((3, 16, 16), values["bright"] / 65535) - mean) / std)
 
 
 @pytest.mark.parametrize("name,classes", [("cifar10", 10), ("cifar100", 100)])

@@ -134,21 +134,25 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
     if not train_dir.is_dir():
         raise DataError(f"image folder {path} has no train/ folder; expected {path}/train/CLASS/*.jpg "
                         f"and optionally {path}/val/ and {path}/test/")
-    native = _native_size(train_dir)
+    sides = _probed_sides(train_dir)
+    native = max(sides) if sides else None
     small = native is not None and (native <= SMALL_IMAGES or native == size)
     size = size or (native if small else 224)
+    mixed = len(set(sides)) > 1
     channels = channels or 3
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     grey = [v2.Grayscale(1)] if channels == 1 else [v2.RGB()]
     norm = [v2.Normalize(IMAGENET_MEAN[:channels] if channels == 3 else (0.5,),
                          IMAGENET_STD[:channels] if channels == 3 else (0.25,))]
     if small:  # CIFAR convention: the images are the objects, not photos to crop a detail from
-        fit = [v2.Resize((size, size), antialias=True)] if native != size else []
+        # every image is resized that is not size x size already: a folder may mix sizes beyond the probes
+        fit = [_FitSquare(size)]
         pad = max(1, size // 8)
         train_tf = v2.Compose(grey + fit + [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()] + to_tensor + norm)
         eval_tf = v2.Compose(grey + fit + to_tensor + norm)
-        augmentation = (f"{native}-px images (CIFAR convention): " + (f"resized to {size} px, " if fit else "")
-                        + f"random crop with padding {pad} and horizontal flip; evaluation unchanged")
+        found = f"{min(sides)}-{native}-px images" if mixed else f"{native}-px images"
+        augmentation = (f"{found} (CIFAR convention): every image not {size}x{size} px resized to it, "
+                        f"random crop with padding {pad} and horizontal flip; evaluation unchanged")
     else:  # ImageNet convention
         train_tf = v2.Compose(grey + [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
                               + to_tensor + norm)
@@ -175,25 +179,79 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
                      augmentation)
 
 
+# Pixel modes that PIL's RGB conversion clips to 8 bits: read as floats in [0, 1] instead (32-bit integer
+# images are taken as 16-bit counts, the usual source of PIL's "I" mode; float images are kept as they are).
+_DEEP_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
 def read_image(path: str):
-    """An image file decoded whole (RGB), or a one-line DataError naming the file: a truncated or corrupt
-    JPEG otherwise fails deep inside a training step with PIL's message and no file name."""
+    """An image file decoded whole, or a one-line DataError naming the file: a truncated or corrupt JPEG
+    otherwise fails deep inside a training step with PIL's message and no file name.
+
+    8-bit images of any mode PIL opens (L, 1, P, LA, RGBA, CMYK, YCbCr, LAB, HSV...) come back as a PIL RGB
+    image (alpha dropped; grey stays exact through the model's Grayscale(1)); 16-bit, 32-bit and float images
+    (PIL modes I;16, I, F, and 16-bit RGB/RGBA PNGs, which PIL reads as 8-bit RGB) come back as a float
+    ``tv_tensors.Image`` of shape (1 or 3, H, W) in [0, 1], so no bit depth is lost."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with open(path, "rb") as f, Image.open(f) as image:
+            if image.mode in _DEEP_SCALE:
+                pixels = np.asarray(image).astype(np.float32) / _DEEP_SCALE[image.mode]
+                return _float_image(torch.from_numpy(pixels)[None])
+            if image.format == "PNG" and any(str(t.args).endswith(";16B") for t in image.tile):
+                return _png16(path)
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")  # what PIL asks for palette transparency; alpha is dropped next
             return image.convert("RGB")  # convert decodes every pixel, so truncation shows here
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, RuntimeError) as exc:
         raise DataError(f"image {path} cannot be read ({type(exc).__name__}: {exc}); replace or remove it") from None
+
+
+def _float_image(pixels: torch.Tensor):
+    from torchvision import tv_tensors
+
+    return tv_tensors.Image(pixels)
+
+
+def _png16(path: str):
+    """A 16-bit-per-channel PNG (grey+alpha, RGB, RGBA) as floats in [0, 1], alpha dropped."""
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for torchcodec, not installed here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_png, read_file
+
+        pixels = decode_png(read_file(path), mode=ImageReadMode.UNCHANGED)  # uint16 (C, H, W)
+    colour = pixels[:3] if pixels.shape[0] >= 3 else pixels[:1]
+    return _float_image(colour.to(torch.float32) / 65535.0)
 
 
 SMALL_IMAGES = 64  # image folders whose images are at most this many pixels use the CIFAR convention
 _SIZE_PROBES = 8
 
 
-def _native_size(train_dir: Path) -> int | None:
-    """The larger side of the folder's images, read from the headers of up to ``_SIZE_PROBES`` files spread
-    over the classes (None when none can be read: the ImageNet convention applies)."""
+class _FitSquare:
+    """Resize to ``size`` x ``size`` pixels (antialiased) unless the image already is: an identity for a folder
+    of equal sizes, and no stacking error for one that mixes them."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image):
+        from torchvision.transforms.v2 import functional as F
+
+        if tuple(F.get_size(image)) == (self.size, self.size):
+            return image
+        return F.resize(image, [self.size, self.size], antialias=True)
+
+    def __repr__(self) -> str:
+        return f"FitSquare({self.size})"
+
+
+def _probed_sides(train_dir: Path) -> list[int]:
+    """The larger side of up to ``_SIZE_PROBES`` images spread over the classes, from their headers (empty
+    when none can be read: the ImageNet convention applies)."""
     from PIL import Image, UnidentifiedImageError
 
     sides = []
@@ -206,7 +264,7 @@ def _native_size(train_dir: Path) -> int | None:
                 sides.append(max(image.size))
         except (OSError, UnidentifiedImageError):
             continue
-    return max(sides) if sides else None
+    return sides
 
 
 def load_image_data(name: str, data_root: str | os.PathLike | None = None, channels: int | None = None,
