@@ -339,7 +339,7 @@ def _rescore(run, args):
 
     from prunevo.evolve.hall_of_fame import HallOfFame
     from prunevo.evolve.rundir import RunLock
-    from prunevo.evolve.run import load_run, prepare_check_tasks, prepare_tasks, rescore_run
+    from prunevo.evolve.run import load_run, prepare_tasks, rescore_run
 
     config = replace(run.config, data_root=args.data_root or run.config.data_root,
                      n_jobs=args.n_jobs or run.config.n_jobs)
@@ -349,7 +349,8 @@ def _rescore(run, args):
     hof = HallOfFame(run.config.hall_of_fame_size, run.hall_of_fame)
     lock = RunLock(run.run_dir).acquire()  # the re-scoring rewrites the run's files
     try:
-        rescore_run(run.run_dir, config, hof, prepare_tasks(config), prepare_check_tasks(config), seeds, progress=True)
+        rescore_run(run.run_dir, config, hof, prepare_tasks(config), prepare_tasks(config, check=True), seeds,
+                    progress=True)
     finally:
         lock.release()
     return load_run(run.run_dir)
@@ -461,24 +462,32 @@ COMMANDS = {"criteria": cmd_criteria, "evolve": cmd_evolve, "show": cmd_show, "e
             **TRANSFER_COMMANDS}
 
 
-def _one_line(exc: PrunevoError) -> str:
-    """The error's own message.  An error raised in a DataLoader worker comes back with the worker's traceback
-    in its text ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its last line
-    is the message."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    if len(lines) > 1 and "Original Traceback" in str(exc):
+def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Parameter name -> the long option that sets it, for one subcommand (library errors name parameters)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
+
+
+def _one_line(exc: PrunevoError, flags: dict[str, str] | None = None) -> str:
+    """The error's own message, with the parameters it names as the flags that set them.  An error raised in a
+    DataLoader worker comes back with the worker's traceback in its text ("Caught DataError in DataLoader
+    worker process 0. Original Traceback ..."): its last line is the message."""
+    text = exc.cli_message(flags or {})
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and "Original Traceback" in text:
         last = lines[-1]
         return last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("Error") else last
     return " ".join(line.strip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return COMMANDS[args.command](args)
     except PrunevoError as exc:
-        print(f"prunevo: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"prunevo: error: {_one_line(exc, _flags(parser, args.command))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into head & co.: stop quietly, as command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

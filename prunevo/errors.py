@@ -1,8 +1,32 @@
 """Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
+from __future__ import annotations
+
+import re
+
+_PARAM = re.compile(r"\{param:([a-z_]+)(?:=([^}]*))?\}")
 
 
 class PrunevoError(Exception):
-    """Bad input: the message says what was wrong and what is allowed."""
+    """Bad input: the message says what was wrong and what is allowed.
+
+    A message names a parameter as ``{param:name}`` or ``{param:name=value}``: the library's text reads
+    ``name`` / ``name=value`` (``max_layer_ratio``, ``allocation='global'``), and the CLI shows the flag that
+    sets it (``--max-layer-ratio``, ``--allocation global``) through ``cli_message``."""
+
+    def __str__(self) -> str:
+        return self.render(lambda name, value: name if value is None else f"{name}={value!r}")
+
+    def cli_message(self, flags: dict[str, str]) -> str:
+        """The message with each parameter as the flag in ``flags`` (parameter name -> option string)."""
+        def flag(name: str, value: str | None) -> str:
+            if name not in flags:
+                return name if value is None else f"{name}={value!r}"
+            return flags[name] if value is None else f"{flags[name]} {value}"
+        return self.render(flag)
+
+    def render(self, param) -> str:
+        text = super().__str__()
+        return _PARAM.sub(lambda m: param(m.group(1), m.group(2)), text)
 
 
 class FormulaError(PrunevoError):
@@ -19,6 +43,11 @@ class ModelError(PrunevoError):
 
 class RunError(PrunevoError):
     """A run directory or checkpoint that is missing, corrupt or incompatible."""
+
+
+class TargetUnreachable(PrunevoError):
+    """A pruning target (a MACs or latency share) that the allocation cannot reach; the message says which
+    parameter to change.  Searches over targets catch this error only: any other error is a real failure."""
 
 
 class NotApplicableError(PrunevoError):

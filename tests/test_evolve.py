@@ -89,6 +89,13 @@ def test_config_validation():
                dict(tasks=("digits-vgg",), task_weights=(1.0, 2.0))]:
         with pytest.raises(PrunevoError):
             EvolutionConfig(**kw)
+    # a low --max-height alone is consistent: the initial trees' bound follows it unless it is set
+    from prunevo.cli import _config, _parser
+
+    assert _config(_parser().parse_args(["evolve", "--max-height", "3"])).initial_heights == (1, 3)
+    assert EvolutionConfig(max_height=2).initial_heights == (1, 2) and EvolutionConfig().initial_heights == (1, 4)
+    with pytest.raises(PrunevoError, match="init_max_height <= max_height, got 1, 5, 3"):
+        EvolutionConfig(max_height=3, init_max_height=5)
 
 
 def test_crossover_draws_like_deap_and_keeps_trees_typed():
@@ -117,3 +124,22 @@ def test_crossover_draws_like_deap_and_keeps_trees_typed():
             assert [str(t) for t in ours[0]] == [str(t) for t in theirs[0]]
             assert [str(t) for t in ours[1]] == [str(t) for t in theirs[1]]
     assert same > 20
+
+
+def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch):
+    import prunevo.fitness.pretrain as pretrain
+
+    class Seen(Exception):  # stops the run at its first pretraining: only the bar setting matters here
+        pass
+
+    def fit(*args, progress="unset", **kw):
+        raise Seen(progress)
+
+    monkeypatch.setattr(pretrain, "fit", fit)
+    monkeypatch.setenv("PRUNEVO_CACHE", str(tmp_path / "cache"))  # empty: the base net would be trained now
+    config = EvolutionConfig(tasks=("lenet5@digits:pretrain=1,epochs=0",), population=2, generations=0,
+                             n_jobs=1, elitism=0, rescore_seeds=0)
+    for progress, bar in ((False, False), (True, None)):  # --no-progress: never; else on a terminal only
+        with pytest.raises(Seen) as seen:
+            evolve(config, tmp_path / "run", progress=progress)
+        assert seen.value.args == (bar,)

@@ -186,6 +186,50 @@ def test_strategy_misuse_is_one_line_and_exit_2(args, message, tmp_path, capsys)
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("allocation, advice, not_advised", [
+    ("uniform", "allowed: --allocation global (it prunes unequally), or a larger --max-layer-ratio (now 0.3", None),
+    ("global", "allowed: a larger --max-layer-ratio (now 0.3", "--allocation global"),
+])
+def test_max_layer_ratio_binds_every_allocation_and_the_advice_fits(allocation, advice, not_advised, tmp_path,
+                                                                     capsys):
+    args = ["apply", "--formula", "l1", "--model", "resnet20", "--dataset", "digits", "--epochs", "0", "--no-latency",
+            "--no-progress", "--allocation", allocation, "--max-layer-ratio", "0.3", "-o", str(tmp_path / "x")]
+    assert main([*args, "--target-macs", "0.2"]) == 2  # 30% of each group's channels cannot take 80% of the MACs
+    err = capsys.readouterr().err.strip()
+    assert advice in err and len(err.splitlines()) == 1, err
+    assert not_advised is None or not_advised not in err
+    # within the cap the target is met, and no group lost more than 30% of its channels
+    session = TransferSession(TransferConfig(model="resnet20", dataset="digits", allocation=allocation,
+                                             max_layer_ratio=0.3, target_macs=0.7, latency=None))
+    chosen = session.select(as_criterion("l1"), 0)
+    assert abs(chosen.macs_fraction - 0.7) <= 0.021
+    assert all((~k).sum() <= int(0.3 * len(k)) for k in chosen.keep)
+
+
+def test_uniform_allocation_obeys_the_layer_cap_at_any_ratio():
+    from prunevo.pruning.selection import layerwise_counts, select
+
+    sizes = [16, 32, 7, 3]
+    assert layerwise_counts(sizes, 0.95) == [15, 30, 6, 2]  # never a whole group
+    assert layerwise_counts(sizes, 0.95, max_layer_ratio=0.5) == [8, 16, 3, 1]
+    keep = select([torch.arange(n, dtype=torch.float32) for n in sizes], PruneSpec(0.95, max_layer_ratio=0.5))
+    assert [int((~k).sum()) for k in keep] == [8, 16, 3, 1] and all(k[-1] for k in keep)  # the highest stay
+
+
+def test_a_failure_inside_a_target_search_is_not_taken_for_an_unreachable_target(monkeypatch, tmp_path, capsys):
+    from prunevo.errors import PrunevoError
+
+    def broken(self, *args, **kwargs):
+        raise PrunevoError("the masked and the physically pruned network disagree (test)")
+
+    monkeypatch.setattr(TransferSession, "prune", broken)
+    args = ["apply", "--formula", "l1", "--model", "resnet20", "--dataset", "digits", "--epochs", "0",
+            "--no-progress", "--target-latency", "0.6", "--latency-repeats", "1", "-o", str(tmp_path / "x")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "disagree (test)" in err and "cannot reach" not in err  # surfaced, not bisected away
+
+
 def test_fitness_with_random_configuration_search(prepared_tasks):
     from prunevo.evolve.config import EvolutionConfig, TaskOverrides
     from prunevo.fitness.evaluator import Evaluator

@@ -28,7 +28,7 @@ class EvolutionConfig:
     mutation_prob: float = 0.3
     max_height: int = 8
     init_min_height: int = 1
-    init_max_height: int = 4
+    init_max_height: int | None = None  # None: min(4, max_height), so a low max_height alone is consistent
     elitism: int = 2
     hall_of_fame_size: int = 10
     seed_classics: bool = True
@@ -48,6 +48,12 @@ class EvolutionConfig:
     backend: str = "loky"  # loky (local processes) | dask | ray; never changes fitness
     address: str | None = None  # a running Dask scheduler or Ray cluster (None: start a local one)
 
+    @property
+    def initial_heights(self) -> tuple[int, int]:
+        """(min, max) height of the initial population's trees (DEAP's genHalfAndHalf bounds)."""
+        top = self.init_max_height if self.init_max_height is not None else min(4, self.max_height)
+        return self.init_min_height, top
+
     def __post_init__(self) -> None:
         checks = [
             (self.population >= 2, f"population must be at least 2, got {self.population}"),
@@ -55,8 +61,9 @@ class EvolutionConfig:
             (self.n_jobs >= 1, f"n_jobs must be >= 1, got {self.n_jobs}"),
             (0 <= self.elitism < self.population, f"elitism must be in [0, population), got {self.elitism}"),
             (2 <= self.max_height <= 17, f"max_height must be in [2, 17], got {self.max_height}"),
-            (1 <= self.init_min_height <= self.init_max_height <= self.max_height,
-             "need 1 <= init_min_height <= init_max_height <= max_height"),
+            (1 <= self.init_min_height <= self.initial_heights[1] <= self.max_height,
+             f"need 1 <= init_min_height <= init_max_height <= max_height, got {self.init_min_height}, "
+             f"{self.initial_heights[1]}, {self.max_height}"),
             (1.0 <= self.parsimony_size <= 2.0, f"parsimony_size must be in [1, 2], got {self.parsimony_size}"),
             (len(self.tasks) >= 1, "at least one task is needed"),
             (self.task_weights is None or len(self.task_weights) == len(self.tasks),

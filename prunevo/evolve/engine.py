@@ -86,7 +86,7 @@ def initial_population(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> l
     if config.seed_classics:
         population = [to_deap(f.tree, pset) for f in seed_formulas()][: config.population]
     while len(population) < config.population:
-        population.append(Individual(gen_half_and_half(pset, config.init_min_height, config.init_max_height)))
+        population.append(Individual(gen_half_and_half(pset, *config.initial_heights)))
     return population
 
 

@@ -61,9 +61,12 @@ class RunResult:
         return best_classic(self.baseline_rows)
 
 
-def prepare_tasks(config: EvolutionConfig) -> list[PreparedTask]:
-    return [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
-            for t in config.task_list()]
+def prepare_tasks(config: EvolutionConfig, progress: bool = True, check: bool = False) -> list[PreparedTask]:
+    """The fitness tasks (``check``: the check tasks) with their base nets, trained now if not cached;
+    ``progress``: a pretraining bar on a terminal."""
+    cache = Path(config.cache_dir) if config.cache_dir else None
+    return [prepare_task(t, config.data_root, cache, progress=None if progress else False)
+            for t in (config.check_task_list() if check else config.task_list())]
 
 
 def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:
@@ -98,11 +101,6 @@ def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepare
     atomic_write_json(run_dir / "rescored.json", state["rescored"])
     atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
     return rows
-
-
-def prepare_check_tasks(config: EvolutionConfig) -> list[PreparedTask]:
-    return [prepare_task(t, config.data_root, Path(config.cache_dir) if config.cache_dir else None)
-            for t in config.check_task_list()]
 
 
 PLOT_EVERY_S = 20.0  # fitness.png is redrawn at most this often (and after the last generation): a plot costs
@@ -170,8 +168,8 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
         if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
             raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         state = None
-    prepared = prepared or prepare_tasks(config)  # bad data fails here, before the run directory exists
-    check = prepare_check_tasks(config) if config.rescore_seeds else []
+    prepared = prepared or prepare_tasks(config, progress)  # bad data fails here, before the run directory exists
+    check = prepare_tasks(config, progress, check=True) if config.rescore_seeds else []
     run_dir.mkdir(parents=True, exist_ok=True)
     if not lock.held:
         lock.acquire()

@@ -39,8 +39,9 @@ def recipe_hash(model: str, data: TaskData, recipe: PretrainRecipe) -> str:
 
 
 def pretrained(model_name: str, data: TaskData, recipe: PretrainRecipe, cache_dir: Path | None = None,
-               threads: int | None = None) -> nn.Module:
-    """The base net for (model, dataset, recipe): from the cache, or trained now and cached atomically."""
+               threads: int | None = None, progress: bool | None = None) -> nn.Module:
+    """The base net for (model, dataset, recipe): from the cache, or trained now and cached atomically, with a
+    progress bar (``progress`` None: on a terminal only, so runs logged to a file get none; False: never)."""
     cache_dir = Path(cache_dir or default_cache_dir())
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(data.name).name}-{Path(model_name).name}")[-60:]
     path = cache_dir / "nets" / f"{label}-{recipe_hash(model_name, data, recipe)}.pt"
@@ -54,8 +55,7 @@ def pretrained(model_name: str, data: TaskData, recipe: PretrainRecipe, cache_di
     torch.manual_seed(recipe.seed)
     model = build_for(model_name, data.input_shape, data.num_classes)
     with torch_threads(threads):
-        # a bar on a terminal only: runs logged to a file get none
-        fit(model, data.train, recipe.budget, recipe.seed, progress=None, desc=f"pretrain {model_name}")
+        fit(model, data.train, recipe.budget, recipe.seed, progress=progress, desc=f"pretrain {model_name}")
     log.info("trained %s on %s: val acc %.4f", model_name, data.name, top1(model, data.val))
     atomic_torch_save(path, model.state_dict())
     return model.eval()

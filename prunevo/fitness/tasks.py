@@ -118,10 +118,12 @@ class PreparedTask:
 
 
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
-                 data: TaskData | None = None) -> PreparedTask:
+                 data: TaskData | None = None, progress: bool | None = None) -> PreparedTask:
+    """``task`` with its data, base net (trained now if not cached; ``progress``: its bar, None = on a terminal
+    only), parameter groups and calibration statistics."""
     data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir,
                                   holdout_samples=task.holdout_samples)
-    model = pretrained(task.model, data, task.pretrain, cache_dir)
+    model = pretrained(task.model, data, task.pretrain, cache_dir, progress=progress)
     example = data.train.x[:1]
     groups = find_groups(model, example)
     x, y = stratified_batch(data.train.x, data.train.targets, task.calibration_per_class, task.calibration_seed)

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from prunevo.errors import PrunevoError
-from prunevo.pruning.selection import PruneSpec, remove_lowest, round_kept, select
+from prunevo.pruning.selection import PruneSpec, max_removed, remove_lowest, round_kept, select
 
 ALLOCATIONS = ("uniform", "global", "random-search")
 SELECTION_OF = {"uniform": "layerwise", "global": "global"}
@@ -49,7 +49,7 @@ def check_allocation(allocation: str) -> None:
 
 def min_keep(size: int, spec: PruneSpec) -> int:
     """Fewest channels a group may keep: the same per-layer cap as global selection."""
-    return size - min(int(spec.max_layer_ratio * size), size - 1)
+    return size - max_removed(size, spec.max_layer_ratio)
 
 
 def sample_configurations(sizes: list[int], count: int, seed: int, spec: PruneSpec) -> list[torch.Tensor]:

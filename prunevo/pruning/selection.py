@@ -19,7 +19,7 @@ class PruneSpec:
 
     ratio: float = 0.5
     selection: str = "layerwise"
-    max_layer_ratio: float = 0.9  # global selection never removes more than this share of one group
+    max_layer_ratio: float = 0.9  # no allocation removes more than this share of one group
     group_reduction: str = "mean"  # how the scores of coupled layers combine (Domino)
     # Domino-o: the coupled layers' output-channel scores; Domino-io: plus the consumers' input-channel scores
     domino: str = "o"
@@ -34,7 +34,7 @@ class PruneSpec:
         if self.domino not in DOMINO:
             raise PrunevoError(f"unknown Domino variant {self.domino!r}; allowed: {', '.join(DOMINO)}")
         if not 0.0 < self.max_layer_ratio < 1.0:
-            raise PrunevoError(f"max layer ratio {self.max_layer_ratio} is out of range; allowed: 0 < r < 1")
+            raise PrunevoError(f"{{param:max_layer_ratio}} {self.max_layer_ratio} is out of range; allowed: 0 < r < 1")
 
 
 def reduce_members(member_scores: list[torch.Tensor], reduction: str) -> torch.Tensor:
@@ -54,8 +54,14 @@ def remove_lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return keep
 
 
-def layerwise_counts(sizes: list[int], ratio: float) -> list[int]:
-    """Channels to remove per group: ``ratio`` of each, apportioned by largest remainder.
+def max_removed(size: int, max_layer_ratio: float) -> int:
+    """Most channels one group of ``size`` may lose: ``max_layer_ratio`` of it, and never all."""
+    return min(int(max_layer_ratio * size), size - 1)
+
+
+def layerwise_counts(sizes: list[int], ratio: float, max_layer_ratio: float = 1.0) -> list[int]:
+    """Channels to remove per group: ``ratio`` of each, apportioned by largest remainder, at most
+    ``max_layer_ratio`` of a group (and never all of it).
 
     Every group loses floor(ratio * size); the channels still owed to reach round(ratio * total) go one
     each to the groups with the largest fractional remainders, so the total moves one channel at a time
@@ -68,16 +74,16 @@ def layerwise_counts(sizes: list[int], ratio: float) -> list[int]:
     by_remainder = sorted(range(len(sizes)), key=lambda g: (-(exact[g] - counts[g]), g))
     for g in by_remainder[:max(0, owed)]:
         counts[g] += 1
-    return [min(c, n - 1) for c, n in zip(counts, sizes)]
+    return [min(c, max_removed(n, max_layer_ratio)) for c, n in zip(counts, sizes)]
 
 
 def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
     """Boolean keep-masks, one per group."""
     if spec.selection == "layerwise":
-        counts = layerwise_counts([len(s) for s in scores], spec.ratio)
+        counts = layerwise_counts([len(s) for s in scores], spec.ratio, spec.max_layer_ratio)
         return [remove_lowest(s, c) for s, c in zip(scores, counts)]
     sizes = [len(s) for s in scores]
-    caps = [min(int(spec.max_layer_ratio * n), n - 1) for n in sizes]
+    caps = [max_removed(n, spec.max_layer_ratio) for n in sizes]
     budget = int(spec.ratio * sum(sizes))
     flat = torch.cat(scores)
     owner = torch.cat([torch.full((n,), g) for g, n in enumerate(sizes)])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from prunevo.errors import PrunevoError
+from prunevo.errors import PrunevoError, TargetUnreachable
 from prunevo.pruning.cost import MacsEstimator, measure_cost
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
@@ -56,11 +56,14 @@ def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, it
 
 def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: MasksAt, target: float,
                      example_input: torch.Tensor, rounds: int = 4, estimator: MacsEstimator | None = None,
-                     full_macs: int | None = None, allocation: str = "uniform") -> Selection:
+                     full_macs: int | None = None, allocation: str = "uniform",
+                     max_layer_ratio: float | None = None) -> Selection:
     """Keep-masks whose pruned network has ``target`` x the MACs of ``model`` (within 3%).
 
     ``masks_at`` maps a pruning amount to keep-masks (``allocation.masks_along``); ``estimator`` and
-    ``full_macs`` (the unpruned count) may be passed in when pruning one model many times.
+    ``full_macs`` (the unpruned count) may be passed in when pruning one model many times; ``allocation``
+    and ``max_layer_ratio`` (the per-group cap ``masks_at`` obeys) only shape the error's advice.
+    Raises TargetUnreachable when no amount comes within 3% of the target.
     """
     check_macs_target(target)
     estimator = estimator or MacsEstimator(model, groups, example_input)
@@ -77,7 +80,20 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: Mas
             break
         wanted = max(1e-4, wanted + (target - measured))
     if abs(best.macs_fraction - target) > TOLERANCE * target:
-        raise PrunevoError(f"cannot reach {target:.0%} of the MACs with {allocation} allocation "
-                           f"(closest: {best.macs_fraction:.1%}); try --allocation global or a larger "
-                           f"--max-layer-ratio")
+        raise TargetUnreachable(f"cannot reach {target:.0%} of the MACs with {allocation} allocation (closest: "
+                                f"{best.macs_fraction:.1%}); " + _advice(best.macs_fraction > target, allocation,
+                                                                        max_layer_ratio))
     return best
+
+
+def _advice(too_many_macs: bool, allocation: str, max_layer_ratio: float | None) -> str:
+    """What to change, true for the situation: the cap binds when pruning cannot go further; a target just
+    below the full model is finer than one channel's step."""
+    if not too_many_macs:
+        return ("one channel per group is already more than the difference: allowed: a smaller "
+                "{param:target_macs}, or {param:round_to=1} when rounding is on")
+    cap = (f"a larger {{param:max_layer_ratio}} (now {max_layer_ratio:g}: no group loses more than this share)"
+           if max_layer_ratio is not None else "a larger {param:max_layer_ratio}")
+    if allocation == "uniform":
+        return f"allowed: {{param:allocation=global}} (it prunes unequally), or {cap}"
+    return f"allowed: {cap}, or a larger {{param:target_macs}}"

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prunevo.errors import NotApplicableError, PrunevoError
+from prunevo.errors import NotApplicableError, TargetUnreachable
 from prunevo.pruning.criteria import BASELINE_NAMES
 from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
                                     target_text, verdict_lines)
@@ -107,7 +107,7 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
         except NotApplicableError as exc:
             not_applicable[(strategy, crit_name)] = exc.reason
             continue
-        except PrunevoError as exc:
+        except TargetUnreachable as exc:
             if "target_latency" not in overrides or config.target_latency is not None:
                 raise
             unreachable.append(f"{strategy} / {crit_name} / seed {seed}: {exc}")  # itself a finding: keep going

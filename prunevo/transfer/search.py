@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 from torch.utils.data import Subset
 
-from prunevo.errors import PrunevoError
+from prunevo.errors import TargetUnreachable
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import Selection, meet_macs_target
@@ -48,8 +48,8 @@ def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, 
         try:
             hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate, config.rounding),
                                    target_macs, session.example, estimator=stage.estimator, full_macs=stage.macs,
-                                   allocation="random-search")
-        except PrunevoError:  # this sample's per-layer floors cannot reach the target
+                                   allocation="random-search", max_layer_ratio=spec.max_layer_ratio)
+        except TargetUnreachable:  # this sample's per-layer floors cannot reach the target
             tried.append(float("nan"))
             continue
         model = copy.deepcopy(hit.pruned)  # the session verifies hit.pruned against the masked base later
@@ -62,7 +62,7 @@ def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, 
         if top1 > best_top1:  # strictly better: ties keep the earlier sample, the same in every run
             best, best_top1 = hit, top1
     if best is None:
-        raise PrunevoError(f"none of {len(candidates)} sampled configurations reaches {target_macs:.0%} of the MACs; "
-                           f"allowed: a larger --target-macs or --max-layer-ratio")
+        raise TargetUnreachable(f"none of {len(candidates)} sampled configurations reaches {target_macs:.0%} of the "
+                                f"MACs; allowed: a larger {{param:target_macs}} or {{param:max_layer_ratio}}")
     log.info("random search: best held-out top-1 %.4f of %d candidates", best_top1, len(candidates))
     return replace(best, search_top1=tried)

@@ -290,7 +290,7 @@ class TransferSession:
         if target_macs is not None:
             return meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, round_to=rounding),
                                     target_macs, self.example, estimator=stage.estimator, full_macs=stage.macs,
-                                    allocation=self.config.allocation)
+                                    allocation=self.config.allocation, max_layer_ratio=spec.max_layer_ratio)
         return Selection(round_kept(select(scores, replace(spec, ratio=ratio)), scores, rounding), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from torch import nn
 
-from prunevo.errors import ModelError, NotApplicableError, PrunevoError
+from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetUnreachable
 from prunevo.pruning.cost import measure_cost
 from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
 from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
@@ -66,7 +66,7 @@ def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: f
         mid = (lo + hi) / 2
         try:
             made = build(mid)
-        except PrunevoError:  # this MACs target cannot be reached: prune less
+        except TargetUnreachable:  # this MACs target cannot be reached: prune less
             lo = mid
             continue
         if session.key_latency(made[-1]) <= wanted:
@@ -74,9 +74,9 @@ def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: f
         else:
             hi = mid
     if best is None:
-        raise PrunevoError(f"cannot reach {session.config.target_latency:.0%} of the latency ({wanted:.2f} ms on "
-                           f"{device}, batch {batch}) with {session.config.variant} pruning; allowed: a larger "
-                           f"--target-latency")
+        raise TargetUnreachable(f"cannot reach {session.config.target_latency:.0%} of the latency ({wanted:.2f} ms "
+                                f"on {device}, batch {batch}) with {session.config.variant} pruning; allowed: a "
+                                f"larger {{param:target_latency}}")
     return best
 
 
