@@ -293,15 +293,60 @@ def _print_rescored(run) -> None:
 
 
 def _with_preset(args):
-    """The preset's values for every evolve option left at its default."""
+    """The preset's values for every evolve option not typed on the command line (typed ones win, whatever
+    their value, also one equal to the parser's default)."""
     from prunevo.evolve.presets import preset_defaults
 
-    defaults = _parser().parse_args(["evolve"])
     values = dict(vars(args))
     for key, value in preset_defaults(args.preset, args.data_root).items():
-        if values[key] == getattr(defaults, key):
+        if key not in args.typed:
             values[key] = value
     return argparse.Namespace(**values)
+
+
+# evolve options -> EvolutionConfig fields they set (options that set no field: run_dir, resume, preset, progress)
+_EVOLVE_FIELDS = {
+    "tasks": "tasks", "task_weights": "task_weights", "prune_ratio": "overrides", "allocation": "overrides",
+    "group_reduction": "overrides", "finetune_epochs": "overrides", "population": "population",
+    "generations": "generations", "seed": "seed", "n_jobs": "n_jobs", "max_height": "max_height",
+    "elitism": "elitism", "hall_of_fame": "hall_of_fame_size", "no_seed_classics": "seed_classics",
+    "data_root": "data_root", "cache_dir": "cache_dir", "redraw_tries": "redraw_tries",
+    "rescore_seeds": "rescore_seeds", "check_tasks": "check_tasks", "ladder": "ladder",
+    "ladder_subset": "ladder_subset", "ladder_recal": "ladder_recal", "batching": "batching", "stack": "stack",
+    "device": "device", "backend": "backend", "address": "address",
+}
+
+
+def _resumed_config(args):
+    """The saved run's config with what the command line changes: options that may change on resume are
+    applied (and said), any other typed option must agree with the run's value."""
+    from prunevo.evolve.config import RESUMABLE, EvolutionConfig
+    from prunevo.evolve.run import saved_config
+
+    saved = saved_config(Path(args.run_dir))
+    typed = _config(args)
+    flags = _flags(_parser(), "evolve")
+    changes, conflicts = {}, []
+    for dest in sorted(args.typed & set(_EVOLVE_FIELDS)):
+        name = _EVOLVE_FIELDS[dest]
+        mine, theirs = getattr(typed, name), getattr(saved, name)
+        if mine == theirs:
+            continue
+        if name in RESUMABLE:
+            changes[name] = mine
+        else:
+            conflicts.append(f"{flags[dest]} ({_shown(mine)}; the run has {_shown(theirs)})")
+    if conflicts:
+        raise PrunevoError(f"--resume continues {args.run_dir} with its own config, and the command line "
+                           f"contradicts it: {'; '.join(conflicts)}; allowed on resume: "
+                           f"{', '.join(flags[d] for d in _EVOLVE_FIELDS if _EVOLVE_FIELDS[d] in RESUMABLE)}")
+    for name, value in changes.items():
+        print(f"resume: {name} {_shown(getattr(saved, name))} -> {_shown(value)}")
+    return EvolutionConfig.from_json({**saved.to_json(), **{k: v for k, v in changes.items()}})
+
+
+def _shown(value) -> str:
+    return " ".join(value) if isinstance(value, tuple) and all(isinstance(v, str) for v in value) else str(value)
 
 
 def cmd_evolve(args) -> int:
@@ -309,7 +354,8 @@ def cmd_evolve(args) -> int:
 
     if args.preset:
         args = _with_preset(args)
-    result = evolve(_config(args), args.run_dir, resume=args.resume, progress=not args.no_progress)
+    config = _resumed_config(args) if args.resume else _config(args)
+    result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
     _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime})", result.hall_of_fame,
                    result.best_classic)
     _print_baselines(result.baseline_rows)
@@ -464,8 +510,24 @@ COMMANDS = {"criteria": cmd_criteria, "evolve": cmd_evolve, "show": cmd_show, "e
 
 def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
     """Parameter name -> the long option that sets it, for one subcommand (library errors name parameters)."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    sub = _subparser(parser, command)
     return {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
+
+
+def _typed(argv: list[str] | None) -> set[str]:
+    """The destinations of the options typed on the command line (argparse cannot tell a default from a typed
+    value equal to it): the same arguments parsed again with every default suppressed."""
+    probe = _parser()
+    subparsers = _subparser(probe, None).values()
+    for action in [*probe._actions, *(a for sub in subparsers for a in sub._actions)]:
+        if action.dest != "command":
+            action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv))) - {"command"}
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None):
+    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return choices if command is None else choices[command]
 
 
 def _one_line(exc: PrunevoError, flags: dict[str, str] | None = None) -> str:
@@ -483,6 +545,7 @@ def _one_line(exc: PrunevoError, flags: dict[str, str] | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.typed = _typed(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return COMMANDS[args.command](args)

@@ -196,3 +196,32 @@ def test_output_piped_into_a_closed_reader_stops_quietly(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", closed)
     assert main(["criteria"]) == 141
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_resume_refuses_contradictions_and_applies_what_may_change(tmp_path, capsys):
+    import json
+
+    from dataclasses import replace
+
+    from prunevo.errors import RunError
+    from prunevo.evolve.run import evolve, saved_config
+
+    run = str(tmp_path / "run")
+    start = ["evolve", "--tasks", "lenet5@digits:epochs=0,pretrain=1", "--population", "4", "--generations", "1",
+             "--rescore-seeds", "0", "--n-jobs", "1", "--elitism", "0", "--no-progress", "--run-dir", run]
+    assert main(start) == 0
+    capsys.readouterr()
+    for typed, fragment in ((["--population", "6"], "--population (6; the run has 4)"),
+                            (["--seed", "0", "--population", "48", "--tasks", "lenet5@digits"],
+                             "--population (48; the run has 4); --tasks (lenet5@digits; the run has lenet5@digits:")):
+        assert main(["evolve", "--resume", "--run-dir", run, *typed]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and "allowed on resume: --generations, --n-jobs" in err and len(err.splitlines()) == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["population"] == 4  # untouched
+    # options equal to the run's are fine; the ones that may change are applied, and said
+    assert main(["evolve", "--resume", "--run-dir", run, "--population", "4", "--generations", "2", "--no-progress"]) == 0
+    assert "resume: generations 1 -> 2" in capsys.readouterr().out
+    assert saved_config(tmp_path / "run").generations == 2
+    # the library refuses the same way, naming parameters
+    with pytest.raises(RunError, match=r"differs: seed 9 \(the run has 0\); allowed to change on resume: generations"):
+        evolve(replace(saved_config(tmp_path / "run"), seed=9), run, resume=True, progress=False)

@@ -171,16 +171,25 @@ def test_check_tasks_must_differ_from_fitness_tasks():
 
 
 def test_the_transfer_preset_fills_unset_options_and_needs_its_data(tmp_path):
-    from prunevo.cli import _parser, _with_preset
+    from prunevo.cli import _parser, _typed, _with_preset
+
+    def parsed(argv):
+        args = _parser().parse_args(argv)
+        args.typed = _typed(argv)
+        return args
 
     for folder in ("MNIST", "FashionMNIST", "imagenette2"):
         (tmp_path / folder).mkdir()
-    args = _with_preset(_parser().parse_args(["evolve", "--preset", "transfer", "--data-root", str(tmp_path),
-                                              "--population", "4"]))
+    args = _with_preset(parsed(["evolve", "--preset", "transfer", "--data-root", str(tmp_path), "--population", "4"]))
     assert args.population == 4 and args.generations == 6 and args.rescore_seeds == 2  # the command line wins
     assert args.tasks[0].startswith("lenet5@mnist") and f"imagefolder:{tmp_path}/imagenette2" in args.tasks[1]
     assert args.check_tasks == ["small-resnet@fashion-mnist:macs=0.5,train=2000"] and args.n_jobs == 2
     assert args.ladder == "0.25"
+    # typed options win even when they equal the parser's defaults (population 48, 3 re-scoring seeds, 1 worker)
+    args = _with_preset(parsed(["evolve", "--preset", "transfer", "--data-root", str(tmp_path), "--population", "48",
+                                "--rescore-seeds", "3", "--n-jobs", "2", "--ladder", "off"]))
+    assert (args.population, args.rescore_seeds, args.n_jobs, args.ladder) == (48, 3, 2, "off")
+    assert args.generations == 6  # not typed: the preset's
     (tmp_path / "imagenette2").rmdir()
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", "evolve", "--preset", "transfer", "--data-root",
                            str(tmp_path), "--run-dir", str(tmp_path / "run")], capture_output=True, text=True)

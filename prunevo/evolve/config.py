@@ -13,6 +13,10 @@ from prunevo.training.regimes import regimes_text
 __all__ = ["EvolutionConfig", "TaskOverrides"]
 
 
+# what a resumed run may change: how long it runs, and where its workers and data are (none changes fitness)
+RESUMABLE = ("generations", "n_jobs", "backend", "address", "data_root", "cache_dir")
+
+
 @dataclass(frozen=True)
 class EvolutionConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS

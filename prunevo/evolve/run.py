@@ -1,10 +1,11 @@
 """An evolution run: prepare the tasks, evolve, and keep the run directory up to date every generation."""
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 
 from prunevo.errors import RunError
 from prunevo.evolve import rundir
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.evolve.config import RESUMABLE, EvolutionConfig
 from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox,
                                    redraw_repeats, restore, snapshot, vary)
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
@@ -24,6 +25,8 @@ from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_
 from prunevo.fitness.tasks import PreparedTask, prepare_task
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.utils import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,14 +158,31 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, p
         lock.release()
 
 
+def saved_config(run_dir: Path) -> EvolutionConfig:
+    """The config a run directory was started with.  Raises RunError when it has none or it is unreadable."""
+    return EvolutionConfig.from_json(rundir.read_json(Path(run_dir) / "config.json", "config"))
+
+
+def _resumable(saved: EvolutionConfig, config: EvolutionConfig) -> EvolutionConfig:
+    """``config`` for resuming a run saved with ``saved``: only RESUMABLE fields may differ (they are logged);
+    any other difference raises RunError naming the parameters."""
+    differ = [f.name for f in fields(EvolutionConfig) if getattr(saved, f.name) != getattr(config, f.name)]
+    conflicts = [name for name in differ if name not in RESUMABLE]
+    if conflicts:
+        shown = "; ".join(f"{{param:{n}}} {getattr(config, n)!r} (the run has {getattr(saved, n)!r})"
+                          for n in conflicts)
+        raise RunError(f"a resumed run keeps its config, and this one differs: {shown}; allowed to change on "
+                       f"resume: {', '.join(f'{{param:{n}}}' for n in RESUMABLE)}")
+    for name in differ:
+        log.info("resume: %s %r -> %r", name, getattr(saved, name), getattr(config, name))
+    return config
+
+
 def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool,
             on_generation: Callable[[int], None] | None, prepared: list[PreparedTask] | None,
             lock: rundir.RunLock) -> RunResult:
     if resume:
-        saved = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
-        # what may change on resume: how long, and where workers run (neither changes fitness)
-        config = replace(saved, generations=config.generations, n_jobs=config.n_jobs, backend=config.backend,
-                         address=config.address)
+        config = _resumable(saved_config(run_dir), config)
         state = rundir.read_checkpoint(run_dir)
     else:
         if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
