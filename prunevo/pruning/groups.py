@@ -62,17 +62,51 @@ def _failing_layer(exc: BaseException, model: nn.Module) -> str | None:
     return None
 
 
+def _attention_layer(model: nn.Module) -> tuple[str, str] | None:
+    """(name, class) of the first multi-head attention layer: token mixing that channel pruning here does not
+    track.  Heads mark it (torch's MultiheadAttention, Swin's and MaxViT's own classes); a CNN's channel or
+    spatial "attention" (squeeze-excitation, CBAM) has none and is pruned as the convolutions it is."""
+    modules = list(model.named_modules())
+    found = next(((n, m) for n, m in modules if isinstance(m, nn.MultiheadAttention)), None) or next(
+        ((n, m) for n, m in modules if any(hasattr(m, a) for a in ("num_heads", "n_heads"))), None)
+    return (found[0], type(found[1]).__name__) if found else None
+
+
+def check_prunable(model: nn.Module, name: str = "the model") -> None:
+    """Raises ModelError, in one line, for a model that channel pruning here cannot handle at all."""
+    attention = _attention_layer(model)
+    if attention is not None:
+        raise ModelError(f"{name} has attention: layer {attention[0]!r} ({attention[1]}); attention/token models "
+                         f"(vision transformers, Swin, MaxViT...) are not supported by channel pruning here; "
+                         f"supported: convolutional networks")
+
+
 def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    """Torch-Pruning's DependencyGraph of ``model``.  Raises ModelError (one line, naming the layer where
+    tracing stopped) for a model it cannot trace or an attention model."""
+    check_prunable(model)
+    # the graph is traced through autograd: a frozen layer (requires_grad=False) reading an input that needs
+    # no gradient makes no graph node and would vanish from the groups, so every parameter is traced unfrozen
+    frozen = [p for p in model.parameters() if not p.requires_grad]
     try:
-        with torch.enable_grad():  # the graph is traced through autograd, also when called under no_grad
+        for p in frozen:
+            p.requires_grad_(True)
+        with torch.enable_grad():  # also when called under no_grad
             return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     except Exception as exc:  # tracing failures come in many types; report them as one clear error
         layer = _failing_layer(exc, model)
         where = f" after layer {layer!r}" if layer else ""
         raise ModelError(f"the pruner cannot trace the channel dependencies of this model{where} "
-                         f"({type(exc).__name__}: {exc}); channel shuffles and other reshapes of the channel "
-                         f"dimension are not supported; supported: convolutions, BatchNorm, residual adds, "
-                         f"concatenations, depthwise convolutions, flatten before linear layers") from None
+                         f"({type(exc).__name__}: {_first_line(exc)}); supported: convolutions, BatchNorm, residual "
+                         f"adds, concatenations, depthwise convolutions, flatten before linear layers") from None
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def default_ignored(model: nn.Module) -> list[nn.Module]:

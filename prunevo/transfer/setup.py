@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from prunevo.pruning.groups import check_prunable
 from prunevo.transfer.checkpoint import load_weights, read_checkpoint
 from prunevo.zoo.images import ImageData, load_image_data
 from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, build_model, input_channels, needs_channels, torchvision_names
@@ -32,6 +33,7 @@ def load_setup(config, warn_untrained: bool = True) -> tuple[ImageData, nn.Modul
                 cache_dir=config.cache_dir)
     data = load_image_data(config.dataset, channels=needs_channels(config.model), **load)
     model = build_model(config.model, data.num_classes, data.input_shape, config.stem)
+    check_prunable(model, config.model)  # before anything runs it: some refuse small inputs with a traceback
     wanted = input_channels(model)
     if wanted != data.input_shape[0]:  # a user's model that reads another channel count
         data = load_image_data(config.dataset, channels=wanted, **load)

@@ -31,6 +31,7 @@ from prunevo.zoo.nets import SMALL_NETS, build_small_net
 STEMS = ("auto", "imagenet", "cifar")
 SMALL_NET_NAMES = {f"small-{k}" if k in ("vgg", "resnet") else k: k for k in SMALL_NETS}
 SMALL_INPUT_MAX = 64  # "auto" picks the cifar stem at or below this many pixels
+AUX_HEAD_MODELS = ("googlenet", "inception_v3")  # built without their training-only auxiliary classifiers
 
 
 def torchvision_names() -> list[str]:
@@ -65,7 +66,10 @@ def _torchvision_model(name: str, num_classes: int, small_input: bool) -> nn.Mod
     import torchvision
 
     try:
-        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        # auxiliary heads run only in training mode (a second output, a branch eval-mode tracing never sees);
+        # without weights torchvision builds these nets without them
+        extra = {"aux_logits": False, "init_weights": True} if name in AUX_HEAD_MODELS else {}
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **extra)
     except Exception as exc:  # builders reject some argument combinations with various types
         raise ModelError(f"torchvision cannot build {name!r} with {num_classes} classes: {exc}") from None
     if small_input:

@@ -1,0 +1,56 @@
+"""Models as people bring them: frozen layers, training-only auxiliary heads, attention models."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunevo.cli import main
+from prunevo.errors import ModelError
+from prunevo.pruning.groups import build_dependency_graph, find_groups
+from prunevo.zoo.models import build_model
+
+
+def _layout(groups):
+    return [(g.root, g.size, [m.layer for m in g.members], [c.layer for c in g.consumers]) for g in groups]
+
+
+@pytest.mark.parametrize("name, frozen", [
+    ("resnet20", ("stem.0",)),  # the layer the input reaches first: it was dropped from the graph
+    ("small-vgg", ("features.0", "features.1")),  # a conv and its BatchNorm
+    ("resnet20", ("stem", "layers.0", "layers.1")),  # the first blocks
+])
+def test_frozen_layers_do_not_change_the_groups(name, frozen):
+    model = build_model(name, 10, (1, 16, 16)).eval()
+    example = torch.randn(1, 1, 16, 16)
+    whole = _layout(find_groups(model, example))
+    for layer in frozen:
+        for p in model.get_submodule(layer).parameters():
+            p.requires_grad_(False)
+    assert _layout(find_groups(model, example)) == whole
+    assert all(not p.requires_grad for layer in frozen for p in model.get_submodule(layer).parameters())
+
+
+@pytest.mark.parametrize("name, size", [("googlenet", 32), ("inception_v3", 75)])
+def test_auxiliary_heads_are_left_out(name, size):
+    model = build_model(name, 10, (3, size, size)).train()
+    out = model(torch.randn(2, 3, size, size))  # training mode: one logits tensor, no aux outputs
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
+    assert not any("aux" in n for n, _ in model.named_modules())
+
+
+def test_attention_models_are_refused_in_one_line(tmp_path, capsys):
+    args = ["apply", "--formula", "l1", "--model", "swin_t", "--dataset", "digits", "--epochs", "0", "--no-latency",
+            "--no-progress", "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "swin_t has attention" in err and "supported: convolutional" in err
+    assert not (tmp_path / "out").exists()
+    vit = build_model("vit_b_16", 10, (3, 224, 224))
+    with pytest.raises(ModelError, match="attention: layer 'encoder.layers.encoder_layer_0.self_attention' "
+                                         r"\(MultiheadAttention\)"):
+        build_dependency_graph(vit, torch.zeros(1, 3, 224, 224))
+
+
+def test_channel_attention_in_a_cnn_is_not_refused():
+    model = build_model("mobilenet_v3_small", 10, (3, 32, 32)).eval()  # squeeze-excitation blocks
+    assert find_groups(model, torch.randn(1, 3, 32, 32))
