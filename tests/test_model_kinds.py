@@ -54,3 +54,82 @@ def test_attention_models_are_refused_in_one_line(tmp_path, capsys):
 def test_channel_attention_in_a_cnn_is_not_refused():
     model = build_model("mobilenet_v3_small", 10, (3, 32, 32)).eval()  # squeeze-excitation blocks
     assert find_groups(model, torch.randn(1, 3, 32, 32))
+
+
+OUTPUTS = '''
+import collections
+
+import torch
+from torch import nn
+
+Out = collections.namedtuple("Out", "logits features")
+
+
+class Net(nn.Module):
+    def __init__(self, wrap, num_classes=10):
+        super().__init__()
+        self.wrap = wrap
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.wrap(self.head(h), h)
+
+
+def as_tuple(num_classes=10):
+    return Net(lambda y, h: (y, h), num_classes)
+
+
+def as_named_tuple(num_classes=10):
+    return Net(Out, num_classes)
+
+
+def as_list(num_classes=10):
+    return Net(lambda y, h: [y, h], num_classes)
+
+
+def as_dict(num_classes=10):
+    return Net(lambda y, h: {"logits": y, "features": h}, num_classes)
+
+
+def as_segmentation_dict(num_classes=10):
+    return Net(lambda y, h: {"out": y, "aux": h}, num_classes)
+
+
+def as_unknown_dict(num_classes=10):
+    return Net(lambda y, h: {"scores": y}, num_classes)
+
+
+def as_string(num_classes=10):
+    return Net(lambda y, h: "done", num_classes)
+'''
+
+
+@pytest.mark.parametrize("function", ["as_tuple", "as_named_tuple", "as_list", "as_dict", "as_segmentation_dict"])
+def test_models_returning_a_tuple_or_dict_are_read_for_their_logits(function, tmp_path, monkeypatch, capsys, caplog):
+    (tmp_path / "outputs.py").write_text(OUTPUTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = ["apply", "--formula", "taylor", "--model", f"outputs:{function}", "--dataset", "digits", "--epochs",
+            "0.1", "--target-macs", "0.6", "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
+    assert main(args) == 0, capsys.readouterr().err
+    pruned = torch.export.load(str(tmp_path / "out" / "pruned_model.pt2")).module()
+    assert pruned(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    # a model holding lambdas cannot be pickled whole: that file is left out, with a warning, not a traceback
+    picklable = function == "as_named_tuple"
+    assert (tmp_path / "out" / "pruned_model.pt").exists() == picklable
+    assert picklable or "cannot be pickled as a whole" in caplog.text
+
+
+@pytest.mark.parametrize("function, shown", [("as_unknown_dict", "a dict with keys 'scores'"), ("as_string", "a str")])
+def test_models_returning_something_else_are_refused_in_one_line(function, shown, tmp_path, monkeypatch, capsys):
+    (tmp_path / "outputs.py").write_text(OUTPUTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["apply", "--formula", "l1", "--model", f"outputs:{function}", "--dataset", "digits", "--epochs", "0",
+            "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"the model returns {shown}; prunevo reads the logits" in err

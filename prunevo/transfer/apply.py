@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -47,8 +48,12 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, recor
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     })
     written = ["pruned_weights.pt"]
-    atomic_torch_save(out_dir / "pruned_model.pt", model)
-    written.append("pruned_model.pt")
+    try:
+        atomic_torch_save(out_dir / "pruned_model.pt", model)
+        written.append("pruned_model.pt")
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:  # a lambda or local class in a user's model
+        log.warning("the pruned model cannot be pickled as a whole (%s: %s); pruned_model.pt2 and "
+                    "pruned_weights.pt hold it", type(exc).__name__, exc)
     if not export:
         return written
     try:

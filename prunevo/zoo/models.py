@@ -5,7 +5,8 @@
   initialized (no weights can be downloaded; train one with ``prunevo train`` or pass ``--checkpoint``);
 - ``small-vgg``, ``small-resnet``, ``lenet5`` (the nets the fitness tasks use);
 - ``module:function``, a Python function returning an ``nn.Module`` (called with ``num_classes=`` when it
-  accepts it or ``**kwargs``); ``module`` is imported as Python would from the working directory, or given
+  accepts it or ``**kwargs``) whose forward returns the logits, or a tuple/list/dict holding them
+  (``logits_of``); ``module`` is imported as Python would from the working directory, or given
   as a file, ``path/to/models.py:function``;
 - a whole-model file saved with ``torch.save(model)`` (``.pt``/``.pth``): a pickle, so only load files you trust;
   the classes it refers to are imported from the Python path, else the working directory or the file's folder.
@@ -140,6 +141,40 @@ def user_module_file(spec: str) -> str | None:
     return str(Path(module.__file__).resolve()) if getattr(module, "__file__", None) else None
 
 
+LOGITS_KEYS = ("logits", "out")  # where a dict output keeps the logits (Hugging Face, torchvision segmentation)
+
+
+def logits_of(output) -> torch.Tensor:
+    """The logits tensor in what a model returns: the tensor itself, the first element of a tuple, named tuple
+    or list, or a dict's ``logits`` or ``out`` entry.  Raises ModelError for anything else."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if isinstance(output, dict):
+        for key in LOGITS_KEYS:
+            if isinstance(output.get(key), torch.Tensor):
+                return output[key]
+        shown = f"a dict with keys {', '.join(map(repr, list(output)[:5]))}"
+    else:
+        shown = f"a {type(output).__name__}"
+    raise ModelError(f"the model returns {shown}; prunevo reads the logits: return a tensor, a tuple or list whose "
+                     f"first element is the logits tensor, or a dict with a {' or '.join(map(repr, LOGITS_KEYS))} "
+                     f"tensor")
+
+
+def logits_hook(module: nn.Module, inputs, output) -> torch.Tensor:
+    """A forward hook that makes a user's model return its logits tensor (see ``logits_of``); the module and
+    its state dict stay as they are, and torch.export and pickling keep the hook."""
+    return logits_of(output)
+
+
+def _reads_logits(model: nn.Module) -> nn.Module:
+    if logits_hook not in model._forward_hooks.values():
+        model.register_forward_hook(logits_hook)
+    return model
+
+
 def _user_function(spec: str, num_classes: int, module_file: str | None = None) -> nn.Module:
     module_name, func_name = spec.rsplit(":", 1)
     try:
@@ -155,7 +190,7 @@ def _user_function(spec: str, num_classes: int, module_file: str | None = None) 
         raise ModelError(f"{spec}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec}() returned a {type(model).__name__}, not a torch.nn.Module")
-    return model
+    return _reads_logits(model)
 
 
 def _whole_model_file(path: Path) -> nn.Module:
@@ -175,7 +210,7 @@ def _whole_model_file(path: Path) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ModelError(f"{path} holds a {type(model).__name__}, not a whole model; for a state dict use "
                          f"--model NAME --checkpoint {path}")
-    return model
+    return _reads_logits(model)
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], stem: str = "auto",
