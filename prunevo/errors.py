@@ -6,6 +6,15 @@ import re
 _PARAM = re.compile(r"\{param:([a-z_]+)(?:=([^}]*))?\}")
 
 
+def _literal(value: str) -> str:
+    """A parameter value as Python code would write it: numbers bare, words quoted."""
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return repr(value)
+
+
 class PrunevoError(Exception):
     """Bad input: the message says what was wrong and what is allowed.
 
@@ -14,13 +23,13 @@ class PrunevoError(Exception):
     sets it (``--max-layer-ratio``, ``--allocation global``) through ``cli_message``."""
 
     def __str__(self) -> str:
-        return self.render(lambda name, value: name if value is None else f"{name}={value!r}")
+        return self.render(lambda name, value: name if value is None else f"{name}={_literal(value)}")
 
     def cli_message(self, flags: dict[str, str]) -> str:
         """The message with each parameter as the flag in ``flags`` (parameter name -> option string)."""
         def flag(name: str, value: str | None) -> str:
             if name not in flags:
-                return name if value is None else f"{name}={value!r}"
+                return name if value is None else f"{name}={_literal(value)}"
             return flags[name] if value is None else f"{flags[name]} {value}"
         return self.render(flag)
 

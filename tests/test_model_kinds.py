@@ -133,3 +133,46 @@ def test_models_returning_something_else_are_refused_in_one_line(function, shown
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"the model returns {shown}; prunevo reads the logits" in err
+
+
+class _SqueezeExcite(torch.nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(channels, channels // 4), torch.nn.Linear(channels // 4, channels)
+
+    def forward(self, x):
+        w = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))
+        return x * w[:, :, None, None]
+
+
+class _LateRegistered(torch.nn.Module):
+    """The classifier is registered before a squeeze-excitation block that runs before it."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16)
+        self.conv2, self.bn2 = torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32)
+        self.classifier = torch.nn.Linear(32, num_classes)
+        self.se = _SqueezeExcite(32)
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = self.se(torch.relu(self.bn2(self.conv2(h))))
+        return self.classifier(h.mean((2, 3)))
+
+
+def test_the_output_layer_is_found_by_execution_not_registration(tmp_path, monkeypatch):
+    from prunevo.pruning.groups import default_ignored
+    from prunevo.transfer import TransferConfig, apply_formula
+
+    model, x = _LateRegistered().eval(), torch.randn(1, 1, 8, 8)
+    assert default_ignored(model, x) == [model.classifier]
+    assert default_ignored(model) == [model.se.fc2]  # what registration order guesses
+    groups = find_groups(model, x)
+    assert all("classifier" not in m.layer for g in groups for m in g.members)
+    # end to end: pruned, masked == pruned, and still 10 classes
+    (tmp_path / "late.py").write_text("from tests.test_model_kinds import _LateRegistered as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pruned, result = apply_formula("l1", TransferConfig(model="late:build", dataset="digits", target_macs=0.6,
+                                                        latency=None, calibration_samples=40))
+    assert pruned(torch.randn(2, 1, 8, 8)).shape == (2, 10) and abs(result.macs_fraction - 0.6) < 0.018

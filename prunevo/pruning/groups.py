@@ -109,11 +109,42 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-def default_ignored(model: nn.Module) -> list[nn.Module]:
-    """The output layer: its output channels are the classes."""
+def default_ignored(model: nn.Module, example_input: torch.Tensor | None = None) -> list[nn.Module]:
+    """The output layer, whose output channels are the classes: found by running ``example_input`` (the layer
+    whose output the model returns, else the last Linear or convolution to run), so a squeeze-excitation
+    block's Linear registered after the classifier is not taken for it; by registration order without an
+    input."""
+    if example_input is not None:
+        head = _executed_head(model, example_input)
+        if head is not None:
+            return [head]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     return linears[-1:] if linears else convs[-1:]
+
+
+def _executed_head(model: nn.Module, example_input: torch.Tensor) -> nn.Module | None:
+    calls: list[tuple[nn.Module, torch.Tensor]] = []
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    handles = [m.register_forward_hook(lambda mod, _i, out: calls.append((mod, out))) for m in layers]
+    was_training = model.training
+    try:
+        model.eval()  # no BatchNorm statistics change
+        with torch.no_grad():
+            output = model(example_input)
+    except Exception:  # noqa: BLE001  the dependency graph's own trace reports what fails, with its layer
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if not calls:
+        return None
+    returned = [mod for mod, out in calls if out is output]
+    if returned:
+        return returned[-1]
+    linears = [mod for mod, _ in calls if isinstance(mod, nn.Linear)]
+    return (linears or [mod for mod, _ in calls])[-1]
 
 
 def _kind(graph: tp.DependencyGraph, handler) -> str:
@@ -150,7 +181,7 @@ def find_groups(model: nn.Module, example_input: torch.Tensor,
     """The prunable channel groups of ``model`` (convolution output channels, output layer excluded)."""
     names = {m: n for n, m in model.named_modules()}
     graph = build_dependency_graph(model, example_input)
-    ignored = default_ignored(model) if ignored is None else ignored
+    ignored = default_ignored(model, example_input) if ignored is None else ignored
     groups: list[ChannelGroup] = []
     for tp_group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
         root_module = tp_group[0].dep.target.module
