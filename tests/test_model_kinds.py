@@ -176,3 +176,53 @@ def test_the_output_layer_is_found_by_execution_not_registration(tmp_path, monke
     pruned, result = apply_formula("l1", TransferConfig(model="late:build", dataset="digits", target_macs=0.6,
                                                         latency=None, calibration_samples=40))
     assert pruned(torch.randn(2, 1, 8, 8)).shape == (2, 10) and abs(result.macs_fraction - 0.6) < 0.018
+
+
+class _PartlyFrozenForward(torch.nn.Module):
+    """A pretrained stem run under torch.no_grad() in forward, as feature-extractor code does."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU())
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(16, 24, 3, padding=1), torch.nn.BatchNorm2d(24), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(24, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU())
+        self.head = torch.nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        with torch.no_grad():
+            x = self.stem(x)
+        return self.head(self.body(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])  # whole-tensor statistics and streamed ones
+def test_gradients_reach_layers_after_a_no_grad_block_and_the_rest_says_why(batch_size):
+    from prunevo.pruning.calibration import Calibration
+    from prunevo.pruning.criteria import FormulaCriterion
+    from prunevo.pruning.scores import NotApplicable
+    from prunevo.primitives.formula import Formula
+
+    torch.manual_seed(0)
+    model = _PartlyFrozenForward().eval()
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 10
+    groups = find_groups(model, x[:1])
+    calibration = Calibration(model, groups, x, y, 10, batch_size=batch_size)
+    taylor = FormulaCriterion(Formula.parse("abs(mean(F * G))"))
+    by_root = {g.root: g for g in groups}
+    assert {"stem.0", "body.0", "body.3"} <= set(by_root)
+    # what plain PyTorch computes: the gradient of the loss at body.1's output, parameters trainable
+    kept = {}
+    def keep_gradient(_module, _inputs, output):
+        output.register_hook(lambda g: kept.__setitem__("G", g))
+
+    handle = model.body[1].register_forward_hook(keep_gradient)
+    torch.nn.functional.cross_entropy(model(x), y, reduction="sum").div(len(x)).backward()
+    handle.remove()
+    model.zero_grad(set_to_none=True)
+    expected = (torch.relu(model.body[1](model.body[0](model.stem(x)))) * kept["G"]).mean((0, 2, 3)).abs()
+    with pytest.raises(NotApplicable, match=r"group of layer 'stem.0' does not have: no loss gradient reaches "
+                                            r"its output \(computed under torch.no_grad\(\)"):
+        taylor.group_scores(calibration, "mean")
+    stats = calibration.stats_for_formula(taylor.formula)
+    index = [g.root for g in groups].index("body.0")
+    score = taylor.formula.score(stats[index][0]).double()
+    torch.testing.assert_close(score, expected.double(), rtol=1e-4, atol=1e-9)

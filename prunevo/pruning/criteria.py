@@ -58,7 +58,10 @@ class FormulaCriterion:
         for operand in sorted(self.formula.operands):
             for s in members:
                 if operand in s.missing:
-                    return NotApplicable(f"needs {_NEEDS[operand]}, which the group of layer {group_root!r} does not have")
+                    why = (": no loss gradient reaches its output (computed under torch.no_grad() or detached, or "
+                           "not leading to the loss)" if operand == "G" else "")
+                    return NotApplicable(f"needs {_NEEDS[operand]}, which the group of layer {group_root!r} does "
+                                         f"not have{why}")
         return None
 
     def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:

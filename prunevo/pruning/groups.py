@@ -6,7 +6,9 @@ several *members* (the layers that produce the channels) and share one keep/remo
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch_pruning as tp
@@ -81,6 +83,20 @@ def check_prunable(model: nn.Module, name: str = "the model") -> None:
                          f"supported: convolutional networks")
 
 
+@contextlib.contextmanager
+def _no_grad_traced() -> Iterator[None]:
+    """``torch.no_grad()`` blocks inside the model's forward (a frozen feature extractor, say) leave gradients
+    on while tracing, so their layers stay in the graph; the blocks' effect on values is nil."""
+    no_grad = torch.autograd.grad_mode.no_grad
+    enter, leave = no_grad.__enter__, no_grad.__exit__
+    no_grad.__enter__ = lambda self: None
+    no_grad.__exit__ = lambda self, *exc: None
+    try:
+        yield
+    finally:
+        no_grad.__enter__, no_grad.__exit__ = enter, leave
+
+
 def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Torch-Pruning's DependencyGraph of ``model``.  Raises ModelError (one line, naming the layer where
     tracing stopped) for a model it cannot trace or an attention model."""
@@ -91,7 +107,7 @@ def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.
     try:
         for p in frozen:
             p.requires_grad_(True)
-        with torch.enable_grad():  # also when called under no_grad
+        with torch.enable_grad(), _no_grad_traced():  # also when called under no_grad
             return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     except Exception as exc:  # tracing failures come in many types; report them as one clear error
         layer = _failing_layer(exc, model)

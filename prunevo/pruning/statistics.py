@@ -175,6 +175,19 @@ def calibration_pass(model: nn.Module, hooks: list[tuple[nn.Module, Callable]]) 
         model.train(was_training)
 
 
+def tracked(output: torch.Tensor) -> torch.Tensor:
+    """``output`` such that the loss gradient reaches it whenever it would with trainable parameters.
+
+    The calibration pass freezes the parameters and lets the gradient in through the input, so a block run
+    under ``torch.no_grad()`` (or a ``detach``) cuts every layer after it off the loss; in plain PyTorch those
+    layers' outputs still require grad through their own weights.  A fresh leaf with the same values restores
+    exactly that.  Inside a no-grad block the leaf is not tracked either: those layers have no G, as in
+    PyTorch."""
+    if output.requires_grad or not torch.is_grad_enabled():
+        return output
+    return output.detach().requires_grad_(True)
+
+
 def calibration_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, backward: bool, total: int) -> None:
     """One forward pass of ``x`` (inside ``calibration_pass``) and, with ``backward``, the backward pass of
     the mean loss over ``total`` samples: a chunk of a batch gets the gradients the whole batch would give."""
@@ -197,8 +210,11 @@ def _forward(model: nn.Module, modules: dict[str, nn.Module], groups: list[Chann
         def hook(_module, _inputs, output):
             record = captured.setdefault(member.layer, {})
             record["F"] = torch.relu(output.detach())
-            if backward and output.requires_grad:
-                output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
+            if backward:
+                output = tracked(output)
+                if output.requires_grad:
+                    output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
+            return output
         return hook
 
     hooks = [(modules[m.bn or m.layer], hook_for(m)) for group in groups for m in group.members]

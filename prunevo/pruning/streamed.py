@@ -21,7 +21,7 @@ from torch import nn
 from prunevo.primitives.accumulators import Accumulator, evaluate_maps, reads_gradients
 from prunevo.primitives.tree import Node
 from prunevo.pruning.groups import ChannelGroup, Member
-from prunevo.pruning.statistics import calibration_pass, calibration_step, group_index, pairs_of
+from prunevo.pruning.statistics import calibration_pass, calibration_step, group_index, pairs_of, tracked
 
 
 @dataclass
@@ -73,8 +73,10 @@ def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
                 reduce(member, forward_nodes, {"F": feature})
             if backward_nodes:
                 pending[member.layer] = feature
+                output = tracked(output)
                 if output.requires_grad:
                     output.register_hook(on_gradient)
+            return output
         return on_output
 
     pending: dict[str, torch.Tensor] = {}
