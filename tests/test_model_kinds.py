@@ -226,3 +226,60 @@ def test_gradients_reach_layers_after_a_no_grad_block_and_the_rest_says_why(batc
     index = [g.root for g in groups].index("body.0")
     score = taylor.formula.score(stats[index][0]).double()
     torch.testing.assert_close(score, expected.double(), rtol=1e-4, atol=1e-9)
+
+
+class _Shared(torch.nn.Module):
+    """One convolution applied twice: to the same resolution (a recurrent refinement) or to two (multi-scale)."""
+
+    def __init__(self, multiscale: bool, num_classes: int = 10):
+        super().__init__()
+        self.multiscale = multiscale
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU())
+        self.shared = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.head = torch.nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        h = self.stem(x)
+        first = torch.relu(self.shared(h))
+        if self.multiscale:
+            second = torch.relu(self.shared(torch.nn.functional.avg_pool2d(h, 2)))
+            return self.head(first.mean((2, 3)) + second.mean((2, 3)))
+        return self.head(torch.relu(self.shared(first)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("multiscale", [False, True])
+def test_a_module_called_twice_accumulates_every_call_in_both_statistics_paths(multiscale):
+    from prunevo.pruning.calibration import Calibration
+    from prunevo.pruning.criteria import FormulaCriterion
+    from prunevo.primitives.formula import Formula
+
+    torch.manual_seed(0)
+    model = _Shared(multiscale).eval()
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 10
+    groups = find_groups(model, x[:1])
+    index = [g.root for g in groups].index("shared")
+    # what each call computes, with trainable parameters: F and G of both calls, joined along space
+    maps, grads = [], {}
+
+    def keep(_module, _inputs, output):
+        k = len(maps)
+        maps.append(torch.relu(output.detach()))
+        output.register_hook(lambda g: grads.__setitem__(k, g))
+
+    handle = model.shared.register_forward_hook(keep)
+    torch.nn.functional.cross_entropy(model(x), y, reduction="sum").div(len(x)).backward()
+    handle.remove()
+    model.zero_grad(set_to_none=True)
+    flat = lambda t: t.flatten(2).transpose(0, 1)  # noqa: E731  [N, C, H, W] -> [C, N, S]
+    F = torch.cat([flat(m) for m in maps], 2)
+    G = torch.cat([flat(grads[k]) for k in range(len(maps))], 2)
+    expected = {"abs(mean(F * G))": (F * G).mean((1, 2)).abs(), "mean(F)": F.mean((1, 2)),
+                "var(smean(F))": F.mean(2).var(1, unbiased=False), "l2(F)": F.flatten(1).norm(dim=1)}
+    for batch_size in (None, 4, 5):  # whole tensors, and streamed in chunks (one uneven)
+        calibration = Calibration(model, groups, x, y, 10, batch_size=batch_size)
+        for text, value in expected.items():
+            criterion = FormulaCriterion(Formula.parse(text))
+            stats = calibration.stats_for_formula(criterion.formula)
+            got = criterion.formula.score(stats[index][0]).double()
+            torch.testing.assert_close(got, value.double(), rtol=1e-4, atol=1e-7, msg=lambda m: f"{text}, {batch_size}: {m}")
+        assert criterion.group_scores(calibration, "mean")  # and the whole model scores

@@ -43,6 +43,22 @@ def _channel_major(t: torch.Tensor) -> torch.Tensor:
     return t.permute(1, 0, 2).contiguous()
 
 
+def _joined_calls(record: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F, G) as [C, N, S] of a layer's calls in one forward pass, joined along the spatial axis.
+
+    A module called k times (weight sharing) gives every channel k feature maps per image: each call's
+    positions become more positions of the same sample, so a channel's statistics cover all its uses, and
+    each F stays paired with its own call's G.  A call the gradient does not reach has G = 0 there; a layer no
+    gradient reaches at all gets a [C, N, 1] zero placeholder."""
+    features = [_channel_major(f) for f in record["F"]]
+    feature = torch.cat(features, 2) if len(features) > 1 else features[0]
+    if not record["G"]:
+        return feature, torch.zeros(feature.shape[0], feature.shape[1], 1, device=feature.device)
+    grads = [_channel_major(record["G"][k]) if k in record["G"] else torch.zeros_like(f)
+             for k, f in enumerate(features)]
+    return feature, torch.cat(grads, 2) if len(grads) > 1 else grads[0]
+
+
 def group_index(pairs, size: int) -> torch.Tensor:
     """``index[c]``: the module channel that is channel ``c`` of the group (root order)."""
     index = torch.full((size,), -1, dtype=torch.long)
@@ -120,12 +136,9 @@ def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, 
                 feature = grad = torch.zeros(group.size, 1, 1, device=layer.weight.device)
                 pairs_f = tuple((i, i) for i in range(group.size))
             else:
-                record = captured[member.layer]
-                feature = _channel_major(record["F"])
-                if level == "gradients" and "G" not in record:
+                feature, grad = _joined_calls(captured[member.layer])
+                if level == "gradients" and not captured[member.layer]["G"]:
                     missing.add("G")
-                grad = _channel_major(record.get("G", torch.zeros(record["F"].shape[0], record["F"].shape[1], 1,
-                                                                  device=record["F"].device)))
                 pairs_f = pairs
             if member.bn is not None and modules[member.bn].weight is not None:  # affine BatchNorm
                 bn = modules[member.bn]
@@ -208,15 +221,18 @@ def _forward(model: nn.Module, modules: dict[str, nn.Module], groups: list[Chann
 
     def hook_for(member: Member):
         def hook(_module, _inputs, output):
-            record = captured.setdefault(member.layer, {})
-            record["F"] = torch.relu(output.detach())
+            # a module called more than once (weight sharing) records every call: see _joined_calls
+            record = captured.setdefault(member.layer, {"F": [], "G": {}})
+            call = len(record["F"])
+            record["F"].append(torch.relu(output.detach()))
             if backward:
                 output = tracked(output)
                 if output.requires_grad:
-                    output.register_hook(lambda grad: record.__setitem__("G", grad.detach()))
+                    output.register_hook(lambda grad: record["G"].__setitem__(call, grad.detach()))
             return output
         return hook
 
-    hooks = [(modules[m.bn or m.layer], hook_for(m)) for group in groups for m in group.members]
+    hooked = {m.layer: m for group in groups for m in group.members}  # one hook per layer, even if two groups name it
+    hooks = [(modules[m.bn or m.layer], hook_for(m)) for m in hooked.values()]
     with calibration_pass(model, hooks):
         calibration_step(model, x, y, backward, len(x))

@@ -40,6 +40,23 @@ def _channel_first(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2) if t.dim() > 2 else t.unsqueeze(2)
 
 
+def _called_more_than_once(model: nn.Module, hooked: dict[str, nn.Module], x: torch.Tensor) -> set[str]:
+    """The layers whose module runs more than once in a forward pass of ``x`` (one image: cheap)."""
+    counts: dict[str, int] = {}
+    handles = [module.register_forward_hook(lambda *_, n=layer: counts.__setitem__(n, counts.get(n, 0) + 1))
+               for layer, module in hooked.items()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {layer for layer, n in counts.items() if n > 1}
+
+
 def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
                       num_classes: int, nodes: list[Node], batch_size: int) -> Reductions:
     """Accumulate ``nodes`` (boundary nodes, each with one feature-map argument) over ``x`` in chunks of
@@ -79,13 +96,46 @@ def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
             return output
         return on_output
 
+    def shared_hook_for(member: Member, calls: dict[str, list]):
+        """A module called more than once per forward pass (weight sharing): its calls are joined along the
+        spatial axis, as the whole-tensor statistics join them, and reduced once the chunk's pass is over."""
+        def on_output(_module, _inputs, output):
+            record = calls.setdefault(member.layer, {"F": [], "G": {}})
+            call = len(record["F"])
+            record["F"].append(_channel_first(torch.relu(output.detach())))
+            if backward_nodes:
+                output = tracked(output)
+                if output.requires_grad:
+                    output.register_hook(lambda grad: record["G"].__setitem__(call, _channel_first(grad.detach())))
+            return output
+        return on_output
+
+    def reduce_shared(calls: dict[str, dict]) -> None:
+        for layer, record in calls.items():
+            feature = torch.cat(record["F"], 2)
+            if forward_nodes:
+                reduce(hooked[layer], forward_nodes, {"F": feature})
+            if backward_nodes:
+                if record["G"]:
+                    reached.add(layer)
+                    grad = torch.cat([record["G"].get(k, torch.zeros_like(f)) for k, f in enumerate(record["F"])], 2)
+                else:
+                    grad = torch.zeros(feature.shape[0], feature.shape[1], 1, device=feature.device, dtype=feature.dtype)
+                reduce(hooked[layer], backward_nodes, {"F": feature, "G": grad})
+        calls.clear()
+
     pending: dict[str, torch.Tensor] = {}
+    calls: dict[str, dict] = {}
     hooked = {m.layer: m for _, m in members}  # one hook per layer, even if two groups name it
-    with calibration_pass(model, [(modules[m.bn or m.layer], hook_for(m, pending)) for m in hooked.values()]):
+    shared = _called_more_than_once(model, {layer: modules[m.bn or m.layer] for layer, m in hooked.items()}, x[:1])
+    hooks = [(modules[m.bn or m.layer], shared_hook_for(m, calls) if layer in shared else hook_for(m, pending))
+             for layer, m in hooked.items()]
+    with calibration_pass(model, hooks):
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             chunk["onehot"] = nn.functional.one_hot(yb.long(), num_classes)
             calibration_step(model, xb, yb, backward, len(x))
+            reduce_shared(calls)
             for layer, feature in list(pending.items()):  # the gradient never reached these layers
                 zeros = torch.zeros(feature.shape[0], feature.shape[1], 1, device=feature.device, dtype=feature.dtype)
                 reduce(hooked[layer], backward_nodes, {"F": pending.pop(layer), "G": zeros})
