@@ -283,3 +283,46 @@ def test_a_module_called_twice_accumulates_every_call_in_both_statistics_paths(m
             got = criterion.formula.score(stats[index][0]).double()
             torch.testing.assert_close(got, value.double(), rtol=1e-4, atol=1e-7, msg=lambda m: f"{text}, {batch_size}: {m}")
         assert criterion.group_scores(calibration, "mean")  # and the whole model scores
+
+
+GROUPED_AND_HARDCODED = '''
+import torch
+from torch import nn
+
+
+class Grouped(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 12, 3, padding=1, groups=2), nn.BatchNorm2d(12)
+        self.c3, self.b3 = nn.Conv2d(12, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.b1(self.c1(x)))
+        x = torch.relu(self.b2(self.c2(x)))
+        return self.fc(torch.relu(self.b3(self.c3(x))).mean((2, 3)))
+
+
+class HardCoded(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16 * 4, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.b1(self.c1(x)))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 2).view(-1, 16 * 4))  # the width, written in
+'''
+
+
+@pytest.mark.parametrize("function, where", [("Grouped", "in layer 'c2' (Conv2d)"), ("HardCoded", "")])
+def test_a_model_that_fails_once_pruned_is_refused_in_one_line(function, where, tmp_path, monkeypatch, capsys):
+    (tmp_path / "odd.py").write_text(GROUPED_AND_HARDCODED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["apply", "--formula", "l1", "--model", f"odd:{function}", "--dataset", "digits", "--epochs", "0",
+            "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("prunevo: error: ") and where in err, err
+    assert not (tmp_path / "out").exists()

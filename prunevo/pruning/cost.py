@@ -5,12 +5,15 @@ counts a selection leaves; it lets a MACs target be searched without pruning a c
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunevo.errors import ModelError, PrunevoError
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.hooks import probe
 
@@ -26,10 +29,42 @@ def measure_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
     was_training = model.training
     model.eval()
     try:
-        macs, params = tp.utils.count_ops_and_params(model, example_input[:1])
+        with naming_failures(model, "counting the MACs of"):
+            macs, params = tp.utils.count_ops_and_params(model, example_input[:1])
     finally:
         model.train(was_training)
     return ModelCost(int(params), int(macs))
+
+
+@contextlib.contextmanager
+def naming_failures(model: nn.Module, doing: str) -> Iterator[None]:
+    """Run a forward pass of ``model`` inside; any failure becomes one ModelError naming the innermost layer
+    that had started and not finished (``doing``: what was being done, e.g. "counting the MACs of")."""
+    stack: list[str] = []  # the hooks name their layer themselves: Torch-Pruning counts MACs on a deep copy
+
+    def enter_hook(label: str):
+        return lambda _module, _inputs: stack.append(label)
+
+    finished: list[str] = []
+
+    def leave(_module, _inputs, _output):
+        if stack:
+            finished[:] = [stack.pop()]
+
+    modules = [(m, f"{n!r} ({type(m).__name__})") for n, m in model.named_modules() if n]
+    handles = [m.register_forward_pre_hook(enter_hook(label)) for m, label in modules]
+    handles += [m.register_forward_hook(leave) for m, _ in modules]
+    try:
+        yield
+    except PrunevoError:
+        raise
+    except Exception as exc:  # a layer's own error, whatever its type: name the layer, keep the cause
+        where = f" in layer {stack[-1]}" if stack else f" after layer {finished[0]}" if finished else ""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+        raise ModelError(f"{doing} the model failed{where}: {type(exc).__name__}: {text}") from None
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ def prune_model(model: nn.Module, groups: list[ChannelGroup], keep: list[torch.T
         root = modules[group.root]
         if not isinstance(root, nn.Conv2d):
             raise ModelError(f"group root {group.root} is a {type(root).__name__}, expected Conv2d")
-        tp_group = graph.get_pruning_group(root, tp.prune_conv_out_channels, idxs=removed)
-        tp_group.prune()
+        try:
+            graph.get_pruning_group(root, tp.prune_conv_out_channels, idxs=removed).prune()
+        except Exception as exc:  # Torch-Pruning's errors come in many types: one line naming the group
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+            raise ModelError(f"removing channels of the group of layer {group.root!r} failed ({type(exc).__name__}: "
+                             f"{text})") from None
     return model
