@@ -70,6 +70,10 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
     target.add_argument("--target-latency", type=float,
                         help="share of the unpruned model's measured latency to keep instead (channel and layer "
                              "strategies; measured on --device at the largest --latency-batches)")
+    p.add_argument("--ignore-layers", nargs="+", metavar="NAME",
+                   help="layers whose output channels are never pruned, by module name as model.named_modules() "
+                        "gives it (features.0 layer4.1.conv2), besides the output layer, which is always kept "
+                        "(Torch-Pruning's ignored_layers)")
     p.add_argument("--max-layer-ratio", type=float, default=0.9,
                    help="no allocation removes more than this share of one group (default: 0.9)")
     p.add_argument("--round-to", type=int, metavar="N",
@@ -205,6 +209,7 @@ def _transfer_config(args, strategy: str = "channel", allocation: str = "uniform
         channel_ratio=args.channel_ratio, target_latency=args.target_latency, strategy=strategy,
         allocation=allocation, search=SearchSpec(args.search_candidates, args.search_samples, args.search_epochs),
         cycles=args.cycles, layer_reduction=args.layer_reduction, max_layer_ratio=args.max_layer_ratio,
+        ignore_layers=tuple(args.ignore_layers or ()),
         round_to=args.round_to,
         group_reduction=args.group_reduction, domino=args.domino, calibration_samples=args.calibration_samples,
         calibration_batch=args.calibration_batch,

@@ -326,3 +326,24 @@ def test_a_model_that_fails_once_pruned_is_refused_in_one_line(function, where, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("prunevo: error: ") and where in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_ignore_layers_keeps_their_channels_and_the_saved_model_reloads(tmp_path, capsys):
+    from prunevo.transfer import load_pruned
+
+    out = tmp_path / "out"
+    args = ["apply", "--formula", "l1", "--model", "small-vgg", "--dataset", "digits", "--epochs", "0", "--no-latency",
+            "--no-progress", "--target-macs", "0.6", "-o", str(out)]
+    assert main([*args, "--ignore-layers", "features.0", "features.7"]) == 0
+    pruned = load_pruned(out / "pruned_weights.pt")
+    base = build_model("small-vgg", 10, (1, 8, 8))
+    for name in ("features.0", "features.7"):
+        assert pruned.get_submodule(name).out_channels == base.get_submodule(name).out_channels
+    assert pruned.get_submodule("features.3").out_channels < base.get_submodule("features.3").out_channels
+    x = torch.randn(2, 1, 8, 8)
+    exported = torch.export.load(str(out / "pruned_model.pt2")).module()
+    torch.testing.assert_close(pruned.eval()(x), exported(x))
+    capsys.readouterr()
+    assert main([*args, "--ignore-layers", "features.99"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no layer named 'features.99'" in err and "features.0" in err

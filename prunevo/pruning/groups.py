@@ -163,6 +163,18 @@ def _executed_head(model: nn.Module, example_input: torch.Tensor) -> nn.Module |
     return (linears or [mod for mod, _ in calls])[-1]
 
 
+def named_layers(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+    """The modules called ``names``.  Raises ModelError naming the first unknown one and a few real ones."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules or not n]
+    if unknown:
+        convs = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        raise ModelError(f"the model has no layer named {unknown[0]!r}; its convolution and linear layers are "
+                         f"named like {', '.join(convs[:4])}{', ...' if len(convs) > 4 else ''} "
+                         f"(model.named_modules())")
+    return [modules[n] for n in names]
+
+
 def _kind(graph: tp.DependencyGraph, handler) -> str:
     if graph.is_out_channel_pruning_fn(handler):
         return "out"
@@ -192,12 +204,15 @@ def _single_bn_after(graph: tp.DependencyGraph, module: nn.Module, names: dict) 
     return names.get(nxt) if isinstance(nxt, nn.modules.batchnorm._BatchNorm) else None
 
 
-def find_groups(model: nn.Module, example_input: torch.Tensor,
-                ignored: list[nn.Module] | None = None) -> list[ChannelGroup]:
-    """The prunable channel groups of ``model`` (convolution output channels, output layer excluded)."""
+def find_groups(model: nn.Module, example_input: torch.Tensor, ignored: list[nn.Module] | None = None,
+                keep_layers: tuple[str, ...] = ()) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (convolution output channels); ``ignored``: the layers whose
+    output channels stay (default: the output layer), plus those named in ``keep_layers`` (module names, as
+    Torch-Pruning's ``ignored_layers``).  Raises ModelError for a model it cannot trace or a name it lacks."""
     names = {m: n for n, m in model.named_modules()}
     graph = build_dependency_graph(model, example_input)
     ignored = default_ignored(model, example_input) if ignored is None else ignored
+    ignored = [*ignored, *named_layers(model, keep_layers)]
     groups: list[ChannelGroup] = []
     for tp_group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
         root_module = tp_group[0].dep.target.module

@@ -44,7 +44,7 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, recor
         "format": PRUNED_FORMAT, "model": _portable(session.config.model), "module_file": user_module_file(
             session.config.model), "num_classes": session.data.num_classes,
         "input_shape": list(session.input_shape), "stem": stem or "auto",
-        "cycles": record.cycles, "removed": record.removed,
+        "cycles": record.cycles, "removed": record.removed, "ignore_layers": list(session.config.ignore_layers),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     })
     written = ["pruned_weights.pt"]
@@ -92,7 +92,7 @@ def load_pruned(path: str | Path) -> nn.Module:
     remove_units(model, data.get("removed", []))
     cycles = data["cycles"] if "cycles" in data else [data["keep"]]
     for kept in cycles:  # replay each channel-pruning cycle on the model it was chosen for
-        groups = find_groups(model, example)
+        groups = find_groups(model, example, keep_layers=tuple(data.get("ignore_layers", ())))
         masks = []
         for g in groups:
             mask = torch.zeros(g.size, dtype=torch.bool)

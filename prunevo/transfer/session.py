@@ -76,6 +76,8 @@ class TransferConfig:
     cycles: int = 3
     layer_reduction: str = "mean"
     max_layer_ratio: float = 0.9
+    # layers whose output channels are never pruned besides the output layer (Torch-Pruning's ignored_layers)
+    ignore_layers: tuple[str, ...] = ()
     # every pruned group keeps a multiple of round_to channels (Torch-Pruning's round_to); None: 8 on CUDA,
     # whose tensor-core kernels want multiples of 8, and 1 on the CPU
     round_to: int | None = None
@@ -188,7 +190,7 @@ class TransferSession:
         self.data, self.model, self.meta = load_setup(config)
         self.input_shape = self.data.input_shape
         self.example = torch.zeros(1, *self.input_shape)
-        self.groups = find_groups(self.model, self.example)
+        self.groups = find_groups(self.model, self.example, keep_layers=config.ignore_layers)
         self._calibration: dict[int, Calibration] = {}
         self.base = self.measure(self.model)
         self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
@@ -197,7 +199,7 @@ class TransferSession:
     def variant(self, **changes) -> "TransferSession":
         """The same data, base model, statistics and base measurement under other pruning settings."""
         config = replace(self.config, **changes)
-        changed = [f for f in DATA_FIELDS if getattr(config, f) != getattr(self.config, f)]
+        changed = [f for f in (*DATA_FIELDS, "ignore_layers") if getattr(config, f) != getattr(self.config, f)]
         if changed:
             raise PrunevoError(f"a session variant cannot change {', '.join(changed)}; start a new session")
         other = copy.copy(self)
@@ -257,7 +259,7 @@ class TransferSession:
                            batch_size=self.config.calibration_chunk)
 
     def stage(self, model: nn.Module) -> Stage:
-        groups = find_groups(model, self.example)
+        groups = find_groups(model, self.example, keep_layers=self.config.ignore_layers)
         return Stage(model, groups, MacsEstimator(model, groups, self.example), measure_cost(model, self.example).macs)
 
     def scores(self, criterion, calibration: Calibration) -> list[torch.Tensor]:
