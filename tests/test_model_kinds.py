@@ -347,3 +347,31 @@ def test_ignore_layers_keeps_their_channels_and_the_saved_model_reloads(tmp_path
     assert main([*args, "--ignore-layers", "features.99"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no layer named 'features.99'" in err and "features.0" in err
+
+
+class _TrainingOnlyBranch(torch.nn.Module):
+    """A deep-supervision branch that runs only in training mode, as GoogLeNet's auxiliary heads do."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16)
+        self.c2, self.b2 = torch.nn.Conv2d(16, 24, 3, padding=1), torch.nn.BatchNorm2d(24)
+        self.aux = torch.nn.Conv2d(16, num_classes, 1)
+        self.head = torch.nn.Linear(24, num_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.b1(self.c1(x)))
+        logits = self.head(torch.relu(self.b2(self.c2(h))).mean((2, 3)))
+        if self.training:
+            logits = logits + 0.1 * self.aux(h).mean((2, 3))
+        return logits
+
+
+def test_a_branch_that_only_runs_in_training_is_caught_by_the_train_mode_check(tmp_path, monkeypatch, capsys):
+    (tmp_path / "branchy.py").write_text("from tests.test_model_kinds import _TrainingOnlyBranch as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["apply", "--formula", "l1", "--model", "branchy:build", "--dataset", "digits", "--epochs", "0",
+            "--no-latency", "--no-progress", "--target-macs", "0.6", "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "in train mode, running the pruned version of the model failed in layer 'aux'" in err, err

@@ -19,7 +19,7 @@ from torch import nn
 
 from prunevo.errors import ModelError, NotApplicableError, PrunevoError
 from prunevo.primitives.formula import Formula
-from prunevo.pruning.cost import MacsEstimator, measure_cost
+from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
                                       as_criterion, rank_problem)
@@ -182,6 +182,26 @@ class Stage:
     macs: int
 
 
+def _training_copy(model: nn.Module) -> nn.Module:
+    model = copy.deepcopy(model).train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+    return model
+
+
+def _check_same(masked: nn.Module, pruned: nn.Module, x: torch.Tensor, mode: str) -> None:
+    """Raises ModelError when the physically pruned model does not compute what the masked one does."""
+    with torch.no_grad():
+        expected = masked(x)
+        with naming_failures(pruned, f"in {mode} mode, running the pruned version of"):
+            got = pruned(x)
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-3,
+                                                         atol=1e-3 * (1 + expected.abs().max().item())):
+        raise ModelError(f"the physically pruned model does not compute what the masked model computes in {mode} "
+                         f"mode; a layer reorders or reshapes channels in a way the pruner does not track")
+
+
 class TransferSession:
     def __init__(self, config: TransferConfig, progress: bool = False):
         self.config = config
@@ -304,11 +324,10 @@ class TransferSession:
         if pruned is None:
             pruned = prune_model(copy.deepcopy(stage.model).eval(), stage.groups, keep, self.example)
         pruned.eval()
-        with torch.no_grad():
-            expected, got = masked(check_input), pruned(check_input)
-        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * (1 + expected.abs().max().item())):
-            raise ModelError("the physically pruned model does not compute what the masked model computes; a layer "
-                             "reorders or reshapes channels in a way the pruner does not track")
+        _check_same(masked, pruned, check_input, "eval")
+        # training mode too (BatchNorm on batch statistics, branches that run only in training), on copies so
+        # that the returned model's running statistics stay; dropout is off in both: it draws per width
+        _check_same(_training_copy(masked), _training_copy(pruned), check_input, "train")
         return pruned
 
     def recalibrated_top1(self, model: nn.Module, seed: int) -> float:
