@@ -25,6 +25,7 @@ from prunevo.fitness.tasks import PreparedTask
 from prunevo.training.stacked import Recalibration
 from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
 from prunevo.pruning.allocation import masks_along, sample_configurations
+from prunevo.pruning.groups import group_ties
 from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.selection import masks_key, select
 from prunevo.pruning.statistics import stratified_indices
@@ -209,16 +210,17 @@ class Evaluator:
     def candidates(self, prepared: PreparedTask, scores: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         """The keep-masks to try on a task: the task's selection, or one per sampled configuration."""
         spec, task = prepared.task.prune, prepared.task
+        ties = group_ties(prepared.groups)
         if task.search is None:
             if task.target_macs is None:
-                return [select(scores, spec)]
-            masks_at = masks_along(scores, spec)
+                return [masks_along(scores, spec, ties=ties)(spec.ratio)]
+            masks_at = masks_along(scores, spec, ties=ties)
             return [masks_at(bisect_amount(masks_at, self._estimator(prepared), task.target_macs))]
         configs, budget = self._configurations(prepared)
         estimator = self._estimator(prepared)
         out = []
         for config in configs:
-            masks_at = masks_along(scores, spec, config)
+            masks_at = masks_along(scores, spec, config, ties=ties)
             out.append(masks_at(bisect_amount(masks_at, estimator, budget)))
         return out
 

@@ -10,13 +10,14 @@ the criterion's lowest-scored channels go, whatever the allocation.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 
 from prunevo.errors import PrunevoError
-from prunevo.pruning.selection import PruneSpec, max_removed, remove_lowest, round_kept, select
+from prunevo.pruning.selection import PruneSpec, Ties, fold, max_removed, remove_lowest, round_kept, select, unfold
 
 ALLOCATIONS = ("uniform", "global", "random-search")
 SELECTION_OF = {"uniform": "layerwise", "global": "global"}
@@ -73,10 +74,15 @@ def configuration_masks(scores: list[torch.Tensor], config: torch.Tensor, amount
 
 
 def masks_along(scores: list[torch.Tensor], spec: PruneSpec, config: torch.Tensor | None = None,
-                round_to: int = 1) -> MasksAt:
+                round_to: int = 1, ties: Ties | None = None) -> MasksAt:
     """Keep-masks as a function of the pruning amount: the channel ratio for uniform and global
     selection, the rescaling of ``config`` for a sampled configuration.  More amount, fewer MACs.
-    ``round_to`` rounds every pruned group's width down to a multiple (``selection.round_kept``)."""
+    ``round_to`` rounds every pruned group's width down to a multiple (``selection.round_kept``).
+    ``ties`` (``ChannelGroup.ties``): groups around a grouped convolution lose the same positions in every
+    slice, so their channels are selected per position (scores averaged over the slices)."""
+    folded = fold(scores, ties)
+    steps = [round_to if not ties or ties[g] is None else round_to // math.gcd(round_to, len(ties[g]) // len(f))
+             for g, f in enumerate(folded)]
     if config is None:
-        return lambda amount: round_kept(select(scores, replace(spec, ratio=amount)), scores, round_to)
-    return lambda amount: round_kept(configuration_masks(scores, config, amount, spec), scores, round_to)
+        return lambda amount: unfold(round_kept(select(folded, replace(spec, ratio=amount)), folded, steps), ties)
+    return lambda amount: unfold(round_kept(configuration_masks(folded, config, amount, spec), folded, steps), ties)

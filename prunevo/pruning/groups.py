@@ -44,6 +44,14 @@ class ChannelGroup:
     consumers: tuple[Consumer, ...]
     # every (module name, handler kind, [(idx, root_idx)...]) of the TP group, for masking
     touches: tuple[tuple[str, str, tuple[tuple[int, int], ...]], ...] = field(repr=False)
+    # a grouped (not depthwise) convolution reads or writes these channels: ties[c] is channel c's position
+    # in its slice, and a position is kept or removed in every slice together (None: no such convolution)
+    ties: tuple[int, ...] | None = field(default=None, repr=False)
+
+    @property
+    def slices(self) -> int:
+        """How many channels go together (the grouped convolution's groups), 1 for an untied group."""
+        return 1 if self.ties is None else self.size // (max(self.ties) + 1)
 
 
 def _failing_layer(exc: BaseException, model: nn.Module) -> str | None:
@@ -163,6 +171,41 @@ def _executed_head(model: nn.Module, example_input: torch.Tensor) -> nn.Module |
     return (linears or [mod for mod, _ in calls])[-1]
 
 
+def group_ties(groups: list[ChannelGroup]) -> list[torch.Tensor | None] | None:
+    """``ChannelGroup.ties`` as index tensors for ``selection.fold``; None when no group is tied."""
+    if all(g.ties is None for g in groups):
+        return None
+    return [None if g.ties is None else torch.tensor(g.ties, dtype=torch.long) for g in groups]
+
+
+def _ties(root: str, size: int, touches, modules: dict[str, nn.Module]) -> tuple[int, ...] | None:
+    """Each channel's position in the slices of the grouped convolutions that read or write the group.
+
+    Torch-Pruning prunes a grouped convolution's inputs by keeping the first slice's positions in every
+    slice, and its outputs must stay divisible by the groups: so the same positions go in every slice."""
+    ties: tuple[int, ...] | None = None
+    for name, kind, pairs in touches:
+        module = modules.get(name)
+        if not isinstance(module, nn.Conv2d) or module.groups == 1 or kind not in ("in", "out"):
+            continue
+        channels = module.in_channels if kind == "in" else module.out_channels
+        if module.groups == module.in_channels == module.out_channels:
+            continue  # depthwise: in and out are one channel each, pruned together by Torch-Pruning
+        width = channels // module.groups
+        position = [-1] * size
+        for idx, channel in pairs:
+            position[channel] = idx % width
+        if -1 in position or len(pairs) != size or size != channels:
+            raise ModelError(f"the grouped convolution {name!r} ({module.groups} groups) reads only part of the "
+                             f"channels of the group of layer {root!r}; supported: grouped convolutions that read "
+                             f"or write a whole group")
+        if ties is not None and tuple(position) != ties:
+            raise ModelError(f"grouped convolutions around layer {root!r} slice its channels in two different "
+                             f"ways ({name!r} is one); they cannot be pruned consistently")
+        ties = tuple(position)
+    return ties
+
+
 def named_layers(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
     """The modules called ``names``.  Raises ModelError naming the first unknown one and a few real ones."""
     modules = dict(model.named_modules())
@@ -237,8 +280,9 @@ def find_groups(model: nn.Module, example_input: torch.Tensor, ignored: list[nn.
                 consumers.append(Consumer(name, tuple(tuple(c) for c in cols)))
         if not members:
             continue
+        ties = _ties(names[root_module], size, touches, dict(model.named_modules()))
         groups.append(ChannelGroup(len(groups), names[root_module], size, tuple(members), tuple(consumers),
-                                   tuple(touches)))
+                                   tuple(touches), ties))
     if not groups:
         raise ModelError("the model has no prunable convolution channels")
     return groups

@@ -101,17 +101,44 @@ def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
     return keep
 
 
-def round_kept(keep: list[torch.Tensor], scores: list[torch.Tensor], round_to: int) -> list[torch.Tensor]:
+Ties = list[torch.Tensor | None]  # per group: each channel's position in its grouped convolution's slice, or None
+
+
+def fold(scores: list[torch.Tensor], ties: Ties | None) -> list[torch.Tensor]:
+    """Scores per *position* for groups tied by a grouped convolution (``ChannelGroup.ties``): the mean over
+    the positions' channels, one per slice.  Untied groups pass through."""
+    if not ties:
+        return scores
+    out = []
+    for score, tie in zip(scores, ties):
+        if tie is None:
+            out.append(score)
+            continue
+        positions = int(tie.max()) + 1
+        total = torch.zeros(positions, dtype=score.dtype).index_add_(0, tie, score)
+        out.append(total / torch.bincount(tie, minlength=positions).to(score.dtype))
+    return out
+
+
+def unfold(keep: list[torch.Tensor], ties: Ties | None) -> list[torch.Tensor]:
+    """Masks per position back to masks per channel: a position kept or removed in every slice together."""
+    if not ties:
+        return keep
+    return [mask if tie is None else mask[tie] for mask, tie in zip(keep, ties)]
+
+
+def round_kept(keep: list[torch.Tensor], scores: list[torch.Tensor], round_to: int | list[int]) -> list[torch.Tensor]:
     """Torch-Pruning's ``round_to``: every group that loses channels keeps a multiple of ``round_to`` of them,
     rounded down (the next-lowest-scoring kept channels go too), and never fewer than ``round_to`` (Torch-
     Pruning would leave none); a group left whole stays whole.  Hardware kernels (tensor cores, SIMD
     lanes) run fastest on such widths."""
-    if round_to <= 1:
+    steps = round_to if isinstance(round_to, list) else [round_to] * len(keep)
+    if max(steps, default=1) <= 1:
         return keep
     out = []
-    for mask, score in zip(keep, scores):
+    for mask, score, round_to in zip(keep, scores, steps):
         kept = int(mask.sum())
-        if kept == len(mask):
+        if kept == len(mask) or round_to <= 1:
             out.append(mask)
             continue
         target = min(len(mask), max(round_to, kept - kept % round_to))

@@ -17,6 +17,7 @@ from torch.utils.data import Subset
 
 from prunevo.errors import TargetUnreachable
 from prunevo.pruning.allocation import masks_along, sample_configurations
+from prunevo.pruning.groups import group_ties
 from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import Selection, meet_macs_target
 from prunevo.training import evaluate, fit, recalibrate_bn
@@ -46,7 +47,8 @@ def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, 
     best, best_top1, tried = None, -1.0, []
     for candidate in tqdm(candidates, desc="random search", disable=not session.progress, leave=False):
         try:
-            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate, config.rounding),
+            hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate, config.rounding,
+                                                                   group_ties(stage.groups)),
                                    target_macs, session.example, estimator=stage.estimator, full_macs=stage.macs,
                                    allocation="random-search", max_layer_ratio=spec.max_layer_ratio)
         except TargetUnreachable:  # this sample's per-layer floors cannot reach the target

@@ -24,12 +24,12 @@ from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
                                       as_criterion, rank_problem)
 from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation, masks_along
-from prunevo.pruning.groups import ChannelGroup, find_groups
+from prunevo.pruning.groups import ChannelGroup, find_groups, group_ties
 from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, round_kept, select
+from prunevo.pruning.selection import PruneSpec
 from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import Selection, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
@@ -308,12 +308,12 @@ class TransferSession:
             target_macs, ratio = self.config.target_macs, self.config.channel_ratio
         if self.config.allocation == "random-search":
             return search_configuration(self, stage, scores, seed, target_macs)
-        rounding = self.config.rounding
+        masks_at = masks_along(scores, spec, round_to=self.config.rounding, ties=group_ties(stage.groups))
         if target_macs is not None:
-            return meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, round_to=rounding),
-                                    target_macs, self.example, estimator=stage.estimator, full_macs=stage.macs,
+            return meet_macs_target(stage.model, stage.groups, masks_at, target_macs, self.example,
+                                    estimator=stage.estimator, full_macs=stage.macs,
                                     allocation=self.config.allocation, max_layer_ratio=spec.max_layer_ratio)
-        return Selection(round_kept(select(scores, replace(spec, ratio=ratio)), scores, rounding), ratio)
+        return Selection(masks_at(ratio), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
               stage: Stage | None = None) -> nn.Module:
