@@ -5,6 +5,8 @@ The Python API mirrors the command line::
     from prunevo import EvolutionConfig, evolve, load_run, Formula, score_formulas
     from prunevo import TrainConfig, train_base, TransferConfig, apply_formula, compare_criteria, load_pruned
 """
+from importlib import metadata as _metadata
+
 from prunevo.errors import DataError, FormulaError, ModelError, PrunevoError, RunError
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.run import RunResult, evolve, load_run
@@ -21,7 +23,10 @@ from prunevo.pruning.selection import PruneSpec
 from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TransferConfig, TransferSession,
                               apply_formula, compare_criteria, load_pruned, train_base)
 
-__version__ = "0.1.0"
+try:  # one source: the installed package's metadata (pyproject.toml)
+    __version__ = _metadata.version("prunevo")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def score_formulas(formulas, tasks=DEFAULT_TASKS, n_jobs: int = 1, seed: int = 0,
