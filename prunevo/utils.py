@@ -1,6 +1,7 @@
 """Small shared helpers: atomic file writes, the cache directory, stable hashing, seeding, thread counts."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from torch import nn
 
 
 def default_cache_dir() -> Path:
@@ -78,6 +80,16 @@ def save_png(fig, path: Path, dpi: int = 110) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # legends placed outside the axes stay in
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True):
+    """``model.load_state_dict(state)`` for a state dict that lost its ``_metadata`` (a plain dict copy, a
+    weights-only file): the model's own module versions stand in, since ``state`` was made for this
+    architecture (torchvision's MNASNet refuses a state dict without them)."""
+    if getattr(state, "_metadata", None) is None:
+        state = collections.OrderedDict(state)
+        state._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
+    return model.load_state_dict(state, strict=strict)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from prunevo.pruning.physical import prune_model
 from prunevo.pruning.statistics import stratified_batch
 from prunevo.training import Accelerator, FitConfig, fit, recalibrate_bn, top1
 from prunevo.training.stacked import Recalibration, score_states
-from prunevo.utils import torch_threads
+from prunevo.utils import load_state, torch_threads
 from prunevo.zoo.images import TensorImages
 
 MODES = ("off", "loop", "fused")
@@ -84,7 +84,7 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 def _pruned(task: TaskPayload, job: TaskJob, keep: list[torch.Tensor], train: TensorImages,
             accel: Accelerator) -> torch.nn.Module:
     model = task.factory()
-    model.load_state_dict(task.state)
+    load_state(model, task.state)
     prune_model(model, task.groups, keep, train.x[:1])
     # Running BatchNorm statistics are stale after pruning and far from converged after a few
     # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.

@@ -14,7 +14,7 @@ from torch import nn
 
 from prunevo.fitness.data import TaskData
 from prunevo.training import FitConfig, fit, top1
-from prunevo.utils import atomic_torch_save, default_cache_dir, stable_hash, torch_threads
+from prunevo.utils import atomic_torch_save, default_cache_dir, load_state, stable_hash, torch_threads
 from prunevo.zoo.models import build_model
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def pretrained(model_name: str, data: TaskData, recipe: PretrainRecipe, cache_di
     if path.exists():
         model = build_for(model_name, data.input_shape, data.num_classes)
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            load_state(model, torch.load(path, map_location="cpu", weights_only=True))
             return model.eval()
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             log.warning("cached base net %s is unreadable (%s); retraining it", path, exc)

@@ -23,7 +23,7 @@ from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_criterion
 from prunevo.pruning.statistics import stratified_batch
 from prunevo.training import top1
-from prunevo.utils import derive_seed
+from prunevo.utils import derive_seed, load_state
 
 
 @dataclass
@@ -72,7 +72,7 @@ def holdout_tasks(prepared: list[PreparedTask], seeds: int) -> list[PreparedTask
     out = []
     for p in prepared:
         model = build_for(p.task.model, p.data.input_shape, p.data.num_classes)
-        model.load_state_dict(p.base_state)
+        load_state(model, p.base_state)
         data = replace(p.data, val=p.data.holdout)
         out.append(replace(p, task=replace(p.task, seeds=seeds), data=data, base_val_accuracy=top1(model, data.val),
                            split="holdout"))

@@ -18,6 +18,7 @@ from torch import nn
 
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
+from prunevo.utils import load_state
 
 _BN = nn.modules.batchnorm._BatchNorm
 _OUT_TENSORS = ("weight", "bias", "running_mean", "running_var")
@@ -77,7 +78,7 @@ class Skeleton:
               groups: list[ChannelGroup], keep: list[torch.Tensor], example_input: torch.Tensor) -> "Skeleton":
         """Prune a fresh net with ``keep`` physically and verify that gathering reproduces it exactly."""
         model = factory()
-        model.load_state_dict(base_state)
+        load_state(model, base_state)
         modules = dict(model.named_modules())
         plan: dict[str, dict[int, _Index]] = {}
         for group in groups:

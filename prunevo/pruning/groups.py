@@ -89,6 +89,13 @@ def check_prunable(model: nn.Module, name: str = "the model") -> None:
         raise ModelError(f"{name} has attention: layer {attention[0]!r} ({attention[1]}); attention/token models "
                          f"(vision transformers, Swin, MaxViT...) are not supported by channel pruning here; "
                          f"supported: convolutional networks")
+    norm = next(((n, m) for n, m in model.named_modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))), None)
+    if norm is not None:
+        # a removed channel changes the mean and variance the others are normalized with, so the pruned
+        # network cannot compute what the masked one does, and pruning cannot be verified
+        raise ModelError(f"{name} normalizes across channels: layer {norm[0]!r} ({type(norm[1]).__name__}); "
+                         f"removing channels would change what the remaining ones compute; supported: "
+                         f"BatchNorm or no normalization")
 
 
 @contextlib.contextmanager
@@ -120,12 +127,23 @@ def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.
     except Exception as exc:  # tracing failures come in many types; report them as one clear error
         layer = _failing_layer(exc, model)
         where = f" after layer {layer!r}" if layer else ""
+        if _failed_in(exc, "update_reshape_index_mapping"):
+            where += " at a reshape of the channel dimension (a channel shuffle?) that Torch-Pruning cannot map"
         raise ModelError(f"the pruner cannot trace the channel dependencies of this model{where} "
                          f"({type(exc).__name__}: {_first_line(exc)}); supported: convolutions, BatchNorm, residual "
                          f"adds, concatenations, depthwise convolutions, flatten before linear layers") from None
     finally:
         for p in frozen:
             p.requires_grad_(False)
+
+
+def _failed_in(exc: BaseException, function: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

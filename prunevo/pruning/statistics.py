@@ -188,17 +188,24 @@ def calibration_pass(model: nn.Module, hooks: list[tuple[nn.Module, Callable]]) 
         model.train(was_training)
 
 
-def tracked(output: torch.Tensor) -> torch.Tensor:
-    """``output`` such that the loss gradient reaches it whenever it would with trainable parameters.
+def tracked(output: torch.Tensor, inputs: tuple, trainable: bool) -> torch.Tensor:
+    """``output`` such that the loss gradient reaches it exactly when it would in plain PyTorch.
 
     The calibration pass freezes the parameters and lets the gradient in through the input, so a block run
-    under ``torch.no_grad()`` (or a ``detach``) cuts every layer after it off the loss; in plain PyTorch those
-    layers' outputs still require grad through their own weights.  A fresh leaf with the same values restores
-    exactly that.  Inside a no-grad block the leaf is not tracked either: those layers have no G, as in
-    PyTorch."""
-    if output.requires_grad or not torch.is_grad_enabled():
+    under ``torch.no_grad()`` cuts every layer after it off the loss; in plain PyTorch a layer with
+    trainable weights (``trainable``, as they were before the pass) after such a block still outputs a tensor
+    that requires grad.  A fresh leaf with the same values restores exactly that.  A layer whose input needs
+    the gradient but whose output does not was itself run under no_grad or detached: no G, as in PyTorch."""
+    if output.requires_grad or not torch.is_grad_enabled() or not trainable:
+        return output
+    if any(isinstance(i, torch.Tensor) and i.requires_grad for i in inputs):
         return output
     return output.detach().requires_grad_(True)
+
+
+def has_trainable_weights(module: nn.Module) -> bool:
+    """Whether ``module``'s own parameters train (read before the calibration pass freezes them)."""
+    return any(p.requires_grad for p in module.parameters(recurse=False))
 
 
 def calibration_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, backward: bool, total: int) -> None:
@@ -220,13 +227,15 @@ def _forward(model: nn.Module, modules: dict[str, nn.Module], groups: list[Chann
     the gradient of the mean loss with respect to it."""
 
     def hook_for(member: Member):
-        def hook(_module, _inputs, output):
+        trainable = has_trainable_weights(modules[member.bn or member.layer])
+
+        def hook(_module, inputs, output):
             # a module called more than once (weight sharing) records every call: see _joined_calls
             record = captured.setdefault(member.layer, {"F": [], "G": {}})
             call = len(record["F"])
             record["F"].append(torch.relu(output.detach()))
             if backward:
-                output = tracked(output)
+                output = tracked(output, inputs, trainable)
                 if output.requires_grad:
                     output.register_hook(lambda grad: record["G"].__setitem__(call, grad.detach()))
             return output

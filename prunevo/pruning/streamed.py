@@ -21,7 +21,8 @@ from torch import nn
 from prunevo.primitives.accumulators import Accumulator, evaluate_maps, reads_gradients
 from prunevo.primitives.tree import Node
 from prunevo.pruning.groups import ChannelGroup, Member
-from prunevo.pruning.statistics import calibration_pass, calibration_step, group_index, pairs_of, tracked
+from prunevo.pruning.statistics import (calibration_pass, calibration_step, group_index, has_trainable_weights,
+                                        pairs_of, tracked)
 
 
 @dataclass
@@ -80,17 +81,19 @@ def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
             accumulators[(member.layer, node)].update(evaluate_maps(argument, operands, memo), onehot)
 
     def hook_for(member: Member, pending: dict[str, torch.Tensor]):
+        trainable = has_trainable_weights(modules[member.bn or member.layer])
+
         def on_gradient(grad: torch.Tensor) -> None:
             reached.add(member.layer)
             reduce(member, backward_nodes, {"F": pending.pop(member.layer), "G": _channel_first(grad.detach())})
 
-        def on_output(_module, _inputs, output):
+        def on_output(_module, inputs, output):
             feature = _channel_first(torch.relu(output.detach()))
             if forward_nodes:
                 reduce(member, forward_nodes, {"F": feature})
             if backward_nodes:
                 pending[member.layer] = feature
-                output = tracked(output)
+                output = tracked(output, inputs, trainable)
                 if output.requires_grad:
                     output.register_hook(on_gradient)
             return output
@@ -99,12 +102,14 @@ def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
     def shared_hook_for(member: Member, calls: dict[str, list]):
         """A module called more than once per forward pass (weight sharing): its calls are joined along the
         spatial axis, as the whole-tensor statistics join them, and reduced once the chunk's pass is over."""
-        def on_output(_module, _inputs, output):
+        trainable = has_trainable_weights(modules[member.bn or member.layer])
+
+        def on_output(_module, inputs, output):
             record = calls.setdefault(member.layer, {"F": [], "G": {}})
             call = len(record["F"])
             record["F"].append(_channel_first(torch.relu(output.detach())))
             if backward_nodes:
-                output = tracked(output)
+                output = tracked(output, inputs, trainable)
                 if output.requires_grad:
                     output.register_hook(lambda grad: record["G"].__setitem__(call, _channel_first(grad.detach())))
             return output

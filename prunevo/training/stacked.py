@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from prunevo.training.batches import make_loader
 from prunevo.training.config import Accelerator, FitConfig
 from prunevo.training.loop import CPU, fit, recalibrate_bn, sgd_steps, top1
+from prunevo.utils import load_state
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -50,7 +51,7 @@ def score_states(model: nn.Module, states: list[dict[str, torch.Tensor]], train:
         return _fused(model, states, train, val, budget, seed, recal, pad_to or len(states), masks, accel)
     out = []
     for i, state in enumerate(states):
-        model.load_state_dict(state)
+        load_state(model, state)
         after_step = None
         if masks is not None:
             mask = masks[i]

@@ -26,7 +26,7 @@ from prunevo.pruning.physical import prune_model
 from prunevo.transfer.report import apply_markdown
 from prunevo.transfer.session import ApplyResult, PruneRecord, TransferConfig, TransferSession
 from prunevo.transfer.setup import resolved_stem
-from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, load_state
 from prunevo.zoo.models import build_model, user_module_file
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def load_pruned(path: str | Path) -> nn.Module:
             mask[torch.as_tensor(kept.get(g.root, list(range(g.size))), dtype=torch.long)] = True
             masks.append(mask)
         prune_model(model, groups, masks, example)
-    model.load_state_dict(data["state_dict"])
+    load_state(model, data["state_dict"])
     return model.eval()
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from prunevo.errors import ModelError
-from prunevo.utils import atomic_torch_save
+from prunevo.utils import atomic_torch_save, load_state
 
 FORMAT = "prunevo-checkpoint/1"
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where training scripts put the weights
@@ -108,5 +108,5 @@ def load_weights(model: nn.Module, path: str | Path, expect: dict[str, Any]) -> 
     misfit = _misfit(model, state)
     if misfit:
         raise ModelError(f"checkpoint {path} does not fit the model: {misfit}")
-    model.load_state_dict(state, strict=False)  # strict but for num_batches_tracked: _misfit checked the rest
+    load_state(model, state, strict=False)  # strict but for num_batches_tracked: _misfit checked the rest
     return meta

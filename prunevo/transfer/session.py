@@ -182,10 +182,13 @@ class Stage:
     macs: int
 
 
+STOCHASTIC = ("Dropout", "StochasticDepth", "DropPath", "DropBlock")  # random in training, drawn per width
+
+
 def _training_copy(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model).train()
     for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
+        if isinstance(m, nn.modules.dropout._DropoutNd) or any(k in type(m).__name__ for k in STOCHASTIC):
             m.eval()
     return model
 
