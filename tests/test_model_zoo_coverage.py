@@ -44,7 +44,8 @@ def cover(model: str, size: int, tmp_dir) -> str:
         for formula in FORMULAS:
             chosen = session.select(as_criterion(formula), 0)
             assert abs(chosen.macs_fraction - 0.5) <= 0.015, (model, formula, chosen.macs_fraction)
-            pruned = session.prune(chosen.keep, x, chosen.pruned)  # raises unless masked == pruned, eval and train
+        # the groups, not the channels chosen, decide whether pruning is exact: one check, on the F/G selection
+        pruned = session.prune(chosen.keep, x, chosen.pruned)  # raises unless masked == pruned, eval and train
         save_pruned(tmp_dir, pruned, session, PruneRecord([_kept(session.base_stage, chosen.keep)]), export=False)
     except PrunevoError as exc:
         message = str(exc)

@@ -123,7 +123,8 @@ def test_verdicts_pair_the_winner_with_the_best_classic_by_seed():
 
 def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path):
     quick = "ratio=0.5,pretrain=2,epochs=0.25,batch=64"
-    config = replace(_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{quick}",)),
+    one_shot = "ratio=0.5,pretrain=2,epochs=0,batch=64"  # a one-shot check task: no fine-tunes to wait for
+    config = replace(_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{one_shot}",)),
                      tasks=(f"small-vgg@digits:{quick}",))
     result = evolve(config, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "rescored.json").read_text())
