@@ -28,6 +28,22 @@ FAMILIES = {
 FORMULAS = ("l1", "taylor")  # a weight criterion, and one that reads F and G (a forward and a backward pass)
 
 
+def tiny_image_folder(root):
+    """3 classes of 32-px PNGs, 6 to train on and 2 to test per class: the mechanics need no more, and
+    measuring a 70M-parameter net on a large test split would take most of the test's time."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 2)):
+        for k in range(3):
+            (root / split / f"c{k}").mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / f"c{k}" / f"{i}.png")
+    return root
+
+
 def cover(model: str, size: int, tmp_dir) -> str:
     """'prunes' or 'refused: <the one-line reason>'; asserts every property of a pruned model."""
     from prunevo.pruning.criteria import as_criterion
@@ -36,8 +52,9 @@ def cover(model: str, size: int, tmp_dir) -> str:
     from prunevo.transfer.results import PruneRecord
     from prunevo.transfer.strategies import _kept
 
-    config = TransferConfig(model=model, dataset="digits", image_size=size, target_macs=0.5, latency=None,
-                            calibration_samples=8, calibration_batch=4)
+    data = tiny_image_folder(tmp_dir / "images")
+    config = TransferConfig(model=model, dataset=f"imagefolder:{data}", image_size=size, target_macs=0.5,
+                            latency=None, calibration_samples=6, calibration_batch=3)
     try:
         session = TransferSession(config)
         x = session.calibration(0).x[:4]
