@@ -432,3 +432,33 @@ def test_regnet_prunes_at_32_px():
     chosen = session.select(as_criterion("l1"), 0)
     assert abs(chosen.macs_fraction - 0.5) <= 0.015
     session.prune(chosen.keep, session.calibration(0).x[:4], chosen.pruned)  # masked == pruned, eval and train
+
+
+class _AttentionFirst(torch.nn.Module):
+    """A spatial-attention convolution registered before the stem that reads the image."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.gate = torch.nn.Conv2d(16, 1, 1)  # registered first, runs second
+        self.stem, self.bn = torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16)
+        self.head = torch.nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.stem(x)))
+        return self.head((h * torch.sigmoid(self.gate(h))).mean((2, 3)))
+
+
+def test_the_layer_that_reads_the_image_is_found_by_execution(tmp_path, monkeypatch):
+    from prunevo.transfer import TransferConfig
+    from prunevo.transfer.session import TransferSession
+    from prunevo.zoo.models import input_channels
+
+    model = _AttentionFirst()
+    assert input_channels(model) == 16  # what registration order guesses
+    assert input_channels(model, 8) == 1
+    assert input_channels(build_model("resnet18", 10, (3, 32, 32)), 32) == 3
+    (tmp_path / "gated.py").write_text("from tests.test_model_kinds import _AttentionFirst as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    session = TransferSession(TransferConfig(model="gated:build", dataset="digits", latency=None,
+                                             calibration_samples=40))
+    assert session.input_shape == (1, 8, 8)  # grey digits as they are, not spread over 16 channels

@@ -121,7 +121,7 @@ def load_task_data(model: str, dataset: str, image_size: int | None, val_samples
     cache_dir = Path(cache_dir or default_cache_dir())
     load = dict(data_root=data_root, image_size=image_size, cache_dir=cache_dir)
     data = load_image_data(dataset, channels=needs_channels(model), **load)
-    wanted = input_channels(build_model(model, data.num_classes, data.input_shape))
+    wanted = input_channels(build_model(model, data.num_classes, data.input_shape), data.input_shape[1])
     if wanted != data.input_shape[0]:  # a model that reads another channel count
         data = load_image_data(dataset, channels=wanted, **load)
     splits = _render(data, cache_dir, workers)

@@ -34,7 +34,7 @@ def load_setup(config, warn_untrained: bool = True) -> tuple[ImageData, nn.Modul
     data = load_image_data(config.dataset, channels=needs_channels(config.model), **load)
     model = build_model(config.model, data.num_classes, data.input_shape, config.stem)
     check_prunable(model, config.model)  # before anything runs it: some refuse small inputs with a traceback
-    wanted = input_channels(model)
+    wanted = input_channels(model, data.input_shape[1])
     if wanted != data.input_shape[0]:  # a user's model that reads another channel count
         data = load_image_data(config.dataset, channels=wanted, **load)
     meta: dict[str, Any] = {}

@@ -238,12 +238,39 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], 
                      f"{', '.join(SMALL_NET_NAMES)}, module:function, or a whole-model .pt file")
 
 
-def input_channels(model: nn.Module) -> int:
-    """The number of channels the model's first convolution reads."""
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
+def input_channels(model: nn.Module, size: int | None = None) -> int:
+    """The number of channels the layer that reads the image takes: the first convolution the input reaches
+    when the model runs on ``size``-px images, so a convolution registered before the stem (in a
+    squeeze-excitation block, say) is not taken for it; by registration order without a size or when no
+    probe runs.  Raises ModelError for a model without convolutions."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
         raise ModelError("the model has no Conv2d layer: there are no channels to prune")
-    return first.in_channels
+    if size is None:
+        return convs[0].in_channels
+    for channels in dict.fromkeys((convs[0].in_channels, 3, 1)):  # the registration guess first, then images
+        first = _first_conv_run(model, torch.zeros(1, channels, size, size))
+        if first is not None and first.in_channels == channels:
+            return channels
+    return convs[0].in_channels
+
+
+def _first_conv_run(model: nn.Module, x: torch.Tensor) -> nn.Conv2d | None:
+    seen: list[nn.Conv2d] = []
+    handles = [m.register_forward_pre_hook(lambda mod, _i: seen.append(mod) if not seen else None)
+               for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    except Exception:  # noqa: BLE001  a wrong channel count fails in the model's own way
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen[0] if seen else None
 
 
 def needs_channels(name: str) -> int | None:
