@@ -462,3 +462,25 @@ def test_the_layer_that_reads_the_image_is_found_by_execution(tmp_path, monkeypa
     session = TransferSession(TransferConfig(model="gated:build", dataset="digits", latency=None,
                                              calibration_samples=40))
     assert session.input_shape == (1, 8, 8)  # grey digits as they are, not spread over 16 channels
+
+
+class _SizeAsserting(torch.nn.Module):
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        assert x.shape[-1] == 16, f"expected 16-px images, got {x.shape[-1]}"
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def test_a_tracing_failure_says_its_own_cause(tmp_path, monkeypatch, capsys):
+    (tmp_path / "strict.py").write_text("from tests.test_model_kinds import _SizeAsserting as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["apply", "--formula", "l1", "--model", "strict:build", "--dataset", "digits", "--epochs", "0",
+            "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "AssertionError: expected 16-px images, got 8" in err, err
+    assert "shuffle" not in err
