@@ -10,6 +10,19 @@ from prunevo.pruning.groups import build_dependency_graph, find_groups
 from prunevo.zoo.models import build_model
 
 
+def _refused(tmp_path, monkeypatch, capsys, module: str, source: str, model: str, *extra: str) -> str:
+    """``prunevo apply`` on a user's model written to ``module``.py: exit code 2, and the one error line."""
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["apply", "--formula", "l1", "--model", model, "--dataset", "digits", "--epochs", "0", "--no-latency",
+            "--no-progress", "-o", str(tmp_path / "out"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("prunevo: error: ") and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+    return err
+
+
 def _layout(groups):
     return [(g.root, g.size, [m.layer for m in g.members], [c.layer for c in g.consumers]) for g in groups]
 
@@ -126,13 +139,8 @@ def test_models_returning_a_tuple_or_dict_are_read_for_their_logits(function, tm
 
 @pytest.mark.parametrize("function, shown", [("as_unknown_dict", "a dict with keys 'scores'"), ("as_string", "a str")])
 def test_models_returning_something_else_are_refused_in_one_line(function, shown, tmp_path, monkeypatch, capsys):
-    (tmp_path / "outputs.py").write_text(OUTPUTS)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    args = ["apply", "--formula", "l1", "--model", f"outputs:{function}", "--dataset", "digits", "--epochs", "0",
-            "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"the model returns {shown}; prunevo reads the logits" in err
+    err = _refused(tmp_path, monkeypatch, capsys, "outputs", OUTPUTS, f"outputs:{function}")
+    assert f"the model returns {shown}; prunevo reads the logits" in err
 
 
 class _SqueezeExcite(torch.nn.Module):
@@ -336,14 +344,7 @@ class HardCoded(nn.Module):
 
 @pytest.mark.parametrize("function, where", [("HardCoded", "")])
 def test_a_model_that_fails_once_pruned_is_refused_in_one_line(function, where, tmp_path, monkeypatch, capsys):
-    (tmp_path / "odd.py").write_text(GROUPED_AND_HARDCODED)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    args = ["apply", "--formula", "l1", "--model", f"odd:{function}", "--dataset", "digits", "--epochs", "0",
-            "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("prunevo: error: ") and where in err, err
-    assert not (tmp_path / "out").exists()
+    assert where in _refused(tmp_path, monkeypatch, capsys, "odd", GROUPED_AND_HARDCODED, f"odd:{function}")
 
 
 def test_ignore_layers_keeps_their_channels_and_the_saved_model_reloads(tmp_path, capsys):
@@ -386,13 +387,10 @@ class _TrainingOnlyBranch(torch.nn.Module):
 
 
 def test_a_branch_that_only_runs_in_training_is_caught_by_the_train_mode_check(tmp_path, monkeypatch, capsys):
-    (tmp_path / "branchy.py").write_text("from tests.test_model_kinds import _TrainingOnlyBranch as build\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    args = ["apply", "--formula", "l1", "--model", "branchy:build", "--dataset", "digits", "--epochs", "0",
-            "--no-latency", "--no-progress", "--target-macs", "0.6", "-o", str(tmp_path / "out")]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "in train mode, running the pruned version of the model failed in layer 'aux'" in err, err
+    err = _refused(tmp_path, monkeypatch, capsys, "branchy",
+                   "from tests.test_model_kinds import _TrainingOnlyBranch as build\n", "branchy:build",
+                   "--target-macs", "0.6")
+    assert "in train mode, running the pruned version of the model failed in layer 'aux'" in err, err
 
 
 @pytest.mark.parametrize("function", ["Grouped", "TinyResNeXt"])
@@ -476,11 +474,6 @@ class _SizeAsserting(torch.nn.Module):
 
 
 def test_a_tracing_failure_says_its_own_cause(tmp_path, monkeypatch, capsys):
-    (tmp_path / "strict.py").write_text("from tests.test_model_kinds import _SizeAsserting as build\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    args = ["apply", "--formula", "l1", "--model", "strict:build", "--dataset", "digits", "--epochs", "0",
-            "--no-latency", "--no-progress", "-o", str(tmp_path / "out")]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "AssertionError: expected 16-px images, got 8" in err, err
-    assert "shuffle" not in err
+    err = _refused(tmp_path, monkeypatch, capsys, "strict",
+                   "from tests.test_model_kinds import _SizeAsserting as build\n", "strict:build")
+    assert "AssertionError: expected 16-px images, got 8" in err and "shuffle" not in err, err
