@@ -6,6 +6,12 @@ import re
 _PARAM = re.compile(r"\{param:([a-z_]+)(?:=([^}]*))?\}")
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries raise multi-line ones), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
 def _literal(value: str) -> str:
     """A parameter value as Python code would write it: numbers bare, words quoted."""
     try:

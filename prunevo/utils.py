@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -90,6 +90,22 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = 
         state = collections.OrderedDict(state)
         state._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
     return model.load_state_dict(state, strict=strict)
+
+
+def probe(model: nn.Module, example_input: torch.Tensor, modules: dict[str, nn.Module],
+          record: Callable[[str, tuple, object], None]):
+    """Call ``record(name, inputs, output)`` for every module of ``modules`` during one eval-mode forward pass of
+    the first example (no gradients, training mode restored); returns what the model returned."""
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: record(n, i, o)) for n, m in modules.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(example_input[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
 
 
 @contextlib.contextmanager

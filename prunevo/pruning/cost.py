@@ -13,9 +13,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from prunevo.errors import ModelError, PrunevoError
+from prunevo.errors import ModelError, PrunevoError, first_line
 from prunevo.pruning.groups import ChannelGroup
-from prunevo.pruning.hooks import probe
+from prunevo.utils import probe
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ def naming_failures(model: nn.Module, doing: str) -> Iterator[None]:
         raise
     except Exception as exc:  # a layer's own error, whatever its type: name the layer, keep the cause
         where = f" in layer {stack[-1]}" if stack else f" after layer {finished[0]}" if finished else ""
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-        raise ModelError(f"{doing} the model failed{where}: {type(exc).__name__}: {text}") from None
+        raise ModelError(f"{doing} the model failed{where}: {type(exc).__name__}: {first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()

@@ -14,7 +14,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from prunevo.errors import ModelError
+from prunevo.errors import ModelError, first_line
+from prunevo.utils import probe
 
 PRODUCER_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -130,7 +131,7 @@ def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.
         if _failed_in(exc, "update_reshape_index_mapping"):
             where += " at a reshape of the channel dimension (a channel shuffle?) that Torch-Pruning cannot map"
         raise ModelError(f"the pruner cannot trace the channel dependencies of this model{where} "
-                         f"({type(exc).__name__}: {_first_line(exc)}); supported: convolutions, BatchNorm, residual "
+                         f"({type(exc).__name__}: {first_line(exc)}); supported: convolutions, BatchNorm, residual "
                          f"adds, concatenations, depthwise convolutions, flatten before linear layers") from None
     finally:
         for p in frozen:
@@ -144,11 +145,6 @@ def _failed_in(exc: BaseException, function: str) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"
 
 
 def default_ignored(model: nn.Module, example_input: torch.Tensor | None = None) -> list[nn.Module]:
@@ -166,25 +162,17 @@ def default_ignored(model: nn.Module, example_input: torch.Tensor | None = None)
 
 
 def _executed_head(model: nn.Module, example_input: torch.Tensor) -> nn.Module | None:
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     calls: list[tuple[nn.Module, torch.Tensor]] = []
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    handles = [m.register_forward_hook(lambda mod, _i, out: calls.append((mod, out))) for m in layers]
-    was_training = model.training
     try:
-        model.eval()  # no BatchNorm statistics change
-        with torch.no_grad():
-            output = model(example_input)
+        output = probe(model, example_input, layers, lambda n, _i, out: calls.append((layers[n], out)))
     except Exception:  # noqa: BLE001  the dependency graph's own trace reports what fails, with its layer
         return None
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     if not calls:
         return None
-    returned = [mod for mod, out in calls if out is output]
-    if returned:
-        return returned[-1]
+    heads = [mod for mod, out in calls if out is output]
+    if heads:
+        return heads[-1]
     linears = [mod for mod, _ in calls if isinstance(mod, nn.Linear)]
     return (linears or [mod for mod, _ in calls])[-1]
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from prunevo.errors import PrunevoError
-from prunevo.pruning.hooks import probe
+from prunevo.utils import probe
 
 UNIT_REDUCTIONS = ("mean", "median", "max", "sum")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish)

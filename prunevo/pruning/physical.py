@@ -5,7 +5,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from prunevo.errors import ModelError
+from prunevo.errors import ModelError, first_line
 from prunevo.pruning.groups import ChannelGroup, build_dependency_graph
 
 
@@ -24,7 +24,6 @@ def prune_model(model: nn.Module, groups: list[ChannelGroup], keep: list[torch.T
         try:
             graph.get_pruning_group(root, tp.prune_conv_out_channels, idxs=removed).prune()
         except Exception as exc:  # Torch-Pruning's errors come in many types: one line naming the group
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
             raise ModelError(f"removing channels of the group of layer {group.root!r} failed ({type(exc).__name__}: "
-                             f"{text})") from None
+                             f"{first_line(exc)})") from None
     return model

@@ -21,6 +21,7 @@ from torch import nn
 from prunevo.primitives.accumulators import Accumulator, evaluate_maps, reads_gradients
 from prunevo.primitives.tree import Node
 from prunevo.pruning.groups import ChannelGroup, Member
+from prunevo.utils import probe
 from prunevo.pruning.statistics import (calibration_pass, calibration_step, group_index, has_trainable_weights,
                                         pairs_of, tracked)
 
@@ -44,17 +45,7 @@ def _channel_first(t: torch.Tensor) -> torch.Tensor:
 def _called_more_than_once(model: nn.Module, hooked: dict[str, nn.Module], x: torch.Tensor) -> set[str]:
     """The layers whose module runs more than once in a forward pass of ``x`` (one image: cheap)."""
     counts: dict[str, int] = {}
-    handles = [module.register_forward_hook(lambda *_, n=layer: counts.__setitem__(n, counts.get(n, 0) + 1))
-               for layer, module in hooked.items()]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    probe(model, x, hooked, lambda layer, _i, _o: counts.__setitem__(layer, counts.get(layer, 0) + 1))
     return {layer for layer, n in counts.items() if n > 1}
 
 

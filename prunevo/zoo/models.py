@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from prunevo.errors import ModelError
+from prunevo.utils import probe
 from prunevo.zoo.nets import SMALL_NETS, build_small_net
 
 STEMS = ("auto", "imagenet", "cifar")
@@ -256,21 +257,13 @@ def input_channels(model: nn.Module, size: int | None = None) -> int:
 
 
 def _first_conv_run(model: nn.Module, x: torch.Tensor) -> nn.Conv2d | None:
-    seen: list[nn.Conv2d] = []
-    handles = [m.register_forward_pre_hook(lambda mod, _i: seen.append(mod) if not seen else None)
-               for m in model.modules() if isinstance(m, nn.Conv2d)]
-    was_training = model.training
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    seen: list[str] = []  # a convolution's hook fires when it ends: for leaf layers, in the order they run
     try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
+        probe(model, x, convs, lambda name, _i, _o: seen.append(name))
     except Exception:  # noqa: BLE001  a wrong channel count fails in the model's own way
         return None
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return seen[0] if seen else None
+    return convs[seen[0]] if seen else None
 
 
 def needs_channels(name: str) -> int | None:
