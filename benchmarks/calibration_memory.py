@@ -29,9 +29,9 @@ def one(args: argparse.Namespace) -> None:
     from prunevo.pruning.groups import find_groups
 
     torch.set_num_threads(args.threads)
-    config = TransferConfig(model=args.model, dataset="fakedata", image_size=args.image_size, target_macs=0.5,
-                            finetune=FitConfig(epochs=0), latency=None, calibration_samples=args.samples,
-                            calibration_batch=args.batch, device="cpu")
+    config = TransferConfig(setup=Setup(model=args.model, dataset="fakedata", image_size=args.image_size),
+                            accelerator=Accelerator("cpu"), target_macs=0.5, finetune=FitConfig(epochs=0), latency=None,
+                            calibration_samples=args.samples, calibration_batch=args.batch)
     session = TransferSession(config)
     start = time.perf_counter()
     find_groups(session.model, session.example)  # what the session's dependency graph cost

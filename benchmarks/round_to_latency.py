@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+from prunevo.training import Accelerator
+from prunevo.transfer.setup import Setup
 from prunevo import FitConfig, LatencySpec, TransferConfig, TransferSession, apply_formula
 from prunevo.pruning.latency import measure_latency
 
@@ -35,9 +37,9 @@ def main() -> None:
     print(f"| model | round_to | MACs kept | widths not x8 | {batch_cols} |")
     print("|---|---:|---:|---:|" + "---:|" * len(args.batches), flush=True)
     for model in args.models:
-        config = TransferConfig(model=model, dataset="fakedata", image_size=args.image_size,
-                                target_macs=args.target_macs, device=args.device, finetune=FitConfig(epochs=0),
-                                latency=None, calibration_samples=16)
+        config = TransferConfig(setup=Setup(model=model, dataset="fakedata", image_size=args.image_size),
+                                accelerator=Accelerator(args.device), target_macs=args.target_macs,
+                                finetune=FitConfig(epochs=0), latency=None, calibration_samples=16)
         session = TransferSession(config)
         device, channels_last = session.accel.device, session.accel.use_channels_last
 

@@ -10,57 +10,65 @@ import os
 import sys
 from pathlib import Path
 
-from prunevo.cli_transfer import TRANSFER_COMMANDS, add_transfer_commands
+from prunevo.cli_options import ConfigOptions, config_values, plain_option
+from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
+from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
+from prunevo.fitness.backends import BACKENDS
+from prunevo.fitness.execution import BATCHING
+from prunevo.pruning.allocation import ALLOCATIONS
+from prunevo.pruning.selection import REDUCTIONS
 
 EXIT_USAGE = 2
 
 
-def _add_task_options(p: argparse.ArgumentParser) -> None:
-    from prunevo.fitness.task_spec import DEFAULT_TASKS
+def _add_fitness_options(o: ConfigOptions) -> None:
+    """Tasks, seed, data and execution: the ``FitnessConfig`` fields that evolve and score share."""
+    from prunevo.fitness.task_spec import TASK_SYNTAX_HELP
 
-    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK",
-                   help="fitness tasks, each MODEL@DATASET[:key=value,...] with any model and dataset that "
-                        "'prunevo apply' accepts (lenet5@mnist, small-vgg@imagefolder:PATH:size=32, "
-                        "resnet20@fashion-mnist:macs=0.5,epochs=1,train=4000,val=2000,weight=2), or a short name "
-                        "such as digits-vgg; 'prunevo tasks' lists the options and defaults; fitness is the "
-                        f"weighted geometric mean over the tasks (default: {' '.join(DEFAULT_TASKS)})")
-    p.add_argument("--task-weights", nargs="+", type=float, metavar="W",
-                   help="weights of the tasks in the geometric mean, one per task; they replace the tasks' "
-                        "weight= options (default: those, else equal)")
-    p.add_argument("--prune-ratio", type=float,
-                   help="fraction of channels removed in every task without its own macs= or ratio= "
-                        "(default: the task's, 0.75 on digits and MNISTs)")
-    p.add_argument("--allocation", choices=["uniform", "global", "random-search"],
-                   help="uniform = remove the same fraction in every layer (the default); global = rank all channels "
-                        "together with a per-layer cap; random-search = per task, sample 16 per-layer "
-                        "configurations at the uniform selection's MACs, the criterion picks channels within layers, "
-                        "and the configuration best after BatchNorm recalibration is fine-tuned (slower fitness)")
-    p.add_argument("--group-reduction", choices=["mean", "sum", "max"],
-                   help="how scores of residual-coupled layers combine into one group score (default: mean)")
-    p.add_argument("--finetune-epochs", type=float,
-                   help="epochs of fine-tuning after pruning; 0 = BatchNorm recalibration only")
-    p.add_argument("--data-root", help="folder with MNIST/ and FashionMNIST/ in torchvision's layout "
-                                       "(needed by tasks on mnist, fashion-mnist, cifar10...)")
-    p.add_argument("--cache-dir", help="where base networks and extracted data are cached "
-                                       "(default: $PRUNEVO_CACHE or ~/.cache/prunevo)")
-    p.add_argument("--n-jobs", type=int, default=2,
-                   help="parallel fitness workers: local processes, or Dask/Ray workers used (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run: same seed, same result (default: 0)")
-    p.add_argument("--batching", choices=["auto", "loop", "fused", "off"], default="auto",
-                   help="how a worker scores the candidates of one task: loop = one pruned skeleton per shape and "
-                        "each candidate's weights gathered into it (no dependency graph per candidate); fused = "
-                        "--stack candidates in one vmapped pass (grouped convolutions, for GPUs; equal to loop "
-                        "within floating-point tolerance); off = prune each candidate with Torch-Pruning; "
-                        "auto = fused on CUDA, loop on the CPU (default: auto)")
-    p.add_argument("--stack", type=int, default=16, help="candidates per fused pass, padded to this size (default: 16)")
-    p.add_argument("--device", default="cpu", help="where fitness jobs run: cpu, cuda, cuda:N (default: cpu)")
-    p.add_argument("--backend", choices=["loky", "dask", "ray"], default="loky",
-                   help="where workers run: loky = local processes; dask = a Dask cluster (--address of a "
-                        "scheduler, e.g. dask-jobqueue on SLURM; without it a local one); ray = a Ray cluster "
-                        "(--address auto on a Ray node; without it a local one); fitness never depends on it "
-                        "(default: loky; dask and ray need prunevo[dask] / prunevo[ray])")
-    p.add_argument("--address", help="address of a running Dask scheduler (tcp://host:8786) or Ray cluster (auto)")
+    o.field("data", "--tasks", path="tasks", nargs="+", metavar="TASK",
+            help="fitness tasks, " + TASK_SYNTAX_HELP + "; fitness is the weighted geometric mean over the tasks")
+    o.field("data", "--task-weights", path="task_weights", nargs="+", type=float, metavar="W",
+            help="weights of the tasks in the geometric mean, one per task; they replace the tasks' weight= options",
+            default="those, else equal")
+    o.field("data", "--data-root", path="data_root",
+            help="folder with MNIST/ and FashionMNIST/ in torchvision's layout (needed by tasks on mnist, "
+                 "fashion-mnist, cifar10...)")
+    o.field("data", "--cache-dir", path="cache_dir", help="where base networks and extracted data are cached",
+            default="$PRUNEVO_CACHE or ~/.cache/prunevo")
+    o.field("target", "--prune-ratio", path="overrides.prune_ratio", type=float,
+            help="fraction of channels removed in every task without its own macs= or ratio=",
+            default="the task's, 0.75 on digits and MNISTs")
+    o.field("strategy", "--allocation", path="overrides.allocation", choices=ALLOCATIONS,
+            help="uniform = remove the same fraction in every layer; global = rank all channels together with a "
+                 "per-layer cap; random-search = per task, sample 16 per-layer configurations at the uniform "
+                 "allocation's MACs, the criterion picks channels within layers, and the configuration best after "
+                 "BatchNorm recalibration is fine-tuned (slower fitness)", default="the task's, uniform")
+    o.field("criterion", "--group-reduction", path="overrides.group_reduction", choices=REDUCTIONS,
+            help="how scores of residual-coupled layers combine into one group score", default="the task's, mean")
+    o.field("finetune", "--finetune-epochs", path="overrides.finetune_epochs", type=float,
+            help="epochs of fine-tuning after pruning; 0 = BatchNorm recalibration only", default="the task's")
+    o.field("finetune", "--seed", path="seed", type=int, help="seed of the run: same seed, same result")
+    o.field("execution", "--n-jobs", path="execution.n_jobs", type=int,
+            help="parallel fitness workers: local processes, or Dask/Ray workers used")
+    o.field("execution", "--batching", path="execution.batching", choices=BATCHING,
+            help="how a worker scores the candidates of one task: loop = one pruned skeleton per shape and each "
+                 "candidate's weights gathered into it (no dependency graph per candidate); fused = --stack "
+                 "candidates in one vmapped pass (grouped convolutions, for GPUs; equal to loop within "
+                 "floating-point tolerance); off = prune each candidate with Torch-Pruning; auto = fused on CUDA, "
+                 "loop on the CPU")
+    o.field("execution", "--stack", path="execution.stack", type=int,
+            help="candidates per fused pass, padded to this size")
+    o.field("execution", "--device", path="execution.device",
+            help="where fitness jobs run: auto (CUDA when present), cpu, cuda, cuda:N")
+    o.field("execution", "--backend", path="execution.backend", choices=BACKENDS,
+            help="where workers run: loky = local processes; dask = a Dask cluster (--address of a scheduler, e.g. "
+                 "dask-jobqueue on SLURM; without it a local one); ray = a Ray cluster (--address auto on a Ray "
+                 "node; without it a local one); fitness never depends on it (dask and ray need prunevo[dask] / "
+                 "prunevo[ray])")
+    o.field("execution", "--address", path="execution.address",
+            help="address of a running Dask scheduler (tcp://host:8786) or Ray cluster (auto)",
+            default="start a local one")
 
 
 def _criterion_names() -> str:
@@ -69,10 +77,14 @@ def _criterion_names() -> str:
     return criterion_names()
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``prunevo`` command line: one subcommand per pipeline step, options in argument groups, and each
+    default read from the config dataclass whose field the option sets."""
     from prunevo.evolve.config import EvolutionConfig
     from prunevo.evolve.presets import PRESETS
+    from prunevo.fitness.config import FitnessConfig
     from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS
+    from prunevo.primitives.export import FORMATS
 
     parser = argparse.ArgumentParser(prog="prunevo", description="Discover channel-pruning criteria by "
                                      "genetic programming, and score them against the classic ones.")
@@ -83,67 +95,63 @@ def _parser() -> argparse.ArgumentParser:
                        "The run directory gets config, checkpoint, log.csv, hall_of_fame.json, pareto.json, "
                        "baselines.json (every classic criterion, Torch-Pruning's importances and random, on the same "
                        "tasks and budget) and fitness.png, all updated every generation.")
-    _add_task_options(p)
-    p.add_argument("--population", type=int, default=EvolutionConfig.population,
-                   help=f"individuals per generation (default: {EvolutionConfig.population})")
-    p.add_argument("--generations", type=int, default=EvolutionConfig.generations,
-                   help=f"generations after the initial one (default: {EvolutionConfig.generations})")
-    p.add_argument("--run-dir", default="runs/latest", help="run directory (default: runs/latest)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")
-    p.add_argument("--max-height", type=int, default=8, help="tree height limit for variation (default: 8)")
-    p.add_argument("--elitism", type=int, default=2, help="best individuals copied unchanged (default: 2)")
-    p.add_argument("--hall-of-fame", type=int, default=10, help="distinct formulas kept (default: 10)")
-    p.add_argument("--no-seed-classics", action="store_true", help="start from random trees only")
-    p.add_argument("--redraw-tries", type=int, default=5,
-                   help="mutate an offspring again when it selects the same channels on every task as a candidate "
-                        "already evaluated, up to this many times, so each generation explores new selections "
-                        "(0 = never; default: 5)")
-    p.add_argument("--rescore-seeds", type=int, default=3,
-                   help="at the end, re-score the hall of fame and every baseline on this many fresh seeds (each its "
-                        "own calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images "
-                        "evolution never used (the test split, or half of the validation split); the run's best is "
-                        "the best after re-scoring, and it is compared with the best classic paired by seed, with "
-                        "95%% intervals (0 = skip; default: 3)")
-    p.add_argument("--check-tasks", nargs="+", default=None, metavar="TASK",
-                   help="tasks never used for fitness (same syntax as --tasks), scored at the end like the "
-                        "re-scoring, with a paired verdict against the best classic on each; 'none' for none "
-                        "(default: with the default --tasks and re-scoring on, "
-                        f"{' '.join(DEFAULT_CHECK_TASKS)}: a network family no default task uses)")
-    p.add_argument("--ladder", default="off", metavar="SHARES",
-                   help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy "
-                        "without fine-tuning on --ladder-subset validation images (rung 0), and only the best share "
-                        "climbs: 0.25 = the best quarter gets the task's full fine-tune; 0.5,0.5 = halves over "
-                        "three rungs (the middle one fine-tunes half as long); only full measurements enter "
-                        "the hall of fame (default: off)")
-    p.add_argument("--ladder-subset", type=int, default=500,
-                   help="validation images scored at rung 0 of the ladder, stratified (default: 500)")
-    p.add_argument("--ladder-recal", type=int, default=8,
-                   help="batches of 256 training images that recalibrate BatchNorm at rung 0 (default: 8, as the "
-                        "full measurement; 2 ranked as well in docs/BENCHMARKS.md's fidelity table at a third "
-                        "less cost)")
-    p.add_argument("--preset", choices=list(PRESETS),
-                   help="named settings; options given on the command line win; data from --data-root (default "
-                        "../shared/data, with MNIST/, FashionMNIST/ and imagenette2/). "
-                        + ". ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items())
-                        .replace("%", "%%"))
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o = ConfigOptions(p, EvolutionConfig)
+    o.plain("run", "--preset", choices=list(PRESETS),
+            help="named settings; options given on the command line win; data from --data-root (default "
+                 "../shared/data, with MNIST/, FashionMNIST/ and imagenette2/). "
+                 + ". ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items()))
+    _add_fitness_options(o)
+    o.field("data", "--check-tasks", path="check_tasks", nargs="+", metavar="TASK",
+            help="tasks never used for fitness (same syntax as --tasks), scored at the end like the re-scoring, "
+                 "with a paired verdict against the best classic on each; 'none' for none",
+            default=f"with the default --tasks and re-scoring on, {' '.join(DEFAULT_CHECK_TASKS)}: a network "
+                    f"family no default task uses")
+    o.field("evolution", "--population", path="population", type=int, help="individuals per generation")
+    o.field("evolution", "--generations", path="generations", type=int, help="generations after the initial one")
+    o.field("evolution", "--max-height", path="max_height", type=int, help="tree height limit for variation")
+    o.field("evolution", "--elitism", path="elitism", type=int, help="best individuals copied unchanged")
+    o.field("evolution", "--hall-of-fame", path="hall_of_fame_size", type=int, help="distinct formulas kept")
+    o.field("evolution", "--no-seed-classics", path="seed_classics", action="store_const", const=False,
+            help="start from random trees only, not from the classic criteria", default="seeded")
+    o.field("evolution", "--redraw-tries", path="redraw_tries", type=int,
+            help="mutate an offspring again when it selects the same channels on every task as a candidate already "
+                 "evaluated, up to this many times, so each generation explores new selections (0 = never)")
+    o.field("evolution", "--rescore-seeds", path="rescore_seeds", type=int,
+            help="at the end, re-score the hall of fame and every baseline on this many fresh seeds (each its own "
+                 "calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images evolution never "
+                 "used (the test split, or half of the validation split); the run's best is the best after "
+                 "re-scoring, and it is compared with the best classic paired by seed, with 95% intervals "
+                 "(0 = skip)")
+    o.field("ladder", "--ladder", path="ladder", metavar="SHARES",
+            help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy without "
+                 "fine-tuning on --ladder-subset validation images (rung 0), and only the best share climbs: 0.25 = "
+                 "the best quarter gets the task's full fine-tune; 0.5,0.5 = halves over three rungs (the middle "
+                 "one fine-tunes half as long); only full measurements enter the hall of fame; off = none",
+            default="off")
+    o.field("ladder", "--ladder-subset", path="ladder_subset", type=int,
+            help="validation images scored at rung 0 of the ladder, stratified")
+    o.field("ladder", "--ladder-recal", path="ladder_recal", type=int,
+            help="batches of 256 training images that recalibrate BatchNorm at rung 0 (8 is the full "
+                 "measurement's; 2 ranked as well in docs/BENCHMARKS.md's fidelity table at a third less cost)")
+    o.plain("run", "--run-dir", default="runs/latest", help="run directory")
+    o.plain("run", "--resume", action="store_true",
+            help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")
+    o.plain("output", "--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("show", help="print a run's hall of fame, Pareto front, baselines and re-scoring")
     p.add_argument("run", help="run directory")
-    p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to print (default: 10)")
+    plain_option(p, "--top", type=int, default=10, help="hall-of-fame rows to print")
     p.add_argument("--rescore", action="store_true",
                    help="re-score the hall of fame and every baseline now (fresh seeds, held-out data, the run's "
                         "check tasks), save it in the run directory, and print it")
-    p.add_argument("--rescore-seeds", type=int,
-                   help="seeds for --rescore (default: the run's --rescore-seeds, or 3)")
+    p.add_argument("--rescore-seeds", type=int, help="seeds for --rescore (default: the run's --rescore-seeds, or "
+                                                     f"{EvolutionConfig.rescore_seeds})")
     p.add_argument("--n-jobs", type=int, default=None, help="parallel fine-tunes for --rescore (default: the run's)")
     p.add_argument("--data-root", help="data root for --rescore when the run's has moved")
 
     p = sub.add_parser("export", help="export a formula of a run")
     p.add_argument("run", help="run directory")
-    p.add_argument("--format", choices=["json", "sympy", "latex", "python", "text"], default="json",
-                   help="output format (default: json)")
+    plain_option(p, "--format", choices=FORMATS, default=FORMATS[0], help="output format")
     p.add_argument("--rank", type=int, default=None,
                    help="hall-of-fame rank to export, 1 = best fitness during evolution (default: the run's best: "
                         "the best after re-scoring when the run was re-scored, else rank 1)")
@@ -159,8 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("formulas", nargs="+", metavar="FORMULA",
                    help="formula text ('l1(W) / (std(F) + 0.05)'), a named criterion (" + _criterion_names()
                         + "; see 'prunevo criteria'), or a .json/.txt file")
-    _add_task_options(p)
-    p.add_argument("--no-baselines", action="store_true", help="score only the given formulas")
+    o = ConfigOptions(p, FitnessConfig)
+    _add_fitness_options(o)
+    o.plain("output", "--no-baselines", action="store_true", help="score only the given formulas")
+    o.plain("output", "--no-progress", action="store_true", help="no progress bar while base nets train")
 
     p = sub.add_parser("tasks", help="task syntax, options and short names; or describe given task specs",
                        description="Without arguments: the MODEL@DATASET[:key=value,...] syntax, its options and the "
@@ -175,37 +185,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from prunevo.evolve.config import EvolutionConfig, TaskOverrides
-    from prunevo.training import resolve_device
+    """EvolutionConfig from what was typed (every other field keeps the dataclass default)."""
+    from prunevo.evolve.config import EvolutionConfig
 
-    return EvolutionConfig(
-        tasks=tuple(args.tasks), task_weights=tuple(args.task_weights) if args.task_weights else None,
-        overrides=TaskOverrides(args.prune_ratio, None, args.group_reduction, args.finetune_epochs,
-                                args.allocation),
-        population=args.population, generations=args.generations, seed=args.seed, n_jobs=args.n_jobs,
-        max_height=args.max_height, elitism=args.elitism, hall_of_fame_size=args.hall_of_fame,
-        seed_classics=not args.no_seed_classics, data_root=args.data_root, cache_dir=args.cache_dir,
-        redraw_tries=getattr(args, "redraw_tries", 5), rescore_seeds=getattr(args, "rescore_seeds", 3),
-        check_tasks=_check_tasks(args), ladder=_ladder(getattr(args, "ladder", "off")),
-        ladder_subset=getattr(args, "ladder_subset", 500), ladder_recal=getattr(args, "ladder_recal", 8),
-        batching=args.batching, stack=args.stack,
-        device=resolve_device(args.device), backend=args.backend, address=args.address,
-    )
+    values = config_values(args, EvolutionConfig)
+    if [t.lower() for t in values.get("check_tasks", ())] == ["none"]:
+        values["check_tasks"] = ()
+    if isinstance(values.get("ladder"), str):  # typed, or a preset's text
+        values["ladder"] = _ladder(values["ladder"])
+    return build(EvolutionConfig, values)
 
 
-def _check_tasks(args) -> tuple[str, ...]:
-    """What --check-tasks says; not given: the default check tasks when the fitness tasks are the defaults and
-    the run is re-scored (the check tasks' verdict says whether the winner transfers beyond its tasks)."""
-    from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS, DEFAULT_TASKS
+def _fitness_config(args):
+    from prunevo.fitness.config import FitnessConfig
 
-    given = getattr(args, "check_tasks", None)
-    if given is not None:
-        return () if [t.lower() for t in given] == ["none"] else tuple(given)
-    defaults = tuple(args.tasks) == DEFAULT_TASKS and getattr(args, "rescore_seeds", 3) > 0
-    return DEFAULT_CHECK_TASKS if defaults else ()
+    return build(FitnessConfig, config_values(args, FitnessConfig))
 
 
 def _ladder(text: str) -> tuple[float, ...]:
+    """--ladder's text as the config's shares.  Raises PrunevoError for a bad one."""
     from prunevo.fitness.ladder import parse_ladder
 
     ladder = parse_ladder(text)
@@ -292,57 +290,30 @@ def _print_rescored(run) -> None:
         print(f"  {line}")
 
 
-def _with_preset(args):
-    """The preset's values for every evolve option not typed on the command line (typed ones win, whatever
-    their value, also one equal to the parser's default)."""
-    from prunevo.evolve.presets import preset_defaults
-
-    values = dict(vars(args))
-    for key, value in preset_defaults(args.preset, args.data_root).items():
-        if key not in args.typed:
-            values[key] = value
-    return argparse.Namespace(**values)
-
-
-# evolve options -> EvolutionConfig fields they set (options that set no field: run_dir, resume, preset, progress)
-_EVOLVE_FIELDS = {
-    "tasks": "tasks", "task_weights": "task_weights", "prune_ratio": "overrides", "allocation": "overrides",
-    "group_reduction": "overrides", "finetune_epochs": "overrides", "population": "population",
-    "generations": "generations", "seed": "seed", "n_jobs": "n_jobs", "max_height": "max_height",
-    "elitism": "elitism", "hall_of_fame": "hall_of_fame_size", "no_seed_classics": "seed_classics",
-    "data_root": "data_root", "cache_dir": "cache_dir", "redraw_tries": "redraw_tries",
-    "rescore_seeds": "rescore_seeds", "check_tasks": "check_tasks", "ladder": "ladder",
-    "ladder_subset": "ladder_subset", "ladder_recal": "ladder_recal", "batching": "batching", "stack": "stack",
-    "device": "device", "backend": "backend", "address": "address",
-}
-
-
-def _resumed_config(args):
+def _resumed_config(args, parser: argparse.ArgumentParser):
     """The saved run's config with what the command line changes: options that may change on resume are
     applied (and said), any other typed option must agree with the run's value."""
     from prunevo.evolve.config import RESUMABLE, EvolutionConfig
     from prunevo.evolve.run import saved_config
 
     saved = saved_config(Path(args.run_dir))
-    typed = _config(args)
-    flags = _flags(_parser(), "evolve")
+    mine, theirs = flatten(_config(args)), flatten(saved)
+    flags = _flags(parser, "evolve")
     changes, conflicts = {}, []
-    for dest in sorted(args.typed & set(_EVOLVE_FIELDS)):
-        name = _EVOLVE_FIELDS[dest]
-        mine, theirs = getattr(typed, name), getattr(saved, name)
-        if mine == theirs:
+    for path in sorted(d for d in args.typed if is_path(EvolutionConfig, d)):
+        if mine[path] == theirs[path]:
             continue
-        if name in RESUMABLE:
-            changes[name] = mine
+        if path in RESUMABLE:
+            changes[path] = mine[path]
         else:
-            conflicts.append(f"{flags[dest]} ({_shown(mine)}; the run has {_shown(theirs)})")
+            conflicts.append(f"{flags[path]} ({_shown(mine[path])}; the run has {_shown(theirs[path])})")
     if conflicts:
         raise PrunevoError(f"--resume continues {args.run_dir} with its own config, and the command line "
                            f"contradicts it: {'; '.join(conflicts)}; allowed on resume: "
-                           f"{', '.join(flags[d] for d in _EVOLVE_FIELDS if _EVOLVE_FIELDS[d] in RESUMABLE)}")
-    for name, value in changes.items():
-        print(f"resume: {name} {_shown(getattr(saved, name))} -> {_shown(value)}")
-    return EvolutionConfig.from_json({**saved.to_json(), **{k: v for k, v in changes.items()}})
+                           f"{', '.join(flags[path] for path in RESUMABLE)}")
+    for path, value in changes.items():
+        print(f"resume: {flags[path]} {_shown(theirs[path])} -> {_shown(value)}")
+    return build(saved, changes)
 
 
 def _shown(value) -> str:
@@ -352,9 +323,7 @@ def _shown(value) -> str:
 def cmd_evolve(args) -> int:
     from prunevo.evolve.run import evolve
 
-    if args.preset:
-        args = _with_preset(args)
-    config = _resumed_config(args) if args.resume else _config(args)
+    config = _resumed_config(args, build_parser()) if args.resume else _config(args)
     result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
     _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime})", result.hall_of_fame,
                    result.best_classic)
@@ -381,21 +350,20 @@ def cmd_show(args) -> int:
 
 
 def _rescore(run, args):
-    from dataclasses import replace
-
+    from prunevo.evolve.config import EvolutionConfig
     from prunevo.evolve.hall_of_fame import HallOfFame
     from prunevo.evolve.rundir import RunLock
-    from prunevo.evolve.run import load_run, prepare_tasks, rescore_run
+    from prunevo.evolve.run import load_run, rescore_run
 
-    config = replace(run.config, data_root=args.data_root or run.config.data_root,
-                     n_jobs=args.n_jobs or run.config.n_jobs)
-    seeds = args.rescore_seeds or run.config.rescore_seeds or 3
+    changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs}
+    config = build(run.config, {k: v for k, v in changes.items() if v is not None})
+    seeds = args.rescore_seeds or run.config.rescore_seeds or EvolutionConfig.rescore_seeds
     if not 1 <= seeds <= 16:
         raise PrunevoError(f"--rescore-seeds must be in [1, 16], got {seeds}")
     hof = HallOfFame(run.config.hall_of_fame_size, run.hall_of_fame)
     lock = RunLock(run.run_dir).acquire()  # the re-scoring rewrites the run's files
     try:
-        rescore_run(run.run_dir, config, hof, prepare_tasks(config), prepare_tasks(config, check=True), seeds,
+        rescore_run(run.run_dir, config, hof, config.prepare(), config.prepare(config.check_task_list()), seeds,
                     progress=True)
     finally:
         lock.release()
@@ -426,17 +394,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from prunevo.evolve.run import prepare_tasks
-    from prunevo.fitness.evaluator import Evaluator
-    from prunevo.fitness.scoring import best_classic, score_with
+    from prunevo.fitness.scoring import best_classic, score_criteria
     from prunevo.pruning.criteria import as_criterion
 
-    criteria = [as_criterion(f) for f in args.formulas]
-    config = _config(argparse.Namespace(**vars(args), population=2, generations=0, max_height=8, elitism=0,
-                                        hall_of_fame=1, no_seed_classics=False, check_tasks=["none"]))
-    prepared = prepare_tasks(config)
-    with Evaluator(prepared, **config.evaluator_options(ladder=False)) as evaluator:
-        rows = score_with(evaluator, criteria, baselines=not args.no_baselines)
+    criteria = [as_criterion(f) for f in args.formulas]  # bad text fails here, before any task is prepared
+    config = _fitness_config(args)
+    prepared = config.prepare(progress=not args.no_progress)
+    rows = score_criteria(criteria, prepared, execution=config.execution, seed=config.seed,
+                          baselines=not args.no_baselines)
     best = best_classic(rows)
     names = [t.task.name for t in prepared]
     print(f"{'criterion':<40} {'fitness':>8} {'vs best':>8}  " + "  ".join(f"{n:>14}" for n in names))
@@ -504,20 +469,26 @@ def cmd_criteria(args) -> int:
     return 0
 
 
-COMMANDS = {"criteria": cmd_criteria, "evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score, "tasks": cmd_tasks,
-            **TRANSFER_COMMANDS}
+COMMANDS = {"criteria": cmd_criteria, "evolve": cmd_evolve, "show": cmd_show, "export": cmd_export, "score": cmd_score,
+            "tasks": cmd_tasks, **TRANSFER_COMMANDS}
+CONFIGS = {"evolve": _config, "score": _fitness_config, **TRANSFER_CONFIGS}  # command -> its config from the args
 
 
 def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
-    """Parameter name -> the long option that sets it, for one subcommand (library errors name parameters)."""
+    """Parameter -> the long option that sets it, for one subcommand (library errors name parameters): by the
+    config path (``execution.n_jobs``) and, where it is unambiguous, by the field name alone (``n_jobs``)."""
     sub = _subparser(parser, command)
-    return {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
+    by_path = {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
+    names: dict[str, list[str]] = {}
+    for path, flag in by_path.items():
+        names.setdefault(path.rsplit(".", 1)[-1], []).append(flag)
+    return {**{name: flags[0] for name, flags in names.items() if len(flags) == 1}, **by_path}
 
 
 def _typed(argv: list[str] | None) -> set[str]:
     """The destinations of the options typed on the command line (argparse cannot tell a default from a typed
     value equal to it): the same arguments parsed again with every default suppressed."""
-    probe = _parser()
+    probe = build_parser()
     subparsers = _subparser(probe, None).values()
     for action in [*probe._actions, *(a for sub in subparsers for a in sub._actions)]:
         if action.dest != "command":
@@ -542,13 +513,41 @@ def _one_line(exc: PrunevoError, flags: dict[str, str] | None = None) -> str:
     return " ".join(line.strip() for line in lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+def _with_preset(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None):
+    """``evolve --preset``: the preset's values become the parser's defaults and the command line is parsed
+    again, so every option typed wins, also one equal to the parser's own default (as mature CLIs do)."""
+    from prunevo.evolve.presets import preset_defaults
+
+    _subparser(parser, "evolve").set_defaults(**preset_defaults(args.preset, args.data_root))
+    return parser.parse_args(argv)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed, with a preset's values where nothing was typed, and ``typed``: the options typed."""
     args = parser.parse_args(argv)
+    if args.command == "evolve" and args.preset:
+        args = _with_preset(parser, args, argv)
     args.typed = _typed(argv)
+    return args
+
+
+def parse_config(argv: list[str]):
+    """The config a command line runs with: ``EvolutionConfig`` for evolve (a preset applied; the run's own
+    config for --resume is read at run time), ``FitnessConfig`` for score, ``TrainConfig`` for train,
+    ``TransferConfig`` for apply, compare (its first strategy and allocation) and benchmark.
+
+    Raises PrunevoError for bad values, KeyError for a command without a config, SystemExit (2) for a usage
+    error as argparse does."""
+    args = _parse(build_parser(), argv)
+    return CONFIGS[args.command](args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command](_parse(parser, argv))
     except PrunevoError as exc:
         print(f"prunevo: error: {_one_line(exc, _flags(parser, args.command))}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-_PARAM = re.compile(r"\{param:([a-z_]+)(?:=([^}]*))?\}")
+_PARAM = re.compile(r"\{param:([a-z_.]+)(?:=([^}]*))?\}")
 
 
 def first_line(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -96,34 +97,37 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, fragment, tmp_path):
 
 
 def test_throughput_options_reach_the_run_config():
-    from prunevo.cli import _config, _parser
+    from prunevo.cli import parse_config
+    from prunevo.fitness.execution import Execution
 
-    args = _parser().parse_args(["evolve", "--ladder", "0.5,0.25", "--ladder-subset", "100", "--ladder-recal", "2",
-                                 "--batching", "fused", "--stack", "4", "--backend", "dask", "--address",
-                                 "tcp://scheduler:8786", "--n-jobs", "8"])
-    config = _config(args)
+    config = parse_config(["evolve", "--ladder", "0.5,0.25", "--ladder-subset", "100", "--ladder-recal", "2",
+                           "--batching", "fused", "--stack", "4", "--backend", "dask", "--address",
+                           "tcp://scheduler:8786", "--n-jobs", "8"])
     assert config.ladder == (0.5, 0.25) and config.ladder_subset == 100 and config.ladder_recal == 2
-    assert (config.batching, config.stack, config.backend, config.address, config.n_jobs) == (
-        "fused", 4, "dask", "tcp://scheduler:8786", 8)
-    options = config.evaluator_options()
-    assert options["ladder"].rungs == 3 and options["mode"] == "fused"
-    assert config.evaluator_options(ladder=False)["ladder"] is None
-    assert _config(_parser().parse_args(["evolve"])).ladder == ()
+    assert config.execution == Execution(n_jobs=8, backend="dask", address="tcp://scheduler:8786", device="cpu",
+                                         batching="fused", stack=4)
+    assert config.ladder_spec().rungs == 3 and config.execution.mode == "fused"
+    assert parse_config(["evolve"]).ladder == () and parse_config(["evolve"]).ladder_spec() is None
 
 
-def test_the_default_run_carries_a_check_task_of_another_network_family():
-    from prunevo.cli import _config, _parser
+@pytest.mark.parametrize("argv, check", [
+    ([], "default"),
+    (["--check-tasks", "none"], ()),
+    (["--rescore-seeds", "0"], ()),  # nothing scores them
+    (["--tasks", "lenet5@digits"], ()),  # your own tasks
+    (["--check-tasks", "lenet5@digits:epochs=0"], ("lenet5@digits:epochs=0",)),
+])
+def test_the_default_run_carries_a_check_task_of_another_network_family(argv, check):
+    from prunevo import EvolutionConfig
+    from prunevo.cli import parse_config
     from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS, DEFAULT_TASKS, parse_task
 
-    config = _config(_parser().parse_args(["evolve"]))
-    assert config.check_tasks == DEFAULT_CHECK_TASKS and config.rescore_seeds > 0
     fitness_nets = {parse_task(t).model for t in DEFAULT_TASKS}
     assert all(parse_task(t).model not in fitness_nets for t in DEFAULT_CHECK_TASKS)
-    assert _config(_parser().parse_args(["evolve", "--check-tasks", "none"])).check_tasks == ()
-    assert _config(_parser().parse_args(["evolve", "--rescore-seeds", "0"])).check_tasks == ()  # nothing scores them
-    assert _config(_parser().parse_args(["evolve", "--tasks", "lenet5@digits"])).check_tasks == ()  # your own tasks
-    given = _config(_parser().parse_args(["evolve", "--check-tasks", "lenet5@digits:epochs=0"]))
-    assert given.check_tasks == ("lenet5@digits:epochs=0",)
+    expected = DEFAULT_CHECK_TASKS if check == "default" else check
+    assert parse_config(["evolve", *argv]).check_tasks == expected
+    if not argv:  # the library decides it, not the command line: the same default without it
+        assert EvolutionConfig().check_tasks == DEFAULT_CHECK_TASKS
 
 
 def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(run_dir):
@@ -157,20 +161,72 @@ def test_export_rank_out_of_range(run_dir, capsys):
     assert "out of range" in capsys.readouterr().err
 
 
-def test_help_explains_every_option():
-    import argparse
+COMMANDS = ["evolve", "show", "export", "score", "tasks", "criteria", "train", "apply", "compare", "benchmark"]
 
-    from prunevo.cli import _parser
 
-    parser = _parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) >= {"evolve", "show", "export", "score", "tasks", "train", "apply", "compare"}
-    for command, sub in subparsers.choices.items():
-        for action in sub._actions:
-            assert action.help and action.help.strip(), f"prunevo {command} {action.option_strings or action.dest} has no help"
-        sub.format_help()  # every help string renders (a stray % would raise here)
-    proc = subprocess.run([sys.executable, "-m", "prunevo.cli", "apply", "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "--target-macs" in proc.stdout
+def _help(command: str, capsys) -> str:
+    from prunevo.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])  # every help string renders (a stray % would raise here)
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def _options_without_help(text: str) -> list[str]:
+    """Options listed in --help with no text: an option line ends at its name (or metavar) and the next line
+    is another option, a group title or the end."""
+    lines = text.splitlines()
+    bare = []
+    for i, line in enumerate(lines):
+        if re.match(r"^  -", line) and len(re.split(r"\s{2,}", line.strip())) == 1:
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            if not re.match(r"^ {20,}\S", following):
+                bare.append(line.strip())
+    return bare
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_explains_every_option(command, capsys):
+    text = _help(command, capsys)
+    assert not _options_without_help(text), f"prunevo {command}: options without help: {_options_without_help(text)}"
+    assert "(default: None)" not in text and "(default: MISSING" not in text
+
+
+def test_options_are_grouped_as_users_look_for_them(capsys):
+    text = _help("apply", capsys)
+    titles = [line[:-1] for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert titles == ["options", "data and model", "pruning target", "criterion and its statistics",
+                      "strategy and allocation", "fine-tune", "latency", "execution", "output"]
+    assert _options_without_help("  --bare\n  --next  text\n") == ["--bare"]  # the helper finds a bare option
+
+
+def test_help_defaults_are_the_config_defaults(capsys):
+    """--help states each default as the dataclass holds it (one place), and an untouched option keeps it."""
+    from prunevo.cli import parse_config
+
+    lines = _help("apply", capsys).splitlines()
+
+    def option_help(flag: str) -> str:  # the option's block of --help, joined
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"  {flag} "))
+        end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" " * 5)), len(lines))
+        return " ".join(" ".join(lines[start:end]).split())
+
+    config = parse_config(["apply", "--model", "lenet5"])
+    for flag, value in (("--epochs", config.finetune.epochs), ("--lr", config.finetune.lr),
+                        ("--calibration-samples", config.calibration_samples), ("--cycles", config.cycles),
+                        ("--max-layer-ratio", config.max_layer_ratio), ("--search-samples", config.search.samples),
+                        ("--latency-repeats", config.latency.repeats), ("--stem", config.setup.stem)):
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        assert option_help(flag).endswith(f"(default: {shown})"), option_help(flag)
+    train = parse_config(["train", "--model", "lenet5"])
+    assert (train.fit.epochs, train.fit.lr_schedule, train.output) == (10, "step", "base.pt")
+    evolve_help = " ".join(_help("evolve", capsys).split())
+    from prunevo import EvolutionConfig
+    assert f"(default: {EvolutionConfig.population})" in evolve_help
+
+
+def test_tasks_lists_the_syntax():
     assert main(["tasks"]) == 0
 
 
@@ -222,7 +278,7 @@ def test_resume_refuses_contradictions_and_applies_what_may_change(tmp_path, cap
     assert json.loads((tmp_path / "run" / "config.json").read_text())["population"] == 4  # untouched
     # options equal to the run's are fine; the ones that may change are applied, and said
     assert main(["evolve", "--resume", "--run-dir", run, "--population", "4", "--generations", "2", "--no-progress"]) == 0
-    assert "resume: generations 1 -> 2" in capsys.readouterr().out
+    assert "resume: --generations 1 -> 2" in capsys.readouterr().out
     assert saved_config(tmp_path / "run").generations == 2
     # the library refuses the same way, naming parameters
     with pytest.raises(RunError, match=r"differs: seed 9 \(the run has 0\); allowed to change on resume: generations"):

@@ -78,7 +78,7 @@ def test_fashion_mnist_and_corrupt_files(tmp_path, fake_resources):
 
 
 def test_missing_dataset_messages(tmp_path):
-    with pytest.raises(DataError, match="needs --data-root"):
+    with pytest.raises(DataError, match="needs data_root"):
         load_dataset("mnist", None)
     with pytest.raises(DataError, match="not found under"):
         load_dataset("mnist", tmp_path, cache_dir=tmp_path / "cache")

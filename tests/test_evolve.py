@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.errors import RunError
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
@@ -14,7 +15,8 @@ TIMING = {"seconds", "evals_per_second", "selections_per_second"}
 
 
 def _config(generations: int, **kw) -> EvolutionConfig:
-    return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations, n_jobs=1,
+    return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations,
+                           execution=SERIAL,
                            seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2, **{"rescore_seeds": 0, **kw})
 
 
@@ -85,14 +87,16 @@ def test_pareto_front_is_monotone():
 def test_config_validation():
     from prunevo.errors import PrunevoError
 
-    for kw in [dict(population=1), dict(n_jobs=0), dict(max_height=1),
+    for kw in [dict(population=1), dict(elitism=-1), dict(max_height=1),
                dict(tasks=("digits-vgg",), task_weights=(1.0, 2.0))]:
         with pytest.raises(PrunevoError):
             EvolutionConfig(**kw)
+    with pytest.raises(PrunevoError, match="n_jobs must be >= 1"):
+        Execution(n_jobs=0)
     # a low --max-height alone is consistent: the initial trees' bound follows it unless it is set
-    from prunevo.cli import _config, _parser
+    from prunevo.cli import parse_config
 
-    assert _config(_parser().parse_args(["evolve", "--max-height", "3"])).initial_heights == (1, 3)
+    assert parse_config(["evolve", "--max-height", "3"]).initial_heights == (1, 3)
     assert EvolutionConfig(max_height=2).initial_heights == (1, 2) and EvolutionConfig().initial_heights == (1, 4)
     with pytest.raises(PrunevoError, match="init_max_height <= max_height, got 1, 5, 3"):
         EvolutionConfig(max_height=3, init_max_height=5)
@@ -138,7 +142,7 @@ def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrain, "fit", fit)
     monkeypatch.setenv("PRUNEVO_CACHE", str(tmp_path / "cache"))  # empty: the base net would be trained now
     config = EvolutionConfig(tasks=("lenet5@digits:pretrain=1,epochs=0",), population=2, generations=0,
-                             n_jobs=1, elitism=0, rescore_seeds=0)
+                             execution=SERIAL, elitism=0, rescore_seeds=0)
     for progress, bar in ((False, False), (True, None)):  # --no-progress: never; else on a terminal only
         with pytest.raises(Seen) as seen:
             evolve(config, tmp_path / "run", progress=progress)

@@ -6,13 +6,14 @@ import math
 import pytest
 
 from tests.conftest import quick_task
+from prunevo.fitness.execution import Execution
 from prunevo.fitness.evaluator import Evaluator
 from prunevo.primitives import Formula
 from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion, as_criterion
 
 
 def test_identical_selections_are_evaluated_once(prepared_tasks):
-    evaluator = Evaluator(prepared_tasks, n_jobs=1, seed=0)
+    evaluator = Evaluator(prepared_tasks, seed=0)
     # positive multiples (exact in floating point) select the same channels
     criteria = [as_criterion("l1(W)"), as_criterion("2.0 * l1(W)"), as_criterion("l1(W) * 0.5")]
     results = evaluator.evaluate(criteria)
@@ -24,7 +25,7 @@ def test_identical_selections_are_evaluated_once(prepared_tasks):
 
 
 def test_fitness_is_the_weighted_geometric_mean_of_relative_accuracy(prepared_tasks):
-    evaluator = Evaluator(prepared_tasks, n_jobs=1, seed=0)
+    evaluator = Evaluator(prepared_tasks, seed=0)
     result = evaluator.evaluate([as_criterion("bn")])[0]
     rel = [result.accuracy[t.task.name] / t.base_val_accuracy for t in prepared_tasks]
     assert math.isclose(result.fitness, math.sqrt(rel[0] * rel[1]))
@@ -33,14 +34,14 @@ def test_fitness_is_the_weighted_geometric_mean_of_relative_accuracy(prepared_ta
 
 def test_results_do_not_depend_on_n_jobs(prepared_tasks):
     criteria = [as_criterion(c) for c in ("l1", "taylor", "snr", "fpgm", "tp-l2", "tp-hessian")] + [RandomCriterion(1)]
-    serial = Evaluator(prepared_tasks, n_jobs=1, seed=7).evaluate(criteria)
-    parallel = Evaluator(prepared_tasks, n_jobs=2, seed=7).evaluate(criteria)
+    serial = Evaluator(prepared_tasks, seed=7).evaluate(criteria)
+    parallel = Evaluator(prepared_tasks, execution=Execution(n_jobs=2), seed=7).evaluate(criteria)
     assert [r.fitness for r in serial] == [r.fitness for r in parallel]
     assert [r.accuracy for r in serial] == [r.accuracy for r in parallel]
 
 
 def test_bad_formulas_get_the_worst_fitness_with_a_reason(prepared_tasks):
-    evaluator = Evaluator(prepared_tasks, n_jobs=1, seed=0)
+    evaluator = Evaluator(prepared_tasks, seed=0)
     texts = ["gamma * 0.0", "sparsity(W)", "1.0 / (l1(W) - l1(W)) * 0.0 + 1.0", "square(square(square(square(l2(W) * 1e30))))"]
     results = evaluator.evaluate([FormulaCriterion(Formula.parse(t)) for t in texts])
     for text, result in zip(texts, results):
@@ -56,7 +57,7 @@ def test_a_criterion_that_does_not_apply_to_a_task_is_na_there_never_zero(prepar
 
     lenet = prepare_task(quick_task("digits-lenet5"), cache_dir=cache_dir)  # no BatchNorm
     vgg = prepared_tasks[0]
-    evaluator = Evaluator([vgg, lenet], n_jobs=1, seed=0)
+    evaluator = Evaluator([vgg, lenet], seed=0)
     for result in evaluator.evaluate([as_criterion("bn"), as_criterion("tp-bn")]):
         assert result.fitness == 0.0 and not result.valid  # evolution never selects it...
         assert set(result.not_applicable) == {"digits-lenet5"} and "BatchNorm" in result.not_applicable["digits-lenet5"]
@@ -73,13 +74,17 @@ def test_a_criterion_that_does_not_apply_to_a_task_is_na_there_never_zero(prepar
     assert best.fitness == max(r.fitness for r in rows if r.comparable and r.name in BASELINE_NAMES)
 
 
-def test_score_formulas_api_takes_names_and_formula_text():
+def test_score_formulas_api_takes_names_and_formula_text(cache_dir):
     from prunevo import score_formulas
+    from prunevo.fitness.config import FitnessConfig
+    from prunevo.fitness.execution import SERIAL
 
-    rows = score_formulas(["tp-l2", "l1(W) + l1(Wn)"], tasks=[quick_task("digits-vgg")], baselines=False)
+    config = FitnessConfig(tasks=("digits-vgg:ratio=0.5,epochs=0.25,pretrain=2",), cache_dir=str(cache_dir),
+                           execution=SERIAL)
+    rows = score_formulas(["tp-l2", "l1(W) + l1(Wn)"], config, baselines=False, progress=False)
     assert [r.name for r in rows] == ["tp-l2", "l1(W) + l1(Wn)"] and all(r.comparable for r in rows)
     with pytest.raises(Exception, match="named criterion: .*tp-l2"):
-        score_formulas(["tp-l3"], tasks=[quick_task("digits-vgg")])
+        score_formulas(["tp-l3"], config)
 
 
 def test_the_fitness_cache_key_holds_the_base_weights(prepared_tasks):

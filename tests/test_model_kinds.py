@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prunevo.transfer.setup import Setup
 from prunevo.cli import main
 from prunevo.errors import ModelError
 from prunevo.pruning.groups import build_dependency_graph, find_groups
@@ -181,8 +182,8 @@ def test_the_output_layer_is_found_by_execution_not_registration(tmp_path, monke
     # end to end: pruned, masked == pruned, and still 10 classes
     (tmp_path / "late.py").write_text("from tests.test_model_kinds import _LateRegistered as build\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    pruned, result = apply_formula("l1", TransferConfig(model="late:build", dataset="digits", target_macs=0.6,
-                                                        latency=None, calibration_samples=40))
+    pruned, result = apply_formula("l1", TransferConfig(setup=Setup(model="late:build", dataset="digits"),
+                                                        target_macs=0.6, latency=None, calibration_samples=40))
     assert pruned(torch.randn(2, 1, 8, 8)).shape == (2, 10) and abs(result.macs_fraction - 0.6) < 0.018
 
 
@@ -402,7 +403,7 @@ def test_grouped_convolutions_lose_the_same_positions_in_every_slice(function, f
 
     (tmp_path / "odd.py").write_text(GROUPED_AND_HARDCODED)
     monkeypatch.syspath_prepend(str(tmp_path))
-    session = TransferSession(TransferConfig(model=f"odd:{function}", dataset="digits", target_macs=0.5,
+    session = TransferSession(TransferConfig(setup=Setup(model=f"odd:{function}", dataset="digits"), target_macs=0.5,
                                              latency=None, calibration_samples=40))
     tied = [g for g in session.groups if g.ties is not None]
     assert tied and all(g.slices > 1 for g in tied)
@@ -425,7 +426,7 @@ def test_regnet_prunes_at_32_px():
     from prunevo.transfer.session import TransferSession
     from prunevo.pruning.criteria import as_criterion
 
-    session = TransferSession(TransferConfig(model="regnet_x_400mf", dataset="digits", image_size=32,
+    session = TransferSession(TransferConfig(setup=Setup(model="regnet_x_400mf", dataset="digits", image_size=32),
                                              target_macs=0.5, latency=None, calibration_samples=16))
     chosen = session.select(as_criterion("l1"), 0)
     assert abs(chosen.macs_fraction - 0.5) <= 0.015
@@ -457,7 +458,7 @@ def test_the_layer_that_reads_the_image_is_found_by_execution(tmp_path, monkeypa
     assert input_channels(build_model("resnet18", 10, (3, 32, 32)), 32) == 3
     (tmp_path / "gated.py").write_text("from tests.test_model_kinds import _AttentionFirst as build\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    session = TransferSession(TransferConfig(model="gated:build", dataset="digits", latency=None,
+    session = TransferSession(TransferConfig(setup=Setup(model="gated:build", dataset="digits"), latency=None,
                                              calibration_samples=40))
     assert session.input_shape == (1, 8, 8)  # grey digits as they are, not spread over 16 channels
 

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from prunevo.transfer.setup import Setup
 from prunevo.errors import PrunevoError
 
 # family: (smallest member, smallest image size it takes; at most 64 px gets the CIFAR-style stem)
@@ -53,7 +54,7 @@ def cover(model: str, size: int, tmp_dir) -> str:
     from prunevo.transfer.strategies import _kept
 
     data = tiny_image_folder(tmp_dir / "images")
-    config = TransferConfig(model=model, dataset=f"imagefolder:{data}", image_size=size, target_macs=0.5,
+    config = TransferConfig(setup=Setup(model=model, dataset=f"imagefolder:{data}", image_size=size), target_macs=0.5,
                             latency=None, calibration_samples=6, calibration_batch=3)
     try:
         session = TransferSession(config)

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 # a small evolution on the cheap test tasks; argv: run_dir n_jobs [stop_after_generation] [--resume]
 SCRIPT = r"""
 import sys
+from prunevo.fitness.execution import Execution
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.run import evolve
 from prunevo.fitness.tasks import prepare_task
@@ -22,7 +23,8 @@ run_dir, n_jobs = sys.argv[1], int(sys.argv[2])
 stop = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None
 resume = "--resume" in sys.argv
 prepared = [prepare_task(quick_task("digits-vgg")), prepare_task(quick_task("digits-resnet"))]
-config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=10, generations=5, n_jobs=n_jobs, seed=5,
+config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=10, generations=5,
+                         execution=Execution(n_jobs=n_jobs), seed=5,
                          elitism=1, hall_of_fame_size=8, random_baseline_seeds=1, rescore_seeds=0)
 # no re-scoring: it is a function of the hall of fame and its own seeds, and test_winners runs it twice
 

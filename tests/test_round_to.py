@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from prunevo.training import Accelerator
+from prunevo.transfer.setup import Setup
 from prunevo.errors import PrunevoError
 from prunevo.pruning.criteria import as_criterion
 from prunevo.pruning.selection import round_kept
@@ -34,10 +36,12 @@ def test_every_pruned_width_is_a_multiple_and_the_macs_target_holds(allocation):
 
 
 def test_default_rounding_depends_on_the_device_and_reports_say_it():
-    cpu = TransferConfig(model="resnet18", dataset="fakedata")
+    cpu = TransferConfig(setup=Setup(model="resnet18", dataset="fakedata"), accelerator=Accelerator("cpu"))
     assert cpu.rounding == 1 and cpu.to_dict()["round_to"] == 1
-    assert TransferConfig(model="resnet18", dataset="fakedata", device="cuda").rounding == 8
-    assert "multiples of 8" in target_text(TransferConfig(model="resnet18", dataset="fakedata", round_to=8).to_dict())
+    assert TransferConfig(setup=Setup(model="resnet18", dataset="fakedata"),
+                          accelerator=Accelerator("cuda")).rounding == 8
+    assert "multiples of 8" in target_text(TransferConfig(setup=Setup(model="resnet18", dataset="fakedata"),
+                                                          round_to=8).to_dict())
     assert "multiples" not in target_text(cpu.to_dict())
     with pytest.raises(PrunevoError, match="round_to"):
-        TransferConfig(model="resnet18", dataset="fakedata", round_to=0)
+        TransferConfig(setup=Setup(model="resnet18", dataset="fakedata"), round_to=0)

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from prunevo.transfer.setup import Setup
 from prunevo.cli import main
 from prunevo.pruning.allocation import SearchSpec, masks_along, sample_configurations
 from prunevo.pruning.cost import MacsEstimator, measure_cost
@@ -28,7 +29,7 @@ from prunevo.zoo.models import build_model
 
 @pytest.fixture(scope="module")
 def session():
-    config = TransferConfig(model="resnet20", dataset="digits", calibration_samples=40, latency=None,
+    config = TransferConfig(setup=Setup(model="resnet20", dataset="digits"), calibration_samples=40, latency=None,
                             finetune=FitConfig(epochs=0.05, batch_size=64), search=SearchSpec(3, 200))
     return TransferSession(config)
 
@@ -144,7 +145,7 @@ def test_unstructured_imp_reaches_the_target_sparsity(session):
 
 def test_compare_matches_channel_pruning_to_layer_latency_and_prints_the_grid(session, tmp_path):
     timed = fake_latency(session)
-    result = compare_criteria(["l1"], timed.config, (0,), tmp_path, session=timed, strategies=["uniform", "layer"])
+    result = compare_criteria(["l1"], timed.config, seeds=(0,), out_dir=tmp_path, session=timed, strategies=["uniform", "layer"])
     assert result.matched_latency is not None
     layer = [r for r in result.runs if r.strategy == "layer"]
     channel = [r for r in result.runs if r.strategy == "uniform"]
@@ -199,7 +200,7 @@ def test_max_layer_ratio_binds_every_allocation_and_the_advice_fits(allocation, 
     assert advice in err and len(err.splitlines()) == 1, err
     assert not_advised is None or not_advised not in err
     # within the cap the target is met, and no group lost more than 30% of its channels
-    session = TransferSession(TransferConfig(model="resnet20", dataset="digits", allocation=allocation,
+    session = TransferSession(TransferConfig(setup=Setup(model="resnet20", dataset="digits"), allocation=allocation,
                                              max_layer_ratio=0.3, target_macs=0.7, latency=None))
     chosen = session.select(as_criterion("l1"), 0)
     assert abs(chosen.macs_fraction - 0.7) <= 0.021

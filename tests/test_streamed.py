@@ -3,6 +3,8 @@ evaluation (within floating-point rounding), for every feature-map reduction of 
 import pytest
 import torch
 
+from prunevo.training import Accelerator
+from prunevo.transfer.setup import Setup
 from prunevo.primitives import Formula
 from prunevo.primitives.accumulators import STREAMED, Accumulator, boundaries
 from prunevo.primitives.grammar import OPS, Maps
@@ -101,9 +103,10 @@ def test_every_feature_map_boundary_of_the_grammar_streams():
 def test_transfer_streams_by_default_with_a_chunk_for_the_device():
     from prunevo import TransferConfig
 
-    config = TransferConfig(model="lenet5", device="cpu")
+    config = TransferConfig(setup=Setup(model="lenet5"), accelerator=Accelerator("cpu"))
     assert config.calibration_chunk == 8 and config.to_dict()["calibration_batch"] == 8
-    assert TransferConfig(model="lenet5", device="cpu", calibration_batch=3).to_dict()["calibration_batch"] == 3
+    assert TransferConfig(setup=Setup(model="lenet5"), accelerator=Accelerator("cpu"),
+                          calibration_batch=3).to_dict()["calibration_batch"] == 3
 
 
 def test_formula_constants_follow_the_statistics_device():

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
 from prunevo.evolve.run import evolve
@@ -33,19 +34,20 @@ def _fitness(evaluator: Evaluator, criteria) -> list[float]:
 
 def test_loop_equals_pruning_each_candidate_and_ignores_worker_count(prepared_tasks):
     criteria = _criteria()
-    naive = _fitness(Evaluator(prepared_tasks, mode="off"), criteria)
-    assert _fitness(Evaluator(prepared_tasks, mode="loop"), criteria) == naive
-    assert _fitness(Evaluator(prepared_tasks, mode="loop", n_jobs=2), criteria) == naive
+    naive = _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="off")), criteria)
+    assert _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="loop")), criteria) == naive
+    assert _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=2, batching="loop")), criteria) == naive
     assert len(set(naive)) > 5  # the candidates differ, so an index mix-up would show
 
 
 def test_fused_equals_loop_within_tolerance_whatever_the_companions(prepared_tasks):
     criteria = _criteria()
-    loop = _fitness(Evaluator(prepared_tasks, mode="loop"), criteria)
-    fused = _fitness(Evaluator(prepared_tasks, mode="fused", stack=4), criteria)
+    loop = _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="loop")), criteria)
+    fused = _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="fused", stack=4)), criteria)
     assert fused == pytest.approx(loop, abs=0.02)  # a borderline validation image or two may flip
     # each candidate alone (padded to the same stack size) gets exactly what it got among companions
-    alone = [_fitness(Evaluator(prepared_tasks, mode="fused", stack=4), [c])[0] for c in criteria[:3]]
+    alone = [_fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="fused", stack=4)),
+                      [c])[0] for c in criteria[:3]]
     assert alone == fused[:3]
 
 
@@ -54,8 +56,8 @@ def test_fused_global_allocation_runs_masked_and_matches_loop(cache_dir):
         ratio=0.5, selection="global")), cache_dir=cache_dir)]
     assert prepared[0].task.allocation == "global"
     criteria = _criteria(8)
-    loop = _fitness(Evaluator(prepared, mode="loop"), criteria)
-    fused = _fitness(Evaluator(prepared, mode="fused", stack=4), criteria)
+    loop = _fitness(Evaluator(prepared, execution=Execution(n_jobs=1, batching="loop")), criteria)
+    fused = _fitness(Evaluator(prepared, execution=Execution(n_jobs=1, batching="fused", stack=4)), criteria)
     assert fused == pytest.approx(loop, abs=0.02)
 
 
@@ -66,8 +68,8 @@ def test_fused_random_search_matches_loop(cache_dir):
                                         target_macs=0.5), cache_dir=cache_dir)]
     assert prepared[0].task.allocation == "random-search"
     criteria = _criteria(6)
-    loop = _fitness(Evaluator(prepared, mode="loop"), criteria)
-    fused = _fitness(Evaluator(prepared, mode="fused", stack=4), criteria)
+    loop = _fitness(Evaluator(prepared, execution=Execution(n_jobs=1, batching="loop")), criteria)
+    fused = _fitness(Evaluator(prepared, execution=Execution(n_jobs=1, batching="fused", stack=4)), criteria)
     assert fused == pytest.approx(loop, abs=0.03)
     assert len(set(loop)) > 2
 
@@ -107,7 +109,8 @@ def test_ladder_text_and_rung_budgets():
 
 
 def test_evolution_with_a_ladder_keeps_partial_results_out_of_the_hall_of_fame(tmp_path, prepared_tasks):
-    config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=10, generations=2, n_jobs=1, seed=1,
+    config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=10, generations=2, execution=SERIAL,
+                             seed=1,
                              hall_of_fame_size=20, rescore_seeds=0, random_baseline_seeds=1, ladder=(0.3,),
                              ladder_subset=100)
     run = evolve(config, tmp_path / "run", progress=False, prepared=prepared_tasks)
@@ -124,11 +127,11 @@ def test_cluster_backends_give_the_fitness_of_one_local_worker(prepared_tasks, b
     pytest.importorskip({"dask": "distributed", "ray": "ray"}[backend])
     criteria = _criteria(8)
     local = _fitness(Evaluator(prepared_tasks), criteria)
-    assert _fitness(Evaluator(prepared_tasks, n_jobs=2, backend=backend), criteria) == local
+    assert _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=2, backend=backend)), criteria) == local
 
 
 def test_unknown_backend_and_mode_are_clear_errors(prepared_tasks):
     with pytest.raises(PrunevoError, match="allowed: loky, dask, ray"):
-        Evaluator(prepared_tasks, backend="slurm")
-    with pytest.raises(ValueError, match="allowed"):
-        Evaluator(prepared_tasks, mode="turbo")
+        Execution(backend="slurm")
+    with pytest.raises(PrunevoError, match="allowed: auto, off, loop, fused"):
+        Execution(batching="turbo")

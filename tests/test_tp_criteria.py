@@ -11,6 +11,7 @@ import torch_pruning as tp
 import torchvision
 from torch import nn
 
+from prunevo.transfer.setup import Setup
 from prunevo.primitives import Formula
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import FormulaCriterion, NotApplicable, TorchPruningCriterion, as_criterion
@@ -275,7 +276,7 @@ def test_compare_reports_na_rows_apart_and_the_best_classic(tmp_path):
 
     from prunevo.transfer import FitConfig, TransferConfig, compare_criteria
 
-    config = TransferConfig(model="lenet5", dataset="digits", target_macs=0.5, calibration_samples=40,
+    config = TransferConfig(setup=Setup(model="lenet5", dataset="digits"), target_macs=0.5, calibration_samples=40,
                             finetune=FitConfig(epochs=0.0), latency=None)
     result = compare_criteria(["l1", "bn", "tp-bn", "tp-l2", "tp-hessian", "l1(W) + 1.0"], config, seeds=(0,),
                               out_dir=tmp_path)
@@ -294,7 +295,7 @@ def test_compare_reports_na_rows_apart_and_the_best_classic(tmp_path):
 def test_torch_pruning_criteria_run_under_every_channel_and_layer_strategy():
     from prunevo.transfer import FitConfig, TransferConfig, compare_criteria
 
-    config = TransferConfig(model="resnet20", dataset="digits", target_macs=0.6, calibration_samples=40,
+    config = TransferConfig(setup=Setup(model="resnet20", dataset="digits"), target_macs=0.6, calibration_samples=40,
                             finetune=FitConfig(epochs=0.0), latency=None)
     result = compare_criteria(["tp-l2", "tp-taylor", "tp-lamp", "tp-fpgm"], config, seeds=(0,),
                               strategies=["uniform", "global", "layer"], match_latency=False)

@@ -221,9 +221,9 @@ def test_cifar_pickles(tmp_path, name, classes):
 
 
 def test_missing_and_hostile_cifar_files_are_clear_errors(tmp_path):
-    with pytest.raises(DataError, match="missing data_batch_1.*--download"):
+    with pytest.raises(DataError, match="missing data_batch_1.*download"):
         load_image_data("cifar10", data_root=tmp_path)
-    with pytest.raises(DataError, match="needs --data-root"):
+    with pytest.raises(DataError, match="needs data_root"):
         load_image_data("cifar10")
     write_cifar(tmp_path)
 

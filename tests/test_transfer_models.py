@@ -8,6 +8,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunevo.transfer.setup import Setup
 from prunevo.errors import ModelError
 from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.pruning.criteria import as_criterion
@@ -33,7 +34,7 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 
 def session_for(model: str, **overrides) -> TransferSession:
-    settings = dict(model=model, dataset="fakedata", target_macs=0.5, calibration_samples=20,
+    settings = dict(setup=Setup(model=model, dataset="fakedata"), target_macs=0.5, calibration_samples=20,
                     finetune=FitConfig(epochs=0.0), latency=None)
     settings.update(overrides)
     session = TransferSession(TransferConfig(**settings))

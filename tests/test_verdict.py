@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
+from prunevo.transfer.setup import Setup
+from prunevo.fitness.execution import SERIAL
 from prunevo.training.regimes import FULL, ONE_SHOT, SHORT, regime_of, regimes_text
 from prunevo.verdict import paired_difference, verdict
 
@@ -63,7 +65,7 @@ def test_tasks_runs_and_transfer_configs_report_their_regime(tmp_path):
     assert saved["regime"] == ONE_SHOT and EvolutionConfig.from_json(saved) == config
     mixed = EvolutionConfig(tasks=("small-vgg@digits:epochs=0", "small-resnet@digits:epochs=2"))
     assert mixed.regime == f"mixed ({ONE_SHOT}, {FULL})"
-    transfer = TransferConfig(model="lenet5", finetune=FitConfig(epochs=0.25))
+    transfer = TransferConfig(setup=Setup(model="lenet5"), finetune=FitConfig(epochs=0.25))
     assert transfer.regime == SHORT and transfer.to_dict()["regime"] == SHORT
 
 
@@ -73,7 +75,7 @@ def test_compare_prints_one_shot_and_fine_tuned_top1_with_verdicts(tmp_path):
     from prunevo.transfer import FitConfig, TransferConfig, compare_criteria
     from prunevo.transfer.session import TransferSession
 
-    config = TransferConfig(model="lenet5", dataset="digits", target_macs=0.5, calibration_samples=40,
+    config = TransferConfig(setup=Setup(model="lenet5", dataset="digits"), target_macs=0.5, calibration_samples=40,
                             finetune=FitConfig(epochs=0.2), latency=None)
     session = TransferSession(config)
     result = compare_criteria(["l1", "tp-l2", "snr"], config, seeds=(0, 1, 2), out_dir=tmp_path, session=session)
@@ -110,9 +112,10 @@ def test_apply_says_which_regime_a_run_was_evolved_for(tmp_path, caplog):
     from prunevo.transfer import FitConfig, TransferConfig, apply_formula
 
     run = tmp_path / "run"
-    evolve(EvolutionConfig(tasks=("small-vgg@digits:epochs=0,pretrain=2",), population=4, generations=0, n_jobs=1,
+    evolve(EvolutionConfig(tasks=("small-vgg@digits:epochs=0,pretrain=2",), population=4, generations=0,
+                           execution=SERIAL,
                            rescore_seeds=0), run, progress=False)
-    config = TransferConfig(model="lenet5", dataset="digits", calibration_samples=40, latency=None,
+    config = TransferConfig(setup=Setup(model="lenet5", dataset="digits"), calibration_samples=40, latency=None,
                             finetune=FitConfig(epochs=0.1))
     with caplog.at_level("WARNING"):
         apply_formula(str(run), config, tmp_path / "out")

@@ -1,31 +1,34 @@
 """Evolution settings: plain data, saved in every run directory."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 from prunevo.errors import PrunevoError, RunError
-from prunevo.fitness.backends import BACKENDS
-from prunevo.fitness.jobs import MODES
+from prunevo.fitness.config import FitnessConfig
+from prunevo.fitness.execution import Execution
 from prunevo.fitness.ladder import Ladder
-from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, build_tasks
-from prunevo.training.regimes import regimes_text
+from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS, DEFAULT_TASKS, TaskOverrides, build_tasks
 
 __all__ = ["EvolutionConfig", "TaskOverrides"]
 
 
-# what a resumed run may change: how long it runs, and where its workers and data are (none changes fitness)
-RESUMABLE = ("generations", "n_jobs", "backend", "address", "data_root", "cache_dir")
+# what a resumed run may change: how long it runs, and where its workers and data are (none changes fitness);
+# nested fields by their path
+RESUMABLE = ("generations", "execution.n_jobs", "execution.backend", "execution.address", "data_root", "cache_dir")
+_EXECUTION_FIELDS = tuple(f.name for f in fields(Execution))  # flat in the config.json of older runs
 
 
-@dataclass(frozen=True)
-class EvolutionConfig:
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
-    overrides: TaskOverrides = field(default_factory=TaskOverrides)
+@dataclass(frozen=True, kw_only=True)
+class EvolutionConfig(FitnessConfig):
+    """A ``FitnessConfig`` (tasks, seed, data, execution) and the genetic programming around it: DEAP's
+    tournament and variation settings, tree heights, elitism, the hall of fame, the end-of-run re-scoring
+    and check tasks, and the fidelity ladder.
+
+    Raises PrunevoError for a value outside its range (the message names the parameter).
+    """
+
     population: int = 48
     generations: int = 10
-    seed: int = 0
-    n_jobs: int = 2
     tournament_size: int = 3
     parsimony_size: float = 1.2  # DEAP double tournament: the smaller tree wins with prob. size/2
     crossover_prob: float = 0.6
@@ -38,19 +41,14 @@ class EvolutionConfig:
     seed_classics: bool = True
     redraw_tries: int = 5  # mutate again an offspring that selects already-evaluated masks, up to this often
     rescore_seeds: int = 3  # replicates (calibration batch, BN re-estimation, fine-tune) of the final re-scoring on held-out data (0: none)
-    check_tasks: tuple[str, ...] = ()  # tasks never used for fitness, scored at the end like the re-scoring
+    # tasks never used for fitness, scored at the end like the re-scoring; None: DEFAULT_CHECK_TASKS when the
+    # tasks are the defaults and the run is re-scored (a network family no default task uses), else none
+    check_tasks: tuple[str, ...] | None = None
     random_baseline_seeds: int = 3
-    data_root: str | None = None
-    cache_dir: str | None = None
-    # throughput (fitness.ladder, fitness.jobs, fitness.backends): how fitness is measured, and where
+    # the fidelity ladder (fitness.ladder): how much of the full measurement each new selection gets
     ladder: tuple[float, ...] = ()  # shares promoted past each fidelity rung; () = every selection gets the full measurement
     ladder_subset: int = 500  # validation images scored at rung 0
     ladder_recal: int = 8  # BatchNorm recalibration batches (of 256 training images) at rung 0
-    batching: str = "auto"  # how a job scores its candidates: auto | loop | fused | off
-    stack: int = 16  # candidates per fused pass
-    device: str = "cpu"  # where fitness jobs train: cpu, cuda, cuda:N
-    backend: str = "loky"  # loky (local processes) | dask | ray; never changes fitness
-    address: str | None = None  # a running Dask scheduler or Ray cluster (None: start a local one)
 
     @property
     def initial_heights(self) -> tuple[int, int]:
@@ -59,56 +57,41 @@ class EvolutionConfig:
         return self.init_min_height, top
 
     def __post_init__(self) -> None:
+        if self.check_tasks is None:  # frozen: resolved once, here, so a saved config says what ran
+            default = self.tasks == DEFAULT_TASKS and self.rescore_seeds > 0
+            object.__setattr__(self, "check_tasks", DEFAULT_CHECK_TASKS if default else ())
         checks = [
-            (self.population >= 2, f"population must be at least 2, got {self.population}"),
-            (self.generations >= 0, f"generations must be >= 0, got {self.generations}"),
-            (self.n_jobs >= 1, f"n_jobs must be >= 1, got {self.n_jobs}"),
-            (0 <= self.elitism < self.population, f"elitism must be in [0, population), got {self.elitism}"),
-            (2 <= self.max_height <= 17, f"max_height must be in [2, 17], got {self.max_height}"),
+            (self.population >= 2, f"{{param:population}} must be at least 2, got {self.population}"),
+            (self.generations >= 0, f"{{param:generations}} must be >= 0, got {self.generations}"),
+            (0 <= self.elitism < self.population,
+             f"{{param:elitism}} must be in [0, population), got {self.elitism}"),
+            (2 <= self.max_height <= 17, f"{{param:max_height}} must be in [2, 17], got {self.max_height}"),
             (1 <= self.init_min_height <= self.initial_heights[1] <= self.max_height,
              f"need 1 <= init_min_height <= init_max_height <= max_height, got {self.init_min_height}, "
              f"{self.initial_heights[1]}, {self.max_height}"),
             (1.0 <= self.parsimony_size <= 2.0, f"parsimony_size must be in [1, 2], got {self.parsimony_size}"),
-            (len(self.tasks) >= 1, "at least one task is needed"),
-            (self.task_weights is None or len(self.task_weights) == len(self.tasks),
-             "task_weights needs one weight per task"),
-            (self.redraw_tries >= 0, f"redraw_tries must be >= 0, got {self.redraw_tries}"),
-            (0 <= self.rescore_seeds <= 16, f"rescore_seeds must be in [0, 16], got {self.rescore_seeds}"),
-            (self.batching in ("auto", *MODES), f"unknown batching {self.batching!r}; allowed: auto, {', '.join(MODES)}"),
-            (1 <= self.stack <= 1024, f"stack must be in [1, 1024], got {self.stack}"),
-            (self.backend in BACKENDS, f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}"),
+            (self.hall_of_fame_size >= 1, f"{{param:hall_of_fame_size}} must be >= 1, got {self.hall_of_fame_size}"),
+            (self.redraw_tries >= 0, f"{{param:redraw_tries}} must be >= 0, got {self.redraw_tries}"),
+            (0 <= self.rescore_seeds <= 16,
+             f"{{param:rescore_seeds}} must be in [0, 16], got {self.rescore_seeds}"),
             (not self.check_tasks or self.rescore_seeds > 0, "check tasks are scored by the re-scoring: "
-             "rescore_seeds must be > 0"),
+             "{param:rescore_seeds} must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise PrunevoError(message)
+        super().__post_init__()
         self.ladder_spec()  # validates the shares
-        tasks = self.task_list() + self.check_task_list()  # validates every spec and override
+        tasks = self.task_list() + self.check_task_list()  # validates every check spec and override
         for i, task in enumerate(tasks):
             for other in tasks[:i]:
                 if task.name == other.name or task.identity() == other.identity():
                     raise PrunevoError(f"task {task.name!r} is given twice (as {other.name!r}); fitness and check "
                                        f"tasks must all differ")
 
-    def task_list(self) -> list:
-        """The run's tasks, with the run-wide overrides and weights applied."""
-        return build_tasks(self.tasks, self.task_weights, self.overrides)
-
     def check_task_list(self) -> list:
         """Tasks never used for fitness, scored at the end (run-wide overrides apply to them too)."""
         return build_tasks(self.check_tasks, None, self.overrides)
-
-    @property
-    def regime(self) -> str:
-        """The fitness tasks' regime (one-shot, short or full fine-tune; ``mixed (...)`` when they differ)."""
-        return regimes_text([t.finetune.epochs for t in self.task_list()])
-
-    def evaluator_options(self, ladder: bool = True) -> dict:
-        """Keyword arguments of ``fitness.Evaluator`` for this run (without the ladder: full measurements)."""
-        return dict(n_jobs=self.n_jobs, seed=self.seed, ladder=self.ladder_spec() if ladder else None,
-                    mode=self.batching, stack=self.stack, backend=self.backend, address=self.address,
-                    device=self.device)
 
     def ladder_spec(self) -> Ladder | None:
         return Ladder(tuple(self.ladder), self.ladder_subset, self.ladder_recal) if self.ladder else None
@@ -119,6 +102,8 @@ class EvolutionConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "EvolutionConfig":
+        """The config of ``to_json``; also reads runs saved before ``execution`` was nested (its fields flat).
+        Raises RunError when the data is malformed or has unknown fields."""
         try:
             values = dict(data)
             values.pop("regime", None)  # derived from the tasks
@@ -128,6 +113,8 @@ class EvolutionConfig:
             if values.get("task_weights") is not None:
                 values["task_weights"] = tuple(values["task_weights"])
             values["overrides"] = TaskOverrides(**values.get("overrides", {}))
+            flat = {k: values.pop(k) for k in _EXECUTION_FIELDS if k in values}
+            values["execution"] = Execution(**{**values.get("execution", {}), **flat})
             known = {f.name for f in fields(cls)}
             unknown = set(values) - known
             if unknown:

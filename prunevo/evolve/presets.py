@@ -34,7 +34,8 @@ ONE_SHOT = "epochs=0,recal=2,val=2000,holdout=2000"
 
 @dataclass(frozen=True, kw_only=True)
 class Preset:
-    """A named set of evolve options: ``settings(root)`` gives their values (CLI destination names) for the
+    """A named set of evolve options: ``settings(root)`` gives their values (by config path, as the command
+    line's destinations are named: ``execution.n_jobs``) for the
     data root ``root``, which must hold ``folders``; ``summary`` is the one-line description of ``--help``."""
 
     summary: str
@@ -46,7 +47,7 @@ class Preset:
         s = self.settings(Path(DEFAULT_DATA_ROOT))
         ladder = f", ladder {s['ladder']}" if s.get("ladder", "off") != "off" else ""
         return (f"{self.summary}; population {s['population']}, {s['generations']} generations, "
-                f"{s['rescore_seeds']} re-scoring seeds, {s['n_jobs']} workers{ladder}")
+                f"{s['rescore_seeds']} re-scoring seeds, {s['execution.n_jobs']} workers{ladder}")
 
 
 def _oneshot(root: Path) -> dict:
@@ -54,8 +55,8 @@ def _oneshot(root: Path) -> dict:
     tasks = [f"resnet20@{data},macs={m},{ONE_SHOT}" for data in (FASHION, MNIST) for m in (0.25, 0.5)]
     # a network family (VGG) and data (colour photos) that no fitness task uses
     check = [f"small-vgg@{IMAGENETTE32.format(root=root)},macs={m},epochs=0,recal=2" for m in (0.25, 0.5)]
-    return {"tasks": tasks, "check_tasks": check, "population": 48, "generations": 12, "hall_of_fame": 5,
-            "rescore_seeds": 5, "n_jobs": 2, "data_root": str(root)}
+    return {"tasks": tasks, "check_tasks": check, "population": 48, "generations": 12, "hall_of_fame_size": 5,
+            "rescore_seeds": 5, "execution.n_jobs": 2, "data_root": str(root)}
 
 
 def _transfer(root: Path) -> dict:
@@ -65,7 +66,8 @@ def _transfer(root: Path) -> dict:
         "check_tasks": ["small-resnet@fashion-mnist:macs=0.5,train=2000"],
         # the ladder fine-tunes the best quarter of each generation's new selections only, and two workers
         # pay since jobs carry many candidates (docs/BENCHMARKS.md, evaluator throughput)
-        "population": 32, "generations": 6, "hall_of_fame": 5, "rescore_seeds": 2, "n_jobs": 2, "ladder": "0.25",
+        "population": 32, "generations": 6, "hall_of_fame_size": 5, "rescore_seeds": 2, "execution.n_jobs": 2,
+        "ladder": "0.25",
         "data_root": str(root),
     }
 
@@ -85,7 +87,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def preset_defaults(name: str, data_root: str | None) -> dict:
-    """The preset's option values (CLI destination names) for ``data_root`` (default ``../shared/data``).
+    """The preset's option values (config paths) for ``data_root`` (default ``../shared/data``).
 
     Raises PrunevoError for an unknown name, DataError when the data root lacks one of the preset's folders."""
     if name not in PRESETS:
@@ -93,6 +95,7 @@ def preset_defaults(name: str, data_root: str | None) -> dict:
     preset, root = PRESETS[name], Path(data_root or DEFAULT_DATA_ROOT)
     missing = [d for d in preset.folders if not (root / d).is_dir()]
     if missing:
-        raise DataError(f"--preset {name} needs {', '.join(f + '/' for f in preset.folders)} under --data-root "
+        raise DataError(f"{{param:preset={name}}} needs {', '.join(f + '/' for f in preset.folders)} under "
+                        f"{{param:data_root}} "
                         f"{root}; missing: {', '.join(missing)}")
     return preset.settings(root)

@@ -5,7 +5,7 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from prunevo.errors import RunError
 from prunevo.evolve import rundir
+from prunevo.configs import flatten
+from prunevo.training.config import resolve_device
 from prunevo.evolve.config import RESUMABLE, EvolutionConfig
 from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox,
                                    redraw_repeats, restore, snapshot, vary)
@@ -22,7 +24,7 @@ from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.rescore import RescoredRow, best_rescored, rescore
 from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with
-from prunevo.fitness.tasks import PreparedTask, prepare_task
+from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.utils import atomic_write_json
 
@@ -64,14 +66,6 @@ class RunResult:
         return best_classic(self.baseline_rows)
 
 
-def prepare_tasks(config: EvolutionConfig, progress: bool = True, check: bool = False) -> list[PreparedTask]:
-    """The fitness tasks (``check``: the check tasks) with their base nets, trained now if not cached;
-    ``progress``: a pretraining bar on a terminal."""
-    cache = Path(config.cache_dir) if config.cache_dir else None
-    return [prepare_task(t, config.data_root, cache, progress=None if progress else False)
-            for t in (config.check_task_list() if check else config.task_list())]
-
-
 def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:
     """Fitness of every classic criterion and Torch-Pruning importance, and of random averaged over
     ``random_seeds`` draws (the ``baselines.json`` form)."""
@@ -90,9 +84,8 @@ def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepare
     if progress:
         print(f"re-scoring {len(hof.entries)} formulas and the baselines on {seeds} fresh seeds and held-out "
               f"data{f' (check tasks: {len(check)})' if check else ''}...", flush=True)
-    options = {k: v for k, v in config.evaluator_options(ladder=False).items() if k not in ("n_jobs", "seed")}
-    rows = rescore([e.text for e in hof.entries], prepared, check, seeds, config.seed, config.n_jobs,
-                   progress=progress, **options)
+    rows = rescore([e.text for e in hof.entries], prepared, check, seeds=seeds, seed=config.seed,
+                   execution=config.execution, progress=progress)
     by_name = {r.name: r for r in rows if r.kind == "formula"}
     for entry in hof.entries:
         entry.rescored = by_name[entry.text].to_json()
@@ -143,11 +136,14 @@ def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, sec
     }
 
 
-def evolve(config: EvolutionConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+def evolve(config: EvolutionConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
            on_generation: Callable[[int], None] | None = None,
            prepared: list[PreparedTask] | None = None) -> RunResult:
     """Run (or resume) an evolution and return its hall of fame, Pareto front, baselines and log.  The run
-    directory is locked while it runs: a second process on it stops with a clear error."""
+    directory is locked while it runs: a second process on it stops with a clear error.
+
+    Raises RunError (a directory in use, a run already there without ``resume``, a resumed config that changes
+    more than RESUMABLE allows), DataError (missing data), ModelError or PrunevoError (bad settings)."""
     run_dir = Path(run_dir)
     lock = rundir.RunLock(run_dir)
     if run_dir.is_dir():
@@ -165,36 +161,39 @@ def saved_config(run_dir: Path) -> EvolutionConfig:
 
 def _resumable(saved: EvolutionConfig, config: EvolutionConfig) -> EvolutionConfig:
     """``config`` for resuming a run saved with ``saved``: only RESUMABLE fields may differ (they are logged);
-    any other difference raises RunError naming the parameters."""
-    differ = [f.name for f in fields(EvolutionConfig) if getattr(saved, f.name) != getattr(config, f.name)]
-    conflicts = [name for name in differ if name not in RESUMABLE]
+    any other difference raises RunError naming the parameters (nested ones by path: execution.n_jobs)."""
+    before, after = flatten(saved), flatten(config)
+    differ = [path for path in after if before[path] != after[path]]
+    conflicts = [path for path in differ if path not in RESUMABLE]
     if conflicts:
-        shown = "; ".join(f"{{param:{n}}} {getattr(config, n)!r} (the run has {getattr(saved, n)!r})"
-                          for n in conflicts)
+        shown = "; ".join(f"{{param:{p}}} {after[p]!r} (the run has {before[p]!r})" for p in conflicts)
         raise RunError(f"a resumed run keeps its config, and this one differs: {shown}; allowed to change on "
-                       f"resume: {', '.join(f'{{param:{n}}}' for n in RESUMABLE)}")
-    for name in differ:
-        log.info("resume: %s %r -> %r", name, getattr(saved, name), getattr(config, name))
+                       f"resume: {', '.join(f'{{param:{p}}}' for p in RESUMABLE)}")
+    for path in differ:
+        log.info("resume: %s %r -> %r", path, before[path], after[path])
     return config
 
 
 def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool,
             on_generation: Callable[[int], None] | None, prepared: list[PreparedTask] | None,
             lock: rundir.RunLock) -> RunResult:
+    resolve_device(config.execution.device)  # before base nets train: an unknown or absent device fails now
     if resume:
         config = _resumable(saved_config(run_dir), config)
         state = rundir.read_checkpoint(run_dir)
     else:
         if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
-            raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+            raise RunError(f"{run_dir} already holds a run; pass {{param:resume}} to continue it or choose another "
+                           f"{{param:run_dir}}")
         state = None
-    prepared = prepared or prepare_tasks(config, progress)  # bad data fails here, before the run directory exists
-    check = prepare_tasks(config, progress, check=True) if config.rescore_seeds else []
+    prepared = prepared or config.prepare(progress=progress)  # bad data fails here, before the run directory exists
+    check = config.prepare(config.check_task_list(), progress) if config.rescore_seeds else []
     run_dir.mkdir(parents=True, exist_ok=True)
     if not lock.held:
         lock.acquire()
     atomic_write_json(run_dir / "config.json", config.to_json())
-    evaluator = Evaluator(prepared, cache=state["cache"] if state else None, **config.evaluator_options())
+    evaluator = Evaluator(prepared, execution=config.execution, seed=config.seed, ladder=config.ladder_spec(),
+                          cache=state["cache"] if state else None)
     if state and "evaluator" in state:
         evaluator.stats = EvaluatorStats(**state["evaluator"])
     pset = build_pset()
@@ -264,7 +263,8 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
 
 
 def load_run(run_dir: str | Path) -> RunResult:
-    """A finished or interrupted run, read back from its directory."""
+    """A finished or interrupted run, read back from its directory.  Raises RunError when it is not a run
+    directory or its files are malformed."""
     run_dir = Path(run_dir)
     config = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
     state = rundir.read_checkpoint(run_dir)

@@ -42,7 +42,7 @@ class Backend:
                 import dask
                 from dask.distributed import Client, LocalCluster
             except ImportError:
-                raise PrunevoError("--backend dask needs Dask: pip install 'prunevo[dask]'") from None
+                raise PrunevoError("{param:backend=dask} needs Dask: pip install 'prunevo[dask]'") from None
             logging.getLogger("distributed").setLevel(logging.ERROR)  # no scheduler/worker chatter in reports
             if self.address:
                 self._client = Client(self.address)
@@ -60,7 +60,7 @@ class Backend:
                 import ray
                 from ray.util.joblib import register_ray
             except ImportError:
-                raise PrunevoError("--backend ray needs Ray: pip install 'prunevo[ray]'") from None
+                raise PrunevoError("{param:backend=ray} needs Ray: pip install 'prunevo[ray]'") from None
             if not ray.is_initialized():
                 quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
                 if self.address:

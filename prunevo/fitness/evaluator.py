@@ -18,10 +18,12 @@ from functools import cached_property
 import torch
 
 from prunevo.fitness.backends import Backend
-from prunevo.fitness.jobs import MODES, TaskJob, TaskPayload, run_task_job
+from prunevo.fitness.execution import SERIAL, Execution
+from prunevo.fitness.jobs import TaskJob, TaskPayload, run_task_job
 from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
+from prunevo.training.config import resolve_device
 from prunevo.training.stacked import Recalibration
 from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
 from prunevo.pruning.allocation import masks_along, sample_configurations
@@ -102,31 +104,29 @@ class EvaluatorStats:
 class Evaluator:
     """Scores criteria on prepared tasks; fitness = weighted geometric mean of relative accuracy.
 
-    ``mode`` is how a job scores its candidates (``fitness.jobs``: off, loop, fused; auto = fused on CUDA,
-    loop on the CPU), ``stack`` the fused batch size, ``ladder`` the fidelity ladder (None: every selection
-    gets the full measurement), ``backend``/``address`` where jobs run (``backend`` may also be a started
-    ``Backend``, which the caller then closes).  Call ``close`` (or use ``with``) to release a cluster the
-    evaluator started.
+    ``execution`` says where jobs run and how a job scores its candidates (``fitness.execution``; default
+    one local worker), ``ladder`` the fidelity ladder (None: every selection gets the full measurement);
+    ``backend`` may be a started ``Backend`` to share (the caller then closes it).  Call ``close`` (or use
+    ``with``) to release a cluster the evaluator started.
     """
 
-    def __init__(self, tasks: list[PreparedTask], n_jobs: int = 1, seed: int = 0, threads_per_job: int = 1,
-                 cache: dict[str, float] | None = None, ladder: Ladder | None = None, mode: str = "auto",
-                 stack: int = 16, backend: "str | Backend" = "loky", address: str | None = None,
-                 device: str = "cpu"):
-        if mode != "auto" and mode not in MODES:
-            raise ValueError(f"unknown scoring mode {mode!r}; allowed: auto, {', '.join(MODES)}")
+    def __init__(self, tasks: list[PreparedTask], *, execution: Execution = SERIAL, seed: int = 0,
+                 threads_per_job: int = 1, cache: dict[str, float] | None = None, ladder: Ladder | None = None,
+                 backend: Backend | None = None):
+        resolve_device(execution.device)  # an unknown or absent device fails here, before any job
         self.tasks = tasks
-        self.n_jobs = n_jobs
+        self.execution = execution
+        self.n_jobs = execution.n_jobs
         self.seed = seed
         self.threads_per_job = threads_per_job
         self.cache: dict[str, float] = dict(cache or {})
         self.stats = EvaluatorStats()
         self.ladder = ladder
-        self.device = device
-        self.mode = mode if mode != "auto" else ("fused" if device.startswith("cuda") else "loop")
-        self.stack = stack
-        self._owns_backend = not isinstance(backend, Backend)
-        self.backend = Backend(backend, n_jobs, address) if self._owns_backend else backend
+        self.device = execution.device
+        self.mode = execution.mode
+        self.stack = execution.stack
+        self._owns_backend = backend is None
+        self.backend = Backend(execution.backend, execution.n_jobs, execution.address) if backend is None else backend
         self._task_ids = {t.task.name: t.identity for t in tasks}
         self._by_name = {t.task.name: t for t in tasks}
         self._estimators: dict[str, MacsEstimator] = {}

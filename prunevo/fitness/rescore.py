@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from prunevo.fitness.backends import Backend
 from prunevo.fitness.evaluator import Evaluator, FitnessResult, weighted_geometric_mean
+from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.calibration import Calibration
@@ -100,29 +101,28 @@ def _scores(results: list[FitnessResult], tasks: list[str], weights: list[float]
                  {t: [round(a, 6) for a in v] for t, v in per_seed.items()})
 
 
-def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTask] | None = None, seeds: int = 3,
-            seed: int = 0, n_jobs: int = 1, baselines: bool = True, progress: bool = False,
-            **options) -> list[RescoredRow]:
+def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTask] | None = None, *,
+            seeds: int = 3, seed: int = 0, execution: Execution = SERIAL, baselines: bool = True,
+            progress: bool = False) -> list[RescoredRow]:
     """Rows for ``formulas`` (Formula objects or text), then every classic criterion, every Torch-Pruning
-    importance and random, each measured on ``seeds`` replicates (see the module docstring).  ``options`` go
-    to the ``Evaluator`` (batching mode, backend, device...); re-scoring never uses a fidelity ladder.
+    importance and random, each measured on ``seeds`` replicates (see the module docstring) where ``execution``
+    says (one backend serves every replicate); re-scoring never uses a fidelity ladder.
     ``progress`` shows a bar over the replicates."""
     from tqdm.auto import tqdm
 
     fitness_tasks = holdout_tasks(prepared, 1)
     check_tasks = holdout_tasks(check or [], 1)
-    options.pop("ladder", None)
     named = [(str(getattr(f, "text", f)), "formula", as_criterion(f)) for f in formulas]
     if baselines:
         named += [(name, "baseline", as_criterion(name)) for name in BASELINE_NAMES]
-    backend = Backend(options.pop("backend", "loky"), n_jobs, options.pop("address", None))
+    backend = Backend(execution.backend, execution.n_jobs, execution.address)
     per_seed: list[list[FitnessResult]] = []
     try:
         for i in tqdm(range(seeds), desc="re-score", unit="seed", disable=not progress):
             replicate_seed = derive_seed(seed, "rescore", i)
             tasks = [replicate(t, derive_seed(replicate_seed, t.task.identity())) for t in fitness_tasks + check_tasks]
             criteria = [c for _, _, c in named] + ([RandomCriterion(replicate_seed)] if baselines else [])
-            evaluator = Evaluator(tasks, n_jobs=n_jobs, seed=replicate_seed, backend=backend, **options)
+            evaluator = Evaluator(tasks, execution=execution, seed=replicate_seed, backend=backend)
             per_seed.append(evaluator.evaluate(criteria, full=True))
     finally:
         backend.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
+from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, Criterion, RandomCriterion, as_criterion
 
@@ -38,13 +40,26 @@ def best_classic(rows: list[ScoreRow]) -> ScoreRow | None:
     return max(candidates, key=lambda r: r.fitness, default=None)
 
 
-def score_criteria(criteria: list, prepared: list[PreparedTask], n_jobs: int = 1, seed: int = 0,
-                   baselines: bool = True, random_seeds: int = 3, **options) -> list[ScoreRow]:
+def score_criteria(criteria: list, prepared: list[PreparedTask], *, execution: Execution = SERIAL, seed: int = 0,
+                   baselines: bool = True, random_seeds: int = 3) -> list[ScoreRow]:
     """One row per criterion (a Formula, a criterion or a name), then (with ``baselines``) every classic
-    criterion, every Torch-Pruning importance and random (mean of seeds).  ``options`` go to the
-    ``Evaluator`` (batching mode, backend, device...)."""
-    with Evaluator(prepared, n_jobs=n_jobs, seed=seed, **options) as evaluator:
+    criterion, every Torch-Pruning importance and random (mean of seeds), scored where ``execution`` says.
+    Raises FormulaError for a criterion that does not parse."""
+    with Evaluator(prepared, execution=execution, seed=seed) as evaluator:
         return score_with(evaluator, criteria, baselines, random_seeds)
+
+
+def score_formulas(formulas: list, config: FitnessConfig | None = None, *, baselines: bool = True,
+                   progress: bool = True) -> list[ScoreRow]:
+    """Score criteria (Formula objects, formula text or files, or names: ``l1``, ``tp-l2``, ``random``...) on the
+    tasks of ``config`` (default: ``FitnessConfig()``, the default tasks) beside the classic criteria,
+    Torch-Pruning's importances and random.  Base nets are trained on first use (``progress``: a bar).
+
+    Raises FormulaError for bad formula text (before any task is prepared), DataError for missing data."""
+    config = config or FitnessConfig()
+    criteria = [as_criterion(f) for f in formulas]
+    prepared = config.prepare(progress=progress)
+    return score_criteria(criteria, prepared, execution=config.execution, seed=config.seed, baselines=baselines)
 
 
 def score_with(evaluator: Evaluator, criteria: list, baselines: bool = True, random_seeds: int = 3) -> list[ScoreRow]:

@@ -32,6 +32,10 @@ DEFAULT_TASKS = ("resnet20@digits:size=32,macs=0.25,epochs=0,recal=1",)
 # The default check task, never a fitness task: another network family (VGG) at another input size (8 px),
 # 75% of its channels removed; its paired verdict tells a new user whether the winner transfers beyond its
 # fitness task.
+TASK_SYNTAX_HELP = ("each MODEL@DATASET[:key=value,...] with any model and dataset that 'prunevo apply' accepts "
+                    "(lenet5@mnist, small-vgg@imagefolder:PATH:size=32, resnet20@fashion-mnist:macs=0.5,epochs=1,"
+                    "train=4000,val=2000,weight=2), or a short name such as digits-vgg; 'prunevo tasks' lists the "
+                    "options and defaults")
 DEFAULT_CHECK_TASKS = ("small-vgg@digits:epochs=0,recal=1",)
 ALIAS_NETS = {"vgg": "small-vgg", "resnet": "small-resnet", "lenet5": "lenet5", "resnet20": "resnet20"}
 ALIAS_DATASETS = ("digits", "mnist", "fashion-mnist")

@@ -10,7 +10,7 @@ from prunevo.errors import PrunevoError
 from prunevo.training.schedules import BASE_SCHEDULES, SCHEDULES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitConfig:
     """SGD (Nesterov momentum by default) for ``epochs`` with an LR schedule (see ``training.schedules``).
 
@@ -43,19 +43,30 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class Accelerator:
-    """Where to run: ``device`` plus mixed precision and memory format (both default to on for CUDA)."""
+    """Where to run: ``device`` (auto = CUDA when present, cpu, cuda, cuda:N) plus bfloat16 mixed precision
+    and the channels_last memory format (None: on for CUDA).  Code that runs models takes ``resolved()``."""
 
-    device: str = "cpu"
+    device: str = "auto"
     amp: bool | None = None
     channels_last: bool | None = None
 
+    def resolved(self) -> "Accelerator":
+        """The same with ``device`` resolved (``resolve_device``); raises PrunevoError for an unknown or
+        unavailable device."""
+        return Accelerator(resolve_device(self.device), self.amp, self.channels_last)
+
+    @property
+    def on_cuda(self) -> bool:
+        device = resolve_device(self.device) if self.device == "auto" else self.device
+        return device.startswith("cuda")
+
     @property
     def use_amp(self) -> bool:
-        return self.amp if self.amp is not None else self.device.startswith("cuda")
+        return self.amp if self.amp is not None else self.on_cuda
 
     @property
     def use_channels_last(self) -> bool:
-        return self.channels_last if self.channels_last is not None else self.device.startswith("cuda")
+        return self.channels_last if self.channels_last is not None else self.on_cuda
 
     def autocast(self):
         kind = "cuda" if self.device.startswith("cuda") else "cpu"

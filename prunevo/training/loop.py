@@ -18,7 +18,7 @@ from prunevo.training.batches import make_loader, seeded_subset
 from prunevo.training.config import Accelerator, FitConfig
 from prunevo.training.schedules import make_scheduler
 
-CPU = Accelerator()
+CPU = Accelerator("cpu")
 
 
 def fit(model: nn.Module, dataset: Dataset, config: FitConfig, seed: int, accel: Accelerator = CPU,
@@ -69,7 +69,7 @@ def sgd_steps(params: Iterable[torch.Tensor], loss_of: Callable[[torch.Tensor, t
             step += 1
             bar.update(1)
             if step % 50 == 0 and not torch.isfinite(loss).all():  # syncs a GPU: not every step
-                raise PrunevoError(f"training diverged (loss {loss.max().item()}) at step {step}; lower --lr")
+                raise PrunevoError(f"training diverged (loss {loss.max().item()}) at step {step}; lower {{param:lr}}")
     bar.close()
 
 

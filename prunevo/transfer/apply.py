@@ -39,10 +39,10 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, recor
     """Write the pruned model in the three forms described above (``export=False``: no .pt2); returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    stem = resolved_stem(session.config.model, session.config.stem, session.input_shape[1])
+    stem = resolved_stem(session.config.setup.model, session.config.setup.stem, session.input_shape[1])
     atomic_torch_save(out_dir / "pruned_weights.pt", {
-        "format": PRUNED_FORMAT, "model": _portable(session.config.model), "module_file": user_module_file(
-            session.config.model), "num_classes": session.data.num_classes,
+        "format": PRUNED_FORMAT, "model": _portable(session.config.setup.model), "module_file": user_module_file(
+            session.config.setup.model), "num_classes": session.data.num_classes,
         "input_shape": list(session.input_shape), "stem": stem or "auto",
         "cycles": record.cycles, "removed": record.removed, "ignore_layers": list(session.config.ignore_layers),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -79,7 +79,8 @@ def _portable(model: str) -> str:
 
 
 def load_pruned(path: str | Path) -> nn.Module:
-    """Rebuild a pruned model from ``pruned_weights.pt``: weights-only loading, no dataset needed."""
+    """Rebuild a pruned model from ``pruned_weights.pt``: weights-only loading, no dataset needed.  Raises
+    ModelError for a missing, corrupt or foreign file."""
     try:
         data = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # missing, corrupt or pickled-code files
@@ -103,12 +104,14 @@ def load_pruned(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, seed: int = 0,
+def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, *, seed: int = 0,
                   progress: bool = False, session: TransferSession | None = None) -> tuple[nn.Module, ApplyResult]:
-    """Prune ``config.model`` with ``criterion`` (a Formula, formula text, classic name or ``random``)
+    """Prune ``config.setup.model`` with ``criterion`` (a Formula, formula text, classic name or ``random``)
     using ``config.strategy``.
 
     With ``out_dir``, the pruned model and ``report.json``/``report.md`` are written there.
+    Raises FormulaError (bad criterion text), DataError, ModelError (a model the pruner cannot handle, or
+    physical pruning that does not compute what the masked model does), TargetUnreachable or PrunevoError.
     """
     from prunevo.transfer.session import criteria_from, regime_note
 

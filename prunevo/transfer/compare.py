@@ -46,7 +46,7 @@ def _latency_share(session: TransferSession, runs: list[ApplyResult]) -> float:
 
 
 def _title(config: TransferConfig, seeds, matched: float | None, strategies: list[str]) -> str:
-    title = (f"{config.model} on {config.dataset}: {target_text(config.to_dict())}, {config.regime} "
+    title = (f"{config.setup.model} on {config.setup.dataset}: {target_text(config.to_dict())}, {config.regime} "
              f"({config.finetune.epochs:g} fine-tune epochs, {config.finetune.lr_schedule}), seeds {list(seeds)}")
     if len(strategies) > 1 or strategies[0] != "uniform":
         title += f"; strategies {', '.join(strategies)}"
@@ -63,13 +63,18 @@ def expand_baselines(criteria: list) -> list:
     return out
 
 
-def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, ...] = (0, 1, 2),
+COMPARE_SEEDS = 3  # seeds 0..N-1 per criterion when none are given
+
+
+def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int, ...] = tuple(range(COMPARE_SEEDS)),
                      out_dir: str | Path | None = None, progress: bool = False,
                      session: TransferSession | None = None, strategies: list[str] | None = None,
                      match_latency: bool = True, name: str = "compare") -> CompareResult:
     """Run ``apply`` for every criterion, strategy and seed; summarize with mean ± std and the gap to random.
 
-    ``strategies`` default to the config's own (``config.variant``).
+    ``strategies`` default to the config's own (``config.variant``).  Raises what ``apply_formula`` raises
+    for a setting that fails for every criterion; a criterion that does not apply to the model is a row marked
+    n/a, not an error.
     """
     from tqdm.auto import tqdm
 

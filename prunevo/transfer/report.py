@@ -33,7 +33,7 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
     devices = sorted(set(b.latency_ms) | set(a.latency_ms))
     batches = sorted({k for m in (b, a) for d in m.latency_ms.values() for k in d})
     lines = [
-        f"# prunevo apply: {config['model']} on {config['dataset']}",
+        f"# prunevo apply: {config['setup']['model']} on {config['setup']['dataset']}",
         "",
         f"- criterion: `{result.criterion}`" + (f" = `{result.formula}`" if result.formula and result.formula != result.criterion else ""),
         "- target: " + target_text(config) + f"; strategy {result.strategy}"

@@ -34,40 +34,38 @@ from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import Selection, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration
-from prunevo.transfer.setup import load_setup
+from prunevo.transfer.setup import Setup, load_setup
 from prunevo.transfer.strategies import RUNNERS
 from prunevo.transfer.variants import STRATEGIES, variant_name
-from prunevo.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn, resolve_device
+from prunevo.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn
 from prunevo.training.regimes import regime_of
 from prunevo.zoo.images import labels_of
 
 log = logging.getLogger(__name__)
 
 
-DATA_FIELDS = ("model", "dataset", "data_root", "download", "checkpoint", "image_size", "stem", "domino",
-               "calibration_samples", "calibration_batch", "device", "amp", "channels_last", "latency", "cache_dir")
+DEFAULT_TARGET_MACS = 0.5  # share of the MACs kept when no target is given
+
+# what a session loads or measures once: a variant of it cannot change them
+SESSION_FIELDS = ("setup", "accelerator", "domino", "calibration_samples", "calibration_batch", "latency",
+                  "ignore_layers")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TransferConfig:
-    """Everything that defines a transfer experiment except the criterion and the seed.
+    """Everything that defines a transfer experiment except the criterion and the seed: the model and data
+    (``setup``), where it runs (``accelerator``), the target, the strategy and the fine-tune.
 
-    Exactly one target: ``target_macs`` (share of the MACs kept), ``channel_ratio`` (share of the channels
-    removed) or ``target_latency`` (share of the unpruned model's measured latency; channel and layer
+    At most one target (none given: ``target_macs`` = DEFAULT_TARGET_MACS): ``target_macs`` (share of the MACs
+    kept), ``channel_ratio`` (share of the channels removed) or ``target_latency`` (share of the unpruned model's measured latency; channel and layer
     strategies).  ``strategy``: ``channel`` (one shot), ``layer`` (remove whole blocks/layers),
     ``iterative`` (``cycles`` prune/retrain cycles; ``finetune.epochs`` is the total retraining budget,
     split evenly) or ``unstructured`` (the IMP baseline: global weight magnitude, ``cycles`` cycles, to a
     sparsity of ``channel_ratio`` or ``1 - target_macs``).
     """
 
-    model: str
-    dataset: str = "digits"
-    data_root: str | None = None
-    download: bool = False
-    checkpoint: str | None = None
-    image_size: int | None = None
-    stem: str = "auto"
-    target_macs: float | None = 0.5  # share of the original MACs that remains
+    setup: Setup
+    target_macs: float | None = None  # share of the original MACs that remains (DEFAULT_TARGET_MACS when no target)
     channel_ratio: float | None = None  # or: share of channels removed (layer-wise or globally)
     target_latency: float | None = None  # or: share of the original latency (device and batch: latency_key)
     strategy: str = "channel"
@@ -89,17 +87,17 @@ class TransferConfig:
     # stays near 3 GB and runs no slower than larger chunks), 32 on CUDA
     calibration_batch: int | None = None
     finetune: FitConfig = field(default_factory=lambda: FitConfig(epochs=1.0, lr=0.01, lr_schedule="clr"))
-    device: str = "cpu"
-    amp: bool | None = None
-    channels_last: bool | None = None
+    accelerator: Accelerator = field(default_factory=Accelerator)
     latency: LatencySpec | None = field(default_factory=LatencySpec)
-    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         targets = [t for t in (self.target_macs, self.channel_ratio, self.target_latency) if t is not None]
+        if not targets:  # no target given: the default one (frozen: set once, here)
+            object.__setattr__(self, "target_macs", DEFAULT_TARGET_MACS)
+            targets = [DEFAULT_TARGET_MACS]
         if len(targets) != 1:
-            raise PrunevoError("give exactly one of target_macs (--target-macs), channel_ratio (--channel-ratio) "
-                               "and target_latency (--target-latency)")
+            raise PrunevoError("give exactly one of {param:target_macs}, {param:channel_ratio} and "
+                               "{param:target_latency}")
         if self.strategy not in STRATEGIES:
             raise PrunevoError(f"unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
         if self.target_macs is not None:
@@ -108,7 +106,7 @@ class TransferConfig:
         if self.calibration_samples < 2:
             raise PrunevoError("calibration_samples must be at least 2")
         if self.calibration_batch is not None and self.calibration_batch < 1:
-            raise PrunevoError(f"calibration_batch (--calibration-batch) must be at least 1, got {self.calibration_batch}")
+            raise PrunevoError(f"{{param:calibration_batch}} must be at least 1, got {self.calibration_batch}")
         if self.cycles < 1:
             raise PrunevoError(f"cycles must be >= 1, got {self.cycles}")
         if self.layer_reduction not in UNIT_REDUCTIONS:
@@ -119,15 +117,16 @@ class TransferConfig:
                 raise PrunevoError(f"latency target {self.target_latency} is out of range; allowed: 0 < target <= 1 "
                                    f"(the share of the original latency that remains)")
             if self.latency is None:
-                raise PrunevoError("a latency target needs latency measurement (drop --no-latency)")
+                raise PrunevoError("a latency target needs latency measurement, which is off (latency is None)")
             if self.strategy not in ("channel", "layer"):
-                raise PrunevoError(f"--target-latency works with the channel and layer strategies, not {self.strategy}")
+                raise PrunevoError(f"{{param:target_latency}} works with the channel and layer strategies, not "
+                                   f"{self.strategy}")
         if self.allocation == "random-search" and self.channel_ratio is not None:
-            raise PrunevoError("random search samples configurations under a MACs budget: give --target-macs or "
-                               "--target-latency, not --channel-ratio")
+            raise PrunevoError("random search samples configurations under a MACs budget: give {param:target_macs} or "
+                               "{param:target_latency}, not {param:channel_ratio}")
         if self.strategy == "layer" and self.channel_ratio is not None:
-            raise PrunevoError("layer pruning removes whole blocks: give --target-macs or --target-latency, "
-                               "not --channel-ratio")
+            raise PrunevoError("layer pruning removes whole blocks: give {param:target_macs} or {param:target_latency}, "
+                               "not {param:channel_ratio}")
         self.prune_spec()  # validates the reduction, Domino variant and caps
         if self.round_to is not None and not 1 <= self.round_to <= 1024:
             raise PrunevoError(f"round_to must be in [1, 1024], got {self.round_to}")
@@ -145,7 +144,7 @@ class TransferConfig:
 
     @property
     def on_cuda(self) -> bool:
-        return str(self.device).startswith("cuda") or (self.device == "auto" and resolve_device("auto") != "cpu")
+        return self.accelerator.on_cuda
 
     @property
     def rounding(self) -> int:
@@ -209,8 +208,8 @@ class TransferSession:
     def __init__(self, config: TransferConfig, progress: bool = False):
         self.config = config
         self.progress = progress
-        self.accel = Accelerator(resolve_device(config.device), config.amp, config.channels_last)
-        self.data, self.model, self.meta = load_setup(config)
+        self.accel = config.accelerator.resolved()
+        self.data, self.model, self.meta = load_setup(config.setup)
         self.input_shape = self.data.input_shape
         self.example = torch.zeros(1, *self.input_shape)
         self.groups = find_groups(self.model, self.example, keep_layers=config.ignore_layers)
@@ -222,7 +221,7 @@ class TransferSession:
     def variant(self, **changes) -> "TransferSession":
         """The same data, base model, statistics and base measurement under other pruning settings."""
         config = replace(self.config, **changes)
-        changed = [f for f in (*DATA_FIELDS, "ignore_layers") if getattr(config, f) != getattr(self.config, f)]
+        changed = [f for f in SESSION_FIELDS if getattr(config, f) != getattr(self.config, f)]
         if changed:
             raise PrunevoError(f"a session variant cannot change {', '.join(changed)}; start a new session")
         other = copy.copy(self)
@@ -291,7 +290,7 @@ class TransferSession:
             scores = [s.detach().cpu().double()
                       for s in criterion.group_scores(calibration, self.config.group_reduction, strict=False)]
         except NotApplicable as exc:
-            raise NotApplicableError(name, f"does not apply to {self.config.model}: {exc}") from None
+            raise NotApplicableError(name, f"does not apply to {self.config.setup.model}: {exc}") from None
         except InvalidScores as exc:
             raise PrunevoError(f"criterion {name!r} cannot rank channels: {exc}") from None
         problems = [p for p in (rank_problem(s, g) for g, s in enumerate(scores)) if p]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -14,6 +15,28 @@ from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, build_model, in
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Setup:
+    """The model and data a command starts from: ``train`` trains it, ``apply``/``compare``/``benchmark`` prune it.
+
+    ``model``: a torchvision classification model name, small-vgg, small-resnet, lenet5, module:function or a
+    whole-model .pt file (``zoo.models``); ``dataset``: digits, mnist, fashion-mnist, cifar10, cifar100, svhn
+    (files under ``data_root``, fetched by torchvision only when ``download``), imagefolder:PATH or fakedata
+    (``zoo.images``); ``checkpoint``: weights to start from (``transfer.checkpoint``); ``image_size`` in pixels
+    (None: the dataset's own, 224 for image folders, a checkpoint's); ``stem`` of torchvision models (auto =
+    cifar at <= 64 px); ``cache_dir``: extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
+    """
+
+    model: str
+    dataset: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    checkpoint: str | None = None
+    image_size: int | None = None
+    stem: str = "auto"
+    cache_dir: str | None = None
+
+
 def resolved_stem(model: str, stem: str, input_size: int) -> str | None:
     """The stem actually built: ``cifar`` or ``imagenet`` for torchvision models, None for others."""
     if model not in torchvision_names():
@@ -23,8 +46,8 @@ def resolved_stem(model: str, stem: str, input_size: int) -> str | None:
     return stem
 
 
-def load_setup(config, warn_untrained: bool = True) -> tuple[ImageData, nn.Module, dict[str, Any]]:
-    """(data, model in eval mode on the CPU, checkpoint metadata) for a Train- or TransferConfig."""
+def load_setup(config: Setup, warn_untrained: bool = True) -> tuple[ImageData, nn.Module, dict[str, Any]]:
+    """(data, model in eval mode on the CPU, checkpoint metadata).  Raises DataError or ModelError."""
     image_size = config.image_size
     if image_size is None and config.checkpoint:
         shape = read_checkpoint(config.checkpoint)[1].get("input_shape")

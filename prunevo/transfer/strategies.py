@@ -104,13 +104,13 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
     start = time.perf_counter()
     units = removable_units(session.model, session.example)
     if not units:
-        raise ModelError(f"{session.config.model} has no block or layer that can be removed: layer pruning needs "
+        raise ModelError(f"{session.config.setup.model} has no block or layer that can be removed: layer pruning needs "
                          f"residual blocks with identity shortcuts or convolutions whose output has their input's "
-                         f"shape; use --strategy channel")
+                         f"shape; use {{param:strategy=channel}}")
     try:
         filter_scores = criterion.layer_scores(session.calibration(seed))
     except NotApplicable as exc:
-        raise NotApplicableError(name, f"does not apply to {session.config.model}: {exc}") from None
+        raise NotApplicableError(name, f"does not apply to {session.config.setup.model}: {exc}") from None
     except InvalidScores as exc:
         raise PrunevoError(f"criterion {name!r} cannot rank layers: {exc}") from None
     order = removal_order(units, unit_scores(units, filter_scores, session.config.layer_reduction))
@@ -128,8 +128,8 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
         least = fraction(len(order))
         if least > wanted:
             raise PrunevoError(f"layer pruning can remove at most {len(order)} blocks/layers of "
-                               f"{session.config.model}, which leaves {least:.1%} of the MACs; "
-                               f"allowed: --target-macs >= {least:.2f}, or --strategy channel")
+                               f"{session.config.setup.model}, which leaves {least:.1%} of the MACs; "
+                               f"allowed: {{param:target_macs}} >= {least:.2f}, or {{param:strategy=channel}}")
         lo, hi = 0, len(order)  # fewest removals whose MACs meet the target (MACs fall with every removal)
         while lo < hi:
             mid = (lo + hi) // 2

@@ -9,26 +9,22 @@ import torch
 
 from prunevo.errors import PrunevoError
 from prunevo.transfer.checkpoint import save_checkpoint
-from prunevo.transfer.setup import load_setup, resolved_stem
-from prunevo.training import Accelerator, FitConfig, evaluate, fit, resolve_device
+from prunevo.transfer.setup import Setup, load_setup, resolved_stem
+from prunevo.training import Accelerator, FitConfig, evaluate, fit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    model: str
-    dataset: str = "digits"
+    """Train ``setup.model`` on ``setup.dataset`` (from ``setup.checkpoint``'s weights when given, else a random
+    initialization drawn from ``seed``) with ``fit``, on ``accelerator``, and save the checkpoint to ``output``.
+
+    Raises PrunevoError for a schedule base training does not use."""
+
+    setup: Setup
     output: str = "base.pt"
-    data_root: str | None = None
-    download: bool = False
-    image_size: int | None = None
-    stem: str = "auto"
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=10, lr=0.05, lr_schedule="step"))
     seed: int = 0
-    device: str = "cpu"
-    amp: bool | None = None
-    channels_last: bool | None = None
-    checkpoint: str | None = None  # start from these weights instead of a random initialization
-    cache_dir: str | None = None
+    accelerator: Accelerator = field(default_factory=Accelerator)
 
     def __post_init__(self) -> None:
         if self.fit.lr_schedule not in ("cosine", "step"):
@@ -45,17 +41,19 @@ class TrainResult:
 
 
 def train_base(config: TrainConfig, progress: bool = False) -> TrainResult:
-    """Train, evaluate on the validation and test splits, and save the checkpoint atomically."""
+    """Train, evaluate on the validation and test splits, and save the checkpoint atomically.  Raises
+    DataError, ModelError, or PrunevoError when training diverges."""
     start = time.perf_counter()
-    accel = Accelerator(resolve_device(config.device), config.amp, config.channels_last)
+    accel = config.accelerator.resolved()
+    setup = config.setup
     torch.manual_seed(config.seed)  # the model is initialized from this seed: same seed, same net
-    data, model, _ = load_setup(config, warn_untrained=False)
-    fit(model, data.train, config.fit, config.seed, accel, progress=progress, desc=f"train {config.model}")
+    data, model, _ = load_setup(setup, warn_untrained=False)
+    fit(model, data.train, config.fit, config.seed, accel, progress=progress, desc=f"train {setup.model}")
     val = evaluate(model, data.val, accel)["top1"]
     test = evaluate(model, data.test, accel)
     model.cpu()
-    meta = {"model": config.model, "dataset": config.dataset, "num_classes": data.num_classes,
-            "input_shape": list(data.input_shape), "stem": resolved_stem(config.model, config.stem, data.input_shape[1]),
+    meta = {"model": setup.model, "dataset": setup.dataset, "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape), "stem": resolved_stem(setup.model, setup.stem, data.input_shape[1]),
             "schedule": config.fit.lr_schedule, "seed": config.seed, "val_top1": val, "test": test,
             "fit": asdict(config.fit), "augmentation": data.augmentation}
     save_checkpoint(Path(config.output), model, meta)

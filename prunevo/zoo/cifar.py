@@ -67,7 +67,7 @@ def load_cifar(name: str, root: Path, download: bool = False) -> tuple:
     missing = [f for f in train_files + test_files if not (base / f).exists()]
     if missing:
         raise DataError(f"{name} not found: missing {', '.join(missing)} in {base}; "
-                        f"--data-root must hold {folder}/ (torchvision's layout), or add --download")
+                        f"{{param:data_root}} must hold {folder}/ (torchvision's layout), or add {{param:download}}")
     parts = []
     for files in (train_files, test_files):
         batches = [_read_batch(base / f) for f in files]
@@ -90,8 +90,8 @@ def load_svhn(root: Path, download: bool = False) -> tuple:
     for split in ("train", "test"):
         path = root / f"{split}_32x32.mat"
         if not path.exists():
-            raise DataError(f"svhn not found: missing {path}; --data-root must hold train_32x32.mat and "
-                            f"test_32x32.mat, or add --download")
+            raise DataError(f"svhn not found: missing {path}; {{param:data_root}} must hold train_32x32.mat and "
+                            f"test_32x32.mat, or add {{param:download}}")
         try:
             mat = loadmat(str(path))
             x = torch.from_numpy(np.transpose(mat["X"], (3, 2, 0, 1)).copy()).float() / 255.0

@@ -91,7 +91,7 @@ def _stage_raw_files(dataset_cls, data_root: Path, cache_dir: Path) -> Path:
     if missing:
         raise DataError(
             f"{folder} not found under {data_root}: missing {', '.join(missing)} in {raw}; "
-            f"--data-root must point at a folder in torchvision's layout ({folder}/raw/*.gz)"
+            f"{{param:data_root}} must point at a folder in torchvision's layout ({folder}/raw/*.gz)"
         )
     staged = cache_dir / "data"
     out_raw = staged / folder / "raw"
@@ -117,7 +117,8 @@ def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cach
     import torchvision
 
     if data_root is None:
-        raise DataError(f"dataset {name!r} needs --data-root: a folder holding {_TORCHVISION_FOLDERS[name]}/raw/*.gz")
+        raise DataError(f"dataset {name!r} needs {{param:data_root}}: a folder holding "
+                        f"{_TORCHVISION_FOLDERS[name]}/raw/*.gz")
     root = Path(data_root)
     cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
     if download:
@@ -126,7 +127,7 @@ def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cach
         except Exception as exc:  # network errors come in many types
             raise DataError(f"downloading {name} into {root} failed: {exc}") from None
     if not root.is_dir():
-        raise DataError(f"--data-root {root} is not a directory")
+        raise DataError(f"{{param:data_root}} {root} is not a directory")
     staged = _stage_raw_files(cls, root, cache_dir or default_cache_dir())
     try:
         train = cls(str(staged), train=True, download=False)

@@ -285,7 +285,8 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, chann
         return _tensor_data(name, 10, splits, channels, image_size, flip=name == "fashion-mnist")
     if name in ("cifar10", "cifar100", "svhn"):
         if data_root is None:
-            raise DataError(f"dataset {name!r} needs --data-root (and --download if its files are not there yet)")
+            raise DataError(f"dataset {name!r} needs {{param:data_root}} (and {{param:download}} if its files are not "
+                            f"there yet)")
         raw = load_svhn(Path(data_root), download) if name == "svhn" else load_cifar(name, Path(data_root), download)
         (trx, tr_y), (tx, ty) = raw
         tr, va = _stratified_split(tr_y.numpy(), (0.9, 0.1), 0)

@@ -210,7 +210,7 @@ def _whole_model_file(path: Path) -> nn.Module:
                          ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{path} holds a {type(model).__name__}, not a whole model; for a state dict use "
-                         f"--model NAME --checkpoint {path}")
+                         f"{{param:model=NAME}} {{param:checkpoint={path}}}")
     return _reads_logits(model)
 
 

@@ -1,0 +1,55 @@
+"""What a criterion is scored on, and where: the settings ``prunevo score`` and every evolution share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prunevo.errors import PrunevoError
+from prunevo.fitness.execution import Execution
+from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, build_tasks
+from prunevo.training.regimes import regimes_text
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitnessConfig:
+    """``tasks`` (``MODEL@DATASET[:key=value,...]`` specs or short names, ``fitness.task_spec``) weighted by
+    ``task_weights`` (None: the tasks' own weight= options, else equal) with run-wide ``overrides``; ``seed``;
+    where data (``data_root``) and base networks (``cache_dir``, None: $PRUNEVO_CACHE or ~/.cache/prunevo)
+    live; and where jobs run (``execution``).
+
+    Raises PrunevoError for a malformed task spec or option, or weights that do not match the tasks.
+    """
+
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    task_weights: tuple[float, ...] | None = None  # weights of the geometric mean; equal by default
+    overrides: TaskOverrides = field(default_factory=TaskOverrides)
+    seed: int = 0
+    data_root: str | None = None
+    cache_dir: str | None = None
+    execution: Execution = field(default_factory=Execution)
+
+    def __post_init__(self) -> None:
+        if len(self.tasks) < 1:
+            raise PrunevoError("at least one task is needed")
+        if self.task_weights is not None and len(self.task_weights) != len(self.tasks):
+            raise PrunevoError(f"{{param:task_weights}} needs one weight per task: {len(self.tasks)} tasks, "
+                               f"{len(self.task_weights)} weights")
+        self.task_list()  # validates every spec and override
+
+    def task_list(self) -> list:
+        """The tasks, with the run-wide overrides and weights applied."""
+        return build_tasks(self.tasks, self.task_weights, self.overrides)
+
+    def prepare(self, tasks: list | None = None, progress: bool = True) -> list:
+        """``tasks`` (default: ``task_list()``) as ``PreparedTask`` with their base nets, trained now if not
+        cached; ``progress``: a pretraining bar on a terminal.  Raises DataError when data is missing."""
+        from prunevo.fitness.tasks import prepare_task  # the data and training stack, only when preparing
+
+        cache = Path(self.cache_dir) if self.cache_dir else None
+        return [prepare_task(t, self.data_root, cache, progress=None if progress else False)
+                for t in (self.task_list() if tasks is None else tasks)]
+
+    @property
+    def regime(self) -> str:
+        """The tasks' regime (one-shot, short or full fine-tune; ``mixed (...)`` when they differ)."""
+        return regimes_text([t.finetune.epochs for t in self.task_list()])
