@@ -6,11 +6,8 @@ import os
 import pytest
 import torch
 
-from prunevo.fitness.pretrain import PretrainRecipe
-from prunevo.fitness.task_spec import make_task
 from prunevo.fitness.tasks import prepare_task
-from prunevo.training import FitConfig
-from prunevo.pruning.selection import PruneSpec
+from tests.helpers import quick_task
 
 
 def pytest_configure(config):
@@ -34,18 +31,6 @@ def _isolated_cache(cache_dir, monkeypatch):
     monkeypatch.setenv("PRUNEVO_CACHE", str(cache_dir))
 
 
-def quick_task(name: str, **overrides):
-    """A cheap variant of a task: short pretraining and fine-tuning."""
-    defaults = dict(
-        prune=PruneSpec(ratio=0.5),
-        finetune=FitConfig(epochs=0.25, lr=0.02, batch_size=64, lr_schedule="cosine"),
-        pretrain=PretrainRecipe(FitConfig(epochs=2, lr=0.05, batch_size=64, lr_schedule="cosine")),
-        calibration_per_class=8,
-    )
-    defaults.update(overrides)
-    return make_task(name, **defaults)
-
-
 @pytest.fixture(scope="session")
 def prepared_tasks(cache_dir):
     return [prepare_task(quick_task("digits-vgg"), cache_dir=cache_dir),
@@ -55,8 +40,3 @@ def prepared_tasks(cache_dir):
 @pytest.fixture(scope="session")
 def resnet_stats(prepared_tasks):
     return prepared_tasks[1]
-
-
-@pytest.fixture
-def rng():
-    return torch.Generator().manual_seed(0)

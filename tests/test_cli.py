@@ -10,16 +10,17 @@ import pytest
 
 from prunevo.cli import main
 from prunevo.evolve.run import evolve
-from tests.test_evolve import _config
+from tests.helpers import evolve_config
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, prepared_tasks):
     path = tmp_path_factory.mktemp("cli") / "run"
-    evolve(_config(1), path, progress=False, prepared=prepared_tasks)
+    evolve(evolve_config(1), path, progress=False, prepared=prepared_tasks)
     return path
 
 
+@pytest.mark.slow
 def test_show_and_export(run_dir, capsys, tmp_path):
     from prunevo.evolve.run import load_run
     from prunevo.fitness.scoring import baselines_from_json, best_classic
@@ -43,6 +44,7 @@ def test_show_and_export(run_dir, capsys, tmp_path):
     assert data["rank"] == 1 and data["tasks"] == ["digits-vgg", "digits-resnet"]
 
 
+@pytest.mark.slow
 def test_score_beside_baselines(capsys, tmp_path):
     from prunevo.pruning.criteria import BASELINE_NAMES
 
@@ -88,6 +90,7 @@ def test_score_beside_baselines(capsys, tmp_path):
     pytest.param(["evolve", "--device", "cuda", "--run-dir", "/tmp/never"], "CUDA is not available",
                  marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_code_2(argv, fragment, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -130,6 +133,7 @@ def test_the_default_run_carries_a_check_task_of_another_network_family(argv, ch
         assert EvolutionConfig().check_tasks == DEFAULT_CHECK_TASKS
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(run_dir):
     import os
     import socket
@@ -156,6 +160,7 @@ def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_take
     RunLock(run_dir).acquire().release()
 
 
+@pytest.mark.slow
 def test_export_rank_out_of_range(run_dir, capsys):
     assert main(["export", str(run_dir), "--rank", "99"]) == 2
     assert "out of range" in capsys.readouterr().err
@@ -256,6 +261,7 @@ def test_output_piped_into_a_closed_reader_stops_quietly(monkeypatch, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_refuses_contradictions_and_applies_what_may_change(tmp_path, capsys):
     import json
 

@@ -6,18 +6,15 @@ import json
 import pytest
 
 from prunevo.fitness.execution import SERIAL, Execution
-from prunevo.errors import RunError
+from prunevo.errors import PrunevoError, RunError
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.run import evolve, load_run
+from tests.helpers import evolve_config
 
 TIMING = {"seconds", "evals_per_second", "selections_per_second"}
 
 
-def _config(generations: int, **kw) -> EvolutionConfig:
-    return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations,
-                           execution=SERIAL,
-                           seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2, **{"rescore_seeds": 0, **kw})
 
 
 def _comparable(result):
@@ -25,8 +22,9 @@ def _comparable(result):
     return ([(e.text, e.fitness) for e in result.hall_of_fame], [(e.text, e.fitness) for e in result.pareto], log)
 
 
+@pytest.mark.slow
 def test_run_directory_and_resume_equal_uninterrupted(tmp_path, prepared_tasks):
-    full = evolve(_config(4), tmp_path / "full", progress=False, prepared=prepared_tasks)
+    full = evolve(evolve_config(4), tmp_path / "full", progress=False, prepared=prepared_tasks)
     for name in ["config.json", "checkpoint.json", "log.csv", "hall_of_fame.json", "pareto.json", "baselines.json",
                  "fitness.png"]:
         assert (tmp_path / "full" / name).stat().st_size > 0, name
@@ -43,26 +41,28 @@ def test_run_directory_and_resume_equal_uninterrupted(tmp_path, prepared_tasks):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        evolve(_config(4), tmp_path / "cut", progress=False, prepared=prepared_tasks, on_generation=interrupt_after_two)
+        evolve(evolve_config(4), tmp_path / "cut", progress=False, prepared=prepared_tasks,
+               on_generation=interrupt_after_two)
     assert load_run(tmp_path / "cut").log[-1]["generation"] == 2
-    resumed = evolve(_config(4), tmp_path / "cut", resume=True, progress=False, prepared=prepared_tasks)
+    resumed = evolve(evolve_config(4), tmp_path / "cut", resume=True, progress=False, prepared=prepared_tasks)
     assert _comparable(resumed) == _comparable(full)
     # the classic criteria seed the population, so they are all baselines and evaluated
     assert {"l1", "bn", "taylor", "random"} <= set(full.baselines)
 
 
+@pytest.mark.slow
 def test_existing_run_is_never_overwritten(tmp_path, prepared_tasks):
-    evolve(_config(0), tmp_path / "run", progress=False, prepared=prepared_tasks)
+    evolve(evolve_config(0), tmp_path / "run", progress=False, prepared=prepared_tasks)
     before = (tmp_path / "run" / "checkpoint.json").read_bytes()
     with pytest.raises(RunError, match="already holds a run"):
-        evolve(_config(0), tmp_path / "run", progress=False, prepared=prepared_tasks)
+        evolve(evolve_config(0), tmp_path / "run", progress=False, prepared=prepared_tasks)
     assert (tmp_path / "run" / "checkpoint.json").read_bytes() == before
 
 
 def test_corrupt_or_missing_checkpoint(tmp_path):
     with pytest.raises(RunError, match="not a prunevo run directory"):
         load_run(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps(_config(1).to_json()))
+    (tmp_path / "config.json").write_text(json.dumps(evolve_config(1).to_json()))
     (tmp_path / "checkpoint.json").write_text('{"version": 1, "generation": ')
     with pytest.raises(RunError, match="corrupt"):
         load_run(tmp_path)
@@ -84,15 +84,22 @@ def test_pareto_front_is_monotone():
     assert [e.complexity for e in front.front] == [1, 4]
 
 
-def test_config_validation():
-    from prunevo.errors import PrunevoError
+@pytest.mark.parametrize("kw", [dict(population=1), dict(elitism=-1), dict(max_height=1),
+                                dict(tasks=("digits-vgg",), task_weights=(1.0, 2.0))],
+                         ids=["population", "elitism", "max_height", "task_weights"])
+def test_config_validation_refuses(kw):
+    with pytest.raises(PrunevoError):
+        EvolutionConfig(**kw)
 
-    for kw in [dict(population=1), dict(elitism=-1), dict(max_height=1),
-               dict(tasks=("digits-vgg",), task_weights=(1.0, 2.0))]:
-        with pytest.raises(PrunevoError):
-            EvolutionConfig(**kw)
+
+def test_execution_settings_are_validated():
     with pytest.raises(PrunevoError, match="n_jobs must be >= 1"):
         Execution(n_jobs=0)
+    with pytest.raises(PrunevoError, match="allowed: auto, off, loop, fused"):
+        Execution(batching="turbo")
+
+
+def test_config_initial_heights_follow_max_height():
     # a low --max-height alone is consistent: the initial trees' bound follows it unless it is set
     from prunevo.cli import parse_config
 
@@ -130,7 +137,8 @@ def test_crossover_draws_like_deap_and_keeps_trees_typed():
     assert same > 20
 
 
-def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch):
+@pytest.mark.parametrize("progress, bar", [(False, False), (True, None)])  # --no-progress: never; else on a terminal
+def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch, progress, bar):
     import prunevo.fitness.pretrain as pretrain
 
     class Seen(Exception):  # stops the run at its first pretraining: only the bar setting matters here
@@ -143,7 +151,6 @@ def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEVO_CACHE", str(tmp_path / "cache"))  # empty: the base net would be trained now
     config = EvolutionConfig(tasks=("lenet5@digits:pretrain=1,epochs=0",), population=2, generations=0,
                              execution=SERIAL, elitism=0, rescore_seeds=0)
-    for progress, bar in ((False, False), (True, None)):  # --no-progress: never; else on a terminal only
-        with pytest.raises(Seen) as seen:
-            evolve(config, tmp_path / "run", progress=progress)
-        assert seen.value.args == (bar,)
+    with pytest.raises(Seen) as seen:
+        evolve(config, tmp_path / "run", progress=progress)
+    assert seen.value.args == (bar,)

@@ -23,6 +23,7 @@ def random_formulas(n: int, seed: int = 0, max_height: int = 6) -> list[Formula]
     return [Formula(to_node(gen_half_and_half(pset, 1, max_height))) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_thousand_random_trees_are_valid_and_finite_on_real_statistics(resnet_stats):
     stats = [s for members in resnet_stats.stats for s in members]
     formulas = random_formulas(1000)
@@ -62,11 +63,14 @@ def test_text_round_trip(text):
     assert Formula.parse(formula.text).text == formula.text
 
 
-def test_printer_keeps_right_nested_trees():
-    a, b, c = Node("gamma"), Node("beta"), Node.const(2.0)
-    for tree in [Node("sub", (a, Node("sub", (b, c)))), Node("div", (a, Node("mul", (b, c)))),
-                 Node("add", (Node("add", (a, b)), c)), Node("neg", (Node("neg", (a,)),))]:
-        assert Formula.parse(to_text(tree)).tree == tree
+_A, _B, _C = Node("gamma"), Node("beta"), Node.const(2.0)
+
+
+@pytest.mark.parametrize("tree", [Node("sub", (_A, Node("sub", (_B, _C)))), Node("div", (_A, Node("mul", (_B, _C)))),
+                                  Node("add", (Node("add", (_A, _B)), _C)), Node("neg", (Node("neg", (_A,)),))],
+                         ids=["sub-sub", "div-mul", "add-add", "neg-neg"])
+def test_printer_keeps_right_nested_trees(tree):
+    assert Formula.parse(to_text(tree)).tree == tree
 
 
 def test_infix_and_call_forms_are_the_same_tree():
@@ -74,6 +78,7 @@ def test_infix_and_call_forms_are_the_same_tree():
     assert Formula.parse("div(l1(W), add(std(F), 0.05))") == Formula.parse("l1(W) / (std(F) + 0.05)")
 
 
+@pytest.mark.slow
 def test_sympy_round_trip_preserves_values(resnet_stats):
     layer = resnet_stats.stats[0][0]
     for formula in random_formulas(150, seed=5, max_height=5):
@@ -133,6 +138,7 @@ def test_parser_never_evaluates(monkeypatch):
     Formula.parse("l1(W) / (std(F) + 0.05)").canonical_key
 
 
+@pytest.mark.slow
 def test_exports(tmp_path, resnet_stats):
     formula = Formula.parse("l1(W) / (std(F) + 0.05) + abs(gamma)", name="demo")
     data = json.loads(export_formula(formula, "json", {"fitness": 0.9}))
@@ -162,12 +168,16 @@ def test_exports(tmp_path, resnet_stats):
 
 def test_grammar_has_every_operand_and_operator_of_the_design():
     assert set(grammar.OPERANDS) == {"W", "Wn", "F", "G", "gamma", "beta"}
-    for name in ["abs", "square", "mul", "smean", "nmean", "cmean", "cvar", "rmean", "rvar", "mean", "std", "var",
-                 "l1", "l2", "max", "min", "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm"]:
-        assert name in grammar.FUNCTION_NAMES
+    design = {"abs", "square", "mul", "smean", "nmean", "cmean", "cvar", "rmean", "rvar", "mean", "std", "var",
+              "l1", "l2", "max", "min", "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm"}
+    assert not design - set(grammar.FUNCTION_NAMES), design - set(grammar.FUNCTION_NAMES)
     assert len(classic_formulas()) == 10
-    # class statistics combine with each other and with scores (one per channel, the same for every class)
-    for name in ("add", "sub", "mul", "div"):
-        for args in [(grammar.ByClass, grammar.ByClass), (grammar.ByClass, grammar.Scores),
-                     (grammar.Scores, grammar.ByClass)]:
-            assert grammar.resolve(name, args).ret is grammar.ByClass
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("args", [(grammar.ByClass, grammar.ByClass), (grammar.ByClass, grammar.Scores),
+                                  (grammar.Scores, grammar.ByClass)],
+                         ids=["class-class", "class-scores", "scores-class"])
+def test_class_statistics_combine_with_each_other_and_with_scores(name, args):
+    # scores are one per channel, the same for every class
+    assert grammar.resolve(name, args).ret is grammar.ByClass

@@ -17,6 +17,8 @@ from prunevo.primitives import Formula
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.pruning.physical import prune_model
 
+pytestmark = pytest.mark.slow  # end to end throughout
+
 ADVERSARIAL = [
     "", "   ", "W", "l1(W", "l1(W))", "((((", "l1(W) l2(W)", "l1(W) ** 2", "l1(W) ^ 2", "l1(W); import os",
     "__import__('os')", "eval('1')", "lambda: 0", "l1(W).real", "l1(W)[0]", "l1(W) if 1 else 0", "1/0", "0/0",

@@ -8,8 +8,10 @@ from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, select
 from prunevo.zoo.models import build_model
 
+SLOW = pytest.mark.slow  # the torchvision nets
 NETS = [("small-vgg", (1, 8, 8)), ("small-resnet", (1, 8, 8)), ("lenet5", (1, 28, 28)), ("resnet20", (3, 32, 32)),
-        ("resnet18", (3, 32, 32)), ("mobilenet_v2", (3, 32, 32)), ("densenet121", (3, 32, 32))]
+        pytest.param("resnet18", (3, 32, 32), marks=SLOW), pytest.param("mobilenet_v2", (3, 32, 32), marks=SLOW),
+        pytest.param("densenet121", (3, 32, 32), marks=SLOW)]
 
 
 def _keep(groups, seed, ratio=0.5):

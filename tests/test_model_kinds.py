@@ -52,6 +52,7 @@ def test_auxiliary_heads_are_left_out(name, size):
     assert not any("aux" in n for n, _ in model.named_modules())
 
 
+@pytest.mark.slow
 def test_attention_models_are_refused_in_one_line(tmp_path, capsys):
     args = ["apply", "--formula", "l1", "--model", "swin_t", "--dataset", "digits", "--epochs", "0", "--no-latency",
             "--no-progress", "-o", str(tmp_path / "out")]
@@ -122,6 +123,7 @@ def as_string(num_classes=10):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("function", ["as_tuple", "as_named_tuple", "as_list", "as_dict", "as_segmentation_dict"])
 def test_models_returning_a_tuple_or_dict_are_read_for_their_logits(function, tmp_path, monkeypatch, capsys, caplog):
     (tmp_path / "outputs.py").write_text(OUTPUTS)
@@ -170,6 +172,7 @@ class _LateRegistered(torch.nn.Module):
         return self.classifier(h.mean((2, 3)))
 
 
+@pytest.mark.slow
 def test_the_output_layer_is_found_by_execution_not_registration(tmp_path, monkeypatch):
     from prunevo.pruning.groups import default_ignored
     from prunevo.transfer import TransferConfig, apply_formula
@@ -256,8 +259,9 @@ class _Shared(torch.nn.Module):
         return self.head(torch.relu(self.shared(first)).mean((2, 3)))
 
 
+@pytest.mark.parametrize("batch_size", [None, 4, 5])  # whole tensors, and streamed in chunks (one uneven)
 @pytest.mark.parametrize("multiscale", [False, True])
-def test_a_module_called_twice_accumulates_every_call_in_both_statistics_paths(multiscale):
+def test_a_module_called_twice_accumulates_every_call_in_both_statistics_paths(multiscale, batch_size):
     from prunevo.pruning.calibration import Calibration
     from prunevo.pruning.criteria import FormulaCriterion
     from prunevo.primitives.formula import Formula
@@ -284,14 +288,13 @@ def test_a_module_called_twice_accumulates_every_call_in_both_statistics_paths(m
     G = torch.cat([flat(grads[k]) for k in range(len(maps))], 2)
     expected = {"abs(mean(F * G))": (F * G).mean((1, 2)).abs(), "mean(F)": F.mean((1, 2)),
                 "var(smean(F))": F.mean(2).var(1, unbiased=False), "l2(F)": F.flatten(1).norm(dim=1)}
-    for batch_size in (None, 4, 5):  # whole tensors, and streamed in chunks (one uneven)
-        calibration = Calibration(model, groups, x, y, 10, batch_size=batch_size)
-        for text, value in expected.items():
-            criterion = FormulaCriterion(Formula.parse(text))
-            stats = calibration.stats_for_formula(criterion.formula)
-            got = criterion.formula.score(stats[index][0]).double()
-            torch.testing.assert_close(got, value.double(), rtol=1e-4, atol=1e-7, msg=lambda m: f"{text}, {batch_size}: {m}")
-        assert criterion.group_scores(calibration, "mean")  # and the whole model scores
+    calibration = Calibration(model, groups, x, y, 10, batch_size=batch_size)
+    for text, value in expected.items():
+        criterion = FormulaCriterion(Formula.parse(text))
+        stats = calibration.stats_for_formula(criterion.formula)
+        got = criterion.formula.score(stats[index][0]).double()
+        torch.testing.assert_close(got, value.double(), rtol=1e-4, atol=1e-7, msg=lambda m: f"{text}: {m}")
+    assert criterion.group_scores(calibration, "mean")  # and the whole model scores
 
 
 GROUPED_AND_HARDCODED = '''
@@ -348,6 +351,7 @@ def test_a_model_that_fails_once_pruned_is_refused_in_one_line(function, where, 
     assert where in _refused(tmp_path, monkeypatch, capsys, "odd", GROUPED_AND_HARDCODED, f"odd:{function}")
 
 
+@pytest.mark.slow
 def test_ignore_layers_keeps_their_channels_and_the_saved_model_reloads(tmp_path, capsys):
     from prunevo.transfer import load_pruned
 

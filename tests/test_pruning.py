@@ -32,7 +32,7 @@ def _randomized(net: str, size: int) -> nn.Module:
 
 
 @pytest.mark.parametrize("net", ["vgg", "resnet", "lenet5"])
-@pytest.mark.parametrize("size", [8, 28])
+@pytest.mark.parametrize("size", [8, pytest.param(28, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("spec", [PruneSpec(0.5), PruneSpec(0.7, "global", max_layer_ratio=0.8)])
 def test_masked_network_equals_physically_pruned(net, size, spec):
     model = _randomized(net, size)
@@ -51,6 +51,7 @@ def test_masked_network_equals_physically_pruned(net, size, spec):
         assert removed > 0
 
 
+@pytest.mark.slow
 def test_masks_survive_finetuning_and_match_pruned_training():
     from prunevo.training import FitConfig, fit
     from prunevo.zoo.images import TensorImages
@@ -78,6 +79,7 @@ def test_residual_channels_form_one_group_with_several_members():
     assert sum(g.size for g in groups) < sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
+@pytest.mark.slow
 def test_group_reductions_differ_where_members_disagree(resnet_stats):
     calibration = resnet_stats.calibration
     multi = [i for i, members in enumerate(calibration.stats) if len(members) > 1]
@@ -104,17 +106,20 @@ def test_global_selection_respects_budget_and_cap():
     assert sum(removed) == 10 and removed[0] == 6  # cap reached, the rest from the other layer
 
 
-def test_prune_spec_rejects_bad_values():
-    for kwargs in [dict(ratio=1.2), dict(selection="best"), dict(group_reduction="median"), dict(max_layer_ratio=1.0)]:
-        with pytest.raises(PrunevoError):
-            PruneSpec(**kwargs)
+@pytest.mark.parametrize("kwargs", [dict(ratio=1.2), dict(selection="best"), dict(group_reduction="median"),
+                                    dict(max_layer_ratio=1.0)], ids=["ratio", "selection", "reduction", "layer-ratio"])
+def test_prune_spec_rejects_bad_values(kwargs):
+    with pytest.raises(PrunevoError):
+        PruneSpec(**kwargs)
 
 
-def test_invalid_scores_are_reported(resnet_stats):
-    for text, reason in [("gamma * 0.0", "constant"), ("1.0 / (beta - beta) * 0.0 + sparsity(W)", "tied"),
-                         ("log1p(gamma) * 0.0 + 2.0", "constant")]:
-        with pytest.raises(InvalidScores, match=reason):
-            FormulaCriterion(Formula.parse(text)).group_scores(resnet_stats.calibration, "mean")
+@pytest.mark.slow
+@pytest.mark.parametrize("text, reason", [("gamma * 0.0", "constant"),
+                                          ("1.0 / (beta - beta) * 0.0 + sparsity(W)", "tied"),
+                                          ("log1p(gamma) * 0.0 + 2.0", "constant")])
+def test_invalid_scores_are_reported(resnet_stats, text, reason):
+    with pytest.raises(InvalidScores, match=reason):
+        FormulaCriterion(Formula.parse(text)).group_scores(resnet_stats.calibration, "mean")
 
 
 def test_stratified_batch_balances_classes():

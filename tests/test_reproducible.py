@@ -17,7 +17,7 @@ from prunevo.fitness.execution import Execution
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.run import evolve
 from prunevo.fitness.tasks import prepare_task
-from tests.conftest import quick_task
+from tests.helpers import quick_task
 
 run_dir, n_jobs = sys.argv[1], int(sys.argv[2])
 stop = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None

@@ -9,7 +9,7 @@ from prunevo.pruning.criteria import as_criterion
 from prunevo.pruning.selection import round_kept
 from prunevo.transfer.report import target_text
 from prunevo.transfer.session import TransferConfig
-from tests.test_transfer_models import session_for
+from tests.helpers import session_for
 
 
 def test_round_kept_follows_torch_prunings_round_to():
@@ -22,17 +22,23 @@ def test_round_kept_follows_torch_prunings_round_to():
     assert round_kept(keep, scores, 1) is keep
 
 
-@pytest.mark.parametrize("allocation", ["uniform", "global"])
-def test_every_pruned_width_is_a_multiple_and_the_macs_target_holds(allocation):
-    session = session_for("resnet18", round_to=8, allocation=allocation)
-    for name in ("l1", "taylor"):
-        chosen = session.select(as_criterion(name), 0)
-        assert abs(chosen.macs_fraction - 0.5) <= 0.03 * 0.5, (name, chosen.macs_fraction)
-        widths = [int(k.sum()) for k, g in zip(chosen.keep, session.groups) if int(k.sum()) < g.size]
-        assert widths and all(w % 8 == 0 for w in widths), widths
-        pruned = session.prune(chosen.keep, session.calibration(0).x[:4], chosen.pruned)  # masked == pruned
-        convs = [m.out_channels for m in pruned.modules() if isinstance(m, torch.nn.Conv2d)]
-        assert all(c % 8 == 0 for c in convs), convs
+@pytest.fixture(scope="module", params=["uniform", "global"])
+def rounded_session(request):
+    """A resnet18 session that rounds to multiples of 8, under each allocation (built once per allocation)."""
+    return session_for("resnet18", round_to=8, allocation=request.param)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["l1", "taylor"])
+def test_every_pruned_width_is_a_multiple_and_the_macs_target_holds(rounded_session, name):
+    session = rounded_session
+    chosen = session.select(as_criterion(name), 0)
+    assert abs(chosen.macs_fraction - 0.5) <= 0.03 * 0.5, chosen.macs_fraction
+    widths = [int(k.sum()) for k, g in zip(chosen.keep, session.groups) if int(k.sum()) < g.size]
+    assert widths and all(w % 8 == 0 for w in widths), widths
+    pruned = session.prune(chosen.keep, session.calibration(0).x[:4], chosen.pruned)  # masked == pruned
+    convs = [m.out_channels for m in pruned.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c % 8 == 0 for c in convs), convs
 
 
 def test_default_rounding_depends_on_the_device_and_reports_say_it():

@@ -91,6 +91,7 @@ def test_every_kind_of_model_reloads_from_another_directory_and_computes_the_sam
     assert torch.load(home / "out4" / "pruned_weights.pt", weights_only=True)["model"] == str(home / "whole.pt")
 
 
+@pytest.mark.slow
 def test_a_user_module_that_does_not_import_says_where_it_looked(tmp_path):
     r = _cli(tmp_path, "apply", "--formula", "l1", "--model", "nosuchmodule:build", "--dataset", "digits",
              "--epochs", "0", "--no-latency")

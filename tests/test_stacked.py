@@ -13,6 +13,8 @@ from prunevo.pruning.masks import masked_states
 from prunevo.training.stacked import Recalibration, score_states
 from prunevo.zoo.models import build_model
 
+pytestmark = pytest.mark.slow  # end to end throughout
+
 RECAL = Recalibration(batches=2, batch_size=128)
 BUDGET = FitConfig(epochs=0.3, lr=0.02, batch_size=64, lr_schedule="cosine")
 
@@ -70,16 +72,16 @@ def test_fused_equals_loop_and_ignores_companions(setup, epochs):
     assert alone == [fused[2]]
 
 
-def test_fused_masks_on_the_unpruned_shape_equal_physical_pruning(setup):
+@pytest.mark.parametrize("epochs", [0.0, 0.3])
+def test_fused_masks_on_the_unpruned_shape_equal_physical_pruning(setup, epochs):
     data, factory, base, groups, x, keeps = setup
     gen = torch.Generator().manual_seed(5)  # global allocation: different widths per candidate
     keeps = [select([torch.rand(g.size, generator=gen) for g in groups], PruneSpec(ratio=0.5, selection="global"))
              for _ in range(3)]
     model = factory()
     states, masks = masked_states(model, base, groups, keeps)
-    for epochs in (0.0, 0.3):
-        budget = FitConfig(epochs=epochs, lr=0.02, batch_size=64, lr_schedule="cosine")
-        want = [_sequential(data, factory, base, groups, x, k, budget) for k in keeps]
-        for fused in (False, True):
-            got = score_states(model, states, data.train, data.val, budget, 7, RECAL, fused=fused, masks=masks)
-            assert got == pytest.approx(want, abs=2 / len(data.val))
+    budget = FitConfig(epochs=epochs, lr=0.02, batch_size=64, lr_schedule="cosine")
+    want = [_sequential(data, factory, base, groups, x, k, budget) for k in keeps]
+    for fused in (False, True):  # the loop and the fused pass, against the same physically pruned candidates
+        got = score_states(model, states, data.train, data.val, budget, 7, RECAL, fused=fused, masks=masks)
+        assert got == pytest.approx(want, abs=2 / len(data.val)), fused

@@ -15,7 +15,7 @@ FORMULAS = ["l1(W)", "fpgm(Wn) * var(Wn)", "abs(gamma) + beta", "mean(F)", "-spa
 
 
 @pytest.mark.parametrize("name,shape", [("small-vgg", (1, 8, 8)), ("small-resnet", (1, 8, 8)),
-                                        ("resnet18", (3, 32, 32))])
+                                        pytest.param("resnet18", (3, 32, 32), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("consumers", [False, True])
 def test_each_level_scores_like_the_full_gather(name, shape, consumers):
     torch.manual_seed(0)

@@ -31,8 +31,9 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("name,shape", [("small-vgg", (1, 8, 8)), ("small-resnet", (1, 8, 8)),
-                                        ("lenet5", (1, 28, 28)), ("resnet18", (3, 16, 16)),
-                                        ("mobilenet_v2", (3, 16, 16))])
+                                        ("lenet5", (1, 28, 28)),
+                                        pytest.param("resnet18", (3, 16, 16), marks=pytest.mark.slow),
+                                        pytest.param("mobilenet_v2", (3, 16, 16), marks=pytest.mark.slow)])
 def test_streamed_scores_equal_the_whole_tensor_path(name, shape):
     torch.manual_seed(0)
     model = build_model(name, 10, shape).eval()

@@ -14,7 +14,7 @@ from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.criteria import as_criterion
 from prunevo.zoo.models import build_model
-from tests.test_transfer_data import write_image_folder
+from tests.helpers import write_image_folder
 
 QUICK = "pretrain=2,epochs=0.25,batch=64"
 
@@ -60,19 +60,21 @@ def test_bad_task_specs_say_what_is_allowed(spec, fragment):
         parse_task(spec)
 
 
-def test_a_macs_target_is_met_on_the_estimate_under_both_allocations(cache_dir):
-    for allocation in ("uniform", "global"):
-        prepared = prepare_task(parse_task(f"small-vgg@digits:macs=0.5,allocation={allocation},{QUICK}"),
-                                cache_dir=cache_dir)
-        plan = Evaluator([prepared]).mask_plan(as_criterion("l1"))
-        estimator = MacsEstimator(build_model("small-vgg", 10, prepared.data.input_shape), prepared.groups,
-                                  prepared.example_input)
-        keep = plan.keeps[prepared.task.name][0]
-        assert 0.45 <= estimator.fraction(keep) <= 0.5
-        widths = [int(k.sum()) / len(k) for k in keep]
-        assert (max(widths) - min(widths) < 0.05) == (allocation == "uniform")
+@pytest.mark.slow
+@pytest.mark.parametrize("allocation", ["uniform", "global"])
+def test_a_macs_target_is_met_on_the_estimate_under_both_allocations(cache_dir, allocation):
+    prepared = prepare_task(parse_task(f"small-vgg@digits:macs=0.5,allocation={allocation},{QUICK}"),
+                            cache_dir=cache_dir)
+    plan = Evaluator([prepared]).mask_plan(as_criterion("l1"))
+    estimator = MacsEstimator(build_model("small-vgg", 10, prepared.data.input_shape), prepared.groups,
+                              prepared.example_input)
+    keep = plan.keeps[prepared.task.name][0]
+    assert 0.45 <= estimator.fraction(keep) <= 0.5
+    widths = [int(k.sum()) / len(k) for k in keep]
+    assert (max(widths) - min(widths) < 0.05) == (allocation == "uniform")
 
 
+@pytest.mark.slow
 def test_several_finetune_seeds_are_separate_jobs_and_fitness_reads_their_mean(cache_dir):
     prepared = prepare_task(parse_task(f"small-vgg@digits:seeds=2,{QUICK}"), cache_dir=cache_dir)
     evaluator = Evaluator([prepared])
@@ -84,6 +86,7 @@ def test_several_finetune_seeds_are_separate_jobs_and_fitness_reads_their_mean(c
     assert single.finetune_seed(single.tasks[0]) != evaluator.finetune_seed(prepared)  # another task identity
 
 
+@pytest.mark.slow
 def test_a_task_on_an_image_folder_renders_once_and_scores(tmp_path, cache_dir):
     root = write_image_folder(tmp_path / "imgs", per_class=10, size=24, splits=("train", "val"))
     spec = f"small-vgg@imagefolder:{root}:size=16,val=12,{QUICK}"
@@ -101,6 +104,7 @@ def test_a_task_on_an_image_folder_renders_once_and_scores(tmp_path, cache_dir):
         prepare_task(parse_task(f"small-vgg@imagefolder:{root}:size=16,val=100,{QUICK}"), cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_a_torchvision_model_serves_as_a_fitness_task(cache_dir):
     prepared = prepare_task(parse_task("resnet18@fakedata:size=16,ratio=0.5,pretrain=1,epochs=0.1,batch=32"),
                             cache_dir=cache_dir)

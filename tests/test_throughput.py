@@ -15,7 +15,7 @@ from prunevo.fitness.tasks import prepare_task
 from prunevo.primitives import Formula, classic_formulas
 from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion
 from prunevo.errors import PrunevoError
-from tests.conftest import quick_task
+from tests.helpers import quick_task
 
 
 def _criteria(n: int = 14, seed: int = 0) -> list:
@@ -32,6 +32,7 @@ def _fitness(evaluator: Evaluator, criteria) -> list[float]:
         return [r.fitness for r in evaluator.evaluate(criteria)]
 
 
+@pytest.mark.slow
 def test_loop_equals_pruning_each_candidate_and_ignores_worker_count(prepared_tasks):
     criteria = _criteria()
     naive = _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="off")), criteria)
@@ -40,6 +41,7 @@ def test_loop_equals_pruning_each_candidate_and_ignores_worker_count(prepared_ta
     assert len(set(naive)) > 5  # the candidates differ, so an index mix-up would show
 
 
+@pytest.mark.slow
 def test_fused_equals_loop_within_tolerance_whatever_the_companions(prepared_tasks):
     criteria = _criteria()
     loop = _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=1, batching="loop")), criteria)
@@ -51,6 +53,7 @@ def test_fused_equals_loop_within_tolerance_whatever_the_companions(prepared_tas
     assert alone == fused[:3]
 
 
+@pytest.mark.slow
 def test_fused_global_allocation_runs_masked_and_matches_loop(cache_dir):
     prepared = [prepare_task(quick_task("digits-resnet", prune=quick_task("digits-resnet").prune.__class__(
         ratio=0.5, selection="global")), cache_dir=cache_dir)]
@@ -61,6 +64,7 @@ def test_fused_global_allocation_runs_masked_and_matches_loop(cache_dir):
     assert fused == pytest.approx(loop, abs=0.02)
 
 
+@pytest.mark.slow
 def test_fused_random_search_matches_loop(cache_dir):
     from prunevo.pruning.allocation import SearchSpec
 
@@ -74,6 +78,7 @@ def test_fused_random_search_matches_loop(cache_dir):
     assert len(set(loop)) > 2
 
 
+@pytest.mark.slow
 def test_ladder_promotes_the_best_share_and_only_full_results_are_complete(prepared_tasks):
     criteria = _criteria(16)
     full = Evaluator(prepared_tasks)
@@ -103,11 +108,15 @@ def test_ladder_text_and_rung_budgets():
     from prunevo.training import FitConfig
     assert three.budget(0, FitConfig(epochs=2)).epochs == 0
     assert three.budget(1, FitConfig(epochs=2)).epochs == pytest.approx(0.5)
-    for bad in ("0", "1.5", "half"):
-        with pytest.raises(PrunevoError, match="ladder"):
-            parse_ladder(bad)
 
 
+@pytest.mark.parametrize("bad", ["0", "1.5", "half"])
+def test_bad_ladder_text_is_refused(bad):
+    with pytest.raises(PrunevoError, match="ladder"):
+        parse_ladder(bad)
+
+
+@pytest.mark.slow
 def test_evolution_with_a_ladder_keeps_partial_results_out_of_the_hall_of_fame(tmp_path, prepared_tasks):
     config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=10, generations=2, execution=SERIAL,
                              seed=1,
@@ -121,6 +130,7 @@ def test_evolution_with_a_ladder_keeps_partial_results_out_of_the_hall_of_fame(t
     assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0].count("rungs") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("cluster")  # one local cluster at a time: each starts its own processes
 @pytest.mark.parametrize("backend", ["dask", "ray"])
 def test_cluster_backends_give_the_fitness_of_one_local_worker(prepared_tasks, backend):
@@ -130,6 +140,7 @@ def test_cluster_backends_give_the_fitness_of_one_local_worker(prepared_tasks, b
     assert _fitness(Evaluator(prepared_tasks, execution=Execution(n_jobs=2, backend=backend)), criteria) == local
 
 
+@pytest.mark.slow
 def test_unknown_backend_and_mode_are_clear_errors(prepared_tasks):
     with pytest.raises(PrunevoError, match="allowed: loky, dask, ray"):
         Execution(backend="slurm")

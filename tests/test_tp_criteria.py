@@ -20,24 +20,14 @@ from prunevo.pruning.selection import PruneSpec, select
 from prunevo.pruning.statistics import _consumer_rows
 from prunevo.pruning.tp_criteria import TP_CRITERIA
 from prunevo.zoo.nets import build_small_net
+from tests.helpers import randomize_batchnorm
 
 ZOO = ["lenet5", "vgg", "resnet", "resnet20"]
 
 
-def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-    return model.eval()
-
-
 def _zoo(net: str, size: int = 8, samples: int = 40) -> Calibration:
     torch.manual_seed(0)
-    model = _randomize_batchnorm(build_small_net(net, 1, 10, size))
+    model = randomize_batchnorm(build_small_net(net, 1, 10, size), running_mean=True).eval()
     x, y = torch.randn(samples, 1, size, size), torch.arange(samples) % 10
     return Calibration(model, find_groups(model, x[:1]), x, y, 10)
 
@@ -70,31 +60,45 @@ def test_every_torch_pruning_criterion_says_whether_the_grammar_expresses_it():
     assert set(TP_CRITERIA) == {"tp-l1", "tp-l2", "tp-bn", "tp-taylor", "tp-hessian", "tp-lamp", "tp-fpgm",
                                 "tp-obdc", "tp-activation"}
     assert {n for n, s in TP_CRITERIA.items() if s.formula} == {*WHERE, "tp-activation"}
-    for spec in TP_CRITERIA.values():
-        assert spec.missing  # what the grammar lacks (or that nothing does within a group)
 
 
+@pytest.mark.parametrize("name", sorted(TP_CRITERIA))
+def test_every_torch_pruning_criterion_says_what_the_grammar_lacks(name):
+    assert TP_CRITERIA[name].missing  # what the grammar lacks (or that nothing does within a group)
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    """_zoo(net), computed once per net for the tests that only read it."""
+    made = {}
+
+    def get(net: str) -> Calibration:
+        if net not in made:
+            made[net] = _zoo(net)
+        return made[net]
+    return get
+
+
+@pytest.mark.parametrize("name", list(WHERE))
 @pytest.mark.parametrize("net", ZOO)
-def test_expressible_criteria_rank_like_their_formula_on_the_zoo_nets(net):
-    calibration = _zoo(net)
-    plain = all(len(m) == 1 for m in calibration.stats)
-    for name, where in WHERE.items():
-        spec = TP_CRITERIA[name]
-        formula = FormulaCriterion(Formula.parse(spec.formula))
-        if net == "lenet5" and name == "tp-bn":  # no BatchNorm: neither applies
-            for criterion in (TorchPruningCriterion(name), formula):
-                with pytest.raises(NotApplicable, match="BatchNorm"):
-                    criterion.group_scores(calibration, "mean")
-            continue
-        ours = formula.group_scores(calibration, "mean", strict=False)
-        theirs = TorchPruningCriterion(name).group_scores(calibration, "mean", strict=False)
-        exact = [g for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats))
-                 if EXACT[where](calibration, group, members)]
-        assert exact, (net, name)
-        for g in exact:
-            assert _same_order(ours[g], theirs[g]), (net, name, calibration.groups[g].root)
-        if plain and where == "one-layer":
-            assert len(exact) == len(calibration.groups)  # exact on every group of a plain net
+def test_expressible_criteria_rank_like_their_formula_on_the_zoo_nets(zoo, net, name):
+    calibration = zoo(net)
+    where = WHERE[name]
+    formula = FormulaCriterion(Formula.parse(TP_CRITERIA[name].formula))
+    if net == "lenet5" and name == "tp-bn":  # no BatchNorm: neither applies
+        for criterion in (TorchPruningCriterion(name), formula):
+            with pytest.raises(NotApplicable, match="BatchNorm"):
+                criterion.group_scores(calibration, "mean")
+        return
+    ours = formula.group_scores(calibration, "mean", strict=False)
+    theirs = TorchPruningCriterion(name).group_scores(calibration, "mean", strict=False)
+    exact = [g for g, (group, members) in enumerate(zip(calibration.groups, calibration.stats))
+             if EXACT[where](calibration, group, members)]
+    assert exact
+    for g in exact:
+        assert _same_order(ours[g], theirs[g]), calibration.groups[g].root
+    if all(len(m) == 1 for m in calibration.stats) and where == "one-layer":
+        assert len(exact) == len(calibration.groups)  # exact on every group of a plain net
 
 
 @pytest.mark.parametrize("net", ["resnet", "resnet20"])
@@ -126,7 +130,7 @@ def test_lnorm_of_the_formula_matches_torch_pruning_under_global_selection():
 
 def _resnet18():
     torch.manual_seed(0)
-    model = _randomize_batchnorm(torchvision.models.resnet18(num_classes=10))
+    model = randomize_batchnorm(torchvision.models.resnet18(num_classes=10), running_mean=True).eval()
     x, y = torch.randn(12, 3, 32, 32), torch.arange(12) % 10
     return model, x, y
 
@@ -139,6 +143,7 @@ def _metapruner_removed(model, x, importance, ratio):
     return {names[g[0].dep.target.module]: sorted(int(i) for i in g[0].idxs) for g in pruner.step(interactive=True)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ratio", [0.5, 0.25])
 def test_tp_l2_selects_the_channels_metapruner_selects_on_resnet18(ratio):
     model, x, y = _resnet18()
@@ -149,6 +154,7 @@ def test_tp_l2_selects_the_channels_metapruner_selects_on_resnet18(ratio):
     assert ours == theirs and len(ours) == len(calibration.groups)
 
 
+@pytest.mark.slow
 def test_tp_taylor_gets_the_batch_gradient_metapruner_users_compute():
     model, x, y = _resnet18()
     calibration = Calibration(model, find_groups(model, x[:1]), x, y, 10)
@@ -160,10 +166,9 @@ def test_tp_taylor_gets_the_batch_gradient_metapruner_users_compute():
     assert ours == _metapruner_removed(reference, x, tp.importance.GroupTaylorImportance(), 0.5)
 
 
-def test_tp_hessian_uses_the_mean_squared_per_sample_gradient():
-    calibration = _zoo("vgg", samples=12)
-    ours = TorchPruningCriterion("tp-hessian").group_scores(calibration, "mean")
-    # the diagonal Fisher computed independently, with torch.func per-sample gradients
+def _per_sample_gradients(calibration: Calibration):
+    """A copy of the calibration's model, its parameters, and each sample's loss gradient of every parameter
+    (computed independently of prunevo, with torch.func)."""
     model = copy.deepcopy(calibration.model)
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b for n, b in model.named_buffers()}
@@ -173,6 +178,14 @@ def test_tp_hessian_uses_the_mean_squared_per_sample_gradient():
         return nn.functional.cross_entropy(out, yi.unsqueeze(0))
 
     grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, calibration.x, calibration.y)
+    return model, params, grads
+
+
+def test_tp_hessian_uses_the_mean_squared_per_sample_gradient():
+    calibration = _zoo("vgg", samples=12)
+    ours = TorchPruningCriterion("tp-hessian").group_scores(calibration, "mean")
+    # the diagonal Fisher computed independently, with torch.func per-sample gradients
+    model, _, grads = _per_sample_gradients(calibration)
     for n, p in model.named_parameters():
         p.grad = grads[n].square().mean(0)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=calibration.x[:1])
@@ -189,15 +202,7 @@ def test_tp_obdc_weighs_squared_weights_by_the_per_sample_fisher(net):
     gradient, over the root convolution's filter; LeNet-5's conv biases no longer break it."""
     calibration = _zoo(net, samples=12)
     ours = TorchPruningCriterion("tp-obdc").group_scores(calibration, "mean")
-    model = copy.deepcopy(calibration.model)
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    buffers = {n: b for n, b in model.named_buffers()}
-
-    def loss(p, xi, yi):
-        out = torch.func.functional_call(model, (p, buffers), (xi.unsqueeze(0),))
-        return nn.functional.cross_entropy(out, yi.unsqueeze(0))
-
-    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, calibration.x, calibration.y)
+    _, params, grads = _per_sample_gradients(calibration)
     for group, score in zip(calibration.groups, ours):
         (member,) = group.members
         weight = f"{member.layer}.weight"
@@ -227,27 +232,40 @@ def test_tp_activation_reads_the_consumers_inputs_over_the_whole_batch():
     assert not any(hasattr(m, "_importance") for m in whole.model.modules())
 
 
-def test_criteria_that_need_what_the_network_lacks_are_not_applicable():
+def _vgg_with_a_frozen_first_conv() -> Calibration:
     calibration = _zoo("vgg")
     frozen = dict(calibration.model.named_modules())
     for name in ("features.0", "features.1"):  # no gradient reaches the first conv (nor its BatchNorm output)
         for p in frozen[name].parameters():
             p.requires_grad_(False)
-    for spec in ("tp-taylor", "tp-hessian"):
-        with pytest.raises(NotApplicable, match="does not reach layer 'features.0'"):
-            as_criterion(spec).group_scores(calibration, "mean")
+    return calibration
+
+
+@pytest.mark.parametrize("spec", ["tp-taylor", "tp-hessian"])
+def test_weight_gradient_criteria_do_not_apply_where_no_gradient_reaches(spec):
+    calibration = _vgg_with_a_frozen_first_conv()
+    with pytest.raises(NotApplicable, match="does not reach layer 'features.0'"):
+        as_criterion(spec).group_scores(calibration, "mean")
+
+
+def test_feature_map_gradients_need_no_trainable_weights():
+    calibration = _vgg_with_a_frozen_first_conv()
     # the gradient with respect to a feature map needs no trainable weights: taylor still applies
     assert len(as_criterion("taylor").group_scores(calibration, "mean")) == len(calibration.groups)
     assert len(as_criterion("l1").group_scores(calibration, "mean")) == len(calibration.groups)
-    # a feature map the loss does not depend on through autograd has no G (whole batch and streamed alike)
-    for batch_size in (None, 7):
-        cut = _zoo("vgg")
-        cut.batch_size = batch_size
-        dict(cut.model.named_modules())["features.1"].register_forward_hook(lambda m, i, out: out.detach())
-        with pytest.raises(NotApplicable, match=r"loss gradient \(G\)"):
-            as_criterion("taylor").group_scores(cut, "mean")
-        assert len(as_criterion("activation").group_scores(cut, "mean")) == len(cut.groups)
-    # a formula that reads gamma but still ranks without BatchNorm applies
+
+
+@pytest.mark.parametrize("batch_size", [None, 7])  # whole batch and streamed alike
+def test_a_feature_map_the_loss_does_not_reach_through_autograd_has_no_gradient(batch_size):
+    cut = _zoo("vgg")
+    cut.batch_size = batch_size
+    dict(cut.model.named_modules())["features.1"].register_forward_hook(lambda m, i, out: out.detach())
+    with pytest.raises(NotApplicable, match=r"loss gradient \(G\)"):
+        as_criterion("taylor").group_scores(cut, "mean")
+    assert len(as_criterion("activation").group_scores(cut, "mean")) == len(cut.groups)
+
+
+def test_a_formula_that_reads_gamma_but_still_ranks_applies_without_batchnorm():
     lenet = _zoo("lenet5")
     assert len(as_criterion("gamma + l1(Wn)").group_scores(lenet, "mean")) == len(lenet.groups)
 
@@ -261,16 +279,21 @@ def test_layer_scores_compare_layers_with_raw_group_scores():
     assert len(means) > 1  # normalized by the group mean, every layer would score 1
 
 
-def test_evolution_is_seeded_with_the_expressible_importances():
+@pytest.fixture(scope="module")
+def initial_texts():
     from prunevo.evolve.config import EvolutionConfig
     from prunevo.evolve.engine import initial_population
     from prunevo.evolve.individuals import build_pset
 
-    texts = {ind.formula.text for ind in initial_population(EvolutionConfig(population=16), build_pset())}
-    for name in ("tp-l1", "tp-l2", "tp-fpgm"):
-        assert Formula.parse(TP_CRITERIA[name].formula).text in texts
+    return {ind.formula.text for ind in initial_population(EvolutionConfig(population=16), build_pset())}
 
 
+@pytest.mark.parametrize("name", ["tp-l1", "tp-l2", "tp-fpgm"])
+def test_evolution_is_seeded_with_the_expressible_importances(initial_texts, name):
+    assert Formula.parse(TP_CRITERIA[name].formula).text in initial_texts
+
+
+@pytest.mark.slow
 def test_compare_reports_na_rows_apart_and_the_best_classic(tmp_path):
     import json
 
@@ -292,6 +315,7 @@ def test_compare_reports_na_rows_apart_and_the_best_classic(tmp_path):
     assert {r["criterion"] for r in saved["runs"]} == {"l1", "tp-l2", "tp-hessian", "l1(W) + 1.0", "random"}
 
 
+@pytest.mark.slow
 def test_torch_pruning_criteria_run_under_every_channel_and_layer_strategy():
     from prunevo.transfer import FitConfig, TransferConfig, compare_criteria
 

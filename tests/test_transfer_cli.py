@@ -30,6 +30,7 @@ def base_checkpoint(tmp_path_factory):
     return out / "base.pt"
 
 
+@pytest.mark.slow
 def test_apply_writes_model_and_reports(base_checkpoint, tmp_path):
     r = run_cli("apply", "--formula", "gamma + mean(abs(Wn))", "--model", "small-resnet", "--checkpoint",
                 str(base_checkpoint), "--target-macs", "0.6", "--epochs", "0.5", "--latency-batches", "1", "8",
@@ -46,6 +47,7 @@ def test_apply_writes_model_and_reports(base_checkpoint, tmp_path):
     assert loaded(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
     r = run_cli("compare", "--formulas", "l1", "bn", "--model", "small-resnet", "--checkpoint", str(base_checkpoint),
                 "--channel-ratio", "0.4", "--round-to", "8", "--epochs", "0.25", "--seeds", "2", "--no-latency",
@@ -80,6 +82,7 @@ def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
     (["train", "--model", "lenet5", "--device", "cuda:7"] if not torch.cuda.is_available() else
      ["train", "--model", "lenet5", "--device", "tpu"], "device"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, message):
     from prunevo.cli import main
 
@@ -92,7 +95,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, m
 
 
 def _bad_folder(root, kind):
-    from tests.test_transfer_data import write_image_folder
+    from tests.helpers import write_image_folder
 
     if kind == "empty classes":
         for name in ("cat", "dog"):
@@ -109,6 +112,7 @@ def _bad_folder(root, kind):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,message", [("empty classes", "Found no valid file for the classes cat, dog"),
                                           ("truncated JPEG", "dog/3.jpg cannot be read")])
 def test_broken_image_folders_are_one_line_errors(tmp_path, kind, message):
@@ -124,6 +128,7 @@ def test_broken_image_folders_are_one_line_errors(tmp_path, kind, message):
         assert not out.exists()  # no half-written output directory
 
 
+@pytest.mark.slow
 def test_checkpoint_mismatch_and_corruption_are_refused(base_checkpoint, tmp_path):
     r = run_cli("apply", "--formula", "l1", "--model", "small-vgg", "--checkpoint", str(base_checkpoint), "-o",
                 str(tmp_path / "out"), cwd=tmp_path)
@@ -161,6 +166,7 @@ def test_torch_schedulers_follow_the_definitions(schedule, original):
         assert factor == pytest.approx(lr_factor(schedule, s / steps, original), abs=2e-3), s
 
 
+@pytest.mark.slow
 def test_the_gpu_training_path_runs_on_cpu_and_is_seeded():
     data = load_image_data("digits")
     config = FitConfig(epochs=0.3, lr=0.05, batch_size=64)

@@ -9,20 +9,7 @@ import torch
 
 from prunevo.errors import DataError
 from prunevo.zoo.images import labels_of, load_image_data
-
-
-def write_image_folder(root, classes=("cat", "dog", "owl"), per_class=8, size=40, splits=("train",)):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for k, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8) + np.uint8(60 * k)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
+from tests.helpers import write_image_folder
 
 
 def write_cifar(root, name="cifar10", n_train=50, n_test=20, classes=10):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch_pruning as tp
-from torch import nn
 
-from prunevo.transfer.setup import Setup
 from prunevo.errors import ModelError
 from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.pruning.criteria import as_criterion
@@ -16,32 +14,14 @@ from prunevo.pruning.groups import find_groups
 from prunevo.pruning.importance import FormulaImportance
 from prunevo.pruning.selection import PruneSpec, select
 from prunevo.transfer.apply import load_pruned, save_pruned
-from prunevo.transfer.session import PruneRecord, TransferConfig, TransferSession
-from prunevo.training import FitConfig
+from prunevo.transfer.session import PruneRecord
+from tests.helpers import session_for
 
 EVOLVED = "gamma + mean(abs(Wn)) * lnorm(l1(W)) / (std(F) + 0.05)"
 MODELS = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "densenet121"]
 
 
-def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
-    """Random weights everywhere: fresh BatchNorm layers have gamma = 1, which no criterion can rank."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-
-
-def session_for(model: str, **overrides) -> TransferSession:
-    settings = dict(setup=Setup(model=model, dataset="fakedata"), target_macs=0.5, calibration_samples=20,
-                    finetune=FitConfig(epochs=0.0), latency=None)
-    settings.update(overrides)
-    session = TransferSession(TransferConfig(**settings))
-    randomize_batchnorm(session.model)
-    return session
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_path):
     session = session_for(model)
@@ -68,6 +48,7 @@ def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_
         torch.testing.assert_close(exported(x[:3]), pruned(x[:3]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_global_selection_meets_the_macs_target():
     session = session_for("resnet18", allocation="global", max_layer_ratio=0.8)
     chosen = session.select(as_criterion("l2"), 0)
@@ -77,6 +58,7 @@ def test_global_selection_meets_the_macs_target():
     assert max(kept) - min(kept) > 0.05  # global selection prunes layers unevenly
 
 
+@pytest.mark.slow
 def test_channel_ratio_instead_of_macs():
     session = session_for("resnet18", target_macs=None, channel_ratio=0.25)
     chosen = session.select(as_criterion("l1"), 0)
@@ -86,6 +68,7 @@ def test_channel_ratio_instead_of_macs():
     assert removed == round(0.25 * sum(len(k) for k in keep))
 
 
+@pytest.mark.slow
 def test_group_reductions_and_domino_change_selections_where_they_should():
     session = session_for("resnet18", target_macs=None, channel_ratio=0.5)
     calibration = session.calibration(0)
@@ -112,6 +95,7 @@ def test_group_reductions_and_domino_change_selections_where_they_should():
     assert any(not torch.equal(a, b) for a, b in zip(keep_io, keep["mean"]))
 
 
+@pytest.mark.slow
 def test_formula_importance_plugs_into_torch_pruning_metapruner():
     session = session_for("resnet18", target_macs=None, channel_ratio=0.5)
     calibration = session.calibration(0)

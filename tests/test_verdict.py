@@ -69,6 +69,7 @@ def test_tasks_runs_and_transfer_configs_report_their_regime(tmp_path):
     assert transfer.regime == SHORT and transfer.to_dict()["regime"] == SHORT
 
 
+@pytest.mark.slow
 def test_compare_prints_one_shot_and_fine_tuned_top1_with_verdicts(tmp_path):
     import json
 
@@ -104,6 +105,7 @@ def test_compare_prints_one_shot_and_fine_tuned_top1_with_verdicts(tmp_path):
     assert one_shot.verdicts and all("one-shot top-1" in v for v in one_shot.verdicts)
 
 
+@pytest.mark.slow
 def test_apply_says_which_regime_a_run_was_evolved_for(tmp_path, caplog):
     import json
 

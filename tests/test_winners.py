@@ -20,9 +20,10 @@ from prunevo.fitness.evaluator import Evaluator
 from prunevo.fitness.rescore import holdout_tasks, rescore
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import BASELINE_NAMES, FormulaCriterion, RANDOM, as_criterion
-from tests.test_evolve import _config
+from tests.helpers import evolve_config
 
 
+@pytest.mark.slow
 def test_formulas_selecting_the_same_channels_everywhere_are_one_entry(prepared_tasks):
     evaluator = Evaluator(prepared_tasks)
     texts = ["l1(W)", "l1(W) + 3", "2 * l1(W) + 1", "l2(W)"]
@@ -39,8 +40,9 @@ def test_formulas_selecting_the_same_channels_everywhere_are_one_entry(prepared_
     assert entries["l1(W)"].equivalents == ["l1(W) + 3", "2 * l1(W) + 1"]
 
 
+@pytest.mark.slow
 def test_offspring_repeating_an_evaluated_selection_are_redrawn(prepared_tasks):
-    config = _config(1)
+    config = evolve_config(1)
     pset = build_pset()
     toolbox = make_toolbox(config, pset)
     evaluator = Evaluator(prepared_tasks)
@@ -66,6 +68,7 @@ def test_offspring_repeating_an_evaluated_selection_are_redrawn(prepared_tasks):
     assert [i.formula.text for i in again] == [i.formula.text for i in redrawn]  # seeded: the same redraws
 
 
+@pytest.mark.slow
 def test_rescoring_uses_fresh_seeds_on_held_out_data(prepared_tasks):
     held = holdout_tasks(prepared_tasks, 2)
     assert all(h.identity != p.identity for h, p in zip(held, prepared_tasks))
@@ -84,6 +87,7 @@ def test_rescoring_uses_fresh_seeds_on_held_out_data(prepared_tasks):
     assert set(l1.check.seed_accuracy) == {"digits-resnet"} and len(l1.check.seed_accuracy["digits-resnet"]) == 2
 
 
+@pytest.mark.slow
 def test_each_rescoring_seed_draws_its_own_calibration_batch(prepared_tasks, monkeypatch):
     """A seed is a replicate: its own calibration batch (so a data-dependent criterion may select other
     channels), its own BatchNorm re-estimation and fine-tune seed; weight-only criteria select the same."""
@@ -121,10 +125,11 @@ def test_verdicts_pair_the_winner_with_the_best_classic_by_seed():
     assert check.startswith("winner is worse than tp-l2 (-1.6 pp [") and "check task c" in check
 
 
+@pytest.mark.slow
 def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path):
     quick = "ratio=0.5,pretrain=2,epochs=0.25,batch=64"
     one_shot = "ratio=0.5,pretrain=2,epochs=0,batch=64"  # a one-shot check task: no fine-tunes to wait for
-    config = replace(_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{one_shot}",)),
+    config = replace(evolve_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{one_shot}",)),
                      tasks=(f"small-vgg@digits:{quick}",))
     result = evolve(config, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "rescored.json").read_text())
@@ -168,11 +173,12 @@ def test_preset_help_is_read_from_the_presets(capsys):
 
 def test_check_tasks_must_differ_from_fitness_tasks():
     with pytest.raises(PrunevoError, match="given twice"):
-        replace(_config(1), rescore_seeds=1, check_tasks=("small-vgg@digits",))  # = digits-vgg
+        replace(evolve_config(1), rescore_seeds=1, check_tasks=("small-vgg@digits",))  # = digits-vgg
     with pytest.raises(PrunevoError, match="rescore_seeds must be > 0"):
-        replace(_config(1), check_tasks=("lenet5@digits",))
+        replace(evolve_config(1), check_tasks=("lenet5@digits",))
 
 
+@pytest.mark.slow
 def test_the_transfer_preset_fills_unset_options_and_needs_its_data(tmp_path):
     from prunevo import EvolutionConfig
     from prunevo.cli import parse_config
