@@ -17,6 +17,7 @@ import torch
 
 from prunevo.errors import DataError
 from prunevo.utils import atomic_write_bytes, default_cache_dir
+from prunevo.zoo.stratify import stratified_split
 
 SPLIT_SEED = 0  # splits are part of a dataset's identity, not of a run
 
@@ -72,7 +73,7 @@ def load_digits() -> Splits:
     data = sk_digits()
     x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = data.target.astype(np.int64)
-    train, val, test = _stratified_split(y, (0.6, 0.2, 0.2), SPLIT_SEED)
+    train, val, test = stratified_split(y, (0.6, 0.2, 0.2), SPLIT_SEED)
     yt = torch.from_numpy(y)
     return _standardize(Splits("digits", 10, x[train], yt[train], x[val], yt[val], x[test], yt[test]))
 
@@ -135,7 +136,7 @@ def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cach
         raise DataError(f"{name} under {root} could not be read: {exc}") from None
     x = train.data.float().unsqueeze(1) / 255.0
     y = train.targets.long()
-    tr, va = _stratified_split(y.numpy(), (0.9, 0.1), SPLIT_SEED)
+    tr, va = stratified_split(y, (0.9, 0.1), SPLIT_SEED)
     splits = Splits(name, 10, x[tr], y[tr], x[va], y[va], test.data.float().unsqueeze(1) / 255.0, test.targets.long())
     return _standardize(splits)
 
