@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from prunevo.errors import DataError
 from prunevo.zoo.stratify import stratified_indices, stratified_split
-from prunevo.utils import atomic_torch_save, default_cache_dir
+from prunevo.utils import atomic_torch_save, default_cache_dir, state_hash
 from prunevo.zoo.images import ImageData, TensorImages, load_image_data
 from prunevo.zoo.models import build_model, input_channels, needs_channels
 
@@ -41,12 +41,9 @@ class TaskData:
     holdout: TensorImages  # never used for fitness: the final re-scoring reads it
 
     def fingerprint(self) -> str:
-        """A hash of the training images: what a base net depends on."""
-        h = hashlib.sha256()
-        for t in (self.train.x, self.train.targets):
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.double().sum().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """A hash of the training images and labels, every value in order: what a base net depends on (reordered
+        or relabelled data is other data)."""
+        return state_hash({"x": self.train.x, "y": self.train.targets})
 
 
 def _in_memory(dataset: Dataset, workers: int) -> TensorImages:
