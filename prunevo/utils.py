@@ -59,12 +59,13 @@ def stable_hash(data: Any, length: int = 16) -> str:
 
 
 def state_hash(state: dict[str, torch.Tensor], length: int = 16) -> str:
-    """A hash of a model's weights (names, dtypes, shapes and bytes), the same in every process."""
+    """A hash of named tensors (a model's weights, a dataset's images and labels): names, dtypes, shapes and
+    bytes, the same in every process."""
     h = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy())  # no copy: a dataset's images may be large
     return h.hexdigest()[:length]
 
 

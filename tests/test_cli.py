@@ -134,10 +134,12 @@ def test_the_default_run_carries_a_check_task_of_another_network_family(argv, ch
 
 
 @pytest.mark.slow
-def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(run_dir):
+def test_a_second_process_or_lock_on_a_run_directory_is_refused_and_a_killed_owner_frees_it(run_dir):
     import os
+    import signal
     import socket
 
+    from prunevo.errors import RunError
     from prunevo.evolve.rundir import RunLock
 
     lock = RunLock(run_dir).acquire()  # this process holds the run, as a running evolution would
@@ -147,17 +149,30 @@ def test_a_second_process_on_a_run_directory_is_refused_and_a_stale_lock_is_take
             proc = subprocess.run([sys.executable, "-m", "prunevo.cli", *argv], capture_output=True, text=True)
             assert proc.returncode == 2, proc.stderr
             assert f"is in use by process {os.getpid()}" in proc.stderr and proc.stderr.strip().count("\n") == 0
+        with pytest.raises(RunError, match=f"is in use by process {os.getpid()}") as second:
+            RunLock(run_dir).acquire()  # another lock in the same process is refused too: not reentrant
+        assert "\n" not in str(second.value)
     finally:
         lock.release()
-    assert not (run_dir / ".lock").exists()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    (run_dir / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid}))
-    taken = RunLock(run_dir).acquire()  # the owner is dead: stale, taken over
-    assert json.loads((run_dir / ".lock").read_text())["pid"] == os.getpid()
-    taken.release()
-    (run_dir / ".lock").write_text("{half a lock")  # a process killed while writing it
     RunLock(run_dir).acquire().release()
+    # a process killed with SIGKILL while holding the lock: the OS frees it, nothing stale is left to detect
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from prunevo.evolve.rundir import RunLock; "
+                               f"lock = RunLock({str(run_dir)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match=f"is in use by process {holder.pid}"):
+            RunLock(run_dir).acquire()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    # what the files say does not matter, only the OS lock: here they name a live process (a reused pid)
+    (run_dir / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
+    (run_dir / ".lock.owner").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
+    taken = RunLock(run_dir).acquire()
+    assert json.loads((run_dir / ".lock.owner").read_text())["pid"] == os.getpid()
+    taken.release()
+    assert not (run_dir / ".lock.owner").exists()
 
 
 @pytest.mark.slow

@@ -23,6 +23,35 @@ def test_digits_splits_are_disjoint_stratified_and_fixed():
     assert counts.min() >= 30
 
 
+def test_a_fingerprint_changes_with_the_order_and_the_labels_and_is_the_same_in_every_process():
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    import torch
+
+    from prunevo.fitness.data import TaskData
+    from prunevo.zoo.images import TensorImages
+
+    digits = load_digits()
+    x, y = digits.train_x, digits.train_y
+    task = TaskData("digits", 10, (1, 8, 8), TensorImages(x, y), TensorImages(x[:5], y[:5]), TensorImages(x[:5], y[:5]))
+    swap = torch.nonzero(y != y[0])[0, 0]  # a sample of another class than the first
+    order = torch.arange(len(y))
+    order[0], order[swap] = swap, 0
+    relabelled = y.clone()
+    relabelled[0], relabelled[swap] = y[swap], y[0]
+    # the same pixels and labels (sums, shapes) either way: a hash of sums could not tell them apart
+    reordered = replace(task, train=TensorImages(x[order], y[order]))
+    relabel = replace(task, train=TensorImages(x, relabelled))
+    assert len({task.fingerprint(), reordered.fingerprint(), relabel.fingerprint()}) == 3
+    assert replace(digits, train_y=relabelled).fingerprint() != digits.fingerprint()
+    assert replace(task, train=TensorImages(x.clone(), y.clone())).fingerprint() == task.fingerprint()
+    other = subprocess.run([sys.executable, "-c", "from prunevo.zoo.datasets import load_digits; "
+                            "print(load_digits().fingerprint())"], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == digits.fingerprint()
+
+
 def _idx_images(n: int, rows: int = 28) -> bytes:
     data = np.random.default_rng(0).integers(0, 255, size=(n, rows, rows), dtype=np.uint8)
     return struct.pack(">IIII", 2051, n, rows, rows) + data.tobytes()

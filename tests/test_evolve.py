@@ -137,6 +137,37 @@ def test_crossover_draws_like_deap_and_keeps_trees_typed():
     assert same > 20
 
 
+def test_vary_is_deaps_var_and_on_the_selected_after_the_elites(monkeypatch):
+    import random
+
+    from dataclasses import replace
+
+    from deap import algorithms, tools
+
+    from prunevo.evolve.engine import initial_population, make_toolbox, vary
+    from prunevo.evolve.individuals import build_pset
+    from prunevo.utils import derive_seed
+
+    config, pset = replace(evolve_config(1), population=30), build_pset()
+    toolbox = make_toolbox(config, pset)
+    population = initial_population(config, pset)
+    for ind in population:
+        ind.fitness.values = (random.random(),)
+    before = [str(ind) for ind in population]
+    calls, var_and = [], algorithms.varAnd
+    monkeypatch.setattr(algorithms, "varAnd", lambda *args: calls.append(args) or var_and(*args))
+    ours = vary(population, config, toolbox, 3)
+    assert len(calls) == 1 and calls[0][1:] == (toolbox, config.crossover_prob, config.mutation_prob)
+    random.seed(derive_seed(config.seed, "generation", 3))  # the same draws, by hand
+    elites = tools.selBest(population, config.elitism)
+    theirs = elites + var_and(toolbox.select(population, len(population) - config.elitism), toolbox,
+                              config.crossover_prob, config.mutation_prob)
+    assert [str(ind) for ind in ours] == [str(ind) for ind in theirs]
+    assert [str(ind) for ind in population] == before  # the parents are left as they were
+    assert ours[0].fitness.valid and sum(not ind.fitness.valid for ind in ours) > 10  # elite kept, others varied
+    assert max(ind.height for ind in ours) <= config.max_height
+
+
 @pytest.mark.parametrize("progress, bar", [(False, False), (True, None)])  # --no-progress: never; else on a terminal
 def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch, progress, bar):
     import prunevo.fitness.pretrain as pretrain

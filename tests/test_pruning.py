@@ -14,7 +14,7 @@ from prunevo.pruning.groups import find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, masks_key, select
-from prunevo.pruning.statistics import stratified_batch
+from prunevo.zoo.stratify import stratified_batch
 from prunevo.primitives import Formula
 from prunevo.zoo.nets import build_small_net
 

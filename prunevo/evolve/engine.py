@@ -1,5 +1,6 @@
 """The GP loop on DEAP: seeded population, double tournament (fitness + parsimony), one-point crossover
-(order-stable, see ``cx_one_point``), uniform mutation under a height limit, elitism.
+(order-stable, see ``cx_one_point``), uniform mutation under a height limit, elitism; DEAP's ``varAnd``
+applies the crossover and mutation.
 
 Randomness: DEAP's operators use Python's global ``random``; it is re-seeded from (run seed, generation)
 at the start of every generation, so a run resumed from generation g's checkpoint draws exactly what the
@@ -13,7 +14,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-from deap import base, gp, tools
+from deap import algorithms, base, gp, tools
 
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.individuals import Individual, build_pset, gen_grow, gen_half_and_half, to_deap
@@ -60,6 +61,8 @@ def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.To
     toolbox.register("expr_mut", gen_grow, pset=pset, min_=0, max_=2)
     toolbox.register("select", tools.selDoubleTournament, fitness_size=config.tournament_size,
                      parsimony_size=config.parsimony_size, fitness_first=True)
+    # ``vary`` hands these to DEAP's varAnd.  Our crossover, not gp.cxOnePoint: DEAP's draws the shared type
+    # in an order that changes between processes, so a seed would not give the same run (see cx_one_point).
     toolbox.register("mate", cx_one_point)
     toolbox.register("mutate", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
     limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=config.max_height)
@@ -92,19 +95,13 @@ def initial_population(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> l
 
 def vary(population: list[Individual], config: EvolutionConfig, toolbox: base.Toolbox,
          generation: int) -> list[Individual]:
-    """One generation of selection and variation (elites are copied unchanged)."""
+    """One generation of selection and variation (elites are copied unchanged): DEAP's ``varAnd`` on the
+    selected individuals, with the toolbox's ``mate`` and ``mutate`` (their height limits included)."""
     random.seed(derive_seed(config.seed, "generation", generation))
     elites = [copy.deepcopy(ind) for ind in tools.selBest(population, config.elitism)]
-    offspring = [copy.deepcopy(ind) for ind in toolbox.select(population, len(population) - config.elitism)]
-    for i in range(1, len(offspring), 2):
-        if random.random() < config.crossover_prob:
-            offspring[i - 1], offspring[i] = toolbox.mate(offspring[i - 1], offspring[i])
-            del offspring[i - 1].fitness.values, offspring[i].fitness.values
-    for i in range(len(offspring)):
-        if random.random() < config.mutation_prob:
-            (offspring[i],) = toolbox.mutate(offspring[i])
-            del offspring[i].fitness.values
-    return elites + offspring
+    selected = toolbox.select(population, len(population) - config.elitism)
+    # varAnd clones each selected individual (a tournament may pick one several times), so none is shared
+    return elites + algorithms.varAnd(selected, toolbox, config.crossover_prob, config.mutation_prob)
 
 
 def redraw_repeats(population: list[Individual], evaluator: Evaluator, toolbox: base.Toolbox, tries: int) -> int:

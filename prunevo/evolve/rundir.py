@@ -7,7 +7,8 @@
     pareto.json         fitness vs complexity front
     baselines.json      fitness of each classic criterion and of random on the run's tasks
     fitness.png         best/median fitness per generation against the baselines
-    .lock               the host and pid of the process using the directory (see ``RunLock``)
+    .lock               locked by the process using the directory (see ``RunLock``)
+    .lock.owner         that process's host and pid
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from prunevo.errors import RunError
 from prunevo.utils import atomic_write_json, atomic_write_text
 
@@ -29,58 +32,44 @@ LOG_FIELDS = ["generation", "evaluations", "jobs", "selections", "new_selections
 
 
 class RunLock:
-    """One process at a time per run directory: ``.lock`` names the owner's host and pid.  A lock whose
-    process is gone (killed, crashed, machine rebooted) is stale and taken over; a live owner is a clear
-    error.  A lock from another host cannot be checked and is treated as live."""
+    """One process at a time per run directory: an OS lock (``filelock``) on ``.lock``.  The OS frees it when
+    its process ends however it ends (``kill -9``, a crash), so a lock is never stale.  ``.lock.owner`` names
+    the holder's host and pid, only for the message a second process gets.
+
+    A second ``RunLock`` on the same directory in the same process is refused like another process: each
+    ``RunLock`` opens its own lock file descriptor (``flock`` locks conflict between descriptors), and its
+    ``FileLock`` is neither a per-path singleton nor per-thread, so ``release`` may come from any thread."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ".lock"
-        self.held = False
+        self.owner_path = Path(run_dir) / ".lock.owner"
+        self._lock = FileLock(self.path, timeout=0, thread_local=False, is_singleton=False)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
 
     def acquire(self) -> "RunLock":
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and _alive(owner):
-                    raise RunError(f"{self.path.parent} is in use by process {owner.get('pid')} on {owner.get('host')}; "
-                                   f"wait for it to finish or stop it (if no such process is running, delete "
-                                   f"{self.path})") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return self
-        raise RunError(f"cannot lock {self.path.parent}: {self.path} keeps reappearing")
-
-    def _owner(self) -> dict | None:
+        """Take the lock without waiting.  Raises RunError when another process (or another RunLock) holds it."""
         try:
-            owner = json.loads(self.path.read_text())
-            return owner if isinstance(owner, dict) else None
-        except (OSError, ValueError):
-            return None  # unreadable or half-written by a process killed while writing it: stale
+            self._lock.acquire()
+        except Timeout:
+            raise RunError(f"{self.path.parent} is in use by {self._owner()}; wait for it to finish or stop it") \
+                from None
+        atomic_write_json(self.owner_path, {"host": socket.gethostname(), "pid": os.getpid()})
+        return self
+
+    def _owner(self) -> str:
+        try:
+            owner = json.loads(self.owner_path.read_text())
+            return f"process {owner['pid']} on {owner['host']}"
+        except (OSError, ValueError, TypeError, KeyError):
+            return "another process"  # it has only just taken the lock and not yet written its name
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
-def _alive(owner: dict) -> bool:
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(owner.get("pid", -1)), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+            self.owner_path.unlink(missing_ok=True)  # before unlocking: never the next owner's file
+            self._lock.release()
 
 
 def read_json(path: Path, what: str) -> Any:

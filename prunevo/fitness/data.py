@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from prunevo.errors import DataError
-from prunevo.pruning.statistics import stratified_indices
-from prunevo.utils import atomic_torch_save, default_cache_dir
+from prunevo.zoo.stratify import stratified_indices, stratified_split
+from prunevo.utils import atomic_torch_save, default_cache_dir, state_hash
 from prunevo.zoo.images import ImageData, TensorImages, load_image_data
 from prunevo.zoo.models import build_model, input_channels, needs_channels
 
@@ -41,12 +41,9 @@ class TaskData:
     holdout: TensorImages  # never used for fitness: the final re-scoring reads it
 
     def fingerprint(self) -> str:
-        """A hash of the training images: what a base net depends on."""
-        h = hashlib.sha256()
-        for t in (self.train.x, self.train.targets):
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.double().sum().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """A hash of the training images and labels, every value in order: what a base net depends on (reordered
+        or relabelled data is other data)."""
+        return state_hash({"x": self.train.x, "y": self.train.targets})
 
 
 def _in_memory(dataset: Dataset, workers: int) -> TensorImages:
@@ -104,12 +101,8 @@ def _stratified(split: TensorImages, count: int, seed: int) -> TensorImages:
 
 def _halves(split: TensorImages) -> tuple[TensorImages, TensorImages]:
     """A stratified half of ``split`` and the rest."""
-    order = stratified_indices(split.targets, len(split), 0)
-    first = torch.zeros(len(split), dtype=torch.bool)
-    for c in torch.unique(split.targets):
-        members = order[split.targets[order] == c]
-        first[members[: (len(members) + 1) // 2]] = True
-    return (TensorImages(split.x[first], split.targets[first]), TensorImages(split.x[~first], split.targets[~first]))
+    first, rest = stratified_split(split.targets, (0.5, 0.5), 0)
+    return TensorImages(split.x[first], split.targets[first]), TensorImages(split.x[rest], split.targets[rest])
 
 
 def load_task_data(model: str, dataset: str, image_size: int | None, val_samples: int | None,

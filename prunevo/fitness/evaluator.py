@@ -30,7 +30,7 @@ from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.groups import group_ties
 from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.selection import masks_key, select
-from prunevo.pruning.statistics import stratified_indices
+from prunevo.zoo.stratify import stratified_indices
 from prunevo.pruning.target import bisect_amount
 from prunevo.utils import derive_seed, stable_hash, torch_threads
 

@@ -22,7 +22,7 @@ from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_criterion
-from prunevo.pruning.statistics import stratified_batch
+from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import top1
 from prunevo.utils import derive_seed, load_state
 

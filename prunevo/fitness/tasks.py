@@ -19,7 +19,7 @@ from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.selection import PruneSpec
-from prunevo.pruning.statistics import stratified_batch
+from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import FitConfig, top1
 from prunevo.training.regimes import regime_of
 from prunevo.utils import stable_hash, state_hash

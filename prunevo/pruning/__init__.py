@@ -5,7 +5,8 @@ from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec, select
-from prunevo.pruning.statistics import gather_stats, stratified_batch
+from prunevo.pruning.statistics import gather_stats
+from prunevo.zoo.stratify import stratified_batch  # public here: a calibration batch for gather_stats
 
 __all__ = ["Calibration", "ChannelGroup", "FormulaCriterion", "PruneSpec", "RandomCriterion", "TorchPruningCriterion",
            "apply_masks", "as_criterion", "find_groups", "gather_stats", "prune_model", "select", "stratified_batch"]

@@ -20,23 +20,6 @@ from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.groups import ChannelGroup, Member
 
 
-def stratified_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """Indices of ``per_class`` samples of every class (fewer if a class has fewer), in a seeded order."""
-    gen = torch.Generator().manual_seed(seed)
-    chosen = []
-    for c in torch.unique(labels):
-        idx = torch.nonzero(labels == c).flatten()
-        chosen.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
-    order = torch.cat(chosen)
-    return order[torch.randperm(len(order), generator=gen)]
-
-
-def stratified_batch(x: torch.Tensor, y: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` samples of every class (fewer if a class has fewer), in a seeded order."""
-    order = stratified_indices(y, per_class, seed)
-    return x[order], y[order]
-
-
 def _channel_major(t: torch.Tensor) -> torch.Tensor:
     """[N, C, H, W] or [N, C] -> [C, N, S]."""
     t = t.reshape(t.shape[0], t.shape[1], -1)

@@ -30,7 +30,7 @@ from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.selection import PruneSpec
-from prunevo.pruning.statistics import stratified_indices
+from prunevo.zoo.stratify import stratified_indices
 from prunevo.pruning.target import Selection, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from prunevo.errors import DataError
-from prunevo.utils import atomic_write_bytes, default_cache_dir
+from prunevo.utils import atomic_write_bytes, default_cache_dir, state_hash
+from prunevo.zoo.stratify import stratified_split
 
 SPLIT_SEED = 0  # splits are part of a dataset's identity, not of a run
 
@@ -39,23 +40,8 @@ class Splits:
         return tuple(self.train_x.shape[1:])
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for t in (self.train_x, self.train_y, self.val_x, self.val_y):
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.float().sum().double().numpy().tobytes())
-        return h.hexdigest()[:16]
-
-
-def _stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    """Indices of each part, every class split in the same proportions."""
-    rng = np.random.default_rng(seed)
-    parts: list[list[int]] = [[] for _ in fractions]
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        bounds = np.round(np.cumsum(fractions) * len(idx)).astype(int)
-        for p, (lo, hi) in enumerate(zip(np.r_[0, bounds[:-1]], bounds)):
-            parts[p].extend(idx[lo:hi])
-    return [np.sort(np.array(p, dtype=np.int64)) for p in parts]
+        """A hash of the training and validation images and labels, every value in order."""
+        return state_hash({"train_x": self.train_x, "train_y": self.train_y, "val_x": self.val_x, "val_y": self.val_y})
 
 
 def _standardize(splits: Splits) -> Splits:
@@ -72,7 +58,7 @@ def load_digits() -> Splits:
     data = sk_digits()
     x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = data.target.astype(np.int64)
-    train, val, test = _stratified_split(y, (0.6, 0.2, 0.2), SPLIT_SEED)
+    train, val, test = stratified_split(y, (0.6, 0.2, 0.2), SPLIT_SEED)
     yt = torch.from_numpy(y)
     return _standardize(Splits("digits", 10, x[train], yt[train], x[val], yt[val], x[test], yt[test]))
 
@@ -136,7 +122,7 @@ def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cach
         raise DataError(f"{name} under {root} could not be read: {exc}") from None
     x = train.data.float().unsqueeze(1) / 255.0
     y = train.targets.long()
-    tr, va = _stratified_split(y.numpy(), (0.9, 0.1), SPLIT_SEED)
+    tr, va = stratified_split(y, (0.9, 0.1), SPLIT_SEED)
     splits = Splits(name, 10, x[tr], y[tr], x[va], y[va], test.data.float().unsqueeze(1) / 255.0, test.targets.long())
     return _standardize(splits)
 

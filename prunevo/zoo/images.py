@@ -23,7 +23,8 @@ from torch.utils.data import Dataset, Subset
 
 from prunevo.errors import DataError
 from prunevo.zoo.cifar import load_cifar, load_svhn
-from prunevo.zoo.datasets import _stratified_split, load_digits, load_torchvision_digits
+from prunevo.zoo.datasets import load_digits, load_torchvision_digits
+from prunevo.zoo.stratify import stratified_split
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH", "fakedata")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -171,7 +172,7 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
         if val.classes != train.classes:
             raise DataError(f"{path}/val has classes {val.classes}, but train/ has {train.classes}")
     else:  # a split we create: a stratified tenth of train/, never trained on
-        tr, va = _stratified_split(np.asarray(train.targets), (0.9, 0.1), 0)
+        tr, va = stratified_split(np.asarray(train.targets), (0.9, 0.1), 0)
         val = Subset(train_plain, va.tolist())
         train, train_plain = Subset(train, tr.tolist()), Subset(train_plain, tr.tolist())
     test = ImageFolder(str(path / "test"), eval_tf, loader=read_image) if (path / "test").is_dir() else val
@@ -289,7 +290,7 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, chann
                             f"there yet)")
         raw = load_svhn(Path(data_root), download) if name == "svhn" else load_cifar(name, Path(data_root), download)
         (trx, tr_y), (tx, ty) = raw
-        tr, va = _stratified_split(tr_y.numpy(), (0.9, 0.1), 0)
+        tr, va = stratified_split(tr_y, (0.9, 0.1), 0)
         trx, vx, tx = _per_channel_standardize(trx[tr], trx[va], tx)
         splits = ((trx, tr_y[tr]), (vx, tr_y[va]), (tx, ty))
         return _tensor_data(name, 100 if name == "cifar100" else 10, splits, channels, image_size, flip=name != "svhn")
