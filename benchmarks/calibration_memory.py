@@ -27,6 +27,8 @@ def one(args: argparse.Namespace) -> None:
 
     from prunevo import FitConfig, TransferConfig, TransferSession, apply_formula
     from prunevo.pruning.groups import find_groups
+    from prunevo.training import Accelerator
+    from prunevo.transfer.setup import Setup
 
     torch.set_num_threads(args.threads)
     config = TransferConfig(setup=Setup(model=args.model, dataset="fakedata", image_size=args.image_size),

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-from prunevo.training import Accelerator
-from prunevo.transfer.setup import Setup
+
 from prunevo import FitConfig, LatencySpec, TransferConfig, TransferSession, apply_formula
 from prunevo.pruning.latency import measure_latency
+from prunevo.training import Accelerator
+from prunevo.transfer.setup import Setup
 
 
 def main() -> None:
