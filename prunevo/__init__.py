@@ -19,7 +19,7 @@ from prunevo.primitives.export import FORMATS, export_formula, read_formula
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.criteria import BASELINE_NAMES, as_criterion
 from prunevo.pruning.latency import LatencySpec
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TransferConfig, TransferSession,
                               apply_formula, compare_criteria, load_pruned, train_base)
 

@@ -10,7 +10,7 @@ from prunevo.fitness.pretrain import PretrainRecipe
 from prunevo.fitness.task_spec import make_task
 from prunevo.fitness.tasks import prepare_task
 from prunevo.training import FitConfig
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 
 
 def pytest_configure(config):

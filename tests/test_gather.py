@@ -5,7 +5,7 @@ import torch
 from prunevo.pruning.gather import Skeleton, SkeletonCache, signature
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.zoo.models import build_model
 
 NETS = [("small-vgg", (1, 8, 8)), ("small-resnet", (1, 8, 8)), ("lenet5", (1, 28, 28)), ("resnet20", (3, 32, 32)),

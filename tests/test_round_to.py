@@ -4,7 +4,7 @@ import torch
 
 from prunevo.errors import PrunevoError
 from prunevo.pruning.criteria import as_criterion
-from prunevo.pruning.selection import round_kept
+from prunevo.pruning.ranking import round_kept
 from prunevo.transfer.report import target_text
 from prunevo.transfer.session import TransferConfig
 from tests.test_transfer_models import session_for

@@ -127,7 +127,7 @@ class EvolutionConfig:
             values["ladder"] = tuple(values.get("ladder", ()))
             if values.get("task_weights") is not None:
                 values["task_weights"] = tuple(values["task_weights"])
-            values["overrides"] = TaskOverrides(**values.get("overrides", {}))
+            values["overrides"] = TaskOverrides.from_json(values.get("overrides", {}))
             known = {f.name for f in fields(cls)}
             unknown = set(values) - known
             if unknown:

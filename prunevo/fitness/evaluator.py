@@ -27,7 +27,7 @@ from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores,
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.groups import group_ties
 from prunevo.pruning.cost import MacsEstimator
-from prunevo.pruning.selection import masks_key, select
+from prunevo.pruning.ranking import masks_key, select
 from prunevo.pruning.statistics import stratified_indices
 from prunevo.pruning.target import bisect_amount
 from prunevo.utils import derive_seed, stable_hash, torch_threads
@@ -201,7 +201,7 @@ class Evaluator:
             budget = prepared.task.target_macs
             if budget is None:
                 budget = estimator.fraction(select([torch.arange(n, dtype=torch.float64) for n in sizes],
-                                                   replace(spec, selection="layerwise")))
+                                                   replace(spec, ranking="layerwise")))
             configs = sample_configurations(sizes, prepared.task.search.candidates,
                                             derive_seed(self.seed, prepared.task.identity(), "configurations"), spec)
             self._searches[name] = (configs, budget)

@@ -4,7 +4,7 @@ from prunevo.pruning.criteria import FormulaCriterion, RandomCriterion, TorchPru
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.pruning.statistics import gather_stats, stratified_batch
 
 __all__ = ["Calibration", "ChannelGroup", "FormulaCriterion", "PruneSpec", "RandomCriterion", "TorchPruningCriterion",

@@ -15,7 +15,7 @@ from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.scores import InvalidScores, NotApplicable, rank_problem
-from prunevo.pruning.selection import reduce_members
+from prunevo.pruning.ranking import reduce_members
 from prunevo.pruning.tp_criteria import TP_CRITERIA, tp_group_scores
 
 RANDOM = "random"

@@ -103,7 +103,7 @@ def compare_criteria(criteria: list, config: TransferConfig, seeds: tuple[int, .
             overrides.update(target_macs=None, target_latency=matched)
         (criterion,) = criteria_from([crit_name], seed)
         try:
-            _, result, _ = session.variant(**overrides).run(criterion, seed)
+            _, result, _ = session.with_settings(**overrides).run(criterion, seed)
         except NotApplicableError as exc:
             not_applicable[(strategy, crit_name)] = exc.reason
             continue

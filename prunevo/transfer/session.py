@@ -23,15 +23,15 @@ from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
                                       as_criterion, rank_problem)
-from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation, masks_along
+from prunevo.pruning.allocation import RANKING_OF, SearchSpec, check_allocation, masks_along
 from prunevo.pruning.groups import ChannelGroup, find_groups, group_ties
 from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.pruning.statistics import stratified_indices
-from prunevo.pruning.target import Selection, check_macs_target, meet_macs_target
+from prunevo.pruning.target import KeepMasks, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration
 from prunevo.transfer.setup import load_setup
@@ -162,13 +162,14 @@ class TransferConfig:
         return 32 if self.on_cuda else 8
 
     def prune_spec(self) -> PruneSpec:
-        return PruneSpec(ratio=self.channel_ratio or 0.0, selection=SELECTION_OF.get(self.allocation, "layerwise"),
+        return PruneSpec(ratio=self.channel_ratio or 0.0, ranking=RANKING_OF.get(self.allocation, "layerwise"),
                          max_layer_ratio=self.max_layer_ratio, group_reduction=self.group_reduction,
                          domino=self.domino)
 
     @property
     def variant(self) -> str:
-        """The strategy as a table column: uniform, global, random-search, layer, iterative..."""
+        """The strategy as a table column (a *variant*: strategy plus allocation, see ``transfer.variants``):
+        uniform, global, random-search, layer, iterative..."""
         return variant_name(self.strategy, self.allocation)
 
 
@@ -219,12 +220,13 @@ class TransferSession:
         self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
                                 self.base.macs)
 
-    def variant(self, **changes) -> "TransferSession":
-        """The same data, base model, statistics and base measurement under other pruning settings."""
+    def with_settings(self, **changes) -> "TransferSession":
+        """The same data, base model, statistics and base measurement under other pruning settings
+        (``changes``: TransferConfig fields; data and model fields cannot change)."""
         config = replace(self.config, **changes)
         changed = [f for f in (*DATA_FIELDS, "ignore_layers") if getattr(config, f) != getattr(self.config, f)]
         if changed:
-            raise PrunevoError(f"a session variant cannot change {', '.join(changed)}; start a new session")
+            raise PrunevoError(f"a session's settings cannot change {', '.join(changed)}; start a new session")
         other = copy.copy(self)
         other.config = config
         return other
@@ -301,7 +303,7 @@ class TransferSession:
         return scores
 
     def select(self, criterion, seed: int, stage: Stage | None = None, target_macs: float | None = None,
-               ratio: float | None = None) -> Selection:
+               ratio: float | None = None) -> KeepMasks:
         """Keep-masks for ``stage`` (the base model by default) under a MACs target (a share of the stage's
         MACs) or a channel ratio; both default to the session's."""
         stage = stage or self.base_stage
@@ -316,7 +318,7 @@ class TransferSession:
             return meet_macs_target(stage.model, stage.groups, masks_at, target_macs, self.example,
                                     estimator=stage.estimator, full_macs=stage.macs,
                                     allocation=self.config.allocation, max_layer_ratio=spec.max_layer_ratio)
-        return Selection(masks_at(ratio), ratio)
+        return KeepMasks(masks_at(ratio), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
               stage: Stage | None = None) -> nn.Module:
