@@ -23,7 +23,7 @@ from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.training.stacked import Recalibration
-from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
+from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable, score_groups
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.groups import group_ties
 from prunevo.pruning.cost import MacsEstimator
@@ -226,8 +226,9 @@ class Evaluator:
 
     def mask_plan(self, criterion: Criterion) -> MaskPlan:
         """The criterion's cache keys and candidate keep-masks on every task where it applies (formulas'
-        plans are remembered: evolution asks again for elites, duplicates and redraw checks)."""
-        memo = criterion.formula.text if isinstance(criterion, FormulaCriterion) else None
+        plans are remembered by the formula's text: evolution asks again for elites, duplicates and redraw checks)."""
+        formula = getattr(criterion, "formula", None)
+        memo = formula.text if formula is not None else None
         if memo is not None and memo in self._plans:
             return self._plans[memo]
         with torch_threads(self.threads_per_job):  # scores, like fine-tunes, must not depend on the thread count
@@ -251,7 +252,7 @@ class Evaluator:
         for prepared in self.tasks:
             task = prepared.task
             try:
-                scores = criterion.group_scores(prepared.calibration, task.prune.group_reduction)
+                scores = score_groups(criterion, prepared.calibration, task.prune.group_reduction)
             except NotApplicable as exc:
                 out.not_applicable[task.name] = str(exc)
                 continue

@@ -21,8 +21,8 @@ from prunevo.errors import ModelError, NotApplicableError, PrunevoError
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
-                                      as_criterion, rank_problem)
+from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, as_criterion,
+                                      rank_problem, score_groups)
 from prunevo.pruning.allocation import RANKING_OF, SearchSpec, check_allocation, masks_along
 from prunevo.pruning.groups import ChannelGroup, find_groups, group_ties
 from prunevo.pruning.latency import LatencySpec, measure_latency
@@ -291,7 +291,7 @@ class TransferSession:
         name = criterion_label(criterion)[0]
         try:
             scores = [s.detach().cpu().double()
-                      for s in criterion.group_scores(calibration, self.config.group_reduction, strict=False)]
+                      for s in score_groups(criterion, calibration, self.config.group_reduction, strict=False)]
         except NotApplicable as exc:
             raise NotApplicableError(name, f"does not apply to {self.config.model}: {exc}") from None
         except InvalidScores as exc:
@@ -347,8 +347,8 @@ class TransferSession:
     def run(self, criterion, seed: int = 0) -> tuple[nn.Module, ApplyResult, PruneRecord]:
         """(pruned and fine-tuned model, its result, how to rebuild its architecture)."""
         criterion = as_criterion(criterion, seed)
-        if isinstance(criterion, RandomCriterion) and criterion.seed != seed:
-            criterion = RandomCriterion(seed)
+        if hasattr(criterion, "with_seed"):  # a stochastic criterion draws from the run's seed
+            criterion = criterion.with_seed(seed)
         name, text = criterion_label(criterion)
         if self.config.strategy == "unstructured":
             name, text = "magnitude", None  # the classic IMP baseline has its own criterion

@@ -21,7 +21,7 @@ from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetU
 from prunevo.pruning.cost import measure_cost
 from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
 from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
-from prunevo.pruning.criteria import InvalidScores, NotApplicable
+from prunevo.pruning.criteria import InvalidScores, NotApplicable, score_layers
 from prunevo.pruning.target import KeepMasks
 from prunevo.transfer.results import PruneRecord, criterion_label
 
@@ -108,7 +108,7 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
                          f"residual blocks with identity shortcuts or convolutions whose output has their input's "
                          f"shape; use --strategy channel")
     try:
-        filter_scores = criterion.layer_scores(session.calibration(seed))
+        filter_scores = score_layers(criterion, session.calibration(seed))
     except NotApplicable as exc:
         raise NotApplicableError(name, f"does not apply to {session.config.model}: {exc}") from None
     except InvalidScores as exc:
