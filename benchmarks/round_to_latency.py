@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-from prunevo import FitConfig, LatencySpec, TransferConfig, TransferSession, apply_formula
+from prunevo import FitConfig, LatencySpec, TransferConfig, apply_formula
+from prunevo.transfer.session import TransferSession
 from prunevo.pruning.latency import measure_latency
 
 

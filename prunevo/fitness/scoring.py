@@ -5,7 +5,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
-from prunevo.fitness.tasks import PreparedTask
+from prunevo.fitness.task_spec import DEFAULT_TASKS, make_task
+from prunevo.fitness.tasks import PreparedTask, prepare_task
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, Criterion, RandomCriterion, as_criterion
 
 
@@ -45,6 +46,16 @@ def score_criteria(criteria: list, prepared: list[PreparedTask], n_jobs: int = 1
     ``Evaluator`` (batching mode, backend, device...)."""
     with Evaluator(prepared, n_jobs=n_jobs, seed=seed, **options) as evaluator:
         return score_with(evaluator, criteria, baselines, random_seeds)
+
+
+def score_formulas(formulas, tasks=DEFAULT_TASKS, n_jobs: int = 1, seed: int = 0,
+                   baselines: bool = True, data_root=None, cache_dir=None) -> list[ScoreRow]:
+    """Score criteria (Formula objects, formula text or files, names: ``l1``, ``tp-l2``, ``random``..., or
+    objects that follow the ``Criterion`` protocol) on tasks (names like ``small-vgg@digits:macs=0.5``, or
+    ``Task`` objects) beside the classic criteria, Torch-Pruning's importances and random."""
+    criteria = [as_criterion(f) for f in formulas]  # bad text fails here, before any task is prepared
+    prepared = [prepare_task(make_task(t) if isinstance(t, str) else t, data_root, cache_dir) for t in tasks]
+    return score_criteria(criteria, prepared, n_jobs=n_jobs, seed=seed, baselines=baselines)
 
 
 def score_with(evaluator: Evaluator, criteria: list, baselines: bool = True, random_seeds: int = 3) -> list[ScoreRow]:
