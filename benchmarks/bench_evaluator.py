@@ -29,6 +29,7 @@ import time
 import torch
 
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
+from prunevo.fitness.execution import Execution
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.ladder import parse_ladder
 from prunevo.fitness.task_spec import parse_task
@@ -66,18 +67,19 @@ def main() -> None:
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, device {args.device})")
     criteria = batch(args.formulas, args.seed)
     ladder = parse_ladder(args.ladder, args.ladder_subset, args.ladder_recal)
-    modes = [("naive", dict(mode="off")), ("ladder", dict(mode="off", ladder=ladder)),
-             ("batched", dict(mode="loop"))]
+    def run(batching: str, n_jobs: int = 1, backend: str = "loky") -> Execution:
+        return Execution(n_jobs=n_jobs, backend=backend, device=args.device, batching=batching)
+
+    modes = [("naive", run("off"), None), ("ladder", run("off"), ladder), ("batched", run("loop"), None)]
     if args.fused:
-        modes.append(("fused", dict(mode="fused")))
-    modes += [("batched+ladder", dict(mode="loop", ladder=ladder)),
-              ("batched, 2 workers", dict(mode="loop", n_jobs=2)),
-              ("batched+ladder, 2 workers", dict(mode="loop", ladder=ladder, n_jobs=2))]
+        modes.append(("fused", run("fused"), None))
+    modes += [("batched+ladder", run("loop"), ladder), ("batched, 2 workers", run("loop", 2), None),
+              ("batched+ladder, 2 workers", run("loop", 2), ladder)]
     if not args.no_dask:
-        modes.append(("batched+ladder, Dask 2 workers", dict(mode="loop", ladder=ladder, n_jobs=2, backend="dask")))
+        modes.append(("batched+ladder, Dask 2 workers", run("loop", 2, "dask"), ladder))
     results = {}
-    for name, options in modes:
-        with Evaluator(prepared, seed=args.seed, device=args.device, **options) as evaluator:
+    for name, execution, rungs in modes:
+        with Evaluator(prepared, execution=execution, seed=args.seed, ladder=rungs) as evaluator:
             if evaluator.n_jobs > 1:  # start the workers (and their imports) outside the timed region, as a
                 evaluator.evaluate([RandomCriterion(10 ** 6 + i) for i in range(4)])  # run does once
                 evaluator.stats = EvaluatorStats()

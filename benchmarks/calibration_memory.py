@@ -25,7 +25,8 @@ def one(args: argparse.Namespace) -> None:
     """Child mode: one apply, then one JSON line."""
     import torch
 
-    from prunevo import FitConfig, TransferConfig, TransferSession, apply_formula
+    from prunevo import FitConfig, TransferConfig, apply_formula
+    from prunevo.transfer.session import TransferSession
     from prunevo.pruning.groups import find_groups
     from prunevo.training import Accelerator
     from prunevo.transfer.setup import Setup

@@ -128,7 +128,7 @@ def measure(spec: str, criteria: list, data_root: str, reference: bool) -> dict:
     prepared = prepare_task(parse_task(spec.format(root=data_root)), data_root)
     if reference:
         prepared = held_out(prepared)
-    evaluator = Evaluator([prepared], n_jobs=1, threads_per_job=1)
+    evaluator = Evaluator([prepared], threads_per_job=1)  # one local worker
     start = time.process_time()
     results = evaluator.evaluate(criteria, full=True)
     cpu = time.process_time() - start

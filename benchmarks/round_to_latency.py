@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import copy
 
-from prunevo import FitConfig, LatencySpec, TransferConfig, TransferSession, apply_formula
+from prunevo import FitConfig, LatencySpec, TransferConfig, apply_formula
+from prunevo.transfer.session import TransferSession
 from prunevo.pruning.latency import measure_latency
 from prunevo.training import Accelerator
 from prunevo.transfer.setup import Setup
@@ -50,8 +51,8 @@ def main() -> None:
         base = latency(copy.deepcopy(session.model))
         print(f"| {model} unpruned | | 100% | | " + " | ".join(f"{base[b]:.2f} (1.00)" for b in args.batches) + " |")
         for round_to in args.round_to:
-            variant = session.variant(round_to=round_to)
-            pruned, result = apply_formula("l1", variant.config, session=variant)
+            rounded = session.with_settings(round_to=round_to)
+            pruned, result = apply_formula("l1", rounded.config, session=rounded)
             after = latency(pruned)
             odd = sum(1 for kept, _ in result.kept.values() if kept % 8)
             cells = " | ".join(f"{after[b]:.2f} ({after[b] / base[b]:.2f})" for b in args.batches)

@@ -1,42 +1,61 @@
 """prunevo: discover channel-pruning criteria by genetic programming, and apply them to new models.
 
-The Python API mirrors the command line::
+The public API mirrors the command line::
 
     from prunevo import EvolutionConfig, evolve, load_run, Formula, score_formulas
     from prunevo import TrainConfig, train_base, TransferConfig, apply_formula, compare_criteria, load_pruned
+
+- evolve criteria: ``evolve(EvolutionConfig, run_dir) -> RunResult``, ``load_run(run_dir) -> RunResult``
+  (an ``EvolutionConfig`` is a ``FitnessConfig`` plus the genetic programming: its ``overrides`` are a
+  ``TaskOverrides``, its ``execution`` an ``Execution``: workers, backend, device, batching);
+- score criteria on fitness tasks: ``score_formulas(criteria, FitnessConfig) -> list[ScoreRow]``;
+- train a base model: ``train_base(TrainConfig) -> TrainResult``;
+- prune it: ``apply_formula(criterion, TransferConfig) -> (model, ApplyResult)``,
+  ``compare_criteria(criteria, TransferConfig) -> CompareResult``, ``load_pruned(path) -> model``
+  (both configs hold the model and data as a ``Setup`` and the device as an ``Accelerator``;
+  ``TransferConfig`` also a ``FitConfig``, a ``SearchSpec`` and a ``LatencySpec``);
+- criteria: names (``l1``, ``tp-l2``, ``random``...), formula text or files, ``Formula`` objects, or any
+  object that follows the ``Criterion`` protocol (a ``name`` and ``group_scores(calibration, reduction)``);
+- errors: every error a user can cause is a ``PrunevoError`` (``FormulaError``, ``DataError``,
+  ``ModelError``, ``RunError``, ``TargetUnreachable``, ``NotApplicableError``).
+
+Everything else (tasks, evaluators, exports, Torch-Pruning names...) is importable from its module:
+``prunevo.fitness.task_spec.make_task``, ``prunevo.primitives.export.export_formula``,
+``prunevo.pruning.criteria.as_criterion``...
 """
 from importlib import metadata as _metadata
 
-from prunevo.errors import DataError, FormulaError, ModelError, PrunevoError, RunError
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.errors import (DataError, FormulaError, ModelError, NotApplicableError, PrunevoError, RunError,
+                            TargetUnreachable)
+from prunevo.evolve.config import EvolutionConfig, TaskOverrides
 from prunevo.evolve.run import RunResult, evolve, load_run
-from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.execution import Execution
-from prunevo.fitness.scoring import ScoreRow, best_classic, score_criteria, score_formulas
-from prunevo.fitness.task_spec import TaskOverrides, available_tasks, make_task, parse_task
-from prunevo.fitness.tasks import Task, prepare_task
-from prunevo.primitives import CLASSIC_TEXT, Formula, LayerStats, classic_formula, classic_formulas
-from prunevo.primitives.export import FORMATS, export_formula, read_formula
+from prunevo.fitness.scoring import ScoreRow, score_formulas
+from prunevo.primitives.formula import Formula
 from prunevo.pruning.allocation import SearchSpec
-from prunevo.pruning.criteria import BASELINE_NAMES, as_criterion
+from prunevo.pruning.criteria import Criterion
 from prunevo.pruning.latency import LatencySpec
-from prunevo.pruning.selection import PruneSpec
-from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TransferConfig, TransferSession,
+from prunevo.training import Accelerator
+from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TrainResult, TransferConfig,
                               apply_formula, compare_criteria, load_pruned, train_base)
+from prunevo.transfer.setup import Setup
 
 try:  # one source: the installed package's metadata (pyproject.toml)
     __version__ = _metadata.version("prunevo")
 except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
-
 __all__ = [
-    "BASELINE_NAMES", "as_criterion", "best_classic",
-    "ApplyResult", "CompareResult", "FitConfig", "LatencySpec", "SearchSpec", "TrainConfig", "TransferConfig", "TransferSession",
-    "apply_formula", "compare_criteria", "load_pruned", "train_base",
-    "CLASSIC_TEXT", "DataError", "EvolutionConfig", "Execution", "FitnessConfig", "Evaluator", "FORMATS", "FitnessResult", "Formula", "FormulaError",
-    "LayerStats", "ModelError", "PruneSpec", "PrunevoError", "RunError", "RunResult", "ScoreRow", "Task",
-    "TaskOverrides", "available_tasks", "classic_formula", "classic_formulas", "evolve", "export_formula",
-    "load_run", "make_task", "parse_task", "prepare_task", "read_formula", "score_criteria", "score_formulas",
+    # functions
+    "evolve", "load_run", "score_formulas", "train_base", "apply_formula", "compare_criteria", "load_pruned",
+    # criteria
+    "Formula", "Criterion",
+    # configs
+    "EvolutionConfig", "FitnessConfig", "Execution", "TaskOverrides", "TrainConfig", "TransferConfig", "Setup",
+    "Accelerator", "FitConfig", "SearchSpec", "LatencySpec",
+    # results
+    "RunResult", "ScoreRow", "TrainResult", "ApplyResult", "CompareResult",
+    # errors
+    "PrunevoError", "FormulaError", "DataError", "ModelError", "RunError", "TargetUnreachable", "NotApplicableError",
 ]

@@ -5,7 +5,7 @@ import torch
 from prunevo.pruning.gather import Skeleton, SkeletonCache, signature
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.zoo.models import build_model
 
 SLOW = pytest.mark.slow  # the torchvision nets

@@ -13,7 +13,7 @@ from prunevo.pruning.criteria import FormulaCriterion, InvalidScores, RandomCrit
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, masks_key, select
+from prunevo.pruning.ranking import PruneSpec, masks_key, select
 from prunevo.zoo.stratify import stratified_batch
 from prunevo.primitives import Formula
 from prunevo.zoo.nets import build_small_net
@@ -91,7 +91,7 @@ def test_group_reductions_differ_where_members_disagree(resnet_stats):
     assert keys["max"] != keys["mean"]
 
 
-def test_layerwise_selection_removes_the_same_share_everywhere():
+def test_layerwise_ranking_removes_the_same_share_everywhere():
     scores = [torch.arange(10.0), torch.arange(4.0), torch.tensor([3.0, 1.0, 2.0])]
     keep = select(scores, PruneSpec(0.5))
     assert [int((~k).sum()) for k in keep] == [5, 2, 1]
@@ -99,15 +99,15 @@ def test_layerwise_selection_removes_the_same_share_everywhere():
     assert keep[2].tolist() == [True, False, True]
 
 
-def test_global_selection_respects_budget_and_cap():
+def test_global_ranking_respects_budget_and_cap():
     scores = [torch.full((10,), 0.0) + torch.arange(10) * 1e-3, torch.arange(10.0) + 100]
     keep = select(scores, PruneSpec(0.5, "global", max_layer_ratio=0.6))
     removed = [int((~k).sum()) for k in keep]
     assert sum(removed) == 10 and removed[0] == 6  # cap reached, the rest from the other layer
 
 
-@pytest.mark.parametrize("kwargs", [dict(ratio=1.2), dict(selection="best"), dict(group_reduction="median"),
-                                    dict(max_layer_ratio=1.0)], ids=["ratio", "selection", "reduction", "layer-ratio"])
+@pytest.mark.parametrize("kwargs", [dict(ratio=1.2), dict(ranking="best"), dict(group_reduction="median"),
+                                    dict(max_layer_ratio=1.0)], ids=["ratio", "ranking", "reduction", "layer-ratio"])
 def test_prune_spec_rejects_bad_values(kwargs):
     with pytest.raises(PrunevoError):
         PruneSpec(**kwargs)

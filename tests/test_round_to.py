@@ -6,7 +6,7 @@ from prunevo.training import Accelerator
 from prunevo.transfer.setup import Setup
 from prunevo.errors import PrunevoError
 from prunevo.pruning.criteria import as_criterion
-from prunevo.pruning.selection import round_kept
+from prunevo.pruning.ranking import round_kept
 from prunevo.transfer.report import target_text
 from prunevo.transfer.session import TransferConfig
 from tests.helpers import session_for

@@ -7,7 +7,7 @@ from prunevo.fitness.data import load_task_data
 from prunevo.pruning.gather import Skeleton
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.training import FitConfig, fit, recalibrate_bn, top1
 from prunevo.pruning.masks import masked_states
 from prunevo.training.stacked import Recalibration, score_states
@@ -76,7 +76,7 @@ def test_fused_equals_loop_and_ignores_companions(setup, epochs):
 def test_fused_masks_on_the_unpruned_shape_equal_physical_pruning(setup, epochs):
     data, factory, base, groups, x, keeps = setup
     gen = torch.Generator().manual_seed(5)  # global allocation: different widths per candidate
-    keeps = [select([torch.rand(g.size, generator=gen) for g in groups], PruneSpec(ratio=0.5, selection="global"))
+    keeps = [select([torch.rand(g.size, generator=gen) for g in groups], PruneSpec(ratio=0.5, ranking="global"))
              for _ in range(3)]
     model = factory()
     states, masks = masked_states(model, base, groups, keeps)

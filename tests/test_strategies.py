@@ -18,7 +18,7 @@ from prunevo.pruning.criteria import as_criterion
 from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
 from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.layers import remove_units, removable_units
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.pruning.target import meet_macs_target
 from prunevo.transfer.apply import apply_formula, load_pruned
 from prunevo.transfer.compare import compare_criteria
@@ -37,7 +37,7 @@ def session():
 def fake_latency(session: TransferSession) -> TransferSession:
     """Latency proportional to MACs: latency targets become exact, the test does not time anything."""
     ms = lambda model: measure_cost(model, session.example).macs / 1e5  # noqa: E731
-    session = copy.copy(session)  # a variant may not change the latency spec: the base was measured with it
+    session = copy.copy(session)  # with_settings may not change the latency spec: the base was measured with it
     session.config = replace(session.config, latency=LatencySpec((8,)))
     session.latency = lambda model: {"cpu": {8: ms(model)}}
     session.key_latency = ms
@@ -67,7 +67,7 @@ def test_sampled_configurations_meet_the_macs_budget_and_the_criterion_picks_cha
 
 @pytest.mark.slow
 def test_random_search_keeps_the_best_candidate_and_meets_the_target(session):
-    search = session.variant(allocation="random-search")
+    search = session.with_settings(allocation="random-search")
     _, result, _ = search.run("l1", 0)
     assert len(result.search_top1) == 3 and result.strategy == "random-search"
     assert abs(result.macs_fraction - 0.5) <= 0.015
@@ -98,7 +98,7 @@ def test_removable_units_and_removed_blocks_run_faster():
 
 @pytest.mark.slow
 def test_layer_strategy_meets_the_macs_budget_and_reloads(session, tmp_path):
-    layer = session.variant(strategy="layer", target_macs=0.6)
+    layer = session.with_settings(strategy="layer", target_macs=0.6)
     model, result = apply_formula("l1", layer.config, tmp_path, session=layer)
     assert result.strategy == "layer" and result.removed and result.macs_fraction <= 0.6
     fewer = list(result.removed)[:-1]  # removing one unit less would miss the budget
@@ -113,7 +113,7 @@ def test_layer_strategy_meets_the_macs_budget_and_reloads(session, tmp_path):
 @pytest.mark.parametrize("strategy, least", [("layer", 0.3), ("channel", 0.45)])
 def test_latency_targets_are_met_by_layer_and_channel_pruning(session, strategy, least):
     timed = fake_latency(session)
-    run = timed.variant(strategy=strategy, target_macs=None, target_latency=0.55)
+    run = timed.with_settings(strategy=strategy, target_macs=None, target_latency=0.55)
     _, result, _ = run.run("l1", 0)
     share = result.after.latency_ms["cpu"][8] / timed.base.latency_ms["cpu"][8]
     assert least < share <= 0.55, share
@@ -124,7 +124,7 @@ def test_iterative_cycles_reach_the_target(session, tmp_path):
     assert cycle_ratio(0.75, 2) == pytest.approx(0.5)
     assert (1 - cycle_ratio(0.6, 3)) ** 3 == pytest.approx(0.4)
     assert cycle_fractions(0.25, 2) == [pytest.approx(0.5), 0.25]
-    run = session.variant(strategy="iterative", cycles=3, target_macs=0.4)
+    run = session.with_settings(strategy="iterative", cycles=3, target_macs=0.4)
     model, result = apply_formula("l1", run.config, tmp_path, session=run)
     assert result.strategy == "iterative" and abs(result.macs_fraction - 0.4) <= 0.03 * 0.4
     record = json.loads((tmp_path / "report.json").read_text())["result"]
@@ -132,7 +132,7 @@ def test_iterative_cycles_reach_the_target(session, tmp_path):
     x = session.calibration(0).x
     with torch.no_grad():  # the three cycles replay onto a fresh model
         torch.testing.assert_close(load_pruned(tmp_path / "pruned_weights.pt")(x[:4]), model(x[:4]))
-    by_ratio = session.variant(strategy="iterative", allocation="global", cycles=2, target_macs=None,
+    by_ratio = session.with_settings(strategy="iterative", allocation="global", cycles=2, target_macs=None,
                                channel_ratio=0.5).run("l2", 0)[1]
     assert by_ratio.strategy == "iterative-global" and abs(by_ratio.channel_ratio - 0.5) < 0.03
 
@@ -145,7 +145,7 @@ def test_unstructured_imp_reaches_the_target_sparsity(session):
         assert sparsity(model) == pytest.approx(1 - 0.2 ** (cycle / 3), abs=1e-3)
     make_permanent(model)
     assert sparsity(model) == pytest.approx(0.8, abs=1e-3) and not hasattr(model.fc, "weight_mask")
-    _, result, _ = session.variant(strategy="unstructured", cycles=2).run("random", 0)
+    _, result, _ = session.with_settings(strategy="unstructured", cycles=2).run("random", 0)
     assert result.criterion == "magnitude" and result.sparsity == pytest.approx(0.5, abs=1e-3)
     assert result.after.params == result.before.params  # same shapes: no speed claim
 
@@ -218,7 +218,7 @@ def test_max_layer_ratio_binds_every_allocation_and_the_advice_fits(allocation, 
 
 
 def test_uniform_allocation_obeys_the_layer_cap_at_any_ratio():
-    from prunevo.pruning.selection import layerwise_counts, select
+    from prunevo.pruning.ranking import layerwise_counts, select
 
     sizes = [16, 32, 7, 3]
     assert layerwise_counts(sizes, 0.95) == [15, 30, 6, 2]  # never a whole group

@@ -25,7 +25,7 @@ def test_the_issue_examples_parse_into_task_fields():
     assert (task.finetune.epochs, task.finetune.max_samples, task.val_samples) == (1.0, 4000, 2000)
     folder = parse_task("small-vgg@imagefolder:../shared/data/imagenette2:size=32,allocation=global,seeds=3")
     assert folder.dataset == "imagefolder:../shared/data/imagenette2" and folder.image_size == 32
-    assert folder.prune.selection == "global" and folder.allocation == "global" and folder.seeds == 3
+    assert folder.prune.ranking == "global" and folder.allocation == "global" and folder.seeds == 3
     assert parse_task("lenet5@mnist").target_macs is None and parse_task("lenet5@mnist").prune.ratio == 0.75
     assert parse_task("small-vgg@digits:allocation=random-search,macs=0.4").search == SearchSpec()
     assert parse_task("resnet18@imagefolder:/data").image_size == 32  # colour datasets default to 32 px
@@ -42,6 +42,35 @@ def test_aliases_name_the_same_task_and_options_beat_run_wide_overrides():
     tasks = build_tasks(["small-vgg@digits:weight=3", "lenet5@digits"], weights=(1.0, 2.0))
     assert [t.weight for t in tasks] == [1.0, 2.0]
     assert [t.weight for t in build_tasks(["small-vgg@digits:weight=3"])] == [3.0]
+
+
+def test_runs_saved_before_the_ranking_rename_load_and_keep_their_cache_keys(tmp_path):
+    """PruneSpec.ranking and TaskOverrides.ranking were called ``selection``: an old run's config.json still
+    loads, and task identities (the fitness cache's keys) hash the field under its old name."""
+    import json
+    from dataclasses import asdict
+
+    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.evolve.hall_of_fame import Entry
+    from prunevo.evolve.run import saved_config
+    from prunevo.utils import stable_hash
+
+    old = EvolutionConfig(tasks=("digits-lenet5",)).to_json()
+    old["overrides"] = {"prune_ratio": 0.6, "selection": "global", "group_reduction": None,
+                        "finetune_epochs": None, "allocation": None}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = saved_config(tmp_path)
+    assert config.overrides == TaskOverrides(prune_ratio=0.6, ranking="global")
+    (task,) = config.task_list()
+    assert task.prune.ranking == "global" and task.allocation == "global"
+    assert "selection" not in config.to_json()["overrides"] and config.to_json()["overrides"]["ranking"] == "global"
+    fields = asdict(task)
+    fields["prune"]["selection"] = fields["prune"].pop("ranking")
+    del fields["name"], fields["weight"], fields["recal_batches"], fields["holdout_samples"]
+    assert task.identity() == stable_hash(fields)  # the hash written before the rename
+    # hall-of-fame entries keep "selection": the masks a formula selects (the word's one meaning)
+    entry = {"text": "l1(W)", "fitness": 0.9, "complexity": 2, "generation": 0, "selection": "ab12"}
+    assert Entry(**entry).selection == "ab12"
 
 
 @pytest.mark.parametrize("spec,fragment", [

@@ -56,7 +56,7 @@ def test_fused_equals_loop_within_tolerance_whatever_the_companions(prepared_tas
 @pytest.mark.slow
 def test_fused_global_allocation_runs_masked_and_matches_loop(cache_dir):
     prepared = [prepare_task(quick_task("digits-resnet", prune=quick_task("digits-resnet").prune.__class__(
-        ratio=0.5, selection="global")), cache_dir=cache_dir)]
+        ratio=0.5, ranking="global")), cache_dir=cache_dir)]
     assert prepared[0].task.allocation == "global"
     criteria = _criteria(8)
     loop = _fitness(Evaluator(prepared, execution=Execution(n_jobs=1, batching="loop")), criteria)

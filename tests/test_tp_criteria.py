@@ -16,7 +16,7 @@ from prunevo.primitives import Formula
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import FormulaCriterion, NotApplicable, TorchPruningCriterion, as_criterion
 from prunevo.pruning.groups import find_groups
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.pruning.statistics import _consumer_rows
 from prunevo.pruning.tp_criteria import TP_CRITERIA
 from prunevo.zoo.nets import build_small_net
@@ -118,7 +118,7 @@ def test_in_residual_groups_the_group_l2_counts_consumers_once_which_the_grammar
     assert any(not _same_order(ours[g], theirs[g]) for g in multi)
 
 
-def test_lnorm_of_the_formula_matches_torch_pruning_under_global_selection():
+def test_lnorm_of_the_formula_matches_torch_pruning_under_global_ranking():
     calibration = _zoo("vgg")  # every group has one producing layer
     spec = PruneSpec(0.6, "global", max_layer_ratio=0.9)
     theirs = select(TorchPruningCriterion("tp-l2").group_scores(calibration, "mean"), spec)

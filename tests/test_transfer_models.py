@@ -12,7 +12,7 @@ from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.pruning.criteria import as_criterion
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.importance import FormulaImportance
-from prunevo.pruning.selection import PruneSpec, select
+from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.transfer.apply import load_pruned, save_pruned
 from prunevo.transfer.session import PruneRecord
 from tests.helpers import session_for
@@ -49,13 +49,13 @@ def test_every_criterion_meets_the_macs_target_and_the_model_reloads(model, tmp_
 
 
 @pytest.mark.slow
-def test_global_selection_meets_the_macs_target():
+def test_global_allocation_meets_the_macs_target():
     session = session_for("resnet18", allocation="global", max_layer_ratio=0.8)
     chosen = session.select(as_criterion("l2"), 0)
     keep, fraction = chosen.keep, chosen.macs_fraction
     assert abs(fraction - 0.5) <= 0.015
     kept = [int(k.sum()) / len(k) for k in keep]
-    assert max(kept) - min(kept) > 0.05  # global selection prunes layers unevenly
+    assert max(kept) - min(kept) > 0.05  # global ranking prunes layers unevenly
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def test_group_reductions_and_domino_change_selections_where_they_should():
     keep = {r: select(crit.group_scores(calibration, r), PruneSpec(0.5, group_reduction=r)) for r in ("mean", "sum", "max")}
     for g in single:  # one member: every reduction is the member's score
         assert torch.equal(keep["mean"][g], keep["max"][g]) and torch.equal(keep["mean"][g], keep["sum"][g])
-    for g in multi:  # per group, sum = members x mean: the same ranking under layer-wise selection
+    for g in multi:  # per group, sum = members x mean: the same ranking under layer-wise ranking
         assert torch.equal(keep["mean"][g], keep["sum"][g])
     assert any(not torch.equal(keep["mean"][g], keep["max"][g]) for g in multi)
     # global ranking across groups with different member counts: sum and mean disagree

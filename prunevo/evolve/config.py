@@ -112,7 +112,7 @@ class EvolutionConfig(FitnessConfig):
             values["ladder"] = tuple(values.get("ladder", ()))
             if values.get("task_weights") is not None:
                 values["task_weights"] = tuple(values["task_weights"])
-            values["overrides"] = TaskOverrides(**values.get("overrides", {}))
+            values["overrides"] = TaskOverrides.from_json(values.get("overrides", {}))
             flat = {k: values.pop(k) for k in _EXECUTION_FIELDS if k in values}
             values["execution"] = Execution(**{**values.get("execution", {}), **flat})
             known = {f.name for f in fields(cls)}

@@ -25,11 +25,11 @@ from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.training.config import resolve_device
 from prunevo.training.stacked import Recalibration
-from prunevo.pruning.criteria import Criterion, FormulaCriterion, InvalidScores, NotApplicable
+from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable, score_groups
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.groups import group_ties
 from prunevo.pruning.cost import MacsEstimator
-from prunevo.pruning.selection import masks_key, select
+from prunevo.pruning.ranking import masks_key, select
 from prunevo.zoo.stratify import stratified_indices
 from prunevo.pruning.target import bisect_amount
 from prunevo.utils import derive_seed, stable_hash, torch_threads
@@ -201,7 +201,7 @@ class Evaluator:
             budget = prepared.task.target_macs
             if budget is None:
                 budget = estimator.fraction(select([torch.arange(n, dtype=torch.float64) for n in sizes],
-                                                   replace(spec, selection="layerwise")))
+                                                   replace(spec, ranking="layerwise")))
             configs = sample_configurations(sizes, prepared.task.search.candidates,
                                             derive_seed(self.seed, prepared.task.identity(), "configurations"), spec)
             self._searches[name] = (configs, budget)
@@ -226,8 +226,9 @@ class Evaluator:
 
     def mask_plan(self, criterion: Criterion) -> MaskPlan:
         """The criterion's cache keys and candidate keep-masks on every task where it applies (formulas'
-        plans are remembered: evolution asks again for elites, duplicates and redraw checks)."""
-        memo = criterion.formula.text if isinstance(criterion, FormulaCriterion) else None
+        plans are remembered by the formula's text: evolution asks again for elites, duplicates and redraw checks)."""
+        formula = getattr(criterion, "formula", None)
+        memo = formula.text if formula is not None else None
         if memo is not None and memo in self._plans:
             return self._plans[memo]
         with torch_threads(self.threads_per_job):  # scores, like fine-tunes, must not depend on the thread count
@@ -251,7 +252,7 @@ class Evaluator:
         for prepared in self.tasks:
             task = prepared.task
             try:
-                scores = criterion.group_scores(prepared.calibration, task.prune.group_reduction)
+                scores = score_groups(criterion, prepared.calibration, task.prune.group_reduction)
             except NotApplicable as exc:
                 out.not_applicable[task.name] = str(exc)
                 continue

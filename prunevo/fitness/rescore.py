@@ -1,6 +1,6 @@
 """Re-scoring: fitness measured again on fresh seeds and on images evolution never saw.
 
-Selection on one validation split and one seed favours the candidate that got lucky there.  Re-scoring
+Picking winners on one validation split and one seed favours the candidate that got lucky there.  Re-scoring
 measures each criterion again on each task's held-out split (``TaskData.holdout``: the test split, or the
 half of the validation split that fitness never reads), relative to the unpruned net on that split, with
 ``seeds`` independent replicates.  Replicate ``i`` draws its own class-stratified calibration batch (so the

@@ -51,9 +51,10 @@ def score_criteria(criteria: list, prepared: list[PreparedTask], *, execution: E
 
 def score_formulas(formulas: list, config: FitnessConfig | None = None, *, baselines: bool = True,
                    progress: bool = True) -> list[ScoreRow]:
-    """Score criteria (Formula objects, formula text or files, or names: ``l1``, ``tp-l2``, ``random``...) on the
-    tasks of ``config`` (default: ``FitnessConfig()``, the default tasks) beside the classic criteria,
-    Torch-Pruning's importances and random.  Base nets are trained on first use (``progress``: a bar).
+    """Score criteria (Formula objects, formula text or files, names: ``l1``, ``tp-l2``, ``random``..., or
+    objects that follow the ``Criterion`` protocol) on the tasks of ``config`` (default: ``FitnessConfig()``,
+    the default tasks) beside the classic criteria, Torch-Pruning's importances and random.  Base nets are
+    trained on first use (``progress``: a bar).
 
     Raises FormulaError for bad formula text (before any task is prepared), DataError for missing data."""
     config = config or FitnessConfig()

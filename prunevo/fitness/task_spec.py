@@ -16,8 +16,8 @@ from prunevo.errors import PrunevoError
 from prunevo.fitness.data import HOLDOUT_MAX
 from prunevo.fitness.pretrain import PretrainRecipe
 from prunevo.fitness.tasks import Task
-from prunevo.pruning.allocation import ALLOCATIONS, SELECTION_OF, SearchSpec, check_allocation
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.allocation import ALLOCATIONS, RANKING_OF, SearchSpec, check_allocation
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.training import FitConfig
 
 # The default fitness (what `make run` evolves on; embedded data only), chosen by rank fidelity per CPU-second
@@ -66,10 +66,18 @@ class TaskOverrides:
     """Settings applied to every task of a run (None keeps each task's default; a task's own options win)."""
 
     prune_ratio: float | None = None
-    selection: str | None = None  # layerwise | global (older runs); allocation supersedes it
+    ranking: str | None = None  # layerwise | global (PruneSpec.ranking; "selection" in older runs' config.json)
     group_reduction: str | None = None
     finetune_epochs: float | None = None
-    allocation: str | None = None  # uniform | global | random-search (at the uniform selection's MACs)
+    allocation: str | None = None  # uniform | global | random-search (at the uniform ranking's MACs)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TaskOverrides":
+        """Overrides as a run's config.json stores them (older runs name ``ranking`` ``selection``)."""
+        data = dict(data)
+        if "selection" in data:
+            data.setdefault("ranking", data.pop("selection"))
+        return cls(**data)
 
 
 def _number(kind: type, low: float, high: float | None = None) -> Callable[[str, str], float]:
@@ -159,13 +167,13 @@ def _with_allocation(task: Task, allocation: str) -> Task:
     check_allocation(allocation)
     if allocation == "random-search":
         return replace(task, search=task.search or SearchSpec())
-    return replace(task, search=None, prune=replace(task.prune, selection=SELECTION_OF[allocation]))
+    return replace(task, search=None, prune=replace(task.prune, ranking=RANKING_OF[allocation]))
 
 
 def _apply_overrides(task: Task, o: TaskOverrides) -> Task:
     prune = task.prune
     prune = replace(prune, ratio=o.prune_ratio) if o.prune_ratio is not None else prune
-    prune = replace(prune, selection=o.selection) if o.selection is not None else prune
+    prune = replace(prune, ranking=o.ranking) if o.ranking is not None else prune
     prune = replace(prune, group_reduction=o.group_reduction) if o.group_reduction is not None else prune
     if o.finetune_epochs is not None and o.finetune_epochs < 0:
         raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")

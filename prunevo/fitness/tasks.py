@@ -18,7 +18,7 @@ from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.groups import ChannelGroup, find_groups
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import FitConfig, top1
 from prunevo.training.regimes import regime_of
@@ -31,7 +31,7 @@ RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a tas
 @dataclass(frozen=True)
 class Task:
     """One fitness task.  The prune target is ``target_macs`` (share of the MACs kept, met on the fast
-    conv/linear estimate) when set, else ``prune.ratio`` of the channels; ``prune.selection`` and
+    conv/linear estimate) when set, else ``prune.ratio`` of the channels; ``prune.ranking`` and
     ``search`` give the allocation (uniform, global, or random search at the target's MACs)."""
 
     name: str
@@ -55,6 +55,8 @@ class Task:
     def identity(self) -> str:
         """Everything that determines fitness on this task, hashed (fitness cache keys start with it)."""
         fields = asdict(self)
+        # PruneSpec.ranking was called "selection": hashed under that name, fitness caches keep their keys
+        fields["prune"]["selection"] = fields["prune"].pop("ranking")
         del fields["name"], fields["weight"]  # an alias and its spelled-out form are the same task
         if fields["recal_batches"] == RECAL_BATCHES:  # tasks from before the option keep their identity
             del fields["recal_batches"]
@@ -71,7 +73,7 @@ class Task:
     def allocation(self) -> str:
         if self.search is not None:
             return "random-search"
-        return "global" if self.prune.selection == "global" else "uniform"
+        return "global" if self.prune.ranking == "global" else "uniform"
 
     def describe(self) -> str:
         """One line: what the task prunes, how hard, and how it fine-tunes."""

@@ -17,8 +17,8 @@ from prunevo.primitives.formula import Formula
 # Summing the square over the D positions gives D * [(s*s*q)^2 + (s*mean(F)*q + p - u)^2] (as
 # mean_d(m) = mean(F) and mean_d(m^2) = s^2 + mean(F)^2), so the formula below is GA_Func2 / D exactly.  D is
 # the same for every channel of a layer and of a group (coupled layers add maps of one shape), so the
-# ranking, and every layer-wise selection, is the paper's; only global allocation across layers of different
-# resolutions would see the factor.  (tests/test_classic.py checks it against a direct NumPy computation.)
+# ranking within a layer, and every layer-wise allocation, is the paper's; only global ranking across layers of
+# different resolutions would see the factor.  (tests/test_classic.py checks it against a direct NumPy computation.)
 GECCO22_TEXT = ("l1(cvar(F) / (rvar(F) + 0.05) + rvar(F) / (cvar(F) + 0.05) + (square(std(nmean(F)) * "
                 "std(nmean(F)) * rvar(F)) + square(std(nmean(F)) * mean(F) * rvar(F) + cvar(F) - rmean(F))) / "
                 "(cvar(F) + rvar(F) + 0.05))")

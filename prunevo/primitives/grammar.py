@@ -105,7 +105,7 @@ def _protected_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _lnorm(x: torch.Tensor) -> torch.Tensor:
-    # Divide by the layer's mean |score| so that scores of different layers are comparable (global selection).
+    # Divide by the layer's mean |score| so that scores of different layers are comparable (global ranking).
     return x / (x.abs().mean() + EPS)
 
 

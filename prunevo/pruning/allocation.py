@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 
 from prunevo.errors import PrunevoError
-from prunevo.pruning.selection import PruneSpec, Ties, fold, max_removed, remove_lowest, round_kept, select, unfold
+from prunevo.pruning.ranking import PruneSpec, Ties, fold, max_removed, remove_lowest, round_kept, select, unfold
 
 ALLOCATIONS = ("uniform", "global", "random-search")
-SELECTION_OF = {"uniform": "layerwise", "global": "global"}
+RANKING_OF = {"uniform": "layerwise", "global": "global"}  # allocation -> PruneSpec.ranking
 
 MasksAt = Callable[[float], list[torch.Tensor]]
 
@@ -49,7 +49,7 @@ def check_allocation(allocation: str) -> None:
 
 
 def min_keep(size: int, spec: PruneSpec) -> int:
-    """Fewest channels a group may keep: the same per-layer cap as global selection."""
+    """Fewest channels a group may keep: the same per-layer cap as global ranking."""
     return size - max_removed(size, spec.max_layer_ratio)
 
 
@@ -76,8 +76,8 @@ def configuration_masks(scores: list[torch.Tensor], config: torch.Tensor, amount
 def masks_along(scores: list[torch.Tensor], spec: PruneSpec, config: torch.Tensor | None = None,
                 round_to: int = 1, ties: Ties | None = None) -> MasksAt:
     """Keep-masks as a function of the pruning amount: the channel ratio for uniform and global
-    selection, the rescaling of ``config`` for a sampled configuration.  More amount, fewer MACs.
-    ``round_to`` rounds every pruned group's width down to a multiple (``selection.round_kept``).
+    ranking, the rescaling of ``config`` for a sampled configuration.  More amount, fewer MACs.
+    ``round_to`` rounds every pruned group's width down to a multiple (``ranking.round_kept``).
     ``ties`` (``ChannelGroup.ties``): groups around a grouped convolution lose the same positions in every
     slice, so their channels are selected per position (scores averaged over the slices)."""
     folded = fold(scores, ties)

@@ -1,21 +1,25 @@
-"""Criteria as scorers of channel groups: any ``Formula``, Torch-Pruning's importances, or ``random``.
+"""Criteria as scorers of channel groups: any ``Formula``, Torch-Pruning's importances, ``random``, or a
+user's own object that follows the ``Criterion`` protocol (like a Torch-Pruning ``Importance``).
 
 Every criterion scores a ``Calibration`` (one network, its groups, one calibration batch) and returns one
 score per channel of every group (higher = keep).  A criterion whose scores cannot rank channels raises
 ``InvalidScores`` with the reason; one that needs something the network lacks raises ``NotApplicable``.
+Callers score through ``score_groups`` and ``score_layers``, which check what any criterion returns.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 import torch
 
-from prunevo.errors import FormulaError
+from prunevo.errors import FormulaError, PrunevoError
 from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.scores import InvalidScores, NotApplicable, rank_problem
-from prunevo.pruning.selection import reduce_members
+from prunevo.pruning.ranking import reduce_members
 from prunevo.pruning.tp_criteria import TP_CRITERIA, tp_group_scores
 
 RANDOM = "random"
@@ -26,7 +30,34 @@ _NEEDS = {"gamma": "BatchNorm (gamma)", "beta": "BatchNorm (beta)", "G": "the lo
           "Wn": "next-layer weights that read one input row per channel (Wn)"}
 
 __all__ = ["BASELINE_NAMES", "Criterion", "FormulaCriterion", "InvalidScores", "NotApplicable", "RANDOM",
-           "RandomCriterion", "TorchPruningCriterion", "as_criterion", "criterion_names", "rank_problem"]
+           "RandomCriterion", "TorchPruningCriterion", "as_criterion", "criterion_names", "rank_problem",
+           "score_groups", "score_layers"]
+
+
+@runtime_checkable
+class Criterion(Protocol):
+    """Anything with a ``name`` and a ``group_scores(calibration, reduction)`` method is a criterion.
+
+    ``group_scores`` returns one 1-D tensor per group of ``calibration.groups``, one score per channel of
+    the group (``group.size``; higher = keep).  A group's channels are the output channels of every layer
+    in ``group.members`` (``member.layer``: a name in ``calibration.model.named_modules()``); ``reduction``
+    (mean, sum or max) is how prunevo's own criteria combine the members' scores, which a criterion may
+    ignore.  ``calibration.x``/``calibration.y`` are the calibration batch.  Raise ``InvalidScores`` or
+    ``NotApplicable`` (``prunevo.pruning.scores``) when the network cannot be scored.
+
+    Optional members, read with ``getattr``, that prunevo's own criteria have:
+
+    - ``layer_scores(calibration) -> {layer name: scores}`` for layer pruning (default: every member of a
+      group gets its group's scores);
+    - ``formula``: the ``Formula`` it evaluates (reports show its text, evolution remembers its masks by it);
+    - ``with_seed(seed) -> Criterion``: the criterion drawn from each run's seed (``random``);
+    - ``checks_scores = True``: ``group_scores`` takes a third argument ``strict`` and checks its scores
+      itself (otherwise ``score_groups`` does: constant, tied or non-finite scores cannot rank channels).
+    """
+
+    name: str
+
+    def group_scores(self, calibration: Calibration, reduction: str) -> list[torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +66,10 @@ class RandomCriterion:
 
     seed: int = 0
     name: str = RANDOM
+    checks_scores = True  # random scores always rank
+
+    def with_seed(self, seed: int) -> "RandomCriterion":
+        return self if seed == self.seed else replace(self, seed=seed)
 
     def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
@@ -47,7 +82,10 @@ class RandomCriterion:
 
 @dataclass(frozen=True)
 class FormulaCriterion:
+    """A grammar formula, evaluated on every member's statistics and reduced over the group."""
+
     formula: Formula
+    checks_scores = True
 
     @property
     def name(self) -> str:
@@ -97,6 +135,7 @@ class TorchPruningCriterion:
     reduction passed to it (mean, Torch-Pruning's default, unless ``--group-reduction`` says otherwise)."""
 
     name: str
+    checks_scores = True
 
     def __post_init__(self) -> None:
         if self.name not in TP_CRITERIA:
@@ -126,7 +165,42 @@ class TorchPruningCriterion:
         return out
 
 
-Criterion = RandomCriterion | FormulaCriterion | TorchPruningCriterion
+def score_groups(criterion: Criterion, calibration: Calibration, reduction: str,
+                 strict: bool = True) -> list[torch.Tensor]:
+    """``criterion``'s scores of every group, checked: one score per channel of each group, and (``strict``)
+    scores that rank (``InvalidScores`` otherwise); without ``strict`` only non-finite scores are refused."""
+    if getattr(criterion, "checks_scores", False):
+        return criterion.group_scores(calibration, reduction, strict)
+    scores = list(criterion.group_scores(calibration, reduction))
+    _check_shapes(criterion, scores, calibration)
+    scores = [s.detach().cpu().double() for s in scores]
+    for g, s in enumerate(scores):
+        problem = rank_problem(s, g) if strict else _non_finite([s], g)
+        if problem is not None:
+            raise InvalidScores(problem)
+    return scores
+
+
+def score_layers(criterion: Criterion, calibration: Calibration) -> dict[str, torch.Tensor]:
+    """The filter scores of every producing layer, by layer name (layer pruning): the criterion's own
+    ``layer_scores``, or else each member of a group gets its group's scores."""
+    if hasattr(criterion, "layer_scores"):
+        return criterion.layer_scores(calibration)
+    scores = score_groups(criterion, calibration, "mean", strict=False)
+    return {m.layer: s for s, g in zip(scores, calibration.groups) for m in g.members}
+
+
+def _check_shapes(criterion: Criterion, scores: list, calibration: Calibration) -> None:
+    sizes = [g.size for g in calibration.groups]
+    if len(scores) != len(sizes):
+        wrong = f"{len(scores)} score vectors for {len(sizes)} groups"
+    else:
+        wrong = next((f"scores of shape {tuple(getattr(s, 'shape', ()))} for group {g} of {n} channels"
+                      for g, (s, n) in enumerate(zip(scores, sizes))
+                      if not isinstance(s, torch.Tensor) or tuple(s.shape) != (n,)), None)
+    if wrong is not None:
+        raise PrunevoError(f"criterion {criterion.name!r} returned {wrong}; group_scores must return one 1-D "
+                           f"tensor per group of calibration.groups, one score per channel")
 
 
 def _non_finite(scores: list[torch.Tensor], group_index: int) -> str | None:
@@ -137,15 +211,26 @@ def criterion_names() -> str:
     return ", ".join((*BASELINE_NAMES, RANDOM))
 
 
-def as_criterion(spec: "str | Formula | Criterion", seed: int = 0) -> Criterion:
+ALLOWED = ("a criterion name, formula text, a .json/.txt formula file, a Formula, or an object with a `name` "
+           "and a `group_scores(calibration, reduction)` method (prunevo.pruning.criteria.Criterion)")
+
+
+def as_criterion(spec: "str | os.PathLike | Formula | Criterion", seed: int = 0) -> Criterion:
     """A criterion from a classic name, a Torch-Pruning name (``tp-l2``...), ``random``, formula text, a
-    .json/.txt formula file, or a Formula."""
+    .json/.txt formula file, a Formula, or any object that follows the ``Criterion`` protocol (returned as
+    it is)."""
     from prunevo.primitives.export import read_formula
 
-    if isinstance(spec, (RandomCriterion, FormulaCriterion, TorchPruningCriterion)):
-        return spec
     if isinstance(spec, Formula):
         return FormulaCriterion(spec)
+    if isinstance(spec, Criterion):
+        return spec
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        missing = [m for m in ("name", "group_scores") if not hasattr(spec, m)]
+        raise PrunevoError(f"{type(spec).__name__} object is not a criterion (it has no "
+                           f"{' and no '.join(missing)}); allowed: {ALLOWED}")
     if spec == RANDOM:
         return RandomCriterion(seed)
     if spec in CLASSIC_TEXT:

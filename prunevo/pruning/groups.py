@@ -178,7 +178,7 @@ def _executed_head(model: nn.Module, example_input: torch.Tensor) -> nn.Module |
 
 
 def group_ties(groups: list[ChannelGroup]) -> list[torch.Tensor | None] | None:
-    """``ChannelGroup.ties`` as index tensors for ``selection.fold``; None when no group is tied."""
+    """``ChannelGroup.ties`` as index tensors for ``ranking.fold``; None when no group is tied."""
     if all(g.ties is None for g in groups):
         return None
     return [None if g.ties is None else torch.tensor(g.ties, dtype=torch.long) for g in groups]

@@ -11,7 +11,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import Criterion, as_criterion
+from prunevo.pruning.criteria import Criterion, as_criterion, score_groups
 from prunevo.pruning.groups import find_groups
 
 
@@ -24,7 +24,7 @@ class FormulaImportance(tp.importance.Importance):
         self.criterion: Criterion = as_criterion(criterion)
         groups = find_groups(model, x[:1], ignored_layers)
         calibration = Calibration(model, groups, x, y, num_classes, domino == "io", batch_size=calibration_batch)
-        scores = self.criterion.group_scores(calibration, reduction)
+        scores = score_groups(self.criterion, calibration, reduction)
         modules = dict(model.named_modules())
         self._scores = {modules[g.root]: s for g, s in zip(groups, scores)}
         # every member of a group has the group's score: TP may root a group at any of them

@@ -1,6 +1,6 @@
 """Meet a MACs target: search the pruning amount whose selection leaves the wanted share of MACs.
 
-The amount (the channel ratio for uniform/global selection, the rescaling of a sampled configuration
+The amount (the channel ratio for uniform/global allocation, the rescaling of a sampled configuration
 otherwise; see ``allocation``) is bisected on the fast conv/linear estimate; the result is then checked on the physically
 pruned copy (Torch-Pruning's count, which also counts BatchNorm, pooling...) and the estimate's target
 is corrected by the measured gap until the real MACs are within tolerance.
@@ -24,8 +24,9 @@ MAX_RATIO = 0.99
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Keep-masks chosen for a model, and how they were reached."""
+class KeepMasks:
+    """Keep-masks chosen for a model (one per group), and how they were reached: what ``TransferSession.select``
+    returns and the strategies prune with."""
 
     keep: list[torch.Tensor]
     ratio: float  # the channel ratio, or the pruning amount that met the target
@@ -57,7 +58,7 @@ def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, it
 def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: MasksAt, target: float,
                      example_input: torch.Tensor, rounds: int = 4, estimator: MacsEstimator | None = None,
                      full_macs: int | None = None, allocation: str = "uniform",
-                     max_layer_ratio: float | None = None) -> Selection:
+                     max_layer_ratio: float | None = None) -> KeepMasks:
     """Keep-masks whose pruned network has ``target`` x the MACs of ``model`` (within 3%).
 
     ``masks_at`` maps a pruning amount to keep-masks (``allocation.masks_along``); ``estimator`` and
@@ -75,7 +76,7 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: Mas
         pruned = prune_model(copy.deepcopy(model), groups, keep, example_input)
         measured = measure_cost(pruned, example_input).macs / full
         if best is None or abs(measured - target) < abs(best.macs_fraction - target):
-            best = Selection(keep, ratio, measured, pruned)
+            best = KeepMasks(keep, ratio, measured, pruned)
         if abs(measured - target) <= TOLERANCE * target / 3 or ratio >= MAX_RATIO:
             break
         wanted = max(1e-4, wanted + (target - measured))

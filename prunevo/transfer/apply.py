@@ -106,8 +106,9 @@ def load_pruned(path: str | Path) -> nn.Module:
 
 def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, *, seed: int = 0,
                   progress: bool = False, session: TransferSession | None = None) -> tuple[nn.Module, ApplyResult]:
-    """Prune ``config.setup.model`` with ``criterion`` (a Formula, formula text, classic name or ``random``)
-    using ``config.strategy``.
+    """Prune ``config.setup.model`` with ``criterion`` (a Formula, formula text or file, a run directory, a
+    classic or Torch-Pruning name, ``random``, or any object that follows the ``Criterion`` protocol) using
+    ``config.strategy``.
 
     With ``out_dir``, the pruned model and ``report.json``/``report.md`` are written there.
     Raises FormulaError (bad criterion text), DataError, ModelError (a model the pruner cannot handle, or

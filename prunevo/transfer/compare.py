@@ -63,6 +63,22 @@ def expand_baselines(criteria: list) -> list:
     return out
 
 
+def _distinct(criteria: list) -> list:
+    """``criteria`` without repeats, in order (a user's criterion object need not be hashable)."""
+    out: list = []
+    for c in criteria:
+        if all(c is not o and not (isinstance(c, str) and c == o) for o in out):
+            out.append(c)
+    return out
+
+
+def _shown(spec) -> str:
+    """How a criterion given to ``compare_criteria`` is named where it did not run (n/a rows)."""
+    if isinstance(spec, (str, Path)):
+        return str(spec)
+    return getattr(spec, "name", None) or getattr(spec, "text", None) or repr(spec)
+
+
 COMPARE_SEEDS = 3  # seeds 0..N-1 per criterion when none are given
 
 
@@ -71,6 +87,10 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
                      session: TransferSession | None = None, strategies: list[str] | None = None,
                      match_latency: bool = True, name: str = "compare") -> CompareResult:
     """Run ``apply`` for every criterion, strategy and seed; summarize with mean ± std and the gap to random.
+
+    ``criteria``: names, formula text or files, run directories, Formula objects, or any object that follows
+    the ``prunevo.pruning.criteria.Criterion`` protocol; the word ``baselines`` stands for every classic and
+    Torch-Pruning criterion.
 
     ``strategies`` default to the config's own (``config.variant``).  Raises what ``apply_formula`` raises
     for a setting that fails for every criterion; a criterion that does not apply to the model is a row marked
@@ -81,7 +101,7 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
     start = time.perf_counter()
     strategies = list(dict.fromkeys(strategies or [config.variant]))
     changes = {s: strategy_changes(s) for s in strategies}
-    names = list(dict.fromkeys(expand_baselines(criteria)))
+    names = _distinct(expand_baselines(criteria))
     notes = [n for n in (regime_note(c, config) for c in names) if n is not None]
     for note in notes:
         if note.startswith("warning"):
@@ -99,7 +119,7 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
     not_applicable: dict[tuple[str, str], str] = {}  # (strategy, criterion) -> why: reported as n/a, not run
     jobs = [(s, n, seed) for s in strategies for n in (["random"] if s == "unstructured" else names) for seed in seeds]
     for strategy, crit_name, seed in tqdm(jobs, desc=name, disable=not progress):
-        if (strategy, crit_name) in not_applicable:
+        if (strategy, _shown(crit_name)) in not_applicable:
             continue
         overrides = dict(changes[strategy])
         if match and overrides["strategy"] == "channel":
@@ -108,14 +128,14 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
             overrides.update(target_macs=None, target_latency=matched)
         (criterion,) = criteria_from([crit_name], seed)
         try:
-            _, result, _ = session.variant(**overrides).run(criterion, seed)
+            _, result, _ = session.with_settings(**overrides).run(criterion, seed)
         except NotApplicableError as exc:
-            not_applicable[(strategy, crit_name)] = exc.reason
+            not_applicable[(strategy, _shown(crit_name))] = exc.reason
             continue
         except TargetUnreachable as exc:
             if "target_latency" not in overrides or config.target_latency is not None:
                 raise
-            unreachable.append(f"{strategy} / {crit_name} / seed {seed}: {exc}")  # itself a finding: keep going
+            unreachable.append(f"{strategy} / {_shown(crit_name)} / seed {seed}: {exc}")  # itself a finding: keep going
             continue
         runs.append(result)
     rows = summarize(runs, not_applicable)

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from prunevo.primitives.formula import Formula
-from prunevo.pruning.criteria import RandomCriterion, TorchPruningCriterion
-
 
 @dataclass
 class Measurement:
@@ -48,7 +45,5 @@ class ApplyResult:
 
 def criterion_label(criterion) -> tuple[str, str | None]:
     """(name, formula text or None) of a criterion, as reports show it."""
-    if isinstance(criterion, (RandomCriterion, TorchPruningCriterion)):
-        return criterion.name, None
-    formula: Formula = criterion.formula
-    return (formula.name or formula.text), formula.text
+    formula = getattr(criterion, "formula", None)
+    return criterion.name, (None if formula is None else formula.text)

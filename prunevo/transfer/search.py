@@ -19,7 +19,7 @@ from prunevo.errors import TargetUnreachable
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.groups import group_ties
 from prunevo.zoo.stratify import stratified_indices
-from prunevo.pruning.target import Selection, meet_macs_target
+from prunevo.pruning.target import KeepMasks, meet_macs_target
 from prunevo.training import evaluate, fit, recalibrate_bn
 from prunevo.utils import derive_seed
 from prunevo.zoo.images import labels_of
@@ -34,8 +34,8 @@ def heldout_subset(session, seed: int) -> Subset:
     return Subset(val, stratified_indices(labels_of(val), per_class, seed).tolist())
 
 
-def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float) -> Selection:
-    """The best of ``search.candidates`` sampled configurations at ``target_macs``, as a ``Selection``
+def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float) -> KeepMasks:
+    """The best of ``search.candidates`` sampled configurations at ``target_macs``, as a ``KeepMasks``
     (TransferConfig refuses random search with a channel ratio, so there is always a MACs target)."""
     from tqdm.auto import tqdm
 

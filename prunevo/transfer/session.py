@@ -21,17 +21,17 @@ from prunevo.errors import ModelError, NotApplicableError, PrunevoError
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, RandomCriterion,
-                                      as_criterion, rank_problem)
-from prunevo.pruning.allocation import SELECTION_OF, SearchSpec, check_allocation, masks_along
+from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, as_criterion,
+                                      rank_problem, score_groups)
+from prunevo.pruning.allocation import RANKING_OF, SearchSpec, check_allocation, masks_along
 from prunevo.pruning.groups import ChannelGroup, find_groups, group_ties
 from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_indices
-from prunevo.pruning.target import Selection, check_macs_target, meet_macs_target
+from prunevo.pruning.target import KeepMasks, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration
 from prunevo.transfer.setup import Setup, load_setup
@@ -161,13 +161,14 @@ class TransferConfig:
         return 32 if self.on_cuda else 8
 
     def prune_spec(self) -> PruneSpec:
-        return PruneSpec(ratio=self.channel_ratio or 0.0, selection=SELECTION_OF.get(self.allocation, "layerwise"),
+        return PruneSpec(ratio=self.channel_ratio or 0.0, ranking=RANKING_OF.get(self.allocation, "layerwise"),
                          max_layer_ratio=self.max_layer_ratio, group_reduction=self.group_reduction,
                          domino=self.domino)
 
     @property
     def variant(self) -> str:
-        """The strategy as a table column: uniform, global, random-search, layer, iterative..."""
+        """The strategy as a table column (a *variant*: strategy plus allocation, see ``transfer.variants``):
+        uniform, global, random-search, layer, iterative..."""
         return variant_name(self.strategy, self.allocation)
 
 
@@ -218,12 +219,13 @@ class TransferSession:
         self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
                                 self.base.macs)
 
-    def variant(self, **changes) -> "TransferSession":
-        """The same data, base model, statistics and base measurement under other pruning settings."""
+    def with_settings(self, **changes) -> "TransferSession":
+        """The same data, base model, statistics and base measurement under other pruning settings
+        (``changes``: TransferConfig fields; data and model fields cannot change)."""
         config = replace(self.config, **changes)
         changed = [f for f in SESSION_FIELDS if getattr(config, f) != getattr(self.config, f)]
         if changed:
-            raise PrunevoError(f"a session variant cannot change {', '.join(changed)}; start a new session")
+            raise PrunevoError(f"a session's settings cannot change {', '.join(changed)}; start a new session")
         other = copy.copy(self)
         other.config = config
         return other
@@ -288,7 +290,7 @@ class TransferSession:
         name = criterion_label(criterion)[0]
         try:
             scores = [s.detach().cpu().double()
-                      for s in criterion.group_scores(calibration, self.config.group_reduction, strict=False)]
+                      for s in score_groups(criterion, calibration, self.config.group_reduction, strict=False)]
         except NotApplicable as exc:
             raise NotApplicableError(name, f"does not apply to {self.config.setup.model}: {exc}") from None
         except InvalidScores as exc:
@@ -300,7 +302,7 @@ class TransferSession:
         return scores
 
     def select(self, criterion, seed: int, stage: Stage | None = None, target_macs: float | None = None,
-               ratio: float | None = None) -> Selection:
+               ratio: float | None = None) -> KeepMasks:
         """Keep-masks for ``stage`` (the base model by default) under a MACs target (a share of the stage's
         MACs) or a channel ratio; both default to the session's."""
         stage = stage or self.base_stage
@@ -315,7 +317,7 @@ class TransferSession:
             return meet_macs_target(stage.model, stage.groups, masks_at, target_macs, self.example,
                                     estimator=stage.estimator, full_macs=stage.macs,
                                     allocation=self.config.allocation, max_layer_ratio=spec.max_layer_ratio)
-        return Selection(masks_at(ratio), ratio)
+        return KeepMasks(masks_at(ratio), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
               stage: Stage | None = None) -> nn.Module:
@@ -344,8 +346,8 @@ class TransferSession:
     def run(self, criterion, seed: int = 0) -> tuple[nn.Module, ApplyResult, PruneRecord]:
         """(pruned and fine-tuned model, its result, how to rebuild its architecture)."""
         criterion = as_criterion(criterion, seed)
-        if isinstance(criterion, RandomCriterion) and criterion.seed != seed:
-            criterion = RandomCriterion(seed)
+        if hasattr(criterion, "with_seed"):  # a stochastic criterion draws from the run's seed
+            criterion = criterion.with_seed(seed)
         name, text = criterion_label(criterion)
         if self.config.strategy == "unstructured":
             name, text = "magnitude", None  # the classic IMP baseline has its own criterion

@@ -21,8 +21,8 @@ from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetU
 from prunevo.pruning.cost import measure_cost
 from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
 from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
-from prunevo.pruning.criteria import InvalidScores, NotApplicable
-from prunevo.pruning.target import Selection
+from prunevo.pruning.criteria import InvalidScores, NotApplicable, score_layers
+from prunevo.pruning.target import KeepMasks
 from prunevo.transfer.results import PruneRecord, criterion_label
 
 if TYPE_CHECKING:  # the session calls these runners; they only use its methods
@@ -85,7 +85,7 @@ def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> 
     start = time.perf_counter()
     x = session.calibration(seed).x
 
-    def at_macs(target: float | None) -> tuple[Selection, nn.Module]:
+    def at_macs(target: float | None) -> tuple[KeepMasks, nn.Module]:
         chosen = session.select(criterion, seed, target_macs=target)  # None: the session's own target
         return chosen, session.prune(chosen.keep, x[:8], chosen.pruned)
 
@@ -108,7 +108,7 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
                          f"residual blocks with identity shortcuts or convolutions whose output has their input's "
                          f"shape; use {{param:strategy=channel}}")
     try:
-        filter_scores = criterion.layer_scores(session.calibration(seed))
+        filter_scores = score_layers(criterion, session.calibration(seed))
     except NotApplicable as exc:
         raise NotApplicableError(name, f"does not apply to {session.config.setup.model}: {exc}") from None
     except InvalidScores as exc:

@@ -1,4 +1,5 @@
-"""Strategy names as table columns: a strategy plus, for channel pruning, its allocation.
+"""Variants: strategy names as table columns, a strategy plus, for channel pruning, its allocation
+(``TransferConfig.variant``, ``ApplyResult.strategy``).
 
 ``uniform``, ``global``, ``random-search``: one-shot channel pruning with that allocation;
 ``layer``: layer pruning; ``iterative`` / ``iterative-global`` / ``iterative-random-search``: IMP cycles

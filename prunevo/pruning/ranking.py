@@ -1,4 +1,8 @@
-"""From group scores to keep-masks: layer-wise uniform ratio, or global ranking with a per-layer cap."""
+"""From group scores to keep-masks: channels ranked within each group (``ranking="layerwise"``, a uniform ratio)
+or across all groups (``ranking="global"``, with a per-layer cap; Torch-Pruning's ``global_pruning``).
+
+``select`` returns the keep-masks; ``masks_key`` hashes them (a *selection*: what a criterion selects).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -8,17 +12,17 @@ import torch
 
 from prunevo.errors import PrunevoError
 
-SELECTIONS = ("layerwise", "global")
+RANKINGS = ("layerwise", "global")
 REDUCTIONS = ("mean", "sum", "max")
 DOMINO = ("o", "io")
 
 
 @dataclass(frozen=True)
 class PruneSpec:
-    """What to remove: ``ratio`` of the prunable channels, chosen layer by layer or globally."""
+    """What to remove: ``ratio`` of the prunable channels, ranked layer by layer or globally (``ranking``)."""
 
     ratio: float = 0.5
-    selection: str = "layerwise"
+    ranking: str = "layerwise"
     max_layer_ratio: float = 0.9  # no allocation removes more than this share of one group
     group_reduction: str = "mean"  # how the scores of coupled layers combine (Domino)
     # Domino-o: the coupled layers' output-channel scores; Domino-io: plus the consumers' input-channel scores
@@ -27,8 +31,8 @@ class PruneSpec:
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
             raise PrunevoError(f"prune ratio {self.ratio} is out of range; allowed: 0 <= ratio < 1")
-        if self.selection not in SELECTIONS:
-            raise PrunevoError(f"unknown selection {self.selection!r}; allowed: {', '.join(SELECTIONS)}")
+        if self.ranking not in RANKINGS:
+            raise PrunevoError(f"unknown ranking {self.ranking!r}; allowed: {', '.join(RANKINGS)}")
         if self.group_reduction not in REDUCTIONS:
             raise PrunevoError(f"unknown group reduction {self.group_reduction!r}; allowed: {', '.join(REDUCTIONS)}")
         if self.domino not in DOMINO:
@@ -79,7 +83,7 @@ def layerwise_counts(sizes: list[int], ratio: float, max_layer_ratio: float = 1.
 
 def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:
     """Boolean keep-masks, one per group."""
-    if spec.selection == "layerwise":
+    if spec.ranking == "layerwise":
         counts = layerwise_counts([len(s) for s in scores], spec.ratio, spec.max_layer_ratio)
         return [remove_lowest(s, c) for s, c in zip(scores, counts)]
     sizes = [len(s) for s in scores]
@@ -151,7 +155,7 @@ def round_kept(keep: list[torch.Tensor], scores: list[torch.Tensor], round_to: i
 
 
 def masks_key(keep: list[torch.Tensor]) -> str:
-    """Identity of a selection: identical masks => identical fitness."""
+    """Identity of a selection (the keep-masks a criterion selects): identical masks => identical fitness."""
     h = hashlib.sha256()
     for k in keep:
         h.update(len(k).to_bytes(4, "little"))
