@@ -17,7 +17,7 @@ from prunevo.errors import PrunevoError
 from prunevo.fitness.backends import BACKENDS
 from prunevo.fitness.execution import BATCHING
 from prunevo.pruning.allocation import ALLOCATIONS
-from prunevo.pruning.selection import REDUCTIONS
+from prunevo.pruning.ranking import REDUCTIONS
 
 EXIT_USAGE = 2
 

@@ -9,7 +9,7 @@ from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import ALLOCATIONS
 from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.layers import UNIT_REDUCTIONS
-from prunevo.pruning.selection import DOMINO, REDUCTIONS
+from prunevo.pruning.ranking import DOMINO, REDUCTIONS
 from prunevo.training.schedules import BASE_SCHEDULES, RETRAIN_SCHEDULES
 from prunevo.transfer.session import DEFAULT_TARGET_MACS
 from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, COMPARE_CRITERIA, STRATEGIES,

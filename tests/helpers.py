@@ -10,7 +10,7 @@ from prunevo.fitness.execution import SERIAL
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.fitness.pretrain import PretrainRecipe
 from prunevo.fitness.task_spec import make_task
-from prunevo.pruning.selection import PruneSpec
+from prunevo.pruning.ranking import PruneSpec
 from prunevo.training import FitConfig
 
 
