@@ -16,7 +16,7 @@ from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
 from prunevo.fitness.backends import BACKENDS
 from prunevo.fitness.execution import BATCHING
-from prunevo.pruning.allocation import ALLOCATIONS
+from prunevo.pruning.allocation import ALLOCATIONS, SearchSpec
 from prunevo.pruning.ranking import REDUCTIONS
 
 EXIT_USAGE = 2
@@ -24,7 +24,7 @@ EXIT_USAGE = 2
 
 def _add_fitness_options(o: ConfigOptions) -> None:
     """Tasks, seed, data and execution: the ``FitnessConfig`` fields that evolve and score share."""
-    from prunevo.fitness.task_spec import TASK_SYNTAX_HELP
+    from prunevo.fitness.task_spec import TASK_SYNTAX_HELP, dataset_defaults
 
     o.field("data", "--tasks", path="tasks", nargs="+", metavar="TASK",
             help="fitness tasks, " + TASK_SYNTAX_HELP + "; fitness is the weighted geometric mean over the tasks")
@@ -38,12 +38,13 @@ def _add_fitness_options(o: ConfigOptions) -> None:
             default="$PRUNEVO_CACHE or ~/.cache/prunevo")
     o.field("target", "--prune-ratio", path="overrides.prune_ratio", type=float,
             help="fraction of channels removed in every task without its own macs= or ratio=",
-            default="the task's, 0.75 on digits and MNISTs")
+            default=f"the task's, {dataset_defaults('digits')['prune'].ratio:g} on digits and MNISTs")
     o.field("strategy", "--allocation", path="overrides.allocation", choices=ALLOCATIONS,
             help="uniform = remove the same fraction in every layer; global = rank all channels together with a "
-                 "per-layer cap; random-search = per task, sample 16 per-layer configurations at the uniform "
-                 "allocation's MACs, the criterion picks channels within layers, and the configuration best after "
-                 "BatchNorm recalibration is fine-tuned (slower fitness)", default="the task's, uniform")
+                 f"per-layer cap; random-search = per task, sample {SearchSpec().candidates} per-layer "
+                 "configurations at the uniform allocation's MACs, the criterion picks channels within layers, and "
+                 "the configuration best after BatchNorm recalibration is fine-tuned (slower fitness)",
+            default="the task's, uniform")
     o.field("criterion", "--group-reduction", path="overrides.group_reduction", choices=REDUCTIONS,
             help="how scores of residual-coupled layers combine into one group score", default="the task's, mean")
     o.field("finetune", "--finetune-epochs", path="overrides.finetune_epochs", type=float,
@@ -52,11 +53,10 @@ def _add_fitness_options(o: ConfigOptions) -> None:
     o.field("execution", "--n-jobs", path="execution.n_jobs", type=int,
             help="parallel fitness workers: local processes, or Dask/Ray workers used")
     o.field("execution", "--batching", path="execution.batching", choices=BATCHING,
-            help="how a worker scores the candidates of one task: loop = one pruned skeleton per shape and each "
-                 "candidate's weights gathered into it (no dependency graph per candidate); fused = --stack "
-                 "candidates in one vmapped pass (grouped convolutions, for GPUs; equal to loop within "
-                 "floating-point tolerance); off = prune each candidate with Torch-Pruning; auto = fused on CUDA, "
-                 "loop on the CPU")
+            help="how a worker scores a task's candidates: loop = one pruned skeleton per shape, each candidate's "
+                 "weights gathered into it; fused = --stack candidates in one vmapped pass (grouped convolutions, "
+                 "for GPUs; equal to loop within float tolerance); off = Torch-Pruning prunes each candidate; "
+                 "auto = fused on CUDA, loop on the CPU")
     o.field("execution", "--stack", path="execution.stack", type=int,
             help="candidates per fused pass, padded to this size")
     o.field("execution", "--device", path="execution.device",
@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``prunevo`` command line: one subcommand per pipeline step, options in argument groups, and each
     default read from the config dataclass whose field the option sets."""
     from prunevo.evolve.config import EvolutionConfig
-    from prunevo.evolve.presets import PRESETS
+    from prunevo.evolve.presets import DEFAULT_DATA_ROOT, PRESETS
     from prunevo.fitness.config import FitnessConfig
     from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS
+    from prunevo.fitness.tasks import RECAL_BATCHES
     from prunevo.primitives.export import FORMATS
 
     parser = argparse.ArgumentParser(prog="prunevo", description="Discover channel-pruning criteria by "
@@ -97,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "tasks and budget) and fitness.png, all updated every generation.")
     o = ConfigOptions(p, EvolutionConfig)
     o.plain("run", "--preset", choices=list(PRESETS),
-            help="named settings; options given on the command line win; data from --data-root (default "
-                 "../shared/data, with MNIST/, FashionMNIST/ and imagenette2/). "
+            help=f"named settings; options given on the command line win; data from --data-root (default "
+                 f"{DEFAULT_DATA_ROOT}, with MNIST/, FashionMNIST/ and imagenette2/). "
                  + ". ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items()))
     _add_fitness_options(o)
     o.field("data", "--check-tasks", path="check_tasks", nargs="+", metavar="TASK",
@@ -118,10 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "evaluated, up to this many times, so each generation explores new selections (0 = never)")
     o.field("evolution", "--rescore-seeds", path="rescore_seeds", type=int,
             help="at the end, re-score the hall of fame and every baseline on this many fresh seeds (each its own "
-                 "calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images evolution never "
-                 "used (the test split, or half of the validation split); the run's best is the best after "
-                 "re-scoring, and it is compared with the best classic paired by seed, with 95% intervals "
-                 "(0 = skip)")
+                 "calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images (the test split, "
+                 "or half of the validation split); the run's best is the best after re-scoring, compared with the "
+                 "best classic paired by seed, with 95% intervals (0 = skip)")
     o.field("ladder", "--ladder", path="ladder", metavar="SHARES",
             help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy without "
                  "fine-tuning on --ladder-subset validation images (rung 0), and only the best share climbs: 0.25 = "
@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.field("ladder", "--ladder-subset", path="ladder_subset", type=int,
             help="validation images scored at rung 0 of the ladder, stratified")
     o.field("ladder", "--ladder-recal", path="ladder_recal", type=int,
-            help="batches of 256 training images that recalibrate BatchNorm at rung 0 (8 is the full "
-                 "measurement's; 2 ranked as well in docs/BENCHMARKS.md's fidelity table at a third less cost)")
+            help=f"batches of 256 training images that recalibrate BatchNorm at rung 0 ({RECAL_BATCHES} is the "
+                 "full measurement's; 2 ranked as well in docs/BENCHMARKS.md's fidelity table at a third less cost)")
     o.plain("run", "--run-dir", default="runs/latest", help="run directory")
     o.plain("run", "--resume", action="store_true",
             help="continue the run in --run-dir from its last checkpoint (--generations may extend it)")
@@ -358,8 +358,7 @@ def _rescore(run, args):
     changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs}
     config = build(run.config, {k: v for k, v in changes.items() if v is not None})
     seeds = args.rescore_seeds or run.config.rescore_seeds or EvolutionConfig.rescore_seeds
-    if not 1 <= seeds <= 16:
-        raise PrunevoError(f"--rescore-seeds must be in [1, 16], got {seeds}")
+    build(config, {"rescore_seeds": seeds})  # the config's own range check
     hof = HallOfFame(run.config.hall_of_fame_size, run.hall_of_fame)
     lock = RunLock(run.run_dir).acquire()  # the re-scoring rewrites the run's files
     try:
@@ -417,7 +416,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from prunevo.fitness.task_spec import DEFAULT_TASKS, OPTIONS, available_tasks, parse_task, split_spec
+    from prunevo.fitness.task_spec import (DEFAULT_TASKS, OPTIONS, available_tasks, dataset_defaults, parse_task,
+                                           split_spec)
     from prunevo.training.regimes import REGIME_HELP
 
     if args.specs:  # describe the given tasks (their options checked)
@@ -437,8 +437,9 @@ def cmd_tasks(args) -> int:
         mark = " "
         print(f"{mark} {name:<22} = {model + '@' + dataset:<27} {parse_task(name).describe().split(': ', 1)[1]}")
     print(f"default tasks of 'prunevo evolve': {' '.join(DEFAULT_TASKS)}")
-    print("other datasets (cifar10, imagefolder:PATH, fakedata...) default to "
-          "32 px, ratio 0.5, 15 pretraining epochs")
+    colour = dataset_defaults("cifar10")
+    print(f"other datasets (cifar10, imagefolder:PATH, fakedata...) default to {colour['image_size']} px, ratio "
+          f"{colour['prune'].ratio:g}, {colour['pretrain'].budget.epochs:g} pretraining epochs")
     return 0
 
 

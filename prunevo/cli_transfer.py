@@ -11,10 +11,12 @@ from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.ranking import DOMINO, REDUCTIONS
 from prunevo.training.schedules import BASE_SCHEDULES, RETRAIN_SCHEDULES
-from prunevo.transfer.session import DEFAULT_TARGET_MACS
+from prunevo.pruning.target import TOLERANCE
+from prunevo.transfer.session import CALIBRATION_BATCH, DEFAULT_TARGET_MACS, ROUND_TO
 from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, COMPARE_CRITERIA, STRATEGIES,
                                        STRATEGY_NAMES, variant_name)
-from prunevo.zoo.models import STEMS
+from prunevo.zoo.images import FOLDER_SIZE
+from prunevo.zoo.models import SMALL_INPUT_MAX, STEMS
 
 BENCHMARK_SEEDS = 2
 
@@ -42,10 +44,11 @@ def _add_setup(o: ConfigOptions) -> None:
     o.field("data", "--download", path="setup.download", action="store_const", const=True,
             help="let torchvision download missing dataset files into --data-root")
     o.field("data", "--image-size", path="setup.image_size", type=int,
-            help="resize images to this many pixels", default="the dataset's own size; 224 for image folders; "
-                                                             "a checkpoint's size")
+            help="resize images to this many pixels", default=f"the dataset's own size; {FOLDER_SIZE} for image "
+                                                              "folders of large photos; a checkpoint's size")
     o.field("data", "--stem", path="setup.stem", choices=STEMS,
-            help="torchvision models: cifar = 3x3 stride-1 stem for 28-64 px images; auto picks it at <= 64 px")
+            help=f"torchvision models: cifar = 3x3 stride-1 stem for small images; auto picks it at <= "
+                 f"{SMALL_INPUT_MAX} px")
     o.field("data", "--cache-dir", path="setup.cache_dir", help="where extracted data is cached",
             default="$PRUNEVO_CACHE or ~/.cache/prunevo")
     o.field("execution", "--device", path="accelerator.device", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -78,7 +81,8 @@ def _add_prune(o: ConfigOptions) -> None:
                  "weights_only=True)")
     target = o.group("target").add_mutually_exclusive_group()
     target.add_argument("--target-macs", dest="target_macs", type=float, default=None,
-                        help=f"share of the original MACs to keep, met within 3%% (default: {DEFAULT_TARGET_MACS:g} "
+                        help=f"share of the original MACs to keep, met within {TOLERANCE * 100:g}%% (default: "
+                             f"{DEFAULT_TARGET_MACS:g} "
                              f"when no other target is given)")
     target.add_argument("--channel-ratio", dest="channel_ratio", type=float, default=None,
                         help="share of prunable channels to remove instead (channel and iterative strategies; "
@@ -95,7 +99,7 @@ def _add_prune(o: ConfigOptions) -> None:
     o.field("target", "--round-to", path="round_to", type=int, metavar="N",
             help="every pruned group keeps a multiple of N channels, rounded down as Torch-Pruning's round_to does "
                  "(never fewer than N); GPU kernels run fastest on multiples of 8; reports say which",
-            default="8 when --device is CUDA, 1 on the CPU")
+            default=f"{ROUND_TO['cuda']} when --device is CUDA, {ROUND_TO['cpu']} on the CPU")
     o.field("criterion", "--group-reduction", path="group_reduction", choices=REDUCTIONS,
             help="how the scores of coupled layers combine into one group score")
     o.field("criterion", "--domino", path="domino", choices=DOMINO,
@@ -104,7 +108,8 @@ def _add_prune(o: ConfigOptions) -> None:
             help="class-stratified training images used to gather statistics")
     o.field("criterion", "--calibration-batch", path="calibration_batch", type=int,
             help="images per calibration pass: activations and gradients are reduced batch by batch, so memory "
-                 "holds one batch of them", default="8 on the CPU, 32 on CUDA")
+                 "holds one batch of them",
+            default=f"{CALIBRATION_BATCH['cpu']} on the CPU, {CALIBRATION_BATCH['cuda']} on CUDA")
     o.field("strategy", "--search-candidates", path="search.candidates", type=int,
             help="random-search allocation: sampled per-layer configurations")
     o.field("strategy", "--search-samples", path="search.samples", type=int,
@@ -124,8 +129,8 @@ def _add_prune(o: ConfigOptions) -> None:
     o.field("latency", "--latency-batches", path="latency.batch_sizes", type=int, nargs="+", metavar="B",
             help="batch sizes of the latency measurement")
     o.field("latency", "--latency-repeats", path="latency.repeats", type=int,
-            help="at least this many timed blocks (torch.utils.benchmark.Timer.blocked_autorange, at least 0.2 s "
-                 "per batch size); the median is kept")
+            help=f"at least this many timed blocks (torch.utils.benchmark.Timer.blocked_autorange, at least "
+                 f"{field_default(o.config, 'latency.min_run_time'):g} s per batch size); the median is kept")
     o.field("latency", "--latency-threads", path="latency.threads", type=int, help="CPU threads while timing",
             default="torch's setting")
     o.plain("latency", "--no-latency", action="store_true", help="skip latency measurement")

@@ -15,14 +15,10 @@ from prunevo.transfer.session import TransferConfig, TransferSession
 from prunevo.transfer.setup import Setup
 from prunevo.training import FitConfig
 
-PUBLIC = {
-    "evolve", "load_run", "score_formulas", "train_base", "apply_formula", "compare_criteria", "load_pruned",
-    "Formula", "Criterion",
-    "EvolutionConfig", "FitnessConfig", "Execution", "TaskOverrides", "TrainConfig", "TransferConfig", "Setup",
-    "Accelerator", "FitConfig", "SearchSpec", "LatencySpec",
-    "RunResult", "ScoreRow", "TrainResult", "ApplyResult", "CompareResult",
-    "PrunevoError", "FormulaError", "DataError", "ModelError", "RunError", "TargetUnreachable", "NotApplicableError",
-}
+PUBLIC = set("""evolve load_run score_formulas train_base apply_formula compare_criteria load_pruned Formula Criterion
+EvolutionConfig FitnessConfig Execution TaskOverrides TrainConfig TransferConfig Setup Accelerator FitConfig SearchSpec
+LatencySpec RunResult ScoreRow TrainResult ApplyResult CompareResult PrunevoError FormulaError DataError ModelError
+RunError TargetUnreachable NotApplicableError""".split())
 
 
 def test_the_top_level_exports_exactly_the_public_api():

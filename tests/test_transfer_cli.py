@@ -73,7 +73,7 @@ def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
     (["apply", "--formula", "l1", "--model", "lenet5", "--target-macs", "1.5"], "out of range"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--target-macs", "0"], "out of range"),
     (["compare", "--formulas", "l1", "--model", "lenet5", "--target-macs", "0"], "allowed: 0 < target <= 1"),
-    (["apply", "--formula", "taylor", "--model", "lenet5", "--calibration-batch", "0"], "calibration_batch (--calibration-batch) must be at least 1"),
+    (["apply", "--formula", "taylor", "--model", "lenet5", "--calibration-batch", "0"], "--calibration-batch must be at least 1"),
     (["apply", "--formula", "l1", "--model", "shufflenet_v2_x0_5", "--image-size", "32"], "after layer"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--checkpoint", "missing.pt"], "does not exist"),
     (["apply", "--formula", "tp-bn", "--model", "lenet5", "--epochs", "0", "--no-latency"],

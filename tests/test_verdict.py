@@ -115,9 +115,9 @@ def test_apply_says_which_regime_a_run_was_evolved_for(tmp_path, caplog):
 
     run = tmp_path / "run"
     evolve(EvolutionConfig(tasks=("small-vgg@digits:epochs=0,pretrain=2",), population=4, generations=0,
-                           execution=SERIAL,
-                           rescore_seeds=0), run, progress=False)
-    config = TransferConfig(setup=Setup(model="lenet5", dataset="digits"), calibration_samples=40, latency=None,
+                           execution=SERIAL, rescore_seeds=0), run, progress=False)
+    # the network the run evolved on: whatever its best formula reads (BatchNorm too), it applies
+    config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), calibration_samples=40, latency=None,
                             finetune=FitConfig(epochs=0.1))
     with caplog.at_level("WARNING"):
         apply_formula(str(run), config, tmp_path / "out")

@@ -15,9 +15,9 @@ from typing import Callable
 from prunevo.errors import PrunevoError
 from prunevo.fitness.data import HOLDOUT_MAX
 from prunevo.fitness.pretrain import PretrainRecipe
-from prunevo.fitness.tasks import Task
+from prunevo.fitness.tasks import RECAL_BATCHES, Task
 from prunevo.pruning.allocation import ALLOCATIONS, RANKING_OF, SearchSpec, check_allocation
-from prunevo.pruning.ranking import PruneSpec
+from prunevo.pruning.ranking import REDUCTIONS, PruneSpec
 from prunevo.training import FitConfig
 
 # The default fitness (what `make run` evolves on; embedded data only), chosen by rank fidelity per CPU-second
@@ -115,10 +115,10 @@ OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "size": (_number(int, 8, 1024), "image size in pixels"),
     "seeds": (_number(int, 1, 16), "fine-tune seeds; fitness reads the mean accuracy"),
     "recal": (_number(int, 1, 64), "batches of 256 training images that re-estimate BatchNorm statistics "
-                                   "after pruning and after the fine-tune (default 8)"),
+                                   f"after pruning and after the fine-tune (default {RECAL_BATCHES})"),
     "pretrain": (_number(float, 0.0), "pretraining epochs of the base net"),
     "weight": (_number(float, 1e-6), "weight in the geometric mean over tasks"),
-    "reduction": (_choice("mean", "sum", "max"), "how the scores of coupled layers combine"),
+    "reduction": (_choice(*REDUCTIONS), "how the scores of coupled layers combine"),
 }
 
 

@@ -28,7 +28,7 @@ from prunevo.utils import stable_hash, state_hash
 RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a task says otherwise
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """One fitness task.  The prune target is ``target_macs`` (share of the MACs kept, met on the fast
     conv/linear estimate) when set, else ``prune.ratio`` of the channels; ``prune.ranking`` and

@@ -27,6 +27,7 @@ from prunevo.zoo.datasets import load_digits, load_torchvision_digits
 from prunevo.zoo.stratify import stratified_split
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH", "fakedata")
+FOLDER_SIZE = 224  # pixels an image folder of large photos is resized to, unless image_size says otherwise
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -138,7 +139,7 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
     sides = _probed_sides(train_dir)
     native = max(sides) if sides else None
     small = native is not None and (native <= SMALL_IMAGES or native == size)
-    size = size or (native if small else 224)
+    size = size or (native if small else FOLDER_SIZE)
     mixed = len(set(sides)) > 1
     channels = channels or 3
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
