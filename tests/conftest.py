@@ -10,6 +10,14 @@ from prunevo.fitness.tasks import prepare_task
 from tests.helpers import quick_task
 
 
+# the longest tests (about 100 s each) first: started last, one would leave the other xdist worker idle at the end
+FIRST = ("test_reproducible.py", "test_notebook.py", "test_winners.py", "test_saved_models.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
+
+
 def pytest_configure(config):
     # Under pytest-xdist (make test) each worker gets its share of the cores, and so do the processes its tests
     # start: two torch processes that each use every core thrash.  Fitness never depends on it (jobs pin threads).

@@ -28,8 +28,8 @@ def quick_task(name: str, **overrides):
 
 def evolve_config(generations: int, **kw) -> EvolutionConfig:
     """A small evolution on the two cheap digits tasks (the ``prepared_tasks`` fixture)."""
-    return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations, execution=SERIAL,
-                           seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2,
+    return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations,
+                           execution=SERIAL, seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2,
                            **{"rescore_seeds": 0, **kw})
 
 

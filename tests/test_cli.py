@@ -90,13 +90,23 @@ def test_score_beside_baselines(capsys, tmp_path):
     pytest.param(["evolve", "--device", "cuda", "--run-dir", "/tmp/never"], "CUDA is not available",
                  marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
+def test_bad_input_is_one_line_and_exit_code_2(argv, fragment, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and err.strip().count("\n") == 0, err
+
+
 @pytest.mark.slow
-def test_bad_input_is_one_line_and_exit_code_2(argv, fragment, tmp_path):
+@pytest.mark.parametrize("argv, fragment", [
+    (["score", "__import__('os').system('echo pwned')"], "unexpected character"),
+    (["evolve", "--ladder", "half", "--run-dir", "/tmp/never"], "is not a list of shares"),
+])
+def test_the_installed_command_prints_one_line_and_exits_2(argv, fragment, tmp_path):
+    """The same as a user's shell sees it: a process of its own, its stderr, its exit status."""
     proc = subprocess.run([sys.executable, "-m", "prunevo.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert fragment in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0
+    assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0 and "pwned" not in proc.stdout
 
 
 def test_throughput_options_reach_the_run_config():
@@ -157,7 +167,8 @@ def test_a_second_process_or_lock_on_a_run_directory_is_refused_and_a_killed_own
     RunLock(run_dir).acquire().release()
     # a process killed with SIGKILL while holding the lock: the OS frees it, nothing stale is left to detect
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from prunevo.evolve.rundir import RunLock; "
-                               f"lock = RunLock({str(run_dir)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                               f"lock = RunLock({str(run_dir)!r}).acquire(); print('held', flush=True); "
+                               "time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -153,7 +153,8 @@ def test_unstructured_imp_reaches_the_target_sparsity(session):
 @pytest.mark.slow
 def test_compare_matches_channel_pruning_to_layer_latency_and_prints_the_grid(session, tmp_path):
     timed = fake_latency(session)
-    result = compare_criteria(["l1"], timed.config, seeds=(0,), out_dir=tmp_path, session=timed, strategies=["uniform", "layer"])
+    result = compare_criteria(["l1"], timed.config, seeds=(0,), out_dir=tmp_path, session=timed,
+                              strategies=["uniform", "layer"])
     assert result.matched_latency is not None
     layer = [r for r in result.runs if r.strategy == "layer"]
     channel = [r for r in result.runs if r.strategy == "uniform"]

@@ -99,8 +99,8 @@ def test_compare_prints_one_shot_and_fine_tuned_top1_with_verdicts(tmp_path):
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["config"]["regime"] == SHORT and saved["verdicts"] == result.verdicts
     # one-shot: one top-1, and the verdicts are on it
-    one_shot = compare_criteria(["l1", "tp-l2"], session.with_settings(finetune=FitConfig(epochs=0.0)).config, seeds=(0, 1),
-                                session=session.with_settings(finetune=FitConfig(epochs=0.0)))
+    one_shot_session = session.with_settings(finetune=FitConfig(epochs=0.0))
+    one_shot = compare_criteria(["l1", "tp-l2"], one_shot_session.config, seeds=(0, 1), session=one_shot_session)
     assert "one-shot top-1 |" not in one_shot.markdown and "one-shot (0 fine-tune epochs" in one_shot.markdown
     assert one_shot.verdicts and all("one-shot top-1" in v for v in one_shot.verdicts)
 

@@ -46,7 +46,7 @@ class FitnessConfig:
         from prunevo.fitness.tasks import prepare_task  # the data and training stack, only when preparing
 
         cache = Path(self.cache_dir) if self.cache_dir else None
-        return [prepare_task(t, self.data_root, cache, progress=None if progress else False)
+        return [prepare_task(t, self.data_root, cache_dir=cache, progress=None if progress else False)
                 for t in (self.task_list() if tasks is None else tasks)]
 
     @property

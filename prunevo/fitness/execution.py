@@ -18,7 +18,8 @@ BATCHING = ("auto", *MODES)  # auto = fused on CUDA, loop on the CPU
 class Execution:
     """``n_jobs`` parallel workers of ``backend`` (loky = local processes, dask, ray; ``address`` of a running
     scheduler or cluster, None = start a local one), each running fitness jobs on ``device`` and scoring a job's
-    candidates as ``batching`` says (``device`` auto = CUDA when present) (off, loop, fused with ``stack`` candidates per vmapped pass, auto).
+    candidates as ``batching`` says (off, loop, fused with ``stack`` candidates per vmapped pass, auto);
+    ``device`` auto = CUDA when present.
 
     Raises PrunevoError for a value outside the allowed ones.
     """

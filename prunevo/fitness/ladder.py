@@ -59,5 +59,6 @@ def parse_ladder(text: str, subset: int = 500, recal_batches: int = 8) -> Ladder
     try:
         keep = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise PrunevoError(f"{{param:ladder}} {text!r} is not a list of shares; allowed: e.g. 0.25 or 0.5,0.5, or off") from None
+        raise PrunevoError(f"{{param:ladder}} {text!r} is not a list of shares; allowed: e.g. 0.25 or 0.5,0.5, "
+                           f"or off") from None
     return Ladder(keep, subset, recal_batches)

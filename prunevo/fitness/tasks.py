@@ -119,7 +119,7 @@ class PreparedTask:
         return state_hash(self.base_state)
 
 
-def prepare_task(task: Task, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
+def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cache_dir: Path | None = None,
                  data: TaskData | None = None, progress: bool | None = None) -> PreparedTask:
     """``task`` with its data, base net (trained now if not cached; ``progress``: its bar, None = on a terminal
     only), parameter groups and calibration statistics."""

@@ -9,6 +9,6 @@ from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.pruning.statistics import gather_stats
 from prunevo.zoo.stratify import stratified_batch  # public here: a calibration batch for gather_stats
 
-__all__ = ["Calibration", "ChannelGroup", "Criterion", "FormulaCriterion", "PruneSpec", "RandomCriterion", "TorchPruningCriterion",
-           "apply_masks", "as_criterion", "find_groups", "gather_stats", "prune_model", "score_groups", "select",
-           "stratified_batch"]
+__all__ = ["Calibration", "ChannelGroup", "Criterion", "FormulaCriterion", "PruneSpec", "RandomCriterion",
+           "TorchPruningCriterion", "apply_masks", "as_criterion", "find_groups", "gather_stats", "prune_model",
+           "score_groups", "select", "stratified_batch"]
