@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from prunevo.cli_options import ConfigOptions, config_values, plain_option
+from prunevo.cli_options import ConfigOptions, Parser, config_values, plain_option
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
 from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
@@ -49,7 +49,7 @@ def _add_fitness_options(o: ConfigOptions) -> None:
             help="how scores of residual-coupled layers combine into one group score", default="the task's, mean")
     o.field("finetune", "--finetune-epochs", path="overrides.finetune_epochs", type=float,
             help="epochs of fine-tuning after pruning; 0 = BatchNorm recalibration only", default="the task's")
-    o.field("finetune", "--seed", path="seed", type=int, help="seed of the run: same seed, same result")
+    o.field("run", "--seed", path="seed", type=int, help="seed of the run: same seed, same result")
     o.field("execution", "--n-jobs", path="execution.n_jobs", type=int,
             help="parallel fitness workers: local processes, or Dask/Ray workers used")
     o.field("execution", "--batching", path="execution.batching", choices=BATCHING,
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     from prunevo.fitness.tasks import RECAL_BATCHES
     from prunevo.primitives.export import FORMATS
 
-    parser = argparse.ArgumentParser(prog="prunevo", description="Discover channel-pruning criteria by "
+    parser = Parser(prog="prunevo", description="Discover channel-pruning criteria by "
                                      "genetic programming, and score them against the classic ones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log base-net training and other details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                         + "; see 'prunevo criteria'), or a .json/.txt file")
     o = ConfigOptions(p, FitnessConfig)
     _add_fitness_options(o)
-    o.plain("output", "--no-baselines", action="store_true", help="score only the given formulas")
+    o.plain("criterion", "--no-baselines", action="store_true", help="score only the given formulas")
     o.plain("output", "--no-progress", action="store_true", help="no progress bar while base nets train")
 
     p = sub.add_parser("tasks", help="task syntax, options and short names; or describe given task specs",

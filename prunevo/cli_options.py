@@ -16,14 +16,14 @@ from prunevo.configs import field_default, is_path
 
 # argument groups, in the order users look for them in --help
 GROUPS = {
-    "run": "run",
+    "run": "run and seeds",
     "data": "data and model",
     "target": "pruning target",
     "criterion": "criterion and its statistics",
     "strategy": "strategy and allocation",
     "evolution": "genetic programming",
     "ladder": "fidelity ladder",
-    "finetune": "fine-tune",
+    "finetune": "training and fine-tune",
     "latency": "latency",
     "execution": "execution",
     "output": "output",
@@ -39,6 +39,14 @@ def shown(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, as every other error of the command line: ``prunevo: error:
+    ...``, exit code 2 (its default prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"prunevo: error: {message} (see '{self.prog} --help')\n")
 
 
 class ConfigOptions:

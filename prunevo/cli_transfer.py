@@ -16,22 +16,24 @@ from prunevo.transfer.session import CALIBRATION_BATCH, DEFAULT_TARGET_MACS, ROU
 from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, COMPARE_CRITERIA, STRATEGIES,
                                        STRATEGY_NAMES, variant_name)
 from prunevo.zoo.images import FOLDER_SIZE
-from prunevo.zoo.models import SMALL_INPUT_MAX, STEMS
+from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, STEMS
 
 BENCHMARK_SEEDS = 2
 
 STRATEGY_HELP = ("channel = remove channels in one shot; layer = remove whole residual blocks / same-shape conv "
                  "layers, least important first (block score = reduction of its filter scores); iterative = "
                  "--cycles prune/retrain cycles of channel pruning (IMP); unstructured = the classic IMP "
-                 "baseline, global weight magnitude (sparse weights, no speed-up; --formula unused)")
+                 "baseline, global weight magnitude (sparse weights, no speed-up; the criterion is unused)")
 ALLOCATION_HELP = ("uniform = the same share of every group; global = one ranking over all groups with a per-layer "
                    "cap; random-search = sample per-layer keep ratios, rescale each to the MACs target, keep the "
                    "configuration with the best BatchNorm-recalibrated validation accuracy (Li et al. 2022)")
 
 MODEL_HELP = ("torchvision classification model (resnet18, resnet50, vgg11_bn, mobilenet_v2, densenet121, "
-              "efficientnet_b0...), small-vgg, small-resnet, lenet5, module:function, or a whole-model .pt file")
+              "efficientnet_b0...), a small net (" + ", ".join(sorted(SMALL_NET_NAMES)) + "), module:function or "
+              "path/to/models.py:function (a function returning an nn.Module), or a whole-model .pt file")
 DATASET_HELP = ("digits (embedded), mnist, fashion-mnist, cifar10, cifar100, svhn (from --data-root), "
-                "imagefolder:PATH (PATH/train, PATH/val), or fakedata (random images, for smoke tests)")
+                "imagefolder:PATH (PATH/train, and PATH/val or a held-out tenth of train), or fakedata (random "
+                "images, for smoke tests)")
 
 
 def _add_setup(o: ConfigOptions) -> None:
@@ -152,7 +154,7 @@ def add_transfer_commands(sub) -> None:
     o.field("data", "--checkpoint", path="setup.checkpoint",
             help="start from these weights instead of a random initialization")
     _add_fit(o, "fit", BASE_SCHEDULES)
-    o.field("finetune", "--seed", path="seed", type=int, help="initialization and data-order seed")
+    o.field("run", "--seed", path="seed", type=int, help="initialization and data-order seed")
     o.field("output", "-o", "--output", path="output", help="checkpoint file to write")
 
     p = sub.add_parser("apply", help="prune a model with one formula, fine-tune it, save it and a report",
@@ -167,7 +169,7 @@ def add_transfer_commands(sub) -> None:
     _add_prune(o)
     o.field("strategy", "--strategy", path="strategy", choices=STRATEGIES, help=STRATEGY_HELP)
     o.field("strategy", "--allocation", path="allocation", choices=ALLOCATIONS, help=ALLOCATION_HELP)
-    o.plain("finetune", "--seed", type=int, default=signature(apply_formula).parameters["seed"].default,
+    o.plain("run", "--seed", type=int, default=signature(apply_formula).parameters["seed"].default,
             help="calibration, fine-tuning and random-criterion seed")
     o.plain("output", "-o", "--output", default="pruned", help="output directory")
 
@@ -189,7 +191,7 @@ def add_transfer_commands(sub) -> None:
                                  "measured latency")
     o.field("strategy", "--allocation", path="allocation", nargs="+", choices=ALLOCATIONS, metavar="A",
             help=ALLOCATION_HELP + "; several (e.g. uniform random-search) print the criterion x allocation grid")
-    o.plain("finetune", "--seeds", type=int, default=COMPARE_SEEDS, help="seeds 0..N-1 per criterion")
+    o.plain("run", "--seeds", type=int, default=COMPARE_SEEDS, help="seeds 0..N-1 per criterion")
     o.plain("output", "-o", "--output", default="compare", help="output directory")
 
     p = sub.add_parser("benchmark", help="criteria x strategies table (accuracy, MACs, latency, vs random) and plots",
@@ -207,7 +209,7 @@ def add_transfer_commands(sub) -> None:
     o.plain("strategy", "--no-unstructured", action="store_true", help="skip the unstructured IMP baseline")
     _add_setup(o)
     _add_prune(o)
-    o.plain("finetune", "--seeds", type=int, default=BENCHMARK_SEEDS, help="seeds 0..N-1 per criterion and strategy")
+    o.plain("run", "--seeds", type=int, default=BENCHMARK_SEEDS, help="seeds 0..N-1 per criterion and strategy")
     o.plain("output", "-o", "--output", default="benchmark", help="output directory")
 
 

@@ -86,6 +86,28 @@ def test_a_user_criterion_scores_on_fitness_tasks_like_the_builtin_l1(cache_dir)
     assert [r.name for r in rows] == ["my-l1", "l1"] and rows[0].fitness == rows[1].fitness is not None
 
 
+def test_a_comparison_needs_a_seed():
+    config = TransferConfig(setup=Setup(model="lenet5"), latency=None)
+    with pytest.raises(PrunevoError, match="seeds must give at least one seed"):
+        prunevo.compare_criteria(["l1"], config, seeds=())
+
+
+def test_an_untrained_model_starts_from_the_same_weights_every_time():
+    from prunevo.transfer.setup import load_setup
+
+    torch.manual_seed(1)
+    first = load_setup(Setup(model="lenet5"), warn_untrained=False)[1].state_dict()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)  # whatever ran before, the same weights
+    again = load_setup(Setup(model="lenet5"), warn_untrained=False)[1].state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = load_setup(Setup(model="lenet5"), warn_untrained=False, init_seed=1)[1].state_dict()
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    torch.manual_seed(1)
+    load_setup(Setup(model="lenet5"), warn_untrained=False)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left alone
+
+
 def test_objects_that_are_not_criteria_are_refused_in_one_line():
     class NoScores:
         name = "half"

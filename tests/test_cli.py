@@ -227,8 +227,8 @@ def test_help_explains_every_option(command, capsys):
 def test_options_are_grouped_as_users_look_for_them(capsys):
     text = _help("apply", capsys)
     titles = [line[:-1] for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
-    assert titles == ["options", "data and model", "pruning target", "criterion and its statistics",
-                      "strategy and allocation", "fine-tune", "latency", "execution", "output"]
+    assert titles == ["options", "run and seeds", "data and model", "pruning target", "criterion and its statistics",
+                      "strategy and allocation", "training and fine-tune", "latency", "execution", "output"]
     assert _options_without_help("  --bare\n  --next  text\n") == ["--bare"]  # the helper finds a bare option
 
 
@@ -255,6 +255,19 @@ def test_help_defaults_are_the_config_defaults(capsys):
     evolve_help = " ".join(_help("evolve", capsys).split())
     from prunevo import EvolutionConfig
     assert f"(default: {EvolutionConfig.population})" in evolve_help
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["apply", "--model", "lenet5", "--target-macs", "0.5", "--channel-ratio", "0.3"], "not allowed with"),
+    (["export", "run", "--format", "yaml"], "invalid choice: 'yaml'"),
+    (["evolve", "--population", "many"], "invalid int value"),
+])
+def test_usage_errors_are_one_line_too(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("prunevo: error: ") and fragment in err
+    assert err.strip().count("\n") == 0 and "--help" in err, err
 
 
 def test_tasks_lists_the_syntax():
@@ -311,6 +324,10 @@ def test_resume_refuses_contradictions_and_applies_what_may_change(tmp_path, cap
     # options equal to the run's are fine; the ones that may change are applied, and said
     assert main(["evolve", "--resume", "--run-dir", run, "--population", "4", "--generations", "2", "--no-progress"]) == 0
     assert "resume: --generations 1 -> 2" in capsys.readouterr().out
+    assert saved_config(tmp_path / "run").generations == 2
+    # a resumed run only extends: fewer generations than it has run is refused, its config left as it was
+    assert main(["evolve", "--resume", "--run-dir", run, "--generations", "1", "--no-progress"]) == 2
+    assert "allowed --generations >= 2, got 1" in capsys.readouterr().err
     assert saved_config(tmp_path / "run").generations == 2
     # the library refuses the same way, naming parameters
     with pytest.raises(RunError, match=r"differs: seed 9 \(the run has 0\); allowed to change on resume: generations"):

@@ -66,8 +66,11 @@ def test_compare_prints_table_vs_random_and_plots(base_checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["apply", "--formula", "l1", "--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["apply", "--formula", "l1", "--model", "resnet9000"], "unknown --model 'resnet9000'"),
     (["apply", "--formula", "l1(W) +", "--model", "lenet5"], "formula"),
+    (["apply", "--formula", "l1(W) +", "--model", "resnet9000"], "unexpected end of formula"),  # before the model
+    (["apply", "--formula", "l1", "--model", "lenet5", "--channel-ratio", "1"], "--channel-ratio 1.0 is out of range"),
+    (["apply", "--formula", "l1", "--model", "lenet5", "--epochs", "-1"], "--epochs must be >= 0, got -1.0"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--dataset", "cifar10", "--data-root", "."], "cifar10 not found"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--dataset", "cifar10"], "needs --data-root"),
     (["apply", "--formula", "l1", "--model", "lenet5", "--target-macs", "1.5"], "out of range"),

@@ -181,6 +181,10 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
     if resume:
         config = _resumable(saved_config(run_dir), config)
         state = rundir.read_checkpoint(run_dir)
+        done = state.get("generation", 0)
+        if config.generations < done:  # before config.json is rewritten: the run keeps what it says it did
+            raise RunError(f"{run_dir} has run {done} generations; a resumed run can only extend it: allowed "
+                           f"{{param:generations}} >= {done}, got {config.generations}")
     else:
         if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
             raise RunError(f"{run_dir} already holds a run; pass {{param:resume}} to continue it or choose another "

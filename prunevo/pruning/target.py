@@ -37,7 +37,7 @@ class KeepMasks:
 
 def check_macs_target(target: float) -> None:
     if not 0.0 < target <= 1.0:
-        raise PrunevoError(f"MACs target {target} is out of range; allowed: 0 < target <= 1 "
+        raise PrunevoError(f"{{param:target_macs}} {target} is out of range; allowed: 0 < target <= 1 "
                            f"(the share of the original MACs that remains)")
 
 

@@ -35,8 +35,11 @@ class FitConfig:
         if self.original_schedule not in BASE_SCHEDULES:
             raise PrunevoError(f"unknown original schedule {self.original_schedule!r}; "
                                f"allowed: {', '.join(BASE_SCHEDULES)}")
-        if self.epochs < 0 or self.lr <= 0 or self.batch_size < 2:
-            raise PrunevoError("epochs must be >= 0, lr > 0 and batch size >= 2")
+        for ok, name, value, allowed in ((self.epochs >= 0, "epochs", self.epochs, ">= 0"),
+                                         (self.lr > 0, "lr", self.lr, "> 0"),
+                                         (self.batch_size >= 2, "batch_size", self.batch_size, ">= 2")):
+            if not ok:
+                raise PrunevoError(f"{{param:{name}}} must be {allowed}, got {value}")
         if self.max_samples is not None and self.max_samples < 2:
             raise PrunevoError(f"a training subset needs at least 2 samples, got {self.max_samples}")
 
@@ -86,7 +89,8 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PrunevoError(f"device {device!r} requested but CUDA is not available; allowed here: cpu, auto")
+        raise PrunevoError(f"{{param:device}} {device!r} requested but CUDA is not available; allowed here: cpu, "
+                           f"auto")
     if not (device == "cpu" or device.startswith("cuda")):
         raise PrunevoError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
     return device

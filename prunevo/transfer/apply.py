@@ -119,8 +119,8 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
     note = regime_note(criterion, config)
     if note is not None and note.startswith("warning"):
         log.warning(note)
+    (criterion,) = criteria_from([criterion], seed)  # bad text fails here, before data and model are loaded
     session = session or TransferSession(config, progress=progress)
-    (criterion,) = criteria_from([criterion], seed)
     model, result, record = session.run(criterion, seed)
     if out_dir is not None:
         out = Path(out_dir)

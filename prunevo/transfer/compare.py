@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prunevo.errors import NotApplicableError, TargetUnreachable
+from prunevo.errors import NotApplicableError, PrunevoError, TargetUnreachable
 from prunevo.pruning.criteria import BASELINE_NAMES
 from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
                                     target_text, verdict_lines)
@@ -98,6 +98,8 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
     """
     from tqdm.auto import tqdm
 
+    if not seeds:
+        raise PrunevoError(f"{{param:seeds}} must give at least one seed, got {len(seeds)}")
     start = time.perf_counter()
     strategies = list(dict.fromkeys(strategies or [config.variant]))
     changes = {s: strategy_changes(s) for s in strategies}

@@ -106,6 +106,9 @@ class TransferConfig:
             raise PrunevoError(f"unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
         if self.target_macs is not None:
             check_macs_target(self.target_macs)  # before any data or weights are loaded
+        if self.channel_ratio is not None and not 0.0 <= self.channel_ratio < 1.0:
+            raise PrunevoError(f"{{param:channel_ratio}} {self.channel_ratio} is out of range; allowed: 0 <= ratio < 1 "
+                               f"(the share of the channels removed)")
         check_allocation(self.allocation)
         if self.calibration_samples < 2:
             raise PrunevoError("calibration_samples must be at least 2")

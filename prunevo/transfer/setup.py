@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunevo.pruning.groups import check_prunable
@@ -46,8 +47,11 @@ def resolved_stem(model: str, stem: str, input_size: int) -> str | None:
     return stem
 
 
-def load_setup(config: Setup, warn_untrained: bool = True) -> tuple[ImageData, nn.Module, dict[str, Any]]:
-    """(data, model in eval mode on the CPU, checkpoint metadata).  Raises DataError or ModelError."""
+def load_setup(config: Setup, warn_untrained: bool = True,
+               init_seed: int = 0) -> tuple[ImageData, nn.Module, dict[str, Any]]:
+    """(data, model in eval mode on the CPU, checkpoint metadata).  A model without a checkpoint starts from
+    weights drawn with ``init_seed``: the same setup gives the same model in every run.  Raises DataError or
+    ModelError."""
     image_size = config.image_size
     if image_size is None and config.checkpoint:
         shape = read_checkpoint(config.checkpoint)[1].get("input_shape")
@@ -55,7 +59,9 @@ def load_setup(config: Setup, warn_untrained: bool = True) -> tuple[ImageData, n
     load = dict(data_root=config.data_root, image_size=image_size, download=config.download,
                 cache_dir=config.cache_dir)
     data = load_image_data(config.dataset, channels=needs_channels(config.model), **load)
-    model = build_model(config.model, data.num_classes, data.input_shape, config.stem)
+    with torch.random.fork_rng(devices=[]):  # the global generator is left as it was
+        torch.manual_seed(init_seed)
+        model = build_model(config.model, data.num_classes, data.input_shape, config.stem)
     check_prunable(model, config.model)  # before anything runs it: some refuse small inputs with a traceback
     wanted = input_channels(model, data.input_shape[1])
     if wanted != data.input_shape[0]:  # a user's model that reads another channel count
@@ -66,5 +72,6 @@ def load_setup(config: Setup, warn_untrained: bool = True) -> tuple[ImageData, n
         meta = load_weights(model, config.checkpoint,
                             {"model": config.model, "num_classes": data.num_classes, "stem": stem})
     elif warn_untrained and (config.model in torchvision_names() or config.model in SMALL_NET_NAMES):
-        log.warning("no --checkpoint: %s starts from random weights (train one with 'prunevo train')", config.model)
+        log.warning("no checkpoint: %s starts from random weights drawn with seed %d (train one with 'prunevo "
+                    "train')", config.model, init_seed)
     return data, model.eval(), meta

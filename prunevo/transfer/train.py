@@ -5,7 +5,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 
 from prunevo.errors import PrunevoError
 from prunevo.transfer.checkpoint import save_checkpoint
@@ -46,8 +45,7 @@ def train_base(config: TrainConfig, progress: bool = False) -> TrainResult:
     start = time.perf_counter()
     accel = config.accelerator.resolved()
     setup = config.setup
-    torch.manual_seed(config.seed)  # the model is initialized from this seed: same seed, same net
-    data, model, _ = load_setup(setup, warn_untrained=False)
+    data, model, _ = load_setup(setup, warn_untrained=False, init_seed=config.seed)  # same seed, same net
     fit(model, data.train, config.fit, config.seed, accel, progress=progress, desc=f"train {setup.model}")
     val = evaluate(model, data.val, accel)["top1"]
     test = evaluate(model, data.test, accel)

@@ -234,7 +234,7 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], 
     if name in torchvision_names():
         small = stem == "cifar" or (stem == "auto" and input_shape[1] <= SMALL_INPUT_MAX)
         return _torchvision_model(name, num_classes, small)
-    raise ModelError(f"unknown model {name!r}; allowed: a torchvision classification model "
+    raise ModelError(f"unknown {{param:model}} {name!r}; allowed: a torchvision classification model "
                      f"(e.g. resnet18, vgg16_bn, mobilenet_v2, densenet121, efficientnet_b0), "
                      f"{', '.join(SMALL_NET_NAMES)}, module:function, or a whole-model .pt file")
 
