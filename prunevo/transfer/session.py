@@ -77,14 +77,14 @@ class TransferConfig:
     search: SearchSpec = field(default_factory=SearchSpec)
     cycles: int = 3
     layer_reduction: str = "mean"
-    max_layer_ratio: float = 0.9
+    max_layer_ratio: float = PruneSpec.max_layer_ratio  # PruneSpec's defaults: one place for each
     # layers whose output channels are never pruned besides the output layer (Torch-Pruning's ignored_layers)
     ignore_layers: tuple[str, ...] = ()
     # every pruned group keeps a multiple of round_to channels (Torch-Pruning's round_to); None: 8 on CUDA,
     # whose tensor-core kernels want multiples of 8, and 1 on the CPU
     round_to: int | None = None
-    group_reduction: str = "mean"
-    domino: str = "o"
+    group_reduction: str = PruneSpec.group_reduction
+    domino: str = PruneSpec.domino
     calibration_samples: int = 256
     # images per calibration pass: feature maps and gradients are reduced chunk by chunk, so memory holds
     # one chunk's activations whatever calibration_samples is; None: 8 on the CPU (ResNet-50 at 224 px
