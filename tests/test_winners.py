@@ -126,7 +126,9 @@ def test_verdicts_pair_the_winner_with_the_best_classic_by_seed():
 
 
 @pytest.mark.slow
-def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path):
+def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path, capsys):
+    from prunevo.cli import main
+
     quick = "ratio=0.5,pretrain=2,epochs=0.25,batch=64"
     one_shot = "ratio=0.5,pretrain=2,epochs=0,batch=64"  # a one-shot check task: no fine-tunes to wait for
     config = replace(evolve_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{one_shot}",)),
@@ -142,18 +144,17 @@ def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0].startswith("generation,evaluations,jobs,selections,new_selections,redrawn")
 
-    show = subprocess.run([sys.executable, "-m", "prunevo.cli", "show", str(tmp_path / "run")],
-                          capture_output=True, text=True)
-    assert show.returncode == 0 and "best after re-scoring:" in show.stdout and "check tasks" in show.stdout
-    assert "regime short fine-tune" in show.stdout and "verdict (short fine-tune; paired by seed" in show.stdout
-    assert "over " in show.stdout and "on held-out data (relative accuracy)" in show.stdout
-    again = subprocess.run([sys.executable, "-m", "prunevo.cli", "show", str(tmp_path / "run"), "--rescore",
-                            "--rescore-seeds", "2"], capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "run")]) == 0  # in this process: the CLI's own process is test_cli's
+    show = capsys.readouterr().out
+    assert "best after re-scoring:" in show and "check tasks" in show
+    assert "regime short fine-tune" in show and "verdict (short fine-tune; paired by seed" in show
+    assert "over " in show and "on held-out data (relative accuracy)" in show
+    assert main(["show", str(tmp_path / "run"), "--rescore", "--rescore-seeds", "2"]) == 0
     assert json.loads((tmp_path / "run" / "rescored.json").read_text()) == saved  # same seeds: same re-scoring
-    exported = subprocess.run([sys.executable, "-m", "prunevo.cli", "export", str(tmp_path / "run"), "--format", "text"],
-                              capture_output=True, text=True)
-    assert exported.stdout.strip() == Formula.parse(result.best.text).text
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), "--format", "text"]) == 0
+    assert capsys.readouterr().out.strip() == Formula.parse(result.best.text).text
 
 
 def test_preset_help_is_read_from_the_presets(capsys):
