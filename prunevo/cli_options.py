@@ -31,7 +31,7 @@ GROUPS = {
 
 
 def shown(value: Any) -> str:
-    """A default as help text writes it (None: no text)."""
+    """A default as help text writes it (booleans as on/off, sequences space-separated)."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (tuple, list)):

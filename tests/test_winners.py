@@ -131,7 +131,7 @@ def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path
 
     quick = "ratio=0.5,pretrain=2,epochs=0.25,batch=64"
     one_shot = "ratio=0.5,pretrain=2,epochs=0,batch=64"  # a one-shot check task: no fine-tunes to wait for
-    config = replace(evolve_config(2, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{one_shot}",)),
+    config = replace(evolve_config(1, rescore_seeds=2, check_tasks=(f"small-resnet@digits:{one_shot}",)),
                      tasks=(f"small-vgg@digits:{quick}",))
     result = evolve(config, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "rescored.json").read_text())
