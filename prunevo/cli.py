@@ -10,16 +10,16 @@ import os
 import sys
 from pathlib import Path
 
-from prunevo.cli_options import ConfigOptions, Parser, config_values, plain_option
+from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
 from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
 from prunevo.fitness.backends import BACKENDS
 from prunevo.fitness.execution import BATCHING
 from prunevo.pruning.allocation import ALLOCATIONS, SearchSpec
+from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.ranking import REDUCTIONS
 
-EXIT_USAGE = 2
 
 
 def _add_fitness_options(o: ConfigOptions) -> None:
@@ -69,12 +69,6 @@ def _add_fitness_options(o: ConfigOptions) -> None:
     o.field("execution", "--address", path="execution.address",
             help="address of a running Dask scheduler (tcp://host:8786) or Ray cluster (auto)",
             default="start a local one")
-
-
-def _criterion_names() -> str:
-    from prunevo.pruning.criteria import criterion_names
-
-    return criterion_names()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "A criterion that needs what a task's net lacks (BatchNorm, a gradient) shows "
                                    "n/a there and is left out of its geometric mean and of the best classic.")
     p.add_argument("formulas", nargs="+", metavar="FORMULA",
-                   help="formula text ('l1(W) / (std(F) + 0.05)'), a named criterion (" + _criterion_names()
+                   help="formula text ('l1(W) / (std(F) + 0.05)'), a named criterion (" + criterion_names()
                         + "; see 'prunevo criteria'), or a .json/.txt file")
     o = ConfigOptions(p, FitnessConfig)
     _add_fitness_options(o)
@@ -300,7 +294,7 @@ def _resumed_config(args, parser: argparse.ArgumentParser):
     mine, theirs = flatten(_config(args)), flatten(saved)
     flags = _flags(parser, "evolve")
     changes, conflicts = {}, []
-    for path in sorted(d for d in args.typed if is_path(EvolutionConfig, d)):
+    for path in sorted(d for d in _typed(args.argv) if is_path(EvolutionConfig, d)):
         if mine[path] == theirs[path]:
             continue
         if path in RESUMABLE:
@@ -355,10 +349,9 @@ def _rescore(run, args):
     from prunevo.evolve.rundir import RunLock
     from prunevo.evolve.run import load_run, rescore_run
 
-    changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs}
-    config = build(run.config, {k: v for k, v in changes.items() if v is not None})
     seeds = args.rescore_seeds or run.config.rescore_seeds or EvolutionConfig.rescore_seeds
-    build(config, {"rescore_seeds": seeds})  # the config's own range check
+    changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs, "rescore_seeds": seeds}
+    config = build(run.config, {k: v for k, v in changes.items() if v is not None})  # range-checked there
     hof = HallOfFame(run.config.hall_of_fame_size, run.hall_of_fame)
     lock = RunLock(run.run_dir).acquire()  # the re-scoring rewrites the run's files
     try:
@@ -523,12 +516,14 @@ def _with_preset(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     return parser.parse_args(argv)
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """``argv`` parsed, with a preset's values where nothing was typed, and ``typed``: the options typed."""
-    args = parser.parse_args(argv)
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None,
+           args: argparse.Namespace | None = None) -> argparse.Namespace:
+    """``argv`` parsed (``args``: already parsed once), with a preset's values where nothing was typed, and
+    ``argv`` kept for ``--resume``, which asks which options were typed."""
+    args = args if args is not None else parser.parse_args(argv)
     if args.command == "evolve" and args.preset:
         args = _with_preset(parser, args, argv)
-    args.typed = _typed(argv)
+    args.argv = argv
     return args
 
 
@@ -548,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return COMMANDS[args.command](_parse(parser, argv))
+        return COMMANDS[args.command](_parse(parser, argv, args))
     except PrunevoError as exc:
         print(f"prunevo: error: {_one_line(exc, _flags(parser, args.command))}", file=sys.stderr)
         return EXIT_USAGE

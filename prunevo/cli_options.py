@@ -14,6 +14,8 @@ from typing import Any
 
 from prunevo.configs import field_default, is_path
 
+EXIT_USAGE = 2  # bad input, as argparse's own usage errors
+
 # argument groups, in the order users look for them in --help
 GROUPS = {
     "run": "run and seeds",
@@ -46,7 +48,7 @@ class Parser(argparse.ArgumentParser):
     ...``, exit code 2 (its default prints the whole usage block first)."""
 
     def error(self, message: str):
-        self.exit(2, f"prunevo: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"prunevo: error: {message} (see '{self.prog} --help')\n")
 
 
 class ConfigOptions:
