@@ -45,6 +45,10 @@ def _add_fitness_options(o: ConfigOptions) -> None:
                  "configurations at the uniform allocation's MACs, the criterion picks channels within layers, and "
                  "the configuration best after BatchNorm recalibration is fine-tuned (slower fitness)",
             default="the task's, uniform")
+    o.field("strategy", "--baseline-allocations", path="baseline_allocations", nargs="+", metavar="A",
+            help="every baseline is also scored under these allocations (uniform, global, random-search) besides "
+                 "the tasks' own, so that the best classic is the best (criterion, allocation) pair; none = the "
+                 "tasks' own only")
     o.field("criterion", "--group-reduction", path="overrides.group_reduction", choices=REDUCTIONS,
             help="how scores of residual-coupled layers combine into one group score", default="the task's, mean")
     o.field("finetune", "--finetune-epochs", path="overrides.finetune_epochs", type=float,
@@ -69,6 +73,38 @@ def _add_fitness_options(o: ConfigOptions) -> None:
     o.field("execution", "--address", path="execution.address",
             help="address of a running Dask scheduler (tcp://host:8786) or Ray cluster (auto)",
             default="start a local one")
+
+
+# evolve's options that build its one task from the user's network (``task_spec.task_for``), by destination
+NETWORK_OPTIONS = {"model": "--model", "checkpoint": "--checkpoint", "dataset": "--dataset",
+                   "image_size": "--image-size", "stem": "--stem", "target_macs": "--target-macs",
+                   "channel_ratio": "--channel-ratio"}
+
+
+def _add_network_options(o: ConfigOptions) -> None:
+    """``prunevo evolve --model M --checkpoint C --dataset D``: a search on the user's own network, its task
+    built by ``task_spec.task_for`` (apply's setup options, instead of --tasks)."""
+    from prunevo.cli_transfer import DATASET_HELP, MODEL_HELP
+    from prunevo.fitness.task_spec import DISCOVERY_OPTIONS
+    from prunevo.pruning.target import DEFAULT_TARGET_MACS
+    from prunevo.zoo.models import SMALL_INPUT_MAX, STEMS
+
+    defaults = ",".join(f"{k}={v}" for k, v in DISCOVERY_OPTIONS.items())
+    o.plain("data", "--model", help=f"search on your own network instead of --tasks: {MODEL_HELP}; its one task "
+                                   f"is MODEL@DATASET:checkpoint=...,{defaults} (one-shot; see 'prunevo tasks')")
+    o.plain("data", "--checkpoint", help="with --model: its weights (a checkpoint from 'prunevo train' or a "
+                                        "state_dict file, loaded with weights_only=True); nothing is trained, and "
+                                        "fitness never reads images these weights may have trained on")
+    o.plain("data", "--dataset", help=f"with --model: {DATASET_HELP}", default=None)
+    o.plain("data", "--image-size", type=int, help="with --model: image size in pixels (default: the checkpoint's, "
+                                                   "else the dataset's)")
+    o.plain("data", "--stem", choices=STEMS, help=f"with --model: torchvision models' stem; auto = cifar at <= "
+                                                 f"{SMALL_INPUT_MAX} px (default: the checkpoint's, else auto)")
+    target = o.group("target").add_mutually_exclusive_group()
+    target.add_argument("--target-macs", type=float, default=None,
+                        help=f"with --model: share of the MACs kept (default: {DEFAULT_TARGET_MACS:g})")
+    target.add_argument("--channel-ratio", type=float, default=None,
+                        help="with --model: share of the channels removed instead")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                  f"{DEFAULT_DATA_ROOT}, with MNIST/, FashionMNIST/ and imagenette2/). "
                  + ". ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items()))
     _add_fitness_options(o)
+    _add_network_options(o)
     o.field("data", "--check-tasks", path="check_tasks", nargs="+", metavar="TASK",
             help="tasks never used for fitness (same syntax as --tasks), scored at the end like the re-scoring, "
                  "with a paired verdict against the best classic on each; 'none' for none",
@@ -179,12 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    """EvolutionConfig from what was typed (every other field keeps the dataclass default)."""
+    """EvolutionConfig from what was typed (every other field keeps the dataclass default); ``--model`` and the
+    other network options build its one task."""
     from prunevo.evolve.config import EvolutionConfig
 
-    values = config_values(args, EvolutionConfig)
-    if [t.lower() for t in values.get("check_tasks", ())] == ["none"]:
-        values["check_tasks"] = ()
+    values = _none_words(config_values(args, EvolutionConfig))
+    values.update(_network_task(args, values))
     if isinstance(values.get("ladder"), str):  # typed, or a preset's text
         values["ladder"] = _ladder(values["ladder"])
     return build(EvolutionConfig, values)
@@ -193,7 +230,33 @@ def _config(args):
 def _fitness_config(args):
     from prunevo.fitness.config import FitnessConfig
 
-    return build(FitnessConfig, config_values(args, FitnessConfig))
+    return build(FitnessConfig, _none_words(config_values(args, FitnessConfig)))
+
+
+def _none_words(values: dict) -> dict:
+    """Lists given as the single word 'none' (--check-tasks none, --baseline-allocations none) are empty."""
+    return {k: () if isinstance(v, (list, tuple)) and [str(x).lower() for x in v] == ["none"] else v
+            for k, v in values.items()}
+
+
+def _network_task(args, values: dict) -> dict:
+    """``{"tasks": (spec,)}`` for ``evolve --model ...`` (the typed --allocation goes into the spec, where it wins
+    over the discovery default), else nothing.  Raises PrunevoError for network options without --model or
+    beside --tasks."""
+    from prunevo.fitness.task_spec import task_for
+
+    typed = [flag for dest, flag in NETWORK_OPTIONS.items() if getattr(args, dest, None) is not None]
+    if args.model is None:
+        if typed:
+            raise PrunevoError(f"{', '.join(typed)} need{'s' if len(typed) == 1 else ''} --model: the network options "
+                               f"describe your own network to search on (or give --tasks)")
+        return {}
+    if "tasks" in values:
+        raise PrunevoError("give --tasks or --model (a search on your own network), not both")
+    spec = task_for(args.model, args.dataset, checkpoint=args.checkpoint, image_size=args.image_size, stem=args.stem,
+                    target_macs=args.target_macs, channel_ratio=args.channel_ratio,
+                    allocation=values.pop("overrides.allocation", None))
+    return {"tasks": (spec,)}
 
 
 def _ladder(text: str) -> tuple[float, ...]:
@@ -229,18 +292,28 @@ def _baseline_note(row) -> str:
 
 
 def _best_classic_text(best) -> str:
-    return (f"best classic: {best.name} {best.fitness:.4f} (best of the classic and Torch-Pruning criteria "
-            f"scored on every task)" if best is not None else "best classic: none applies to every task")
+    return (f"best classic: {best.label} {best.fitness:.4f} (best (criterion, allocation) pair of the classic and "
+            f"Torch-Pruning criteria scored on every task)" if best is not None
+            else "best classic: none applies to every task")
 
 
 def _print_baselines(rows) -> None:
-    """Baselines best first; criteria that are n/a somewhere or invalid come after the comparable ones."""
+    """Baselines best first, each with its allocation (uniform, global...); criteria that are n/a somewhere or
+    invalid come after the comparable ones."""
     from prunevo.fitness.scoring import best_classic
 
     print("baselines (same tasks, same budget); " + _best_classic_text(best_classic(rows)))
     order = sorted(rows, key=lambda r: (not r.comparable, r.fitness is None, -(r.fitness or 0.0)))
     for row in order:
-        print(f"    {_fitness_text(row.fitness)}  {row.name}{_baseline_note(row)}")
+        print(f"    {_fitness_text(row.fitness)}  {row.label}{_baseline_note(row)}")
+
+
+def _print_data_roles(roles: dict[str, dict[str, str]]) -> None:
+    """Which images each step of each task read (config.json's ``data``)."""
+    for task, steps in roles.items():
+        print(f"data of {task}:")
+        for step, what in steps.items():
+            print(f"    {step + ':':<24} {what}")
 
 
 def _print_rescored(run) -> None:
@@ -262,23 +335,24 @@ def _print_rescored(run) -> None:
     print(head + "  criterion")
     order = sorted(rows, key=lambda r: (not r.comparable, -(r.fitness.mean or 0.0)))
     for r in order:
-        mark = "*" if r.kind == "formula" else " "
+        mark = {"formula": "*", "variant": "+"}.get(r.kind, " ")
         note = f"  ({r.reason})" if r.reason else (f"  (n/a on {', '.join(r.not_applicable)})" if r.not_applicable
                                                     else "")
         cell = f"{r.fitness.text():>17}" + (f"  {r.check.text():>17}" if check else "")
         # hall-of-fame rows as the hall of fame prints them (simplified)
-        name = Formula.parse(r.name).simplified.text if r.kind == "formula" else r.name
-        print(f"  {mark} {cell}  {name}{note}")
+        name = Formula.parse(r.name).simplified.text if r.kind != "baseline" else r.name
+        where = f" ({r.allocation})" if r.allocation else ""
+        print(f"  {mark} {cell}  {name}{where}{note}")
     winner, classic = run.best, run.best_rescored_classic
-    random = next((r for r in rows if r.name == RANDOM), None)
     won = next(r for r in rows if r.kind == "formula" and r.name == winner.text)
+    random = next((r for r in rows if r.name == RANDOM and r.allocation == won.allocation), None)
     parts = [f"best after re-scoring: {winner.formula.simplified.text} {won.fitness.text()}"]
     if classic is not None:
-        parts.append(f"vs best classic {classic.name} {classic.fitness.text()} "
+        parts.append(f"vs best classic {classic.label} {classic.fitness.text()} "
                      f"({won.fitness.mean - classic.fitness.mean:+.4f})")
     if random is not None and random.fitness.mean is not None:
         parts.append(f"vs random {won.fitness.mean - random.fitness.mean:+.4f}")
-    print("; ".join(parts) + "   (* = hall of fame)")
+    print("; ".join(parts) + "   (* = hall of fame, + = the winner under another allocation)")
     print(f"verdict ({run.config.regime}; paired by seed, 95% intervals):")
     for line in verdicts(rows, winner.text):
         print(f"  {line}")
@@ -292,9 +366,10 @@ def _resumed_config(args, parser: argparse.ArgumentParser):
 
     saved = saved_config(Path(args.run_dir))
     mine, theirs = flatten(_config(args)), flatten(saved)
-    flags = _flags(parser, "evolve")
+    flags = {**_flags(parser, "evolve"), "tasks": "--tasks" if args.model is None else "--model"}
     changes, conflicts = {}, []
-    for path in sorted(d for d in _typed(args.argv) if is_path(EvolutionConfig, d)):
+    typed = _typed(args.argv) | ({"tasks"} if args.model is not None else set())  # --model builds the tasks
+    for path in sorted(d for d in typed if is_path(EvolutionConfig, d)):
         if mine[path] == theirs[path]:
             continue
         if path in RESUMABLE:
@@ -319,6 +394,7 @@ def cmd_evolve(args) -> int:
 
     config = _resumed_config(args, build_parser()) if args.resume else _config(args)
     result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
+    _print_data_roles(result.data_roles)
     _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime})", result.hall_of_fame,
                    result.best_classic)
     _print_baselines(result.baseline_rows)
@@ -336,6 +412,7 @@ def cmd_show(args) -> int:
     best = run.best_classic
     print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; regime {run.config.regime}; generation "
           f"{last['generation']} of {run.config.generations}; population {run.config.population}; seed {run.config.seed}")
+    _print_data_roles(run.data_roles)
     _print_entries("hall of fame", run.hall_of_fame, best, args.top)
     _print_entries("Pareto front (fitness vs size)", run.pareto, best)
     _print_baselines(run.baseline_rows)
@@ -393,7 +470,7 @@ def cmd_score(args) -> int:
     config = _fitness_config(args)
     prepared = config.prepare(progress=not args.no_progress)
     rows = score_criteria(criteria, prepared, execution=config.execution, seed=config.seed,
-                          baselines=not args.no_baselines)
+                          baselines=not args.no_baselines, allocations=config.baseline_allocations)
     best = best_classic(rows)
     names = [t.task.name for t in prepared]
     print(f"{'criterion':<40} {'fitness':>8} {'vs best':>8}  " + "  ".join(f"{n:>14}" for n in names))
@@ -401,7 +478,7 @@ def cmd_score(args) -> int:
         accs = "  ".join(f"{'n/a':>14}" if n in row.not_applicable else f"{row.accuracy.get(n, float('nan')):14.4f}"
                          for n in names)
         gap = f"{row.fitness - best.fitness:+8.4f}" if best is not None and row.comparable else " " * 8
-        print(f"{row.name[:40]:<40} {_fitness_text(row.fitness)} {gap}  {accs}{_baseline_note(row)}")
+        print(f"{row.label[:40]:<40} {_fitness_text(row.fitness)} {gap}  {accs}{_baseline_note(row)}")
     print("base accuracy".ljust(40), " " * 17, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
     if best is not None or not args.no_baselines:  # with --no-baselines, only the named classics given compete
         print(_best_classic_text(best))

@@ -11,8 +11,8 @@ from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.ranking import DOMINO, REDUCTIONS
 from prunevo.training.schedules import BASE_SCHEDULES, RETRAIN_SCHEDULES
-from prunevo.pruning.target import TOLERANCE
-from prunevo.transfer.session import CALIBRATION_BATCH, DEFAULT_TARGET_MACS, ROUND_TO
+from prunevo.pruning.target import DEFAULT_TARGET_MACS, TOLERANCE
+from prunevo.transfer.session import CALIBRATION_BATCH, ROUND_TO
 from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, COMPARE_CRITERIA, STRATEGIES,
                                        STRATEGY_NAMES, variant_name)
 from prunevo.zoo.images import FOLDER_SIZE
@@ -36,9 +36,9 @@ DATASET_HELP = ("digits (embedded), mnist, fashion-mnist, cifar10, cifar100, svh
                 "images, for smoke tests)")
 
 
-def _add_setup(o: ConfigOptions) -> None:
+def _add_setup(o: ConfigOptions, model_required: bool = True) -> None:
     """Data and model (``setup``) and where it runs (``accelerator``): train, apply, compare, benchmark."""
-    o.field("data", "--model", path="setup.model", required=True, help=MODEL_HELP)
+    o.field("data", "--model", path="setup.model", required=model_required, help=MODEL_HELP)
     o.field("data", "--dataset", path="setup.dataset", help=DATASET_HELP)
     o.field("data", "--data-root", path="setup.data_root",
             help="folder holding the dataset files in torchvision's layout (MNIST/raw, FashionMNIST/raw, "
@@ -159,13 +159,18 @@ def add_transfer_commands(sub) -> None:
 
     p = sub.add_parser("apply", help="prune a model with one formula, fine-tune it, save it and a report",
                        description="Prune --model on --dataset with --formula, fine-tune, and write the pruned "
-                                   "model (pruned_model.pt2, pruned_weights.pt, pruned_model.pt) and report.json/.md.")
+                                   "model (pruned_model.pt2, pruned_weights.pt, pruned_model.pt) and report.json/.md. "
+                                   "'prunevo apply RUN_DIR' prunes the network a search ran on (evolve --model) "
+                                   "with its winner, as the run did: its model, checkpoint, data, target and "
+                                   "allocation, each replaced by any option given.")
+    p.add_argument("run", nargs="?", metavar="RUN_DIR",
+                   help="a run directory of 'prunevo evolve --model ...': its winner and its network's settings")
     o = ConfigOptions(p, TransferConfig)
     o.plain("criterion", "--formula",
             help="formula text ('l1(W) / (std(F) + 0.05)'), a named criterion (" + criterion_names() + "; see "
                  "'prunevo criteria'), a .json/.txt export, or a run directory (its best formula); required "
-                 "except with --strategy unstructured")
-    _add_setup(o)
+                 "except with --strategy unstructured or RUN_DIR")
+    _add_setup(o, model_required=False)
     _add_prune(o)
     o.field("strategy", "--strategy", path="strategy", choices=STRATEGIES, help=STRATEGY_HELP)
     o.field("strategy", "--allocation", path="allocation", choices=ALLOCATIONS, help=ALLOCATION_HELP)
@@ -214,11 +219,20 @@ def add_transfer_commands(sub) -> None:
 
 
 def _transfer_config(args, **fixed):
-    """TransferConfig from what was typed (every other field keeps the dataclass default) and ``fixed``."""
-    from prunevo.transfer.checkpoint import read_checkpoint
-    from prunevo.transfer.session import TransferConfig
+    """TransferConfig from what was typed (every other field keeps the dataclass default; with apply's RUN_DIR,
+    the run's settings) and ``fixed``."""
+    from prunevo.zoo.checkpoints import read_checkpoint
+    from prunevo.transfer.session import TransferConfig, run_settings
 
-    values = {**config_values(args, TransferConfig), **fixed}
+    typed = config_values(args, TransferConfig)
+    if getattr(args, "run", None):
+        run = run_settings(args.run)
+        if any(getattr(args, k, None) is not None for k in ("target_macs", "channel_ratio", "target_latency")):
+            run = {k: v for k, v in run.items() if k not in ("target_macs", "channel_ratio")}  # a typed target wins
+        typed = {**run, **typed}
+    elif "setup.model" not in typed:
+        raise PrunevoError("--model is required (or, for apply, a run directory of 'prunevo evolve --model')")
+    values = {**typed, **fixed}
     checkpoint = values.get("setup.checkpoint")
     if checkpoint and "finetune.original_schedule" not in values:  # SLR follows the base net's recipe
         schedule = read_checkpoint(checkpoint)[1].get("schedule")
@@ -245,9 +259,10 @@ def cmd_apply(args) -> int:
     from prunevo.transfer.apply import apply_formula
 
     config = _transfer_config(args)
-    if args.formula is None and config.strategy != "unstructured":
+    formula = args.formula or args.run
+    if formula is None and config.strategy != "unstructured":
         raise PrunevoError("--formula is required (a formula, classic name, random, export file or run directory)")
-    _, result = apply_formula(args.formula or "random", config, Path(args.output), seed=args.seed,
+    _, result = apply_formula(formula or "random", config, Path(args.output), seed=args.seed,
                               progress=not args.no_progress)
     print((Path(args.output) / "report.md").read_text())
     return 0

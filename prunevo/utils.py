@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -67,6 +68,25 @@ def state_hash(state: dict[str, torch.Tensor], length: int = 16) -> str:
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         h.update(tensor.reshape(-1).view(torch.uint8).numpy())  # no copy: a dataset's images may be large
     return h.hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int, length: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str | None:
+    """A hash of a file's bytes (None when it does not exist): what a checkpoint *is*, wherever it lies.  Files are
+    read once per (path, size, modification time), so asking again is free."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return _file_digest(os.fspath(Path(path).resolve()), info.st_size, info.st_mtime_ns, length)
 
 
 def derive_seed(*parts: Any) -> int:

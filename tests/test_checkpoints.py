@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from prunevo.errors import ModelError
-from prunevo.transfer.checkpoint import load_weights, read_checkpoint
+from prunevo.zoo.checkpoints import load_weights, read_checkpoint
 from prunevo.zoo.models import build_model
 
 

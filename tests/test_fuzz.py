@@ -12,7 +12,6 @@ import torch
 from prunevo.errors import PrunevoError
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
 from prunevo.fitness.evaluator import Evaluator
-from prunevo.fitness.pretrain import build_for
 from prunevo.primitives import Formula
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.pruning.physical import prune_model
@@ -51,7 +50,7 @@ def _check_one_line(exc: PrunevoError) -> None:
 def pruning_setup(prepared_tasks):
     models = {}
     for t in prepared_tasks:
-        model = build_for(t.task.model, t.data.input_shape, t.data.num_classes)
+        model = t.build()
         model.load_state_dict(t.base_state)
         models[t.task.name] = model.eval()
     return Evaluator(prepared_tasks), models

@@ -18,7 +18,7 @@ from prunevo.pruning.criteria import FormulaCriterion, NotApplicable, TorchPruni
 from prunevo.pruning.groups import find_groups
 from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.pruning.statistics import _consumer_rows
-from prunevo.pruning.tp_criteria import TP_CRITERIA
+from prunevo.pruning.tp_criteria import TP_CRITERIA, tp_group_scores
 from prunevo.zoo.nets import build_small_net
 from tests.helpers import randomize_batchnorm
 
@@ -126,6 +126,24 @@ def test_lnorm_of_the_formula_matches_torch_pruning_under_global_ranking():
     raw = select(as_criterion(TP_CRITERIA["tp-l2"].formula).group_scores(calibration, "mean"), spec)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
     assert any(not torch.equal(a, b) for a, b in zip(raw, theirs))  # the normalization matters globally
+
+
+@pytest.mark.parametrize("norm,theirs", [("lamp", "lamp"), ("lminmax", "standarization"), ("lzscore", "gaussian"),
+                                         ("lnorm", "mean")])
+def test_the_layer_normalizations_are_torch_pruning_normalizers_under_global_ranking(norm, theirs):
+    """Each layer normalization of the grammar applied to tp-l2's formula selects, globally, what Torch-Pruning's
+    group L2 importance with the same normalizer selects (LAMP's, min-max's "standarization", the z-score's
+    "gaussian", the mean): global pruning as Torch-Pruning does it, written as a formula."""
+    calibration = _zoo("vgg")  # every group has one producing layer
+    spec = PruneSpec(0.6, "global", max_layer_ratio=0.9)
+    formula = TP_CRITERIA["tp-l2"].formula
+    expected = select(tp_group_scores(calibration, "tp-l2", "mean", theirs), spec)
+    ours = select(as_criterion(f"{norm}({formula})").group_scores(calibration, "mean"), spec)
+    assert all(torch.equal(a, b) for a, b in zip(ours, expected))
+    layerwise = PruneSpec(0.6, "layerwise")  # within a layer the order is the raw scores': uniform widths ignore it
+    raw = select(as_criterion(formula).group_scores(calibration, "mean"), layerwise)
+    assert all(torch.equal(a, b) for a, b in zip(select(as_criterion(f"{norm}({formula})").group_scores(
+        calibration, "mean"), layerwise), raw))
 
 
 def _resnet18():

@@ -107,6 +107,9 @@ class EvolutionConfig(FitnessConfig):
         try:
             values = dict(data)
             values.pop("regime", None)  # derived from the tasks
+            values.pop("data", None)  # what each step read, written by the run for people
+            # runs from before allocation variants scored their baselines under the tasks' allocation only
+            values["baseline_allocations"] = tuple(values.get("baseline_allocations", ()))
             values["tasks"] = tuple(values["tasks"])
             values["check_tasks"] = tuple(values.get("check_tasks", ()))
             values["ladder"] = tuple(values.get("ladder", ()))

@@ -71,12 +71,22 @@ def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.To
     return toolbox
 
 
-def seed_formulas() -> list[Formula]:
+# Under global allocation one ranking spans every layer, so a layer's scale sets its width: the seeds are also
+# given as Torch-Pruning normalizes its importances for global pruning (each layer divided by its mean: lnorm)
+# and as LAMP normalizes them (Lee et al., ICLR 2021)
+GLOBAL_SEED_NORMS = ("lnorm", "lamp")
+
+
+def seed_formulas(normalized: bool = False) -> list[Formula]:
     """The classic criteria, then the Torch-Pruning importances that the grammar expresses (one formula per
-    distinct canonical form: tp-bn is the classic bn, tp-lamp ranks like tp-l2 within a layer)."""
+    distinct canonical form: tp-bn is the classic bn, tp-lamp ranks like tp-l2 within a layer); with
+    ``normalized`` (global allocation), then each of them under each of ``GLOBAL_SEED_NORMS``."""
     seeds = {}
-    for formula in [*classic_formulas().values(),
-                    *(Formula.parse(s.formula, name=s.name) for s in TP_CRITERIA.values() if s.formula)]:
+    plain = [*classic_formulas().values(),
+             *(Formula.parse(s.formula, name=s.name) for s in TP_CRITERIA.values() if s.formula)]
+    norms = [Formula.parse(f"{norm}({f.text})", name=f"{norm}({f.name})") for norm in GLOBAL_SEED_NORMS
+             for f in plain] if normalized else []
+    for formula in plain + norms:
         seeds.setdefault(formula.canonical_key, formula)
     return list(seeds.values())
 
@@ -87,7 +97,8 @@ def initial_population(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> l
     random.seed(derive_seed(config.seed, "init"))
     population = []
     if config.seed_classics:
-        population = [to_deap(f.tree, pset) for f in seed_formulas()][: config.population]
+        normalized = any(t.allocation == "global" for t in config.task_list())
+        population = [to_deap(f.tree, pset) for f in seed_formulas(normalized)][: config.population]
     while len(population) < config.population:
         population.append(Individual(gen_half_and_half(pset, *config.initial_heights)))
     return population

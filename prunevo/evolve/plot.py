@@ -8,8 +8,9 @@ from prunevo.utils import save_png
 
 
 def plot_fitness(rows: list[dict], baselines: dict[str, float], path: Path, title: str = "") -> None:
-    """Best and median fitness per generation against the baselines that apply to every task: the best
-    classic (classic or Torch-Pruning criterion) and random stand out, the others are thin grey lines."""
+    """Best and median fitness per generation against the baselines that apply to every task (``baselines``:
+    by name, ``name (allocation)`` under another allocation than the tasks'): the best (classic or Torch-Pruning
+    criterion, allocation) pair and random stand out, the others are thin grey lines."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -19,7 +20,7 @@ def plot_fitness(rows: list[dict], baselines: dict[str, float], path: Path, titl
     gens = [r["generation"] for r in rows]
     ax.plot(gens, [r["best"] for r in rows], marker="o", label="best")
     ax.plot(gens, [r["median"] for r in rows], marker=".", alpha=0.7, label="median")
-    classics = {n: v for n, v in baselines.items() if n in BASELINE_NAMES}
+    classics = {n: v for n, v in baselines.items() if n.split(" (")[0] in BASELINE_NAMES}
     best = max(classics, key=classics.get, default=None)
     others = [v for n, v in classics.items() if n != best]
     for i, value in enumerate(others):

@@ -23,7 +23,8 @@ from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
 from prunevo.fitness.rescore import RescoredRow, best_rescored, rescore
-from prunevo.fitness.scoring import ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with
+from prunevo.fitness.scoring import (ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with,
+                                    variant_baselines)
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.utils import atomic_write_json
@@ -40,6 +41,8 @@ class RunResult:
     baselines: dict[str, dict]
     log: list[dict]
     rescored: list[RescoredRow] = field(default_factory=list)
+    # per task: which images each step read (``Task.roles``), as config.json records it
+    data_roles: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def best(self) -> Entry:
@@ -66,10 +69,12 @@ class RunResult:
         return best_classic(self.baseline_rows)
 
 
-def evaluate_baselines(evaluator: Evaluator, random_seeds: int) -> dict[str, dict]:
+def evaluate_baselines(evaluator: Evaluator, random_seeds: int, allocations: tuple[str, ...] = ()) -> dict[str, dict]:
     """Fitness of every classic criterion and Torch-Pruning importance, and of random averaged over
-    ``random_seeds`` draws (the ``baselines.json`` form)."""
-    return baselines_to_json(score_with(evaluator, [], baselines=True, random_seeds=random_seeds))
+    ``random_seeds`` draws, under the tasks' allocation and each of ``allocations`` that differs (the
+    ``baselines.json`` form)."""
+    rows = score_with(evaluator, [], baselines=True, random_seeds=random_seeds)
+    return baselines_to_json(rows + variant_baselines(evaluator, allocations, random_seeds))
 
 
 def _entry(text: str, result, generation: int, complexity: int) -> Entry:
@@ -84,8 +89,11 @@ def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepare
     if progress:
         print(f"re-scoring {len(hof.entries)} formulas and the baselines on {seeds} fresh seeds and held-out "
               f"data{f' (check tasks: {len(check)})' if check else ''}...", flush=True)
-    rows = rescore([e.text for e in hof.entries], prepared, check, seeds=seeds, seed=config.seed,
-                   execution=config.execution, progress=progress)
+    common = dict(seeds=seeds, seed=config.seed, execution=config.execution, allocations=config.baseline_allocations)
+    rows = rescore([e.text for e in hof.entries], prepared, check, progress=progress, **common)
+    winner = best_rescored(rows, "formula")
+    if winner is not None and config.baseline_allocations:  # where its gain comes from: its own widths or not
+        rows += rescore([winner.name], prepared, check, variants_only=True, **common)
     by_name = {r.name: r for r in rows if r.kind == "formula"}
     for entry in hof.entries:
         entry.rescored = by_name[entry.text].to_json()
@@ -110,7 +118,8 @@ def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFr
     atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
     atomic_write_json(run_dir / "pareto.json", [e.describe() for e in pareto.front])
     atomic_write_json(run_dir / "baselines.json", state["baselines"])
-    baseline_fitness = {r.name: r.fitness for r in baselines_from_json(state["baselines"]) if r.comparable}
+    baseline_fitness = {(r.label if r.variant else r.name): r.fitness for r in baselines_from_json(state["baselines"])
+                        if r.comparable}
     if plot:
         plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
 
@@ -195,7 +204,8 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
     run_dir.mkdir(parents=True, exist_ok=True)
     if not lock.held:
         lock.acquire()
-    atomic_write_json(run_dir / "config.json", config.to_json())
+    roles = {p.task.name: p.task.roles(p.data) for p in prepared + check}
+    atomic_write_json(run_dir / "config.json", {**config.to_json(), "data": roles})
     evaluator = Evaluator(prepared, execution=config.execution, seed=config.seed, ladder=config.ladder_spec(),
                           cache=state["cache"] if state else None)
     if state and "evaluator" in state:
@@ -214,7 +224,7 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
     bar = tqdm(total=config.generations + 1, initial=start_gen, desc="evolve", unit="gen", disable=not progress)
     try:
         if baselines is None:
-            baselines = evaluate_baselines(evaluator, config.random_baseline_seeds)
+            baselines = evaluate_baselines(evaluator, config.random_baseline_seeds, config.baseline_allocations)
         _generations(config, run_dir, evaluator, toolbox, population, hof, pareto, log, baselines, start_gen, bar,
                      on_generation)
     finally:
@@ -223,7 +233,7 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
     rescored = []
     if config.rescore_seeds and hof.entries:
         rescored = rescore_run(run_dir, config, hof, prepared, check, config.rescore_seeds, progress)
-    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored)
+    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored, roles)
 
 
 def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, toolbox, population, hof: HallOfFame,
@@ -270,7 +280,8 @@ def load_run(run_dir: str | Path) -> RunResult:
     """A finished or interrupted run, read back from its directory.  Raises RunError when it is not a run
     directory or its files are malformed."""
     run_dir = Path(run_dir)
-    config = EvolutionConfig.from_json(rundir.read_json(run_dir / "config.json", "config"))
+    saved = rundir.read_json(run_dir / "config.json", "config")
+    config = EvolutionConfig.from_json(saved)
     state = rundir.read_checkpoint(run_dir)
     try:
         hof = [Entry(**e) for e in state["hall_of_fame"]]
@@ -280,4 +291,5 @@ def load_run(run_dir: str | Path) -> RunResult:
         raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: {exc}") from None
     if not hof:
         raise RunError(f"{run_dir} has no evaluated formulas yet")
-    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored)
+    roles = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored, roles)

@@ -7,6 +7,7 @@ from pathlib import Path
 from prunevo.errors import PrunevoError
 from prunevo.fitness.execution import Execution
 from prunevo.fitness.task_spec import DEFAULT_TASKS, TaskOverrides, build_tasks
+from prunevo.pruning.allocation import ALLOCATIONS
 from prunevo.training.regimes import regimes_text
 
 
@@ -15,7 +16,8 @@ class FitnessConfig:
     """``tasks`` (``MODEL@DATASET[:key=value,...]`` specs or short names, ``fitness.task_spec``) weighted by
     ``task_weights`` (None: the tasks' own weight= options, else equal) with run-wide ``overrides``; ``seed``;
     where data (``data_root``) and base networks (``cache_dir``, None: $PRUNEVO_CACHE or ~/.cache/prunevo)
-    live; and where jobs run (``execution``).
+    live; where jobs run (``execution``); and the allocations every baseline is also scored under besides
+    the tasks' own (``baseline_allocations``: "best classic" is the best (criterion, allocation) pair).
 
     Raises PrunevoError for a malformed task spec or option, or weights that do not match the tasks.
     """
@@ -27,10 +29,15 @@ class FitnessConfig:
     data_root: str | None = None
     cache_dir: str | None = None
     execution: Execution = field(default_factory=Execution)
+    baseline_allocations: tuple[str, ...] = ("uniform", "global")
 
     def __post_init__(self) -> None:
         if len(self.tasks) < 1:
             raise PrunevoError("at least one task is needed")
+        for allocation in self.baseline_allocations:
+            if allocation not in ALLOCATIONS:
+                raise PrunevoError(f"{{param:baseline_allocations}} {allocation!r} is unknown; allowed: "
+                                   f"{', '.join(ALLOCATIONS)}")
         if self.task_weights is not None and len(self.task_weights) != len(self.tasks):
             raise PrunevoError(f"{{param:task_weights}} needs one weight per task: {len(self.tasks)} tasks, "
                                f"{len(self.task_weights)} weights")

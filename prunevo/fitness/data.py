@@ -1,18 +1,27 @@
 """A fitness task's data: the transfer side's datasets, held in memory as tensors.
 
-Any dataset ``prunevo apply`` reads (``digits``, ``mnist``, ``imagefolder:PATH``...) can serve fitness.
-Its un-augmented training split (pretraining and the brief fine-tunes), a class-stratified part of its
-validation split (the fitness score) and a held-out split that evolution never sees (the test split, or
-the other half of the validation split when the dataset has no separate test split; used by the final
-re-scoring) are rendered once at the task's image size.  JPEG folders are slow
-to decode, so their rendering is cached on disk, keyed by the folder's file list and the image size.
+Any dataset ``prunevo apply`` reads (``digits``, ``mnist``, ``imagefolder:PATH``...) can serve fitness.  Which
+images each step reads is fixed here, and ``TaskData.roles`` says it in words (``config.json`` and ``show``
+print it):
+
+- pretraining, the brief fine-tunes, BatchNorm re-estimation and the calibration batch read the un-augmented
+  *training* split;
+- fitness reads a class-stratified part of the *validation* split;
+- the final re-scoring and the verdict read a disjoint *held-out* part: the test split where the dataset has
+  one, otherwise the other half of the validation split.
+
+Weights trained outside prunevo (a task's ``checkpoint=``) may have seen every training file of the dataset,
+and some validation splits are carved by prunevo out of those files (MNIST's, CIFAR's, an image folder
+without ``val/``): for such weights fitness and the verdict share the dataset's own held-out split instead,
+half each, so that fitness never reads an image the model was trained on.  JPEG folders are slow to decode,
+so their rendering is cached on disk, keyed by the folder's file list and the image size.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,6 +48,8 @@ class TaskData:
     train: TensorImages
     val: TensorImages
     holdout: TensorImages  # never used for fitness: the final re-scoring reads it
+    # which images fitness ("fitness") and the re-scoring and verdict ("held-out") read, in words
+    roles: dict[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """A hash of the training images and labels, every value in order: what a base net depends on (reordered
@@ -100,33 +111,63 @@ def _stratified(split: TensorImages, count: int, seed: int) -> TensorImages:
 
 
 def _halves(split: TensorImages) -> tuple[TensorImages, TensorImages]:
-    """A stratified half of ``split`` and the rest."""
+    """A stratified half of ``split`` and the rest (disjoint: ``stratified_split`` cuts one permutation)."""
     first, rest = stratified_split(split.targets, (0.5, 0.5), 0)
     return TensorImages(split.x[first], split.targets[first]), TensorImages(split.x[rest], split.targets[rest])
 
 
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fitness_and_held_out(dataset: str, splits: dict[str, TensorImages], carved: bool,
+                          unseen_val: bool) -> tuple[TensorImages, TensorImages, str, str]:
+    """(fitness images, held-out images, where each comes from in words): disjoint by construction."""
+    val, test = splits["val"], splits.get("test")
+    if carved and not unseen_val:
+        if test is None:
+            raise DataError(f"{dataset} has no split that weights trained on all of its training files cannot have "
+                            f"seen (its validation split is carved from them, and it has no test split); allowed: "
+                            f"an image folder with a val/ or test/ folder, or weights from 'prunevo train', which "
+                            f"holds the validation split out")
+        fitness, held = _halves(test)
+        return fitness, held, "half of the test split", ("the other half of the test split (the validation split "
+                                                         "is carved from the training files, which these weights "
+                                                         "may have seen)")
+    source = "the validation split" + (" (carved by prunevo from the training files)" if carved else "")
+    if test is None:  # no separate test split: half of the validation split is held out
+        fitness, held = _halves(val)
+        return fitness, held, f"half of {source}", "the other half of the validation split"
+    return val, test, source, "the test split"
+
+
 def load_task_data(model: str, dataset: str, image_size: int | None, val_samples: int | None,
                    data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
-                   workers: int = 2, holdout_samples: int | None = None) -> TaskData:
-    """``dataset`` for ``model`` (its channel count) at ``image_size``, with ``val_samples`` stratified
-    validation images (all of them when None) and at most ``holdout_samples`` (default ``HOLDOUT_MAX``)
-    stratified held-out ones."""
+                   workers: int = 2, holdout_samples: int | None = None, stem: str = "auto",
+                   unseen_val: bool = True) -> TaskData:
+    """``dataset`` for ``model`` (its channel count) at ``image_size``, with at most ``val_samples`` stratified
+    fitness images (all of them when None) and at most ``holdout_samples`` (default ``HOLDOUT_MAX``) stratified
+    held-out ones, never the same image in both.  ``unseen_val``: the weights never trained on the validation
+    split (False for a user's checkpoint that may have trained on every training file: see the module
+    docstring).  Raises DataError when the data is missing, or when no split is left that such weights cannot
+    have trained on."""
     cache_dir = Path(cache_dir or default_cache_dir())
     load = dict(data_root=data_root, image_size=image_size, cache_dir=cache_dir)
     data = load_image_data(dataset, channels=needs_channels(model), **load)
-    wanted = input_channels(build_model(model, data.num_classes, data.input_shape), data.input_shape[1])
+    wanted = input_channels(build_model(model, data.num_classes, data.input_shape, stem), data.input_shape[1])
     if wanted != data.input_shape[0]:  # a model that reads another channel count
         data = load_image_data(dataset, channels=wanted, **load)
     splits = _render(data, cache_dir, workers)
-    train, val = splits["train"], splits["val"]
-    holdout = splits.get("test")
-    if holdout is None:  # no separate test split: half of the validation split is held out
-        val, holdout = _halves(val)
-    if val_samples is not None:
-        if val_samples > len(val):
-            raise DataError(f"{dataset} has {len(val)} validation images for fitness; allowed: val <= {len(val)}")
+    train = splits["train"]
+    val, holdout, fitness_from, held_from = _fitness_and_held_out(dataset, splits, data.val_carved, unseen_val)
+    available = len(val)
+    if val_samples is not None and val_samples < len(val):
         val = _stratified(val, val_samples, 0)
     cap = holdout_samples or HOLDOUT_MAX
+    held_available = len(holdout)
     if len(holdout) > cap:
         holdout = _stratified(holdout, cap, 1)
-    return TaskData(data.name, data.num_classes, data.input_shape, train, val, holdout)
+    roles = {"fitness": f"{_count(len(val))} of {_count(available)} images of {fitness_from}, stratified by class",
+             "held-out": f"{_count(len(holdout))} of {_count(held_available)} images of {held_from}, stratified by "
+                         f"class"}
+    return TaskData(data.name, data.num_classes, data.input_shape, train, val, holdout, roles)

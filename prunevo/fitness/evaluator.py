@@ -21,7 +21,6 @@ from prunevo.fitness.backends import Backend
 from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.jobs import TaskJob, TaskPayload, run_task_job
 from prunevo.fitness.ladder import Ladder
-from prunevo.fitness.pretrain import build_for
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.training.config import resolve_device
 from prunevo.training.stacked import Recalibration
@@ -161,7 +160,7 @@ class Evaluator:
             d, search = prepared.data, prepared.task.search
             self._payloads[name] = TaskPayload(
                 prepared.task.model, d.input_shape, d.num_classes, prepared.base_state, prepared.groups,
-                d.train.x.numpy(), d.train.targets.numpy(), search.samples if search else 0)
+                d.train.x.numpy(), d.train.targets.numpy(), search.samples if search else 0, prepared.task.stem)
         return self._payloads[name]
 
     def _rung_val(self, prepared: PreparedTask, rung: int):
@@ -186,7 +185,7 @@ class Evaluator:
     def _estimator(self, prepared: PreparedTask) -> MacsEstimator:
         name = prepared.task.name
         if name not in self._estimators:
-            model = build_for(prepared.task.model, prepared.data.input_shape, prepared.data.num_classes)
+            model = prepared.build()
             self._estimators[name] = MacsEstimator(model, prepared.groups, prepared.example_input)
         return self._estimators[name]
 

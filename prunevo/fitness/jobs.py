@@ -48,9 +48,10 @@ class TaskPayload:
     train_x: np.ndarray
     train_y: np.ndarray
     search_samples: int  # random configuration search: images of the held subset that picks a configuration
+    stem: str = "auto"  # torchvision models' stem
 
     def factory(self) -> torch.nn.Module:
-        return build_for(self.model, self.input_shape, self.num_classes)
+        return build_for(self.model, self.input_shape, self.num_classes, self.stem)
 
 
 @dataclass

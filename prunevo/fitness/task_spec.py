@@ -9,7 +9,9 @@ and a task's own options last.  The names of earlier versions (``digits-vgg``...
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from prunevo.errors import PrunevoError
@@ -19,6 +21,7 @@ from prunevo.fitness.tasks import RECAL_BATCHES, Task
 from prunevo.pruning.allocation import ALLOCATIONS, RANKING_OF, SearchSpec, check_allocation
 from prunevo.pruning.ranking import REDUCTIONS, PruneSpec
 from prunevo.training import FitConfig
+from prunevo.zoo.models import STEMS, is_model_file
 
 # The default fitness (what `make run` evolves on; embedded data only), chosen by rank fidelity per CPU-second
 # (benchmarks/fidelity.py, docs/BENCHMARKS.md "Fidelity per regime"): of the proxies a fresh machine can
@@ -93,6 +96,12 @@ def _number(kind: type, low: float, high: float | None = None) -> Callable[[str,
     return parse
 
 
+def _path(key: str, text: str) -> str:
+    if not text:
+        raise PrunevoError(f"task option {key}= needs a file path")
+    return text
+
+
 def _choice(*allowed: str) -> Callable[[str, str], str]:
     def parse(key: str, text: str) -> str:
         if text not in allowed:
@@ -110,13 +119,18 @@ OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "lr": (_number(float, 1e-6), "fine-tune learning rate"),
     "batch": (_number(int, 2), "fine-tune batch size"),
     "train": (_number(int, 2), "fine-tune on this many training images (a seeded subset)"),
-    "val": (_number(int, 10), "score on this many stratified validation images"),
+    "val": (_number(int, 10), "score on at most this many stratified validation images"),
     "holdout": (_number(int, 10), f"re-score on at most this many stratified held-out images (default {HOLDOUT_MAX})"),
     "size": (_number(int, 8, 1024), "image size in pixels"),
     "seeds": (_number(int, 1, 16), "fine-tune seeds; fitness reads the mean accuracy"),
     "recal": (_number(int, 1, 64), "batches of 256 training images that re-estimate BatchNorm statistics "
                                    f"after pruning and after the fine-tune (default {RECAL_BATCHES})"),
     "pretrain": (_number(float, 0.0), "pretraining epochs of the base net"),
+    "checkpoint": (_path, "the base net's weights, a file as 'prunevo apply --checkpoint' reads it: nothing is "
+                          "trained, and fitness never reads images these weights may have trained on (no commas "
+                          "in the path)"),
+    "stem": (_choice(*STEMS), "torchvision models' stem: auto = cifar at <= 64 px (default: a checkpoint's, else "
+                              "auto)"),
     "weight": (_number(float, 1e-6), "weight in the geometric mean over tasks"),
     "reduction": (_choice(*REDUCTIONS), "how the scores of coupled layers combine"),
 }
@@ -151,6 +165,9 @@ def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
         raise PrunevoError(f"task {spec!r} needs a model and a dataset: MODEL@DATASET (e.g. lenet5@mnist)")
     if "macs" in options and "ratio" in options:
         raise PrunevoError(f"task {spec!r} gives both macs and ratio; allowed: one prune target")
+    if "checkpoint" in options and "pretrain" in options:
+        raise PrunevoError(f"task {spec!r} gives both checkpoint and pretrain; a task from a checkpoint trains "
+                           f"nothing: allowed: one of them")
     return model, dataset, options
 
 
@@ -163,7 +180,8 @@ def available_tasks() -> list[str]:
     return alias_names()
 
 
-def _with_allocation(task: Task, allocation: str) -> Task:
+def with_allocation(task: Task, allocation: str) -> Task:
+    """``task`` allocating its widths the ``allocation`` way (uniform, global or random-search)."""
     check_allocation(allocation)
     if allocation == "random-search":
         return replace(task, search=task.search or SearchSpec())
@@ -179,7 +197,7 @@ def _apply_overrides(task: Task, o: TaskOverrides) -> Task:
         raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
     finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
     task = replace(task, prune=prune, finetune=finetune)
-    return _with_allocation(task, o.allocation) if o.allocation is not None else task
+    return with_allocation(task, o.allocation) if o.allocation is not None else task
 
 
 def _apply_options(task: Task, options: dict[str, str]) -> Task:
@@ -200,15 +218,22 @@ def _apply_options(task: Task, options: dict[str, str]) -> Task:
                    image_size=v.get("size", task.image_size), val_samples=v.get("val", task.val_samples),
                    holdout_samples=v.get("holdout", task.holdout_samples),
                    seeds=v.get("seeds", task.seeds), weight=v.get("weight", task.weight),
-                   recal_batches=v.get("recal", task.recal_batches))
-    return _with_allocation(task, v["allocation"]) if "allocation" in v else task
+                   recal_batches=v.get("recal", task.recal_batches), checkpoint=v.get("checkpoint", task.checkpoint),
+                   stem=v.get("stem", task.stem))
+    return with_allocation(task, v["allocation"]) if "allocation" in v else task
 
 
 def parse_task(spec: str, overrides: TaskOverrides = TaskOverrides(), **fields) -> Task:
     """The task ``spec`` names: dataset defaults, then ``overrides``, then the spec's options, then
     ``fields`` (Task fields, for the Python API)."""
     model, dataset, options = split_spec(spec)
-    task = Task(name=spec, model=model, dataset=dataset, **dataset_defaults(dataset))
+    if "pretrain" in options and is_model_file(model):
+        raise PrunevoError(f"task {spec!r}: {model} is a whole-model file, whose weights are the base net (nothing "
+                           f"is trained); allowed: no pretrain= option")
+    defaults = dataset_defaults(dataset)
+    if "checkpoint" in options or is_model_file(model):  # the user's weights: their image size, not a default
+        defaults = {**defaults, "image_size": None}
+    task = Task(name=spec, model=model, dataset=dataset, **defaults)
     task = _apply_options(_apply_overrides(task, overrides), options)
     if task.search is not None and task.target_macs is None and task.prune.ratio == 0:
         raise PrunevoError(f"task {spec!r}: random search needs a prune target (macs=... or ratio > 0)")
@@ -222,6 +247,53 @@ def build_tasks(specs: tuple[str, ...] | list[str], weights: tuple[float, ...] |
     if weights is not None:
         tasks = [replace(t, weight=w) for t, w in zip(tasks, weights)]
     return tasks
+
+
+# A search on the user's own network (``prunevo evolve --model M --checkpoint C --dataset D``): one-shot, where
+# the criterion decides most and fitness costs forward passes only; BatchNorm re-estimated on 2 batches of 256
+# training images; fitness on at most 2,000 validation images; global allocation, so that the formula's scores
+# also set each layer's width (docs/BENCHMARKS.md, "Discovery on the user's network").
+DISCOVERY_OPTIONS = {"epochs": "0", "recal": "2", "val": "2000", "allocation": "global"}
+
+
+def task_for(model: str, dataset: str | None = None, *, checkpoint: str | os.PathLike | None = None,
+             image_size: int | None = None, stem: str | None = None, target_macs: float | None = None,
+             channel_ratio: float | None = None, allocation: str | None = None) -> str:
+    """The fitness task of a search on the user's own network, as a task spec: ``model`` (any name ``prunevo
+    apply --model`` accepts) with the weights of ``checkpoint`` on ``dataset`` (default: the dataset a prunevo
+    checkpoint names), pruned to ``target_macs`` (default ``DEFAULT_TARGET_MACS``) or by ``channel_ratio``,
+    with ``DISCOVERY_OPTIONS`` (``allocation`` replaces its allocation).  The checkpoint's path is made
+    absolute, so the run reads it from any directory.
+
+    Raises PrunevoError for two targets, a dataset that is not given and not in the checkpoint, or a path that
+    a task spec cannot hold (a comma or a colon)."""
+    from prunevo.pruning.target import DEFAULT_TARGET_MACS, check_macs_target
+    from prunevo.zoo.checkpoints import read_checkpoint
+
+    if target_macs is not None and channel_ratio is not None:
+        raise PrunevoError("give one of {param:target_macs} and {param:channel_ratio}")
+    options = dict(DISCOVERY_OPTIONS)
+    if checkpoint is not None:
+        path = str(Path(checkpoint).expanduser().resolve())
+        if "," in path or ":" in path:
+            raise PrunevoError(f"{{param:checkpoint}} {path} has a comma or a colon, which a task spec cannot hold; "
+                               f"allowed: a path without them (copy or link the file)")
+        dataset = dataset or read_checkpoint(path)[1].get("dataset")
+        options["checkpoint"] = path
+    if not dataset:
+        raise PrunevoError("{param:dataset} is needed (the checkpoint does not name the dataset it was trained on)")
+    if channel_ratio is not None:
+        options["ratio"] = f"{channel_ratio:g}"
+    else:
+        target = DEFAULT_TARGET_MACS if target_macs is None else target_macs
+        check_macs_target(target)
+        options["macs"] = f"{target:g}"
+    for key, value in (("size", image_size), ("stem", stem), ("allocation", allocation)):
+        if value is not None:
+            options[key] = str(value)
+    spec = f"{model}@{dataset}:" + ",".join(f"{k}={v}" for k, v in options.items())
+    parse_task(spec)  # every option checked now, with the task's own messages
+    return spec
 
 
 def make_task(spec: str, **fields) -> Task:

@@ -1,4 +1,5 @@
-"""Fitness tasks: a model on a dataset, a pretrain recipe, a prune target and a brief fine-tune.
+"""Fitness tasks: a model on a dataset, its weights (a user's checkpoint, or a pretrain recipe), a prune target
+and a brief fine-tune.
 
 Tasks are written ``MODEL@DATASET[:key=value,...]`` (see ``task_spec``); the names of earlier versions
 (``digits-vgg``, ``mnist-lenet5``...) are aliases.
@@ -6,14 +7,14 @@ Tasks are written ``MODEL@DATASET[:key=value,...]`` (see ``task_spec``); the nam
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from prunevo.fitness.data import TaskData, load_task_data
-from prunevo.fitness.pretrain import PretrainRecipe, pretrained
+from prunevo.fitness.pretrain import PretrainRecipe, build_for, from_checkpoint, pretrained
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.calibration import Calibration
@@ -22,7 +23,9 @@ from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import FitConfig, top1
 from prunevo.training.regimes import regime_of
-from prunevo.utils import stable_hash, state_hash
+from prunevo.utils import file_digest, stable_hash, state_hash
+from prunevo.zoo.checkpoints import read_checkpoint
+from prunevo.zoo.models import is_model_file
 
 
 RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a task says otherwise
@@ -32,12 +35,17 @@ RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a tas
 class Task:
     """One fitness task.  The prune target is ``target_macs`` (share of the MACs kept, met on the fast
     conv/linear estimate) when set, else ``prune.ratio`` of the channels; ``prune.ranking`` and
-    ``search`` give the allocation (uniform, global, or random search at the target's MACs)."""
+    ``search`` give the allocation (uniform, global, or random search at the target's MACs).  The base net
+    is the user's (``user_weights``: ``checkpoint``, or a whole-model file as ``model``; nothing is trained,
+    and a checkpoint's image size and stem apply unless given) or else ``model`` trained by prunevo with
+    ``pretrain`` (cached)."""
 
     name: str
     model: str
     dataset: str
     image_size: int | None = None
+    checkpoint: str | None = None  # a user's weights (any form prunevo apply --checkpoint reads)
+    stem: str = "auto"  # torchvision models' stem (zoo.models.STEMS): auto = cifar at <= 64 px
     prune: PruneSpec = field(default_factory=PruneSpec)
     target_macs: float | None = None
     finetune: FitConfig = field(default_factory=lambda: FitConfig(lr_schedule="cosine", batch_size=64))
@@ -53,8 +61,19 @@ class Task:
     search: SearchSpec | None = None
 
     def identity(self) -> str:
-        """Everything that determines fitness on this task, hashed (fitness cache keys start with it)."""
+        """Everything that determines fitness on this task, hashed (fitness cache keys start with it).  A
+        checkpoint counts by its content, not its path: a copied or moved file is the same task."""
         fields = asdict(self)
+        if self.checkpoint is None:  # tasks from before the option keep their identity
+            del fields["checkpoint"]
+        else:
+            fields["checkpoint"] = file_digest(self.checkpoint) or f"missing: {self.checkpoint}"
+        if self.user_weights:  # nothing is trained: the recipe is not part of the task, the weights are
+            del fields["pretrain"]
+            if is_model_file(self.model):
+                fields["model_file"] = file_digest(self.model) or f"missing: {self.model}"
+        if self.stem == "auto":
+            del fields["stem"]
         # PruneSpec.ranking was called "selection": hashed under that name, fitness caches keep their keys
         fields["prune"]["selection"] = fields["prune"].pop("ranking")
         del fields["name"], fields["weight"]  # an alias and its spelled-out form are the same task
@@ -63,6 +82,11 @@ class Task:
         if fields["holdout_samples"] is None:  # likewise
             del fields["holdout_samples"]
         return stable_hash(fields)
+
+    @property
+    def user_weights(self) -> bool:
+        """The base net is the user's (a checkpoint, or a whole-model file): nothing is trained."""
+        return self.checkpoint is not None or is_model_file(self.model)
 
     @property
     def regime(self) -> str:
@@ -85,8 +109,23 @@ class Task:
         seeds += f", BN recalibration {self.recal_batches} batches" if self.recal_batches != RECAL_BATCHES else ""
         budget = (f"fine-tune {self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}" if self.finetune.epochs > 0
                   else "no fine-tune")
-        return (f"{self.model} on {self.dataset}{size}: {target}, {self.allocation}; {self.regime} ({budget}); "
-                f"{val}{seeds}; weight {self.weight:g}")
+        weights = f" from {self.checkpoint}" if self.checkpoint else ""
+        return (f"{self.model}{weights} on {self.dataset}{size}: {target}, {self.allocation}; {self.regime} "
+                f"({budget}); {val}{seeds}; weight {self.weight:g}")
+
+    def roles(self, data: TaskData) -> dict[str, str]:
+        """Which images each step reads, in words (``config.json`` and ``show`` print it)."""
+        if self.user_weights:
+            weights = f"{self.checkpoint or self.model} (the user's weights: nothing trained)"
+        else:
+            weights = f"trained by prunevo on the training split ({self.pretrain.budget.epochs:g} epochs, cached)"
+        calibration = f"{self.calibration_per_class} training images per class, stratified, drawn from the seed"
+        recal = f"{self.recal_batches} batches of 256 training images"
+        roles = {"base net": weights, "calibration statistics": calibration, "BatchNorm re-estimation": recal}
+        if self.finetune.epochs > 0:
+            train = f"{self.finetune.max_samples} " if self.finetune.max_samples else ""
+            roles["fine-tune"] = f"{train}training images, {self.finetune.epochs:g} epochs"
+        return {**roles, **data.roles}
 
 
 @dataclass
@@ -102,6 +141,10 @@ class PreparedTask:
     calibration: Calibration
     example_input: torch.Tensor
     split: str = "val"  # what ``data.val`` holds: the validation split, or the held-out one (re-scoring)
+
+    def build(self) -> torch.nn.Module:
+        """An untrained copy of the task's network (load ``base_state`` into it for the base net)."""
+        return build_for(self.task.model, self.data.input_shape, self.data.num_classes, self.task.stem)
 
     @property
     def stats(self) -> list[list[LayerStats]]:
@@ -119,13 +162,51 @@ class PreparedTask:
         return state_hash(self.base_state)
 
 
+def _unseen_val(task: Task, meta: dict) -> bool:
+    """Whether the task's weights never trained on its validation split: prunevo trained them (``prunevo train``
+    and base nets hold it out), or the checkpoint says prunevo trained it on this dataset."""
+    if not task.user_weights:
+        return True
+    trained_on = meta.get("dataset")
+    if not isinstance(trained_on, str):
+        return False  # another tool's checkpoint: it may have trained on every training file
+
+    def where(name: str) -> str:
+        return str(Path(name.split(":", 1)[1]).resolve()) if name.startswith("imagefolder:") else name
+    return where(trained_on) == where(task.dataset)
+
+
+def resolve_checkpoint(task: Task) -> tuple[Task, dict]:
+    """``task`` with the image size and stem its checkpoint was trained for, where the task leaves them open,
+    and the checkpoint's metadata (empty without one, or for another tool's checkpoint).  Raises ModelError for
+    a missing or unreadable checkpoint."""
+    if task.checkpoint is None:
+        return task, {}
+    meta = read_checkpoint(task.checkpoint)[1]
+    shape = meta.get("input_shape")
+    changes = {}
+    if task.image_size is None and shape:
+        changes["image_size"] = int(shape[-1])
+    if task.stem == "auto" and meta.get("stem"):
+        changes["stem"] = meta["stem"]
+    return replace(task, **changes), meta
+
+
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cache_dir: Path | None = None,
                  data: TaskData | None = None, progress: bool | None = None) -> PreparedTask:
-    """``task`` with its data, base net (trained now if not cached; ``progress``: its bar, None = on a terminal
-    only), parameter groups and calibration statistics."""
+    """``task`` with its data, base net (the task's checkpoint, or trained now if not cached; ``progress``: its
+    bar, None = on a terminal only), parameter groups and calibration statistics.  Raises DataError or
+    ModelError."""
+    task, meta = resolve_checkpoint(task)
     data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir,
-                                  holdout_samples=task.holdout_samples)
-    model = pretrained(task.model, data, task.pretrain, cache_dir, progress=progress)
+                                  holdout_samples=task.holdout_samples, stem=task.stem,
+                                  unseen_val=_unseen_val(task, meta))
+    if task.checkpoint is not None:
+        model = from_checkpoint(task.model, data, task.checkpoint, task.stem)
+    elif task.user_weights:  # a whole-model file holds its weights
+        model = build_for(task.model, data.input_shape, data.num_classes, task.stem).eval()
+    else:
+        model = pretrained(task.model, data, task.pretrain, cache_dir, progress=progress, stem=task.stem)
     example = data.train.x[:1]
     groups = find_groups(model, example)
     x, y = stratified_batch(data.train.x, data.train.targets, task.calibration_per_class, task.calibration_seed)

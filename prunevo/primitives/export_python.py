@@ -18,6 +18,14 @@ def _div(a, b):
     return a / torch.where(b.abs() < EPS, torch.where(b < 0, -EPS, EPS) * torch.ones_like(b), b)
 
 
+def _lamp(x):  # LAMP: |x| over the sum of the |x| not below it in the layer (ties in channel order)
+    a = x.abs()
+    order = torch.argsort(a, stable=True)
+    out = torch.empty_like(a)
+    out[order] = a[order] / (a[order].flip(0).cumsum(0).flip(0) + EPS)
+    return out
+
+
 def _class_moments(x, onehot, rest=False):
     sums, squares, counts = x.mean(2) @ onehot, (x * x).mean(2) @ onehot, onehot.sum(0)
     if rest:  # the samples of every other class
@@ -49,6 +57,9 @@ _TENSOR_FN = {
     "sqrt": "{0}.abs().sqrt()",
     "log1p": "{0}.abs().log1p()",
     "lnorm": "({0} / ({0}.abs().mean() + EPS))",
+    "lminmax": "(({0} - {0}.amin()) / ({0}.amax() - {0}.amin() + EPS))",
+    "lzscore": "(({0} - {0}.mean()) / ({0}.std(unbiased={0}.numel() > 1) + EPS))",
+    "lamp": "_lamp({0})",
     "add": "({0} + {1})",
     "sub": "({0} - {1})",
     "div": "_div({0}, {1})",

@@ -1,8 +1,8 @@
 """Formula trees <-> SymPy: exact algebra on the score level, reductions as opaque named symbols.
 
 Only the score-level operators (+ - * /, neg, abs, sqrt|x|, log1p|x|, square) are algebra; each
-reduction subtree (``l1(W)``, ``var(cmean(F))``...) is one symbol named by its text, and ``lnorm`` is an
-undefined function.  Constants become exact rationals so that simplification is exact.
+reduction subtree (``l1(W)``, ``var(cmean(F))``...) is one symbol named by its text, and the layer
+normalizations (``lnorm``, ``lminmax``, ``lzscore``, ``lamp``) are undefined functions.  Constants become exact rationals so that simplification is exact.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prunevo.errors import FormulaError
 from prunevo.primitives import grammar
 from prunevo.primitives.tree import CONST, Node, to_text, type_of
 
-LNORM = sympy.Function("lnorm")
+LAYER_FUNCTIONS = {name: sympy.Function(name) for name in grammar.LAYER_NORMS}  # opaque: they read the whole layer
 SIMPLIFY_MAX_NODES = 80  # sympy.simplify is super-linear; bigger trees keep SymPy's automatic canonical form
 
 
@@ -65,8 +65,8 @@ def to_sympy(node: Node) -> sympy.Expr:
         return sympy.log(1 + sympy.Abs(a[0]))
     if name == "square":
         return a[0] ** 2
-    if name == "lnorm":
-        return LNORM(a[0])
+    if name in LAYER_FUNCTIONS:
+        return LAYER_FUNCTIONS[name](a[0])
     raise FormulaError(f"no SymPy form for {name!r}")
 
 
@@ -144,6 +144,6 @@ def from_sympy(expr: sympy.Expr) -> Node:
         if isinstance(inner, sympy.Abs):
             return Node("log1p", (from_sympy(inner.args[0]),))
         raise FormulaError("log has no form in the grammar")
-    if isinstance(expr, sympy.Function) and expr.func == LNORM:
-        return Node("lnorm", (from_sympy(expr.args[0]),))
+    if isinstance(expr, sympy.Function) and expr.func in LAYER_FUNCTIONS.values():
+        return Node(str(expr.func), (from_sympy(expr.args[0]),))
     raise FormulaError(f"{type(expr).__name__} has no form in the grammar")

@@ -109,6 +109,33 @@ def _lnorm(x: torch.Tensor) -> torch.Tensor:
     return x / (x.abs().mean() + EPS)
 
 
+# Layer normalizations: under global allocation one ranking spans every layer, so how a layer's scores are
+# scaled decides how many of its channels go (its width).  Each maps a layer's scores to a scale shared by
+# all layers; within a layer they keep the order (uniform allocation selects the same channels).
+def _lminmax(x: torch.Tensor) -> torch.Tensor:
+    # Pruner-Zero's min-max normalization (Dong et al., ICML 2024; Torch-Pruning's "standarization"): the layer's
+    # scores spread over [0, 1]
+    low = x.amin()
+    return (x - low) / (x.amax() - low + EPS)
+
+
+def _lzscore(x: torch.Tensor) -> torch.Tensor:
+    # the layer's scores in (sample) standard deviations from their mean (Torch-Pruning's "gaussian")
+    return (x - x.mean()) / (x.std(unbiased=x.numel() > 1) + EPS)
+
+
+def _lamp(x: torch.Tensor) -> torch.Tensor:
+    # LAMP (Lee et al., ICLR 2021; Torch-Pruning's LAMPImportance normalizer): a channel's |score| divided by
+    # the sum of the |scores| not below it in its layer, so each layer's largest score is 1 and every layer keeps
+    # its best channels; ties are ordered by channel index (stable), the same in every process
+    a = x.abs()
+    order = torch.argsort(a, stable=True)
+    tail = a[order].flip(0).cumsum(0).flip(0)  # sum of the sorted scores from each position to the top
+    out = torch.empty_like(a)
+    out[order] = a[order] / (tail + EPS)
+    return out
+
+
 def class_moments(sums: torch.Tensor, squares: torch.Tensor, counts: torch.Tensor,
                   rest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance ([C, K] each) over all positions of the samples of each class k (``rest``: of every
@@ -156,7 +183,12 @@ _SCORE_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "log1p": lambda x: torch.log1p(x.abs()),
     "square": torch.square,
     "lnorm": _lnorm,
+    "lminmax": _lminmax,
+    "lzscore": _lzscore,
+    "lamp": _lamp,
 }
+# score operators computed over the whole layer (not channel by channel): SymPy keeps them opaque
+LAYER_NORMS = ("lnorm", "lminmax", "lzscore", "lamp")
 
 _SCORE_BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "add": torch.add,

@@ -20,6 +20,7 @@ from prunevo.pruning.physical import prune_model
 from prunevo.pruning.allocation import MasksAt
 
 TOLERANCE = 0.03  # relative to the target share
+DEFAULT_TARGET_MACS = 0.5  # share of the MACs kept when no target is given (apply, compare, evolve --model)
 MAX_RATIO = 0.99
 
 

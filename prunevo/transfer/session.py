@@ -13,11 +13,12 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from prunevo.errors import ModelError, NotApplicableError, PrunevoError
+from prunevo.errors import ModelError, NotApplicableError, PrunevoError, RunError
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
 from prunevo.pruning.calibration import Calibration
@@ -31,7 +32,7 @@ from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_indices
-from prunevo.pruning.target import KeepMasks, check_macs_target, meet_macs_target
+from prunevo.pruning.target import DEFAULT_TARGET_MACS, KeepMasks, check_macs_target, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration
 from prunevo.transfer.setup import Setup, load_setup
@@ -44,7 +45,6 @@ from prunevo.zoo.images import labels_of
 log = logging.getLogger(__name__)
 
 
-DEFAULT_TARGET_MACS = 0.5  # share of the MACs kept when no target is given
 # round_to=None: tensor-core kernels want multiples of 8 on CUDA; the CPU gains nothing from rounding
 ROUND_TO = {"cpu": 1, "cuda": 8}
 # calibration_batch=None: ResNet-50 at 224 px stays near 3 GB with 8 on the CPU, no slower than larger chunks
@@ -377,8 +377,6 @@ class TransferSession:
 def criteria_from(specs: list, seed: int = 0) -> list:
     """Criteria from classic names, Torch-Pruning names (``tp-l2``...), ``random``, formula text, .json/.txt
     exports, run directories (their best formula), Formula objects or criteria."""
-    from pathlib import Path
-
     from prunevo.evolve.run import load_run
 
     out = []
@@ -391,11 +389,40 @@ def criteria_from(specs: list, seed: int = 0) -> list:
     return out
 
 
+def run_settings(run_dir: str | Path) -> dict:
+    """TransferConfig values (by path, for ``configs.build``) that prune the network a search ran on the way its
+    fitness did (``prunevo apply RUN_DIR``): its model, checkpoint, data, target, allocation, group reduction
+    and fine-tune epochs.  Raises RunError for a run that is not a search on one user's network."""
+    from prunevo.evolve.run import load_run
+
+    run = load_run(run_dir)
+    tasks = run.config.task_list()
+    if len(tasks) != 1:
+        raise RunError(f"{run_dir} searched on {len(tasks)} tasks; 'prunevo apply RUN_DIR' takes a run on one network "
+                       f"('prunevo evolve --model ...'); allowed: --formula {run_dir} with --model and the other "
+                       f"options")
+    (task,) = tasks
+    if task.checkpoint is None:
+        raise RunError(f"{run_dir}'s task {task.name} trains its own base net, which is not a file to prune; allowed: "
+                       f"--formula {run_dir} with --model and --checkpoint (a model from 'prunevo train')")
+    values = {"setup.model": task.model, "setup.dataset": task.dataset, "setup.checkpoint": task.checkpoint,
+              "setup.stem": task.stem, "setup.image_size": task.image_size, "setup.data_root": run.config.data_root,
+              "allocation": task.allocation, "finetune.epochs": task.finetune.epochs,
+              "group_reduction": task.prune.group_reduction, "domino": task.prune.domino,
+              "max_layer_ratio": task.prune.max_layer_ratio}
+    if task.target_macs is not None:
+        values["target_macs"] = task.target_macs
+    else:
+        values["channel_ratio"] = task.prune.ratio
+    if task.search is not None:
+        values.update({"search.candidates": task.search.candidates, "search.samples": task.search.samples,
+                       "search.finetune_epochs": task.search.finetune_epochs})
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def regime_note(spec, config: TransferConfig) -> str | None:
     """For a run directory: which regime its formula was evolved for, and a warning when ``config`` applies it in
     another (a formula evolved one-shot is no evidence about fine-tuning, and vice versa); else None."""
-    from pathlib import Path
-
     from prunevo.evolve.run import load_run
 
     if not isinstance(spec, (str, Path)) or spec in BASELINE_NAMES or not Path(spec).is_dir():

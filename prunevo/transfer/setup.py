@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from prunevo.pruning.groups import check_prunable
-from prunevo.transfer.checkpoint import load_weights, read_checkpoint
+from prunevo.zoo.checkpoints import load_weights, read_checkpoint
 from prunevo.zoo.images import ImageData, load_image_data
 from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, build_model, input_channels, needs_channels, torchvision_names
 
@@ -23,7 +23,7 @@ class Setup:
     ``model``: a torchvision classification model name, small-vgg, small-resnet, lenet5, module:function or a
     whole-model .pt file (``zoo.models``); ``dataset``: digits, mnist, fashion-mnist, cifar10, cifar100, svhn
     (files under ``data_root``, fetched by torchvision only when ``download``), imagefolder:PATH or fakedata
-    (``zoo.images``); ``checkpoint``: weights to start from (``transfer.checkpoint``); ``image_size`` in pixels
+    (``zoo.images``); ``checkpoint``: weights to start from (``zoo.checkpoints``); ``image_size`` in pixels
     (None: the dataset's own, 224 for image folders, a checkpoint's); ``stem`` of torchvision models (auto =
     cifar at <= 64 px); ``cache_dir``: extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
     """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 from prunevo.errors import PrunevoError
-from prunevo.transfer.checkpoint import save_checkpoint
+from prunevo.zoo.checkpoints import save_checkpoint
 from prunevo.transfer.setup import Setup, load_setup, resolved_stem
 from prunevo.training import Accelerator, FitConfig, evaluate, fit
 

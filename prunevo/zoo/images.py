@@ -57,6 +57,9 @@ class ImageData:
     val: Dataset
     test: Dataset
     augmentation: str = ""  # the training augmentation, as reports state it
+    # the validation split was carved by prunevo out of the dataset's training files (MNIST's, CIFAR's, an image
+    # folder's train/): weights trained elsewhere on those files may have seen it (see fitness.data)
+    val_carved: bool = False
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor:
@@ -86,7 +89,7 @@ def _adapter(in_channels: int, channels: int, size: int | None) -> list[Callable
 
 
 def _tensor_data(name: str, num_classes: int, splits: tuple, channels: int | None, size: int | None,
-                 flip: bool) -> ImageData:
+                 flip: bool, val_carved: bool = False) -> ImageData:
     from torchvision.transforms import v2
 
     (trx, tr_y), (vx, vy), (tx, ty) = splits
@@ -103,6 +106,7 @@ def _tensor_data(name: str, num_classes: int, splits: tuple, channels: int | Non
         name, num_classes, (channels, out_size, out_size),
         TensorImages(trx, tr_y, v2.Compose(adapt + augment)),
         TensorImages(trx, tr_y, plain), TensorImages(vx, vy, plain), TensorImages(tx, ty, plain), described,
+        val_carved,
     )
 
 
@@ -178,7 +182,7 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
         train, train_plain = Subset(train, tr.tolist()), Subset(train_plain, tr.tolist())
     test = ImageFolder(str(path / "test"), eval_tf, loader=read_image) if (path / "test").is_dir() else val
     return ImageData(f"imagefolder:{path}", num_classes, (channels, size, size), train, train_plain, val, test,
-                     augmentation)
+                     augmentation, val_carved=not (path / "val").is_dir())
 
 
 # Pixel modes that PIL's RGB conversion clips to 8 bits: read as floats in [0, 1] instead (32-bit integer
@@ -284,7 +288,7 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, chann
     if name in ("mnist", "fashion-mnist"):
         s = load_torchvision_digits(name, data_root, cache_dir, download=download)
         splits = ((s.train_x, s.train_y), (s.val_x, s.val_y), (s.test_x, s.test_y))
-        return _tensor_data(name, 10, splits, channels, image_size, flip=name == "fashion-mnist")
+        return _tensor_data(name, 10, splits, channels, image_size, flip=name == "fashion-mnist", val_carved=True)
     if name in ("cifar10", "cifar100", "svhn"):
         if data_root is None:
             raise DataError(f"dataset {name!r} needs {{param:data_root}} (and {{param:download}} if its files are not "
@@ -294,7 +298,8 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, chann
         tr, va = stratified_split(tr_y, (0.9, 0.1), 0)
         trx, vx, tx = _per_channel_standardize(trx[tr], trx[va], tx)
         splits = ((trx, tr_y[tr]), (vx, tr_y[va]), (tx, ty))
-        return _tensor_data(name, 100 if name == "cifar100" else 10, splits, channels, image_size, flip=name != "svhn")
+        return _tensor_data(name, 100 if name == "cifar100" else 10, splits, channels, image_size, flip=name != "svhn",
+                            val_carved=True)
     if name == "fakedata":
         return _tensor_data(name, 10, _fakedata(), channels, image_size, flip=True)
     raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(IMAGE_DATASETS)}")

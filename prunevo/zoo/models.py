@@ -214,6 +214,11 @@ def _whole_model_file(path: Path) -> nn.Module:
     return _reads_logits(model)
 
 
+def is_model_file(name: str) -> bool:
+    """Whether ``--model`` names a whole-model file (which holds its own weights) rather than an architecture."""
+    return name.endswith((".pt", ".pth")) or Path(name).is_file()
+
+
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], stem: str = "auto",
                 module_file: str | None = None) -> nn.Module:
     """A model for ``num_classes`` classes and inputs of ``input_shape`` (C, H, W), randomly initialized.
@@ -225,7 +230,7 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], 
     if name in SMALL_NET_NAMES:
         c, h, _ = input_shape
         return build_small_net(SMALL_NET_NAMES[name], c, num_classes, h)
-    if name.endswith((".pt", ".pth")) or Path(name).is_file():
+    if is_model_file(name):
         if not Path(name).is_file():
             raise ModelError(f"model file {name} does not exist")
         return _whole_model_file(Path(name))

@@ -1,0 +1,56 @@
+"""Baselines under every allocation: "best classic" is the best (criterion, allocation) pair, in fitness, in the
+re-scoring and in the verdicts, and a formula can be re-scored under another allocation than its own, paired by
+seed with every baseline."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from prunevo.fitness.rescore import best_rescored, rescore, verdicts
+from prunevo.fitness.scoring import allocation_variants, best_classic, score_criteria
+from prunevo.fitness.task_spec import with_allocation
+from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM
+
+pytestmark = pytest.mark.slow  # the prepared_tasks fixture trains two digits nets (~15 s once)
+BOTH = ("uniform", "global")
+
+
+@pytest.fixture(scope="module")
+def one_shot(prepared_tasks):
+    """The digits tasks pruned one-shot (no fine-tune): what a search on the user's network measures."""
+    return [replace(p, task=replace(p.task, finetune=replace(p.task.finetune, epochs=0.0))) for p in prepared_tasks]
+
+
+def test_every_baseline_is_scored_under_each_allocation_and_the_best_classic_is_the_best_pair(one_shot):
+    rows = score_criteria(["lamp(l1(W))"], one_shot, allocations=BOTH, random_seeds=1)
+    by = {(r.name, r.allocation): r for r in rows}
+    for name in (*BASELINE_NAMES, RANDOM):
+        assert (name, "uniform") in by and by[name, "global"].variant
+    assert not by["lamp(l1(W))", "uniform"].variant
+    (global_tasks,) = [tasks for allocation, tasks in allocation_variants(one_shot, BOTH)]
+    assert all(t.task.allocation == "global" for t in global_tasks)
+    (alone,) = score_criteria(["l1"], global_tasks, baselines=False)
+    assert by["l1", "global"].fitness == alone.fitness  # the variant row is the criterion under global allocation
+    best = best_classic(rows)
+    pairs = [r for r in rows if r.name in BASELINE_NAMES and r.comparable]
+    assert best.fitness == max(r.fitness for r in pairs) and best.label == f"{best.name} ({best.allocation})"
+    # an allocation the tasks already use adds nothing
+    assert allocation_variants(one_shot, ("uniform",)) == []
+    mixed = [one_shot[0], replace(one_shot[1], task=with_allocation(one_shot[1].task, "global"))]
+    assert [a for a, _ in allocation_variants(mixed, BOTH)] == ["uniform", "global"]
+
+
+def test_rescoring_pairs_every_criterion_and_allocation_by_seed(one_shot):
+    rows = rescore(["l1(W)"], one_shot, seeds=2, allocations=BOTH)
+    assert {(r.kind, r.allocation) for r in rows if r.name == "l1(W)"} == {("formula", "uniform")}
+    assert {r.allocation for r in rows if r.name == "tp-l2"} == set(BOTH)
+    variant = rescore(["l1(W)"], one_shot, seeds=2, allocations=BOTH, variants_only=True)
+    assert [(r.name, r.kind, r.allocation) for r in variant] == [("l1(W)", "variant", "global")]
+    # the same replicates in both calls: the formula under global allocation measures what the l1 baseline does
+    (l1_global,) = [r for r in rows if r.name == "l1" and r.allocation == "global"]
+    assert variant[0].fitness.values == l1_global.fitness.values
+    classic = best_rescored(rows, "baseline")
+    lines = verdicts(rows + variant, "l1(W)")
+    assert lines[0].startswith("winner") and classic.label in lines[0]
+    assert lines[1].startswith("winner (global)") and len(lines) == 2
