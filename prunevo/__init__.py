@@ -5,6 +5,9 @@ The public API mirrors the command line::
     from prunevo import EvolutionConfig, evolve, load_run, Formula, score_formulas
     from prunevo import TrainConfig, train_base, TransferConfig, apply_formula, compare_criteria, load_pruned
 
+- search for your network: ``task_for(model, dataset, checkpoint=..., target_macs=...)`` is the fitness task
+  of ``prunevo evolve --model``; ``TransferConfig.from_run(run_dir)`` the setting that ``prunevo apply
+  RUN_DIR`` prunes with the run's winner;
 - evolve criteria: ``evolve(EvolutionConfig, run_dir) -> RunResult``, ``load_run(run_dir) -> RunResult``
   (an ``EvolutionConfig`` is a ``FitnessConfig`` plus the genetic programming: its ``overrides`` are a
   ``TaskOverrides``, its ``execution`` an ``Execution``: workers, backend, device, batching);
@@ -32,6 +35,7 @@ from prunevo.evolve.run import RunResult, evolve, load_run
 from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.execution import Execution
 from prunevo.fitness.scoring import ScoreRow, score_formulas
+from prunevo.fitness.task_spec import task_for
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.criteria import Criterion
@@ -49,6 +53,7 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
 __all__ = [
     # functions
     "evolve", "load_run", "score_formulas", "train_base", "apply_formula", "compare_criteria", "load_pruned",
+    "task_for",
     # criteria
     "Formula", "Criterion",
     # configs

@@ -395,8 +395,8 @@ def cmd_evolve(args) -> int:
     config = _resumed_config(args, build_parser()) if args.resume else _config(args)
     result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
     _print_data_roles(result.data_roles)
-    _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime})", result.hall_of_fame,
-                   result.best_classic)
+    _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime}; {result.config.allocation} "
+                   f"allocation)", result.hall_of_fame, result.best_classic)
     _print_baselines(result.baseline_rows)
     _print_rescored(result)
     return 0
@@ -410,7 +410,8 @@ def cmd_show(args) -> int:
         run = _rescore(run, args)
     last = run.log[-1]
     best = run.best_classic
-    print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; regime {run.config.regime}; generation "
+    print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; regime {run.config.regime}; "
+          f"{run.config.allocation} allocation; generation "
           f"{last['generation']} of {run.config.generations}; population {run.config.population}; seed {run.config.seed}")
     _print_data_roles(run.data_roles)
     _print_entries("hall of fame", run.hall_of_fame, best, args.top)

@@ -225,15 +225,11 @@ def _transfer_config(args, **fixed):
     from prunevo.transfer.session import TransferConfig, run_settings
 
     typed = config_values(args, TransferConfig)
-    if getattr(args, "run", None):
-        run = run_settings(args.run)
-        if any(getattr(args, k, None) is not None for k in ("target_macs", "channel_ratio", "target_latency")):
-            run = {k: v for k, v in run.items() if k not in ("target_macs", "channel_ratio")}  # a typed target wins
-        typed = {**run, **typed}
-    elif "setup.model" not in typed:
+    run = getattr(args, "run", None)
+    if run is None and "setup.model" not in typed:
         raise PrunevoError("--model is required (or, for apply, a run directory of 'prunevo evolve --model')")
     values = {**typed, **fixed}
-    checkpoint = values.get("setup.checkpoint")
+    checkpoint = values.get("setup.checkpoint") or (run_settings(run).get("setup.checkpoint") if run else None)
     if checkpoint and "finetune.original_schedule" not in values:  # SLR follows the base net's recipe
         schedule = read_checkpoint(checkpoint)[1].get("schedule")
         if schedule:
@@ -241,7 +237,7 @@ def _transfer_config(args, **fixed):
     if args.no_latency:
         values = {k: v for k, v in values.items() if not k.startswith("latency.")}
         values["latency"] = None
-    return build(TransferConfig, values)
+    return TransferConfig.from_run(run, **values) if run else build(TransferConfig, values)
 
 
 def cmd_train(args) -> int:

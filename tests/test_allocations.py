@@ -30,8 +30,10 @@ def test_every_baseline_is_scored_under_each_allocation_and_the_best_classic_is_
     assert not by["lamp(l1(W))", "uniform"].variant
     (global_tasks,) = [tasks for allocation, tasks in allocation_variants(one_shot, BOTH)]
     assert all(t.task.allocation == "global" for t in global_tasks)
-    (alone,) = score_criteria(["l1"], global_tasks, baselines=False)
-    assert by["l1", "global"].fitness == alone.fitness  # the variant row is the criterion under global allocation
+    # the variant row is the criterion under global allocation, as Torch-Pruning's global pruning runs it: each
+    # layer's scores divided by their mean
+    (alone,) = score_criteria(["lnorm(l1(W))"], global_tasks, baselines=False)
+    assert by["l1", "global"].fitness == alone.fitness
     best = best_classic(rows)
     pairs = [r for r in rows if r.name in BASELINE_NAMES and r.comparable]
     assert best.fitness == max(r.fitness for r in pairs) and best.label == f"{best.name} ({best.allocation})"
@@ -42,15 +44,15 @@ def test_every_baseline_is_scored_under_each_allocation_and_the_best_classic_is_
 
 
 def test_rescoring_pairs_every_criterion_and_allocation_by_seed(one_shot):
-    rows = rescore(["l1(W)"], one_shot, seeds=2, allocations=BOTH)
-    assert {(r.kind, r.allocation) for r in rows if r.name == "l1(W)"} == {("formula", "uniform")}
+    rows = rescore(["lnorm(l1(W))"], one_shot, seeds=2, allocations=BOTH)
+    assert {(r.kind, r.allocation) for r in rows if r.name == "lnorm(l1(W))"} == {("formula", "uniform")}
     assert {r.allocation for r in rows if r.name == "tp-l2"} == set(BOTH)
-    variant = rescore(["l1(W)"], one_shot, seeds=2, allocations=BOTH, variants_only=True)
-    assert [(r.name, r.kind, r.allocation) for r in variant] == [("l1(W)", "variant", "global")]
+    variant = rescore(["lnorm(l1(W))"], one_shot, seeds=2, allocations=BOTH, variants_only=True)
+    assert [(r.name, r.kind, r.allocation) for r in variant] == [("lnorm(l1(W))", "variant", "global")]
     # the same replicates in both calls: the formula under global allocation measures what the l1 baseline does
     (l1_global,) = [r for r in rows if r.name == "l1" and r.allocation == "global"]
     assert variant[0].fitness.values == l1_global.fitness.values
     classic = best_rescored(rows, "baseline")
-    lines = verdicts(rows + variant, "l1(W)")
+    lines = verdicts(rows + variant, "lnorm(l1(W))")
     assert lines[0].startswith("winner") and classic.label in lines[0]
     assert lines[1].startswith("winner (global)") and len(lines) == 2

@@ -15,8 +15,8 @@ from prunevo.transfer.session import TransferConfig, TransferSession
 from prunevo.transfer.setup import Setup
 from prunevo.training import FitConfig
 
-PUBLIC = set("""evolve load_run score_formulas train_base apply_formula compare_criteria load_pruned Formula Criterion
-EvolutionConfig FitnessConfig Execution TaskOverrides TrainConfig TransferConfig Setup Accelerator FitConfig SearchSpec
+PUBLIC = set("""evolve load_run score_formulas train_base apply_formula compare_criteria load_pruned task_for
+Formula Criterion EvolutionConfig FitnessConfig Execution TaskOverrides TrainConfig TransferConfig Setup Accelerator FitConfig SearchSpec
 LatencySpec RunResult ScoreRow TrainResult ApplyResult CompareResult PrunevoError FormulaError DataError ModelError
 RunError TargetUnreachable NotApplicableError""".split())
 

@@ -153,7 +153,8 @@ def test_exports(tmp_path, resnet_stats):
         namespace: dict = {}
         exec(compile(export_formula(each, "python"), "<export>", "exec"), namespace)  # our own generated code
         expected = each.score(layer)
-        got = namespace["criterion"](layer.W, layer.Wn, layer.F, layer.G, layer.gamma, layer.beta, layer.labels_onehot)
+        got = namespace["criterion"](layer.W, layer.Wn, layer.F, layer.G, layer.gamma, layer.beta, layer.labels_onehot,
+                                     macs=layer.macs)
         assert torch.allclose(expected, got, equal_nan=True), each.text
     # files: JSON export and plain text
     (tmp_path / "f.json").write_text(export_formula(formula, "json"))
@@ -167,11 +168,28 @@ def test_exports(tmp_path, resnet_stats):
 
 
 def test_grammar_has_every_operand_and_operator_of_the_design():
-    assert set(grammar.OPERANDS) == {"W", "Wn", "F", "G", "gamma", "beta"}
+    assert set(grammar.OPERANDS) == {"W", "Wn", "F", "G", "gamma", "beta", "macs"}
     design = {"abs", "square", "mul", "smean", "nmean", "cmean", "cvar", "rmean", "rvar", "mean", "std", "var",
-              "l1", "l2", "max", "min", "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm"}
+              "l1", "l2", "max", "min", "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm",
+              "lminmax", "lzscore", "lamp"}
     assert not design - set(grammar.FUNCTION_NAMES), design - set(grammar.FUNCTION_NAMES)
     assert len(classic_formulas()) == 10
+
+
+@pytest.mark.parametrize("name", [*grammar.LAYER_NORMS, "macs"])
+def test_every_layer_level_primitive_has_every_back_end(resnet_stats, name):
+    """The layer normalizations and the macs operand: scored, exported to standalone torch (equal values),
+    to SymPy and back (the same tree), and to LaTeX."""
+    text = f"{name}(l1(W) - 0.5 * gamma)" if name != "macs" else "l1(W) / macs + macs"
+    formula = Formula.parse(text)
+    stats = resnet_stats.stats[1][0]
+    namespace = {}
+    exec(formula.python(), namespace)  # noqa: S102 - our own generated source
+    exported = namespace["criterion"](stats.W, stats.Wn, stats.F, stats.G, stats.gamma, stats.beta,
+                                      stats.labels_onehot, macs=stats.macs)
+    assert torch.allclose(exported.double(), formula.score(stats).double())
+    assert Formula(from_sympy(to_sympy(formula.tree))).score(stats).allclose(formula.score(stats))
+    assert formula.latex()
 
 
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])

@@ -57,6 +57,12 @@ class FitnessConfig:
                 for t in (self.task_list() if tasks is None else tasks)]
 
     @property
+    def allocation(self) -> str:
+        """The tasks' allocation (uniform, global, random-search; ``mixed`` when they differ)."""
+        found = {t.allocation for t in self.task_list()}
+        return found.pop() if len(found) == 1 else "mixed"
+
+    @property
     def regime(self) -> str:
         """The tasks' regime (one-shot, short or full fine-tune; ``mixed (...)`` when they differ)."""
         return regimes_text([t.finetune.epochs for t in self.task_list()])

@@ -116,6 +116,11 @@ def _halves(split: TensorImages) -> tuple[TensorImages, TensorImages]:
     return TensorImages(split.x[first], split.targets[first]), TensorImages(split.x[rest], split.targets[rest])
 
 
+def _first_classes(split: TensorImages, classes: int) -> TensorImages:
+    keep = split.targets < classes
+    return TensorImages(split.x[keep], split.targets[keep])
+
+
 def _count(n: int) -> str:
     return f"{n:,}"
 
@@ -144,13 +149,13 @@ def _fitness_and_held_out(dataset: str, splits: dict[str, TensorImages], carved:
 def load_task_data(model: str, dataset: str, image_size: int | None, val_samples: int | None,
                    data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
                    workers: int = 2, holdout_samples: int | None = None, stem: str = "auto",
-                   unseen_val: bool = True) -> TaskData:
+                   unseen_val: bool = True, classes: int | None = None) -> TaskData:
     """``dataset`` for ``model`` (its channel count) at ``image_size``, with at most ``val_samples`` stratified
     fitness images (all of them when None) and at most ``holdout_samples`` (default ``HOLDOUT_MAX``) stratified
     held-out ones, never the same image in both.  ``unseen_val``: the weights never trained on the validation
     split (False for a user's checkpoint that may have trained on every training file: see the module
-    docstring).  Raises DataError when the data is missing, or when no split is left that such weights cannot
-    have trained on."""
+    docstring).  ``classes``: only the images of the first this many classes (a cheaper proxy).  Raises
+    DataError when the data is missing, or when no split is left that such weights cannot have trained on."""
     cache_dir = Path(cache_dir or default_cache_dir())
     load = dict(data_root=data_root, image_size=image_size, cache_dir=cache_dir)
     data = load_image_data(dataset, channels=needs_channels(model), **load)
@@ -158,6 +163,10 @@ def load_task_data(model: str, dataset: str, image_size: int | None, val_samples
     if wanted != data.input_shape[0]:  # a model that reads another channel count
         data = load_image_data(dataset, channels=wanted, **load)
     splits = _render(data, cache_dir, workers)
+    if classes is not None:
+        if classes > data.num_classes:
+            raise DataError(f"{dataset} has {data.num_classes} classes; allowed: classes <= {data.num_classes}")
+        splits = {k: _first_classes(v, classes) for k, v in splits.items()}
     train = splits["train"]
     val, holdout, fitness_from, held_from = _fitness_and_held_out(dataset, splits, data.val_carved, unseen_val)
     available = len(val)
@@ -167,7 +176,10 @@ def load_task_data(model: str, dataset: str, image_size: int | None, val_samples
     held_available = len(holdout)
     if len(holdout) > cap:
         holdout = _stratified(holdout, cap, 1)
-    roles = {"fitness": f"{_count(len(val))} of {_count(available)} images of {fitness_from}, stratified by class",
-             "held-out": f"{_count(len(holdout))} of {_count(held_available)} images of {held_from}, stratified by "
-                         f"class"}
+    which = f" of the first {classes} classes" if classes else ""
+    size = f", {data.input_shape[1]} px"
+    roles = {"fitness": f"{_count(len(val))} of {_count(available)} images{which} of {fitness_from}, stratified by "
+                        f"class{size}",
+             "held-out": f"{_count(len(holdout))} of {_count(held_available)} images{which} of {held_from}, "
+                         f"stratified by class{size}"}
     return TaskData(data.name, data.num_classes, data.input_shape, train, val, holdout, roles)

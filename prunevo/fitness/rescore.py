@@ -23,7 +23,7 @@ from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.scoring import allocation_variants, own_allocation
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_criterion
+from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_baseline, as_criterion
 from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import top1
 from prunevo.utils import derive_seed, load_state
@@ -132,7 +132,7 @@ def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTa
     named = [(str(getattr(f, "text", f)), kind, as_criterion(f)) for f in formulas]
     with_baselines = baselines and not variants_only
     if with_baselines:
-        named += [(name, "baseline", as_criterion(name)) for name in BASELINE_NAMES]
+        named += [(name, "baseline", None) for name in BASELINE_NAMES]  # as each allocation runs it (as_baseline)
     backend = Backend(execution.backend, execution.n_jobs, execution.address)
     measured: dict[str, list[tuple[str, str, list[FitnessResult]]]] = {}  # allocation -> rows' results by seed
     try:
@@ -142,7 +142,7 @@ def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTa
             variants = allocation_variants(tasks, allocations)
             for allocation, variant_tasks in ([] if variants_only else [(own, tasks)]) + variants:
                 mine = named if allocation == own or variants_only else [n for n in named if n[1] == "baseline"]
-                criteria = [c for _, _, c in mine]
+                criteria = [c or as_baseline(name, allocation) for name, _, c in mine]
                 if with_baselines:
                     mine = mine + [(RANDOM, "baseline", RandomCriterion(replicate_seed))]
                     criteria.append(RandomCriterion(replicate_seed))

@@ -14,7 +14,7 @@ from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.task_spec import with_allocation
 from prunevo.fitness.tasks import PreparedTask
-from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, Criterion, RandomCriterion, as_criterion
+from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, Criterion, RandomCriterion, as_baseline, as_criterion
 
 
 @dataclass
@@ -43,9 +43,10 @@ class ScoreRow:
         return self.reason is None and not self.not_applicable and self.fitness is not None
 
 
-def baseline_criteria() -> list[Criterion]:
-    """Every classic criterion, then every Torch-Pruning importance (random is added separately)."""
-    return [as_criterion(name) for name in BASELINE_NAMES]
+def baseline_criteria(allocation: str | None = None) -> list[Criterion]:
+    """Every classic criterion, then every Torch-Pruning importance (random is added separately), as they run
+    under ``allocation`` (``pruning.criteria.as_baseline``: classics normalized under global allocation)."""
+    return [as_baseline(name, allocation) for name in BASELINE_NAMES]
 
 
 def best_classic(rows: list[ScoreRow]) -> ScoreRow | None:
@@ -121,7 +122,7 @@ def score_with(evaluator: Evaluator, criteria: list, baselines: bool = True, ran
     chosen = [as_criterion(c) for c in criteria]
     if baselines:  # a baseline the caller named already has its row
         named = {c.name for c in chosen}
-        chosen += [c for c in baseline_criteria() if c.name not in named]
+        chosen += [c for c in baseline_criteria(own) if c.name not in named]
     randoms = [RandomCriterion(s) for s in range(random_seeds)] if baselines else []
     results = evaluator.evaluate(chosen + randoms, full=True)
     rows = [_row(c.name, r, own) for c, r in zip(chosen, results)]

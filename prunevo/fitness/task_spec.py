@@ -122,6 +122,8 @@ OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "val": (_number(int, 10), "score on at most this many stratified validation images"),
     "holdout": (_number(int, 10), f"re-score on at most this many stratified held-out images (default {HOLDOUT_MAX})"),
     "size": (_number(int, 8, 1024), "image size in pixels"),
+    "classes": (_number(int, 2), "a cheaper proxy: only the images of the first this many classes (sorted by "
+                                 "name) are read, the network keeps all its outputs"),
     "seeds": (_number(int, 1, 16), "fine-tune seeds; fitness reads the mean accuracy"),
     "recal": (_number(int, 1, 64), "batches of 256 training images that re-estimate BatchNorm statistics "
                                    f"after pruning and after the fine-tune (default {RECAL_BATCHES})"),
@@ -216,7 +218,7 @@ def _apply_options(task: Task, options: dict[str, str]) -> Task:
     target = v.get("macs", None if "ratio" in v else task.target_macs)
     task = replace(task, finetune=ft, pretrain=pretrain, prune=prune, target_macs=target,
                    image_size=v.get("size", task.image_size), val_samples=v.get("val", task.val_samples),
-                   holdout_samples=v.get("holdout", task.holdout_samples),
+                   holdout_samples=v.get("holdout", task.holdout_samples), classes=v.get("classes", task.classes),
                    seeds=v.get("seeds", task.seeds), weight=v.get("weight", task.weight),
                    recal_batches=v.get("recal", task.recal_batches), checkpoint=v.get("checkpoint", task.checkpoint),
                    stem=v.get("stem", task.stem))

@@ -52,6 +52,7 @@ class Task:
     pretrain: PretrainRecipe = field(default_factory=PretrainRecipe)
     val_samples: int | None = None  # stratified validation images scored (None: the whole split)
     holdout_samples: int | None = None  # held-out images the re-scoring reads (None: at most 5,000)
+    classes: int | None = None  # a proxy: only the images of the first this many classes (None: every class)
     seeds: int = 1  # fine-tune seeds; fitness reads the mean accuracy
     weight: float = 1.0  # weight in the geometric mean over co-evolved tasks
     recal_batches: int = RECAL_BATCHES  # batches of 256 training images that re-estimate BatchNorm statistics
@@ -81,6 +82,8 @@ class Task:
             del fields["recal_batches"]
         if fields["holdout_samples"] is None:  # likewise
             del fields["holdout_samples"]
+        if fields["classes"] is None:
+            del fields["classes"]
         return stable_hash(fields)
 
     @property
@@ -105,6 +108,7 @@ class Task:
         size = f" at {self.image_size} px" if self.image_size else ""
         train = f" on {self.finetune.max_samples}" if self.finetune.max_samples else ""
         val = f"val {self.val_samples}" if self.val_samples else "val all"
+        val += f" of the first {self.classes} classes" if self.classes else ""
         seeds = f", {self.seeds} seeds" if self.seeds > 1 else ""
         seeds += f", BN recalibration {self.recal_batches} batches" if self.recal_batches != RECAL_BATCHES else ""
         budget = (f"fine-tune {self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}" if self.finetune.epochs > 0
@@ -200,7 +204,7 @@ def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cach
     task, meta = resolve_checkpoint(task)
     data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir,
                                   holdout_samples=task.holdout_samples, stem=task.stem,
-                                  unseen_val=_unseen_val(task, meta))
+                                  unseen_val=_unseen_val(task, meta), classes=task.classes)
     if task.checkpoint is not None:
         model = from_checkpoint(task.model, data, task.checkpoint, task.stem)
     elif task.user_weights:  # a whole-model file holds its weights

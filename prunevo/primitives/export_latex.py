@@ -6,7 +6,8 @@ import sympy
 from prunevo.primitives.tree import CONST, Node
 from prunevo.primitives.export_sympy import to_sympy
 
-_OPERAND_TEX = {"W": "W", "Wn": r"W_{\mathrm{next}}", "F": "F", "G": "G", "gamma": r"\gamma", "beta": r"\beta"}
+_OPERAND_TEX = {"W": "W", "Wn": r"W_{\mathrm{next}}", "F": "F", "G": "G", "gamma": r"\gamma", "beta": r"\beta",
+                "macs": r"\mathrm{MACs}"}
 
 
 def node_latex(node: Node) -> str:

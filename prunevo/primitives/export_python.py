@@ -79,12 +79,13 @@ def _expr(node: Node) -> str:
 
 
 def to_python(node: Node, function_name: str = "criterion", text: str = "") -> str:
-    """Source of ``def criterion(W, Wn, F, G, gamma, beta, onehot) -> scores[C]``."""
+    """Source of ``def criterion(W, Wn, F, G, gamma, beta, onehot, macs=None) -> scores[C]`` (``macs``: the
+    MACs a channel of the layer costs, relative to the network's mean, for formulas that read it)."""
     assert type_of(node) is grammar.Scores
     doc = f'    """{text}"""\n' if text else ""
     return (
         _HELPERS.format(eps=grammar.EPS)
-        + f"\n\ndef {function_name}(W, Wn, F, G, gamma, beta, onehot):\n{doc}"
+        + f"\n\ndef {function_name}(W, Wn, F, G, gamma, beta, onehot, macs=None):\n{doc}"
         + "    with torch.no_grad():\n"
         + f"        return {_expr(node)}\n"
     )

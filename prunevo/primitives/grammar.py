@@ -61,6 +61,10 @@ OPERANDS: dict[str, type] = {
     "G": Maps,
     "gamma": Scores,
     "beta": Scores,
+    # the MACs one channel of the layer costs (what removing it saves, at full width), divided by the mean over
+    # the network's groups: the same for every channel of a layer, it lets a formula weigh importance against
+    # cost, which decides the widths under global allocation with a MACs target (as latency-aware pruning does)
+    "macs": Scores,
 }
 
 # Ephemeral constants are drawn from a short list: few distinct values keep SymPy canonical forms stable.

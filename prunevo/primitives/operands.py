@@ -14,7 +14,9 @@ class LayerStats:
     ``W`` [C, D] the channel's filter; ``Wn`` [C, D'] the next layers' weights that read the channel;
     ``F`` [C, N, S] the channel's activation (ReLU of its BatchNorm output); ``G`` [C, N, S] the gradient
     of the loss w.r.t. that activation; ``gamma``/``beta`` [C] BatchNorm scale/shift (1 and 0 for a layer
-    without BatchNorm); ``labels`` [N] the class of each sample.  ``missing`` names the operands this layer
+    without BatchNorm); ``macs`` [C] the MACs one channel of the layer's group costs, relative to the
+    network's mean over groups (set by ``pruning.calibration``; constant within a layer); ``labels`` [N] the
+    class of each sample.  ``missing`` names the operands this layer
     does not really have and that hold placeholders (``gamma``/``beta`` without BatchNorm, ``G`` when no
     gradient reaches the layer, ``Wn`` when no consumer reads one input row per channel): a criterion that
     cannot rank channels because it reads one of them does not apply to the layer.
@@ -29,6 +31,7 @@ class LayerStats:
     labels: torch.Tensor
     num_classes: int
     missing: frozenset[str] = frozenset()
+    macs: torch.Tensor | None = None  # [C]; None until the calibration sets it
     # F and G were reduced while calibration batches streamed by (see ``accumulators``): they hold no
     # samples, and every feature-map reduction of the formulas to score is already in ``vectors``
     streamed: bool = False
@@ -44,6 +47,9 @@ class LayerStats:
         return self.W.shape[0]
 
     def operand(self, name: str) -> torch.Tensor:
+        if name == "macs" and self.macs is None:
+            raise RuntimeError("macs is unknown for statistics gathered without their network's MACs "
+                               "(pruning.calibration sets it)")
         if self.streamed and name in ("F", "G"):
             raise RuntimeError(f"{name} was streamed: score formulas through Calibration.stats_for_formula, which "
                                f"accumulates their feature-map reductions first")

@@ -16,6 +16,7 @@ from torch import nn
 from prunevo.primitives.accumulators import boundaries, reads_gradients
 from prunevo.primitives.formula import Formula
 from prunevo.primitives.operands import LayerStats
+from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.statistics import gather_stats, needed_level
 from prunevo.pruning.streamed import Reductions, stream_reductions
@@ -60,8 +61,8 @@ class Calibration:
 
     @property
     def stats(self) -> list[list[LayerStats]]:
-        """``stats[g][m]``: every operand of member ``m`` of group ``g`` (see ``gather_stats``)."""
-        return self.stats_at("gradients")
+        """``stats[g][m]``: every operand of member ``m`` of group ``g`` (see ``gather_stats``), ``macs`` included."""
+        return self._with_macs(self.stats_at("gradients"))
 
     def stats_for_formula(self, formula: Formula) -> list[list[LayerStats]]:
         """What ``formula`` reads, from the cheapest pass that computes it (a weight-only formula runs no
@@ -70,7 +71,7 @@ class Calibration:
         every formula that contains it)."""
         level = needed_level(formula.operands)
         if self.batch_size is None or level == "weights":
-            return self.stats_at(level)
+            return self._with_macs(self.stats_at(level), "macs" in formula.operands)
         nodes = boundaries(formula.tree)
         todo = [n for n in nodes if n not in self._reductions.nodes]
         if todo:
@@ -90,6 +91,16 @@ class Calibration:
                     s.vectors[node] = self._reductions.values[(layer, node)]
                 if reads_g and layer in self._reductions.no_gradient:
                     s.missing = s.missing | {"G"}
+        return self._with_macs(stats, "macs" in formula.operands)
+
+    def _with_macs(self, stats: list[list[LayerStats]], needed: bool = True) -> list[list[LayerStats]]:
+        """``stats`` with the ``macs`` operand set when ``needed`` (counting costs a forward pass, which a
+        weight-only criterion otherwise never runs)."""
+        if needed:
+            for members, cost in zip(stats, self.channel_macs):
+                for s in members:
+                    if s.macs is None:
+                        s.macs = torch.full((s.channels,), cost, dtype=s.W.dtype, device=s.W.device)
         return stats
 
     def _streamed_stats(self) -> list[list[LayerStats]]:
@@ -103,6 +114,21 @@ class Calibration:
             with self.on_device() as (model, x, y):
                 return gather_stats(model, self.groups, x, y, self.num_classes, consumers=self.consumers, level=level)
         return self.memo(("stats", level), gather)
+
+    @property
+    def channel_macs(self) -> list[float]:
+        """Per group, the MACs one of its channels costs in the unpruned network (what removing it saves, from
+        the conv/linear estimate), divided by the mean over groups: the ``macs`` operand."""
+        def compute():
+            estimator = MacsEstimator(self.model, self.groups, self.x[:1])
+            saved = []
+            for g, group in enumerate(self.groups):
+                keep = [torch.ones(other.size, dtype=torch.bool) for other in self.groups]
+                keep[g][0] = False
+                saved.append(float(estimator.full - estimator.estimate(keep)))
+            mean = sum(saved) / max(1, len(saved))
+            return [s / mean if mean > 0 else 1.0 for s in saved]
+        return self.memo("channel_macs", compute)
 
     @property
     def example_input(self) -> torch.Tensor:

@@ -30,7 +30,7 @@ _NEEDS = {"gamma": "BatchNorm (gamma)", "beta": "BatchNorm (beta)", "G": "the lo
           "Wn": "next-layer weights that read one input row per channel (Wn)"}
 
 __all__ = ["BASELINE_NAMES", "Criterion", "FormulaCriterion", "InvalidScores", "NotApplicable", "RANDOM",
-           "RandomCriterion", "TorchPruningCriterion", "as_criterion", "criterion_names", "rank_problem",
+           "RandomCriterion", "TorchPruningCriterion", "as_baseline", "as_criterion", "criterion_names", "rank_problem",
            "score_groups", "score_layers"]
 
 
@@ -209,6 +209,18 @@ def _non_finite(scores: list[torch.Tensor], group_index: int) -> str | None:
 
 def criterion_names() -> str:
     return ", ".join((*BASELINE_NAMES, RANDOM))
+
+
+def as_baseline(name: str, allocation: str | None, seed: int = 0) -> Criterion:
+    """The baseline ``name`` (a classic or Torch-Pruning criterion, or random) as it runs under ``allocation``.
+
+    Under global allocation a classic formula is divided by its layer's mean |score| (``lnorm``), as
+    Torch-Pruning's global pruning divides every importance by its group's mean (its own classes keep their
+    normalizers: the mean, LAMP's): a classic is then compared under its best-known global form, not with raw
+    scores whose scale differs from layer to layer."""
+    if allocation == "global" and name in CLASSIC_TEXT:
+        return FormulaCriterion(Formula.parse(f"lnorm({CLASSIC_TEXT[name]})", name=name))
+    return as_criterion(name, seed)
 
 
 ALLOWED = ("a criterion name, formula text, a .json/.txt formula file, a Formula, or an object with a `name` "

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prunevo.errors import NotApplicableError, PrunevoError, TargetUnreachable
-from prunevo.pruning.criteria import BASELINE_NAMES
+from prunevo.pruning.criteria import BASELINE_NAMES, as_baseline
 from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
                                     target_text, verdict_lines)
 from prunevo.transfer.session import (ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from,
@@ -128,7 +128,10 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
             if matched is None:
                 matched = round(_latency_share(session, [r for r in runs if r.strategy == "layer"]), 4)
             overrides.update(target_macs=None, target_latency=matched)
-        (criterion,) = criteria_from([crit_name], seed)
+        if isinstance(crit_name, str) and crit_name in BASELINE_NAMES:  # as the strategy's allocation runs it
+            criterion = as_baseline(crit_name, overrides.get("allocation", config.allocation), seed)
+        else:
+            (criterion,) = criteria_from([crit_name], seed)
         try:
             _, result, _ = session.with_settings(**overrides).run(criterion, seed)
         except NotApplicableError as exc:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from prunevo.pruning.criteria import BASELINE_NAMES
+from prunevo.pruning.allocation import ALLOCATIONS
+from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM
 from prunevo.transfer.session import ApplyResult, Measurement
 from prunevo.utils import save_png
 
@@ -126,7 +127,33 @@ def verdict_lines(results: list[ApplyResult], rows: list[CompareRow], finetuned:
                 if seeds:
                     diff = paired_difference([mine[k] for k in seeds], [theirs[k] for k in seeds])
                     lines.append(verdict(row.criterion, best.criterion, diff, where))
+    allocations = [s for s in strategies if s in ALLOCATIONS]
+    if len(allocations) < 2:
+        return lines
+    # several allocations side by side: each criterion that is not a baseline, under each allocation, against the
+    # best (classic, allocation) pair, so that a win is the criterion's and not uniform widths losing
+    for one_shot in ([True, False] if finetuned else [True]):
+        best = best_pair(rows, allocations, one_shot)
+        if best is None:
+            continue
+        theirs = per_seed(best.strategy, best.criterion, one_shot)
+        where = ("one-shot top-1" if one_shot else "top-1 after fine-tuning") + " (best (criterion, allocation) pair)"
+        for row in rows:
+            if row.strategy not in allocations or row.not_applicable or row.criterion in (*BASELINE_NAMES, RANDOM):
+                continue
+            mine = per_seed(row.strategy, row.criterion, one_shot)
+            seeds = sorted(set(mine) & set(theirs))
+            if seeds:
+                diff = paired_difference([mine[k] for k in seeds], [theirs[k] for k in seeds])
+                lines.append(verdict(f"{row.criterion} ({row.strategy})", f"{best.criterion} ({best.strategy})",
+                                     diff, where))
     return lines
+
+
+def best_pair(rows: list[CompareRow], allocations: list[str], one_shot: bool = False) -> CompareRow | None:
+    """The best (classic or Torch-Pruning criterion, allocation) pair among ``allocations``' columns."""
+    bests = [b for b in (best_classic(rows, a, one_shot) for a in allocations) if b is not None]
+    return max(bests, key=lambda r: r.pruned_mean if one_shot else r.top1_mean, default=None)
 
 
 def best_classic(rows: list[CompareRow], strategy: str, one_shot: bool = False) -> CompareRow | None:
@@ -219,6 +246,13 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str, fine
         lines[-1] += "; one-shot: " + "; ".join(f"{s + ': ' if several else ''}"
                                                 + (f"{b.criterion} {b.pruned_mean:.4f}" if b else "none")
                                                 for s, b in one_shot_bests)
+    allocations = [s for s in strategies if s in ALLOCATIONS]
+    if len(allocations) > 1:
+        pairs = [(label, best_pair(rows, allocations, one_shot)) for label, one_shot in
+                 ([("after fine-tuning", False), ("one-shot", True)] if finetuned else [("", False)])]
+        lines += ["", "Best (criterion, allocation) pair over " + ", ".join(allocations) + ": " + "; ".join(
+            f"{label + ': ' if label else ''}{b.criterion} ({b.strategy}) "
+            f"{b.pruned_mean if label == 'one-shot' else b.top1_mean:.4f}" for label, b in pairs if b is not None)]
     if verdicts:
         lines += ["", "Verdicts (each criterion against the best classic, paired by seed; 95% intervals of the "
                       "mean difference):", "", *(f"- {v}" for v in verdicts)]

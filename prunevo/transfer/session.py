@@ -138,6 +138,19 @@ class TransferConfig:
         if self.round_to is not None and not 1 <= self.round_to <= 1024:
             raise PrunevoError(f"round_to must be in [1, 1024], got {self.round_to}")
 
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **changes) -> "TransferConfig":
+        """The setting a search on the user's network ran in (``prunevo evolve --model``): its model, checkpoint,
+        data, target, allocation and fine-tune epochs (``run_settings``), with ``changes`` (config paths, as
+        ``configs.build`` takes them: ``{"finetune.epochs": 1}``).  ``apply_formula(run_dir,
+        TransferConfig.from_run(run_dir))`` prunes that network with the run's winner.  Raises RunError."""
+        from prunevo.configs import build
+
+        settings = run_settings(run_dir)
+        if any(k in changes for k in ("target_macs", "channel_ratio", "target_latency")):
+            settings = {k: v for k, v in settings.items() if k not in ("target_macs", "channel_ratio")}
+        return build(cls, {**settings, **changes})
+
     def to_dict(self) -> dict:
         """The config as reports store it, with ``round_to`` and ``calibration_batch`` resolved for the device,
         and the regime."""

@@ -143,7 +143,7 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
     sides = _probed_sides(train_dir)
     native = max(sides) if sides else None
     small = native is not None and (native <= SMALL_IMAGES or native == size)
-    size = size or (native if small else FOLDER_SIZE)
+    size = size or folder_size(train_dir, sides)
     mixed = len(set(sides)) > 1
     channels = channels or 3
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
@@ -253,6 +253,14 @@ class _FitSquare:
 
     def __repr__(self) -> str:
         return f"FitSquare({self.size})"
+
+
+def folder_size(train_dir: Path, sides: list[int] | None = None) -> int:
+    """The image size an image folder is read at without ``image_size``: its images' own size when they are
+    small (the CIFAR convention), else ``FOLDER_SIZE`` (the ImageNet convention)."""
+    sides = _probed_sides(train_dir) if sides is None else sides
+    native = max(sides) if sides else None
+    return native if native is not None and native <= SMALL_IMAGES else FOLDER_SIZE
 
 
 def _probed_sides(train_dir: Path) -> list[int]:
