@@ -44,7 +44,7 @@ def _add_fitness_options(o: ConfigOptions) -> None:
                  f"per-layer cap; random-search = per task, sample {SearchSpec().candidates} per-layer "
                  "configurations at the uniform allocation's MACs, the criterion picks channels within layers, and "
                  "the configuration best after BatchNorm recalibration is fine-tuned (slower fitness)",
-            default="the task's, uniform")
+            default="the task's: uniform, or global for --model")
     o.field("strategy", "--baseline-allocations", path="baseline_allocations", nargs="+", metavar="A",
             help="every baseline is also scored under these allocations (uniform, global, random-search) besides "
                  "the tasks' own, so that the best classic is the best (criterion, allocation) pair; none = the "

@@ -25,6 +25,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="prunevo-test", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "baseline random" in outputs and "def criterion" in outputs
+    assert "baseline " in outputs and "best classic: " in outputs and "def criterion" in outputs
+    assert "winner" in outputs and "held-out" in outputs  # the verdict, and which images it read
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -256,9 +256,15 @@ def compare_markdown(rows: list[CompareRow], base: Measurement, title: str, fine
     if verdicts:
         lines += ["", "Verdicts (each criterion against the best classic, paired by seed; 95% intervals of the "
                       "mean difference):", "", *(f"- {v}" for v in verdicts)]
-    formulas = {r.criterion: r.formula for r in rows if r.formula and r.formula != r.criterion}
-    if formulas:
-        lines += ["", "Formulas: " + "; ".join(f"`{name}` = `{text}`" for name, text in formulas.items())]
+    formulas: dict[str, dict[str, list[str]]] = {}  # criterion -> formula -> the strategies that ran it
+    for r in rows:
+        if r.formula and r.formula != r.criterion:
+            formulas.setdefault(r.criterion, {}).setdefault(r.formula, []).append(r.strategy)
+    if formulas:  # a classic runs normalized under global allocation (pruning.criteria.as_baseline)
+        lines += ["", "Formulas: " + "; ".join(
+            f"`{name}` = " + ", ".join(f"`{text}`" + (f" ({', '.join(where)})" if len(texts) > 1 else "")
+                                       for text, where in texts.items())
+            for name, texts in formulas.items())]
     return "\n".join(lines) + "\n"
 
 
