@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the checkpoint's model (resnet18, resnet50...)")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint from 'prunevo train' on Imagenette")
     parser.add_argument("--data-root", required=True, help="folder holding imagenette2/")
+    parser.add_argument("--dataset", default="imagefolder:{root}/imagenette2",
+                        help="the checkpoint's dataset ({root}: --data-root; default: Imagenette)")
     parser.add_argument("--macs", type=float, default=0.5, help="share of the MACs kept (default: 0.5)")
     parser.add_argument("--n-jobs", type=int, default=2, help="local workers measuring the panel (default: 2)")
     parser.add_argument("--only", nargs="+", choices=list(PROXIES), help="measure only these proxies")
@@ -131,11 +133,12 @@ def main() -> None:
     args = parser.parse_args()
     out_path = Path(args.output)
     saved = json.loads(out_path.read_text()) if out_path.exists() else {}
-    setting = {"model": args.model, "checkpoint": str(Path(args.checkpoint).resolve()), "macs": args.macs}
+    setting = {"model": args.model, "checkpoint": str(Path(args.checkpoint).resolve()), "macs": args.macs,
+               "dataset": args.dataset}
     if {k: saved.get(k) for k in setting} != setting:
         saved = {**setting, "tasks": {}}
-    base = (f"{args.model}@imagefolder:{Path(args.data_root).resolve()}/imagenette2:"
-            f"checkpoint={setting['checkpoint']},macs={args.macs},{ONE_SHOT}")
+    dataset = args.dataset.format(root=Path(args.data_root).resolve())
+    base = f"{args.model}@{dataset}:checkpoint={setting['checkpoint']},macs={args.macs},{ONE_SHOT}"
     for name, options in PROXIES.items():
         if name in saved["tasks"] or (args.only and name not in args.only):
             continue

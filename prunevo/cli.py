@@ -24,7 +24,7 @@ from prunevo.pruning.ranking import REDUCTIONS
 
 def _add_fitness_options(o: ConfigOptions) -> None:
     """Tasks, seed, data and execution: the ``FitnessConfig`` fields that evolve and score share."""
-    from prunevo.fitness.task_spec import TASK_SYNTAX_HELP, dataset_defaults
+    from prunevo.fitness.task_spec import DISCOVERY_OPTIONS, TASK_SYNTAX_HELP, dataset_defaults
 
     o.field("data", "--tasks", path="tasks", nargs="+", metavar="TASK",
             help="fitness tasks, " + TASK_SYNTAX_HELP + "; fitness is the weighted geometric mean over the tasks")
@@ -44,7 +44,7 @@ def _add_fitness_options(o: ConfigOptions) -> None:
                  f"per-layer cap; random-search = per task, sample {SearchSpec().candidates} per-layer "
                  "configurations at the uniform allocation's MACs, the criterion picks channels within layers, and "
                  "the configuration best after BatchNorm recalibration is fine-tuned (slower fitness)",
-            default="the task's: uniform, or global for --model")
+            default=f"the task's: uniform, or {DISCOVERY_OPTIONS['allocation']} for --model")
     o.field("strategy", "--baseline-allocations", path="baseline_allocations", nargs="+", metavar="A",
             help="every baseline is also scored under these allocations (uniform, global, random-search) besides "
                  "the tasks' own, so that the best classic is the best (criterion, allocation) pair; none = the "
