@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log base-net training and other details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("evolve", help="run (or resume) an evolution", description="Evolve pruning formulas. "
+    p = sub.add_parser("evolve", help="run (or resume) an evolution", description="Evolve pruning formulas: on "
+                       "your own network with --model/--checkpoint/--dataset (one-shot, global allocation, a verdict "
+                       "on held-out images at the end), or on --tasks. "
                        "The run directory gets config, checkpoint, log.csv, hall_of_fame.json, pareto.json, "
                        "baselines.json (every classic criterion, Torch-Pruning's importances and random, on the same "
                        "tasks and budget) and fitness.png, all updated every generation.")

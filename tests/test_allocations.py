@@ -56,3 +56,27 @@ def test_rescoring_pairs_every_criterion_and_allocation_by_seed(one_shot):
     lines = verdicts(rows + variant, "lnorm(l1(W))")
     assert lines[0].startswith("winner") and classic.label in lines[0]
     assert lines[1].startswith("winner (global)") and len(lines) == 2
+
+
+def test_the_macs_operand_is_what_removing_one_channel_of_the_layer_saves():
+    """macs: per group, the conv/linear MACs one channel costs (its own filter's and the consumers' input slice)
+    over the mean of the groups; constant within a layer, and read only by formulas that use it."""
+    import torch
+    from torch import nn
+
+    from prunevo.pruning.calibration import Calibration
+    from prunevo.pruning.criteria import as_criterion
+    from prunevo.pruning.groups import find_groups
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10)).eval()
+    x, y = torch.randn(10, 1, 8, 8), torch.arange(10)
+    calibration = Calibration(model, find_groups(model, x[:1]), x, y, 10)
+    first = 1 * 9 * 64 + 6 * 9 * 64  # conv 0's filter over 8x8 positions, and conv 3's input slice
+    second = 4 * 9 * 64 + 10  # conv 3's filter, and the linear layer's input column
+    expected = {"0": first / ((first + second) / 2), "3": second / ((first + second) / 2)}
+    scores = as_criterion("macs + 0 * l1(W)").group_scores(calibration, "mean", strict=False)
+    for group, score in zip(calibration.groups, scores):
+        assert torch.allclose(score, torch.full_like(score, expected[group.root]))

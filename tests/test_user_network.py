@@ -220,3 +220,7 @@ def test_evolve_on_the_users_network_ends_with_the_verdict_and_apply_prunes_it_w
     assert load_pruned(tmp_path / "pruned" / "pruned_weights.pt") is not None
     assert main(["evolve", "--model", "small-vgg", "--tasks", "digits-vgg", *run]) == 2  # one or the other
     assert "not both" in capsys.readouterr().err
+    # a resumed search keeps its network and target: another one is refused, naming the option
+    assert main(["evolve", "--resume", "--model", "small-vgg", "--checkpoint", "base.pt", "--target-macs", "0.5",
+                 *run]) == 2
+    assert "--model (small-vgg@digits:" in capsys.readouterr().err
