@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
+from prunevo.cli_report import (baseline_note, best_classic_text, fitness_text, print_baselines, print_data_roles,
+                                print_entries, print_rescored)
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
 from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
@@ -269,97 +271,6 @@ def _ladder(text: str) -> tuple[float, ...]:
     return ladder.keep if ladder else ()
 
 
-def _fitness_text(value: float | None, width: int = 8) -> str:
-    return f"{value:{width}.4f}" if value is not None else f"{'n/a':>{width}}"
-
-
-def _print_entries(title: str, entries, best=None, limit: int | None = None) -> None:
-    """Hall-of-fame rows; with ``best`` (the best classic row) a column of the gap to it."""
-    print(title)
-    gap_head = f"  {'vs best':>8}" if best is not None else ""
-    print(f"  {'#':>2}  {'fitness':>8}{gap_head}  {'size':>4}  {'gen':>3}  formula (simplified)")
-    for i, e in enumerate(entries[:limit], 1):
-        gap = f"  {e.fitness - best.fitness:+8.4f}" if best is not None else ""
-        same = f"  (+{len(e.equivalents)} selecting the same channels)" if e.equivalents else ""
-        print(f"  {i:>2}  {e.fitness:8.4f}{gap}  {e.complexity:>4}  {e.generation:>3}  {e.formula.simplified.text}{same}")
-
-
-def _baseline_note(row) -> str:
-    if row.reason:
-        return f"  (invalid: {row.reason})"
-    if row.not_applicable:
-        where = "; ".join(f"{task}: {why}" for task, why in row.not_applicable.items())
-        return f"  (n/a: {where})" if row.fitness is None else f"  (n/a on {where}; fitness over the other tasks)"
-    return f"  ± {row.fitness_std:.4f} over seeds" if row.fitness_std else ""
-
-
-def _best_classic_text(best) -> str:
-    return (f"best classic: {best.label} {best.fitness:.4f} (best (criterion, allocation) pair of the classic and "
-            f"Torch-Pruning criteria scored on every task)" if best is not None
-            else "best classic: none applies to every task")
-
-
-def _print_baselines(rows) -> None:
-    """Baselines best first, each with its allocation (uniform, global...); criteria that are n/a somewhere or
-    invalid come after the comparable ones."""
-    from prunevo.fitness.scoring import best_classic
-
-    print("baselines (same tasks, same budget); " + _best_classic_text(best_classic(rows)))
-    order = sorted(rows, key=lambda r: (not r.comparable, r.fitness is None, -(r.fitness or 0.0)))
-    for row in order:
-        print(f"    {_fitness_text(row.fitness)}  {row.label}{_baseline_note(row)}")
-
-
-def _print_data_roles(roles: dict[str, dict[str, str]]) -> None:
-    """Which images each step of each task read (config.json's ``data``)."""
-    for task, steps in roles.items():
-        print(f"data of {task}:")
-        for step, what in steps.items():
-            print(f"    {step + ':':<24} {what}")
-
-
-def _print_rescored(run) -> None:
-    """The re-scoring: hall of fame and baselines, mean ± std over fresh seeds on held-out data (and on the
-    check tasks), best first; then the winner against the best classic, paired by seed, with 95% intervals."""
-    from prunevo.fitness.rescore import verdicts
-    from prunevo.primitives import Formula
-    from prunevo.pruning.criteria import RANDOM
-
-    rows = run.rescored
-    if not rows:
-        return
-    check = rows[0].check is not None
-    seeds = len(next((r.fitness.values for r in rows if r.fitness.values), []))
-    print(f"re-scored on held-out data, {seeds or '?'} seeds (each its own calibration batch, BatchNorm "
-          f"re-estimation and fine-tune; mean ± std over seeds)"
-          + ("; check tasks: " + ", ".join(run.config.check_tasks) if check else ""))
-    head = f"    {'held-out fitness':>17}" + (f"  {'check tasks':>17}" if check else "")
-    print(head + "  criterion")
-    order = sorted(rows, key=lambda r: (not r.comparable, -(r.fitness.mean or 0.0)))
-    for r in order:
-        mark = {"formula": "*", "variant": "+"}.get(r.kind, " ")
-        note = f"  ({r.reason})" if r.reason else (f"  (n/a on {', '.join(r.not_applicable)})" if r.not_applicable
-                                                    else "")
-        cell = f"{r.fitness.text():>17}" + (f"  {r.check.text():>17}" if check else "")
-        # hall-of-fame rows as the hall of fame prints them (simplified)
-        name = Formula.parse(r.name).simplified.text if r.kind != "baseline" else r.name
-        where = f" ({r.allocation})" if r.allocation else ""
-        print(f"  {mark} {cell}  {name}{where}{note}")
-    winner, classic = run.best, run.best_rescored_classic
-    won = next(r for r in rows if r.kind == "formula" and r.name == winner.text)
-    random = next((r for r in rows if r.name == RANDOM and r.allocation == won.allocation), None)
-    parts = [f"best after re-scoring: {winner.formula.simplified.text} {won.fitness.text()}"]
-    if classic is not None:
-        parts.append(f"vs best classic {classic.label} {classic.fitness.text()} "
-                     f"({won.fitness.mean - classic.fitness.mean:+.4f})")
-    if random is not None and random.fitness.mean is not None:
-        parts.append(f"vs random {won.fitness.mean - random.fitness.mean:+.4f}")
-    print("; ".join(parts) + "   (* = hall of fame, + = the winner under another allocation)")
-    print(f"verdict ({run.config.regime}; paired by seed, 95% intervals):")
-    for line in verdicts(rows, winner.text):
-        print(f"  {line}")
-
-
 def _resumed_config(args, parser: argparse.ArgumentParser):
     """The saved run's config with what the command line changes: options that may change on resume are
     applied (and said), any other typed option must agree with the run's value."""
@@ -396,11 +307,11 @@ def cmd_evolve(args) -> int:
 
     config = _resumed_config(args, build_parser()) if args.resume else _config(args)
     result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
-    _print_data_roles(result.data_roles)
-    _print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime}; {result.config.allocation} "
+    print_data_roles(result.data_roles)
+    print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime}; {result.config.allocation} "
                    f"allocation)", result.hall_of_fame, result.best_classic)
-    _print_baselines(result.baseline_rows)
-    _print_rescored(result)
+    print_baselines(result.baseline_rows)
+    print_rescored(result)
     return 0
 
 
@@ -414,12 +325,13 @@ def cmd_show(args) -> int:
     best = run.best_classic
     print(f"run {run.run_dir}: tasks {', '.join(run.config.tasks)}; regime {run.config.regime}; "
           f"{run.config.allocation} allocation; generation "
-          f"{last['generation']} of {run.config.generations}; population {run.config.population}; seed {run.config.seed}")
-    _print_data_roles(run.data_roles)
-    _print_entries("hall of fame", run.hall_of_fame, best, args.top)
-    _print_entries("Pareto front (fitness vs size)", run.pareto, best)
-    _print_baselines(run.baseline_rows)
-    _print_rescored(run)
+          f"{last['generation']} of {run.config.generations}; population {run.config.population}; "
+          f"seed {run.config.seed}")
+    print_data_roles(run.data_roles)
+    print_entries("hall of fame", run.hall_of_fame, best, args.top)
+    print_entries("Pareto front (fitness vs size)", run.pareto, best)
+    print_baselines(run.baseline_rows)
+    print_rescored(run)
     return 0
 
 
@@ -481,10 +393,10 @@ def cmd_score(args) -> int:
         accs = "  ".join(f"{'n/a':>14}" if n in row.not_applicable else f"{row.accuracy.get(n, float('nan')):14.4f}"
                          for n in names)
         gap = f"{row.fitness - best.fitness:+8.4f}" if best is not None and row.comparable else " " * 8
-        print(f"{row.label[:40]:<40} {_fitness_text(row.fitness)} {gap}  {accs}{_baseline_note(row)}")
+        print(f"{row.label[:40]:<40} {fitness_text(row.fitness)} {gap}  {accs}{baseline_note(row)}")
     print("base accuracy".ljust(40), " " * 17, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
     if best is not None or not args.no_baselines:  # with --no-baselines, only the named classics given compete
-        print(_best_classic_text(best))
+        print(best_classic_text(best))
     return 0
 
 
