@@ -36,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import bootstrap, pearsonr, rankdata, spearmanr
 
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
@@ -46,6 +47,7 @@ from prunevo.fitness.task_spec import parse_task
 from prunevo.fitness.tasks import prepare_task
 from prunevo.primitives import Formula
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, as_criterion
+from prunevo.zoo.images import TensorImages
 
 IMAGENETTE = "imagefolder:{root}/imagenette2"
 HELD_OUT = 2000  # class-stratified held-out images per reference
@@ -119,7 +121,8 @@ def held_out(prepared, count: int = HELD_OUT):
     """The task scored on ``count`` class-stratified images of its held-out split (one fine-tune seed)."""
     data = prepared.data
     if len(data.holdout) > count:
-        data = replace(data, holdout=_stratified(data.holdout, count, 2))
+        order = _stratified(data.holdout.targets, torch.arange(len(data.holdout)), count, 2)
+        data = replace(data, holdout=TensorImages(data.holdout.x[order], data.holdout.targets[order]))
     return holdout_tasks([replace(prepared, data=data)], 1)[0]
 
 

@@ -35,9 +35,9 @@ def test_data_splits_subsets_and_calibration_batches_use_the_one_sampler(monkeyp
     parts = stratify.stratified_parts
     monkeypatch.setattr(stratify, "stratified_parts", lambda *args: calls.append(args) or parts(*args))
     split = TensorImages(torch.randn(80, 1, 2, 2), LABELS)
-    first, rest = _halves(split)
-    assert torch.bincount(first.targets).tolist() == [25, 12, 4] and len(rest) == 39
-    assert len(_stratified(split, 12, 0)) == 12
+    first, rest = _halves(LABELS, torch.arange(80))
+    assert torch.bincount(LABELS[first]).tolist() == [25, 12, 4] and len(rest) == 39
+    assert len(_stratified(LABELS, torch.arange(80), 12, 0)) == 12
     load_digits()
     stratify.stratified_batch(split.x, split.targets, 2, 0)
     assert len(calls) == 4

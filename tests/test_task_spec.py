@@ -124,14 +124,16 @@ def test_a_task_on_an_image_folder_renders_once_and_scores(tmp_path, cache_dir):
     assert prepared.data.input_shape == (3, 16, 16) and prepared.data.num_classes == 3
     # no test/ folder: half of val/ is held out for re-scoring, the other half serves fitness
     assert len(prepared.data.train) == 30 and len(prepared.data.val) == 12 and len(prepared.data.holdout) == 15
-    rendered = list((tmp_path / "cache" / "data").glob("rendered-*.pt"))
-    assert len(rendered) == 1
+    rendered = sorted((tmp_path / "cache" / "data").glob("rendered-*.pt"))
+    assert len(rendered) == 3  # the training images, the fitness ones and the held-out ones: only what it reads
     again = prepare_task(parse_task(spec), cache_dir=tmp_path / "cache")  # read back from the rendering
     assert torch.equal(again.data.train.x, prepared.data.train.x) and again.identity == prepared.identity
+    assert sorted((tmp_path / "cache" / "data").glob("rendered-*.pt")) == rendered
     result = Evaluator([prepared]).evaluate([as_criterion("l1")])[0]
     assert result.valid and 0 < result.fitness
     # val= is at most: a split with fewer images serves whole, and the task's data roles say how many
-    whole = prepare_task(parse_task(f"small-vgg@imagefolder:{root}:size=16,val=100,{QUICK}"), cache_dir=tmp_path / "cache")
+    whole = prepare_task(parse_task(f"small-vgg@imagefolder:{root}:size=16,val=100,{QUICK}"),
+                         cache_dir=tmp_path / "cache")
     assert len(whole.data.val) == 15 and whole.data.roles["fitness"].startswith("15 of 15 images of half of")
 
 

@@ -224,3 +224,33 @@ def test_evolve_on_the_users_network_ends_with_the_verdict_and_apply_prunes_it_w
     assert main(["evolve", "--resume", "--model", "small-vgg", "--checkpoint", "base.pt", "--target-macs", "0.5",
                  *run]) == 2
     assert "--model (small-vgg@digits:" in capsys.readouterr().err
+
+
+def test_a_task_that_trains_nothing_holds_a_pool_of_training_images_and_streams_large_feature_maps(tmp_path,
+                                                                                                    monkeypatch):
+    """ImageNet-size inputs: a user's network pruned one-shot reads a calibration batch and BatchNorm batches,
+    so only a stratified pool of training images is decoded and held; a calibration whose feature maps would not
+    fit in memory streams them in chunks, with the same scores."""
+    import prunevo.fitness.tasks as tasks
+    from prunevo.pruning.calibration import Calibration
+    from prunevo.pruning.criteria import as_criterion
+
+    torch.save(_net().state_dict(), tmp_path / "mine.pt")
+    spec = f"small-vgg@digits:checkpoint={tmp_path / 'mine.pt'},{ONE_SHOT}"
+    whole = prepare_task(parse_task(spec), cache_dir=tmp_path / "cache")
+    assert whole.calibration.batch_size is None and "training images" not in whole.data.roles
+    monkeypatch.setattr(tasks, "TRAIN_POOL", 300)
+    monkeypatch.setattr(tasks, "FEATURE_MEMORY", 1000)
+    lean = prepare_task(parse_task(spec), cache_dir=tmp_path / "cache")
+    assert len(lean.data.train) == 300 < len(whole.data.train)
+    assert lean.data.roles["training images"].startswith(f"300 of {len(whole.data.train):,}, stratified")
+    assert torch.bincount(lean.data.train.targets).tolist() == [30] * 10
+    assert lean.calibration.batch_size == tasks.STREAM_CHUNK
+    for text in ("l2(F) * l1(Wn)", "abs(mean(F * G))"):  # streamed statistics equal whole-batch ones
+        a = as_criterion(text).group_scores(lean.calibration, "mean")
+        c = lean.calibration
+        b = as_criterion(text).group_scores(Calibration(c.model, c.groups, c.x, c.y, c.num_classes), "mean")
+        assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in zip(a, b))
+    fine_tuned = prepare_task(parse_task(f"small-vgg@digits:checkpoint={tmp_path / 'mine.pt'},epochs=0.1"),
+                              cache_dir=tmp_path / "cache")
+    assert len(fine_tuned.data.train) == len(whole.data.train)  # a fine-tune reads every training image

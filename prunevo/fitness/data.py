@@ -13,8 +13,12 @@ print it):
 Weights trained outside prunevo (a task's ``checkpoint=``) may have seen every training file of the dataset,
 and some validation splits are carved by prunevo out of those files (MNIST's, CIFAR's, an image folder
 without ``val/``): for such weights fitness and the verdict share the dataset's own held-out split instead,
-half each, so that fitness never reads an image the model was trained on.  JPEG folders are slow to decode,
-so their rendering is cached on disk, keyed by the folder's file list and the image size.
+half each, so that fitness never reads an image the model was trained on.
+
+Which images are read is decided from the labels alone, before any image is decoded; only those are rendered
+(at the task's image size) and held in memory, so an ImageNet-size folder costs what a task reads, not what the
+folder holds.  JPEG folders are slow to decode, so their rendering is cached on disk, keyed by the folder's
+file list, the image size and the images.
 """
 from __future__ import annotations
 
@@ -25,16 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunevo.errors import DataError
 from prunevo.zoo.stratify import stratified_indices, stratified_split
 from prunevo.utils import atomic_torch_save, default_cache_dir, state_hash
-from prunevo.zoo.images import ImageData, TensorImages, load_image_data
+from prunevo.zoo.images import ImageData, TensorImages, labels_of, load_image_data
 from prunevo.zoo.models import build_model, input_channels, needs_channels
 
 log = logging.getLogger(__name__)
-RENDER_VERSION = 2  # bump when the rendering of image folders changes
+RENDER_VERSION = 3  # bump when the rendering of image folders changes
 HOLDOUT_MAX = 5000  # held-out images used by re-scoring at most (a stratified subset)
 
 
@@ -57,11 +61,12 @@ class TaskData:
         return state_hash({"x": self.train.x, "y": self.train.targets})
 
 
-def _in_memory(dataset: Dataset, workers: int) -> TensorImages:
+def _in_memory(dataset: Dataset, index: torch.Tensor, workers: int) -> TensorImages:
+    """The images ``index`` of ``dataset`` (un-augmented, adapted to the task's size and channels) as tensors."""
     if isinstance(dataset, TensorImages) and dataset.transform is None:
-        return dataset
+        return TensorImages(dataset.x[index], dataset.targets[index])
     xs, ys = [], []
-    for x, y in DataLoader(dataset, batch_size=256, num_workers=workers):
+    for x, y in DataLoader(Subset(dataset, index.tolist()), batch_size=256, num_workers=workers):
         xs.append(x)
         ys.append(y)
     return TensorImages(torch.cat(xs), torch.cat(ys).long())
@@ -78,108 +83,121 @@ def _folder_key(data: ImageData) -> str:
     return h.hexdigest()[:20]
 
 
-SPLITS = ("train", "val", "test")
-
-
-def _render(data: ImageData, cache_dir: Path, workers: int) -> dict[str, TensorImages]:
-    """train, val and (when the dataset has its own) test split as in-memory tensors."""
-    sources = {"train": data.train_plain, "val": data.val}
-    if data.test is not data.val:
-        sources["test"] = data.test
+def _render(data: ImageData, source: str, index: torch.Tensor, cache_dir: Path, workers: int) -> TensorImages:
+    """The images ``index`` of split ``source`` as in-memory tensors; only they are decoded.  An image folder's
+    rendering is cached on disk (half precision), keyed by the folder, the split and the images."""
+    dataset = _sources(data)[source]
     if not data.name.startswith("imagefolder:"):
-        return {k: _in_memory(v, 0) for k, v in sources.items()}
-    path = cache_dir / "data" / f"rendered-{_folder_key(data)}.pt"
+        return _in_memory(dataset, index, 0)
+    key = hashlib.sha256(f"{_folder_key(data)}|{source}|".encode() + index.numpy().tobytes()).hexdigest()[:20]
+    path = cache_dir / "data" / f"rendered-{key}.pt"
     if path.exists():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            return {k: TensorImages(saved[f"{k}_x"].float(), saved[f"{k}_y"]) for k in SPLITS if f"{k}_x" in saved}
+            return TensorImages(saved["x"].float(), saved["y"])
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             log.warning("rendered images %s are unreadable (%s); rendering again", path, exc)
-    log.info("rendering %s at %s px into %s (once)", data.name, data.input_shape[1], path)
-    rendered = {k: _in_memory(v, workers) for k, v in sources.items()}
-    payload = {}
-    for k, split in rendered.items():
-        payload[f"{k}_x"], payload[f"{k}_y"] = split.x.half(), split.targets
-    atomic_torch_save(path, payload)
-    return {k: TensorImages(payload[f"{k}_x"].float(), split.targets) for k, split in rendered.items()}
+    log.info("rendering %d images of %s (%s) at %s px into %s (once)", len(index), data.name, source,
+             data.input_shape[1], path)
+    rendered = _in_memory(dataset, index, workers)
+    half = rendered.x.half()
+    atomic_torch_save(path, {"x": half, "y": rendered.targets})
+    return TensorImages(half.float(), rendered.targets)
 
 
-def _stratified(split: TensorImages, count: int, seed: int) -> TensorImages:
-    per_class = -(-count // len(torch.unique(split.targets)))
-    order = stratified_indices(split.targets, per_class, seed)[:count]
-    return TensorImages(split.x[order], split.targets[order])
+def _sources(data: ImageData) -> dict[str, Dataset]:
+    """train (un-augmented), val and, when the dataset has its own, test."""
+    sources = {"train": data.train_plain, "val": data.val}
+    if data.test is not data.val:
+        sources["test"] = data.test
+    return sources
 
 
-def _halves(split: TensorImages) -> tuple[TensorImages, TensorImages]:
-    """A stratified half of ``split`` and the rest (disjoint: ``stratified_split`` cuts one permutation)."""
-    first, rest = stratified_split(split.targets, (0.5, 0.5), 0)
-    return TensorImages(split.x[first], split.targets[first]), TensorImages(split.x[rest], split.targets[rest])
+def _stratified(labels: torch.Tensor, index: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` of ``index`` (positions in a split with ``labels``), the same number from every class."""
+    mine = labels[index]
+    per_class = -(-count // len(torch.unique(mine)))
+    return index[stratified_indices(mine, per_class, seed)[:count]]
 
 
-def _first_classes(split: TensorImages, classes: int) -> TensorImages:
-    keep = split.targets < classes
-    return TensorImages(split.x[keep], split.targets[keep])
+def _halves(labels: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stratified half of ``index`` and the rest (disjoint: ``stratified_split`` cuts one permutation)."""
+    first, rest = stratified_split(labels[index], (0.5, 0.5), 0)
+    return index[first], index[rest]
 
 
 def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def _fitness_and_held_out(dataset: str, splits: dict[str, TensorImages], carved: bool,
-                          unseen_val: bool) -> tuple[TensorImages, TensorImages, str, str]:
+Part = tuple[str, torch.Tensor]  # (split, positions in it)
+
+
+def _fitness_and_held_out(dataset: str, base: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+                          carved: bool, unseen_val: bool) -> tuple[Part, Part, str, str]:
     """(fitness images, held-out images, where each comes from in words): disjoint by construction."""
-    val, test = splits["val"], splits.get("test")
     if carved and not unseen_val:
-        if test is None:
+        if "test" not in base:
             raise DataError(f"{dataset} has no split that weights trained on all of its training files cannot have "
                             f"seen (its validation split is carved from them, and it has no test split); allowed: "
                             f"an image folder with a val/ or test/ folder, or weights from 'prunevo train', which "
                             f"holds the validation split out")
-        fitness, held = _halves(test)
-        return fitness, held, "half of the test split", ("the other half of the test split (the validation split "
-                                                         "is carved from the training files, which these weights "
-                                                         "may have seen)")
+        fitness, held = _halves(labels["test"], base["test"])
+        return ("test", fitness), ("test", held), "half of the test split", (
+            "the other half of the test split (the validation split is carved from the training files, which these "
+            "weights may have seen)")
     source = "the validation split" + (" (carved by prunevo from the training files)" if carved else "")
-    if test is None:  # no separate test split: half of the validation split is held out
-        fitness, held = _halves(val)
-        return fitness, held, f"half of {source}", "the other half of the validation split"
-    return val, test, source, "the test split"
+    if "test" not in base:  # no separate test split: half of the validation split is held out
+        fitness, held = _halves(labels["val"], base["val"])
+        return ("val", fitness), ("val", held), f"half of {source}", "the other half of the validation split"
+    return ("val", base["val"]), ("test", base["test"]), source, "the test split"
 
 
 def load_task_data(model: str, dataset: str, image_size: int | None, val_samples: int | None,
                    data_root: str | os.PathLike | None = None, cache_dir: Path | None = None,
                    workers: int = 2, holdout_samples: int | None = None, stem: str = "auto",
-                   unseen_val: bool = True, classes: int | None = None) -> TaskData:
+                   unseen_val: bool = True, classes: int | None = None, train_pool: int | None = None) -> TaskData:
     """``dataset`` for ``model`` (its channel count) at ``image_size``, with at most ``val_samples`` stratified
     fitness images (all of them when None) and at most ``holdout_samples`` (default ``HOLDOUT_MAX``) stratified
     held-out ones, never the same image in both.  ``unseen_val``: the weights never trained on the validation
     split (False for a user's checkpoint that may have trained on every training file: see the module
-    docstring).  ``classes``: only the images of the first this many classes (a cheaper proxy).  Raises
-    DataError when the data is missing, or when no split is left that such weights cannot have trained on."""
+    docstring).  ``classes``: only the images of the first this many classes (a cheaper proxy).
+    ``train_pool``: at most this many stratified training images (a task that trains nothing needs a
+    calibration batch and BatchNorm re-estimation batches only); None: all of them.  Only the images a task
+    reads are decoded and held in memory.  Raises DataError when the data is missing, or when no split is
+    left that such weights cannot have trained on."""
     cache_dir = Path(cache_dir or default_cache_dir())
     load = dict(data_root=data_root, image_size=image_size, cache_dir=cache_dir)
     data = load_image_data(dataset, channels=needs_channels(model), **load)
     wanted = input_channels(build_model(model, data.num_classes, data.input_shape, stem), data.input_shape[1])
     if wanted != data.input_shape[0]:  # a model that reads another channel count
         data = load_image_data(dataset, channels=wanted, **load)
-    splits = _render(data, cache_dir, workers)
+    labels = {k: labels_of(v) for k, v in _sources(data).items()}
+    base = {k: torch.arange(len(v)) for k, v in labels.items()}
     if classes is not None:
         if classes > data.num_classes:
             raise DataError(f"{dataset} has {data.num_classes} classes; allowed: classes <= {data.num_classes}")
-        splits = {k: _first_classes(v, classes) for k, v in splits.items()}
-    train = splits["train"]
-    val, holdout, fitness_from, held_from = _fitness_and_held_out(dataset, splits, data.val_carved, unseen_val)
-    available = len(val)
-    if val_samples is not None and val_samples < len(val):
-        val = _stratified(val, val_samples, 0)
+        base = {k: torch.nonzero(labels[k] < classes).flatten() for k in base}
+    fitness, held, fitness_from, held_from = _fitness_and_held_out(dataset, base, labels, data.val_carved,
+                                                                   unseen_val)
+    available, held_available = len(fitness[1]), len(held[1])
+    if val_samples is not None and val_samples < available:
+        fitness = (fitness[0], _stratified(labels[fitness[0]], fitness[1], val_samples, 0))
     cap = holdout_samples or HOLDOUT_MAX
-    held_available = len(holdout)
-    if len(holdout) > cap:
-        holdout = _stratified(holdout, cap, 1)
+    if held_available > cap:
+        held = (held[0], _stratified(labels[held[0]], held[1], cap, 1))
+    train = base["train"]
+    if train_pool is not None and len(train) > train_pool:
+        train = _stratified(labels["train"], train, train_pool, 2).sort().values
     which = f" of the first {classes} classes" if classes else ""
     size = f", {data.input_shape[1]} px"
-    roles = {"fitness": f"{_count(len(val))} of {_count(available)} images{which} of {fitness_from}, stratified by "
-                        f"class{size}",
-             "held-out": f"{_count(len(holdout))} of {_count(held_available)} images{which} of {held_from}, "
+    roles = {"fitness": f"{_count(len(fitness[1]))} of {_count(available)} images{which} of {fitness_from}, "
+                        f"stratified by class{size}",
+             "held-out": f"{_count(len(held[1]))} of {_count(held_available)} images{which} of {held_from}, "
                          f"stratified by class{size}"}
-    return TaskData(data.name, data.num_classes, data.input_shape, train, val, holdout, roles)
+    if len(train) < len(base["train"]):
+        roles["training images"] = (f"{_count(len(train))} of {_count(len(base['train']))}, stratified by class "
+                                    f"(nothing is trained: calibration and BatchNorm re-estimation draw from them)")
+    render = lambda part: _render(data, part[0], part[1], cache_dir, workers)  # noqa: E731
+    return TaskData(data.name, data.num_classes, data.input_shape, render(("train", train)), render(fitness),
+                    render(held), roles)

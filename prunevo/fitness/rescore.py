@@ -98,7 +98,7 @@ def replicate(held: PreparedTask, seed: int) -> PreparedTask:
     task = replace(held.task, seeds=1, calibration_seed=seed)
     x, y = stratified_batch(held.data.train.x, held.data.train.targets, task.calibration_per_class, seed)
     calibration = Calibration(held.calibration.model, held.groups, x, y, held.data.num_classes,
-                              consumers=task.prune.domino == "io")
+                              consumers=task.prune.domino == "io", batch_size=held.calibration.batch_size)
     return replace(held, task=task, calibration=calibration)
 
 

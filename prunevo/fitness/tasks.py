@@ -17,7 +17,7 @@ from prunevo.fitness.data import TaskData, load_task_data
 from prunevo.fitness.pretrain import PretrainRecipe, build_for, from_checkpoint, pretrained
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.allocation import SearchSpec
-from prunevo.pruning.calibration import Calibration
+from prunevo.pruning.calibration import Calibration, feature_bytes
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_batch
@@ -29,6 +29,11 @@ from prunevo.zoo.models import is_model_file
 
 
 RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a task says otherwise
+# A calibration batch whose feature maps and gradients would take more than this is streamed in chunks of
+# STREAM_CHUNK images (ResNet-50 at 224 px: about 70 MB an image, so 200 images would need 14 GB); the small
+# nets of most fitness tasks keep them whole, which thousands of formulas reuse
+FEATURE_MEMORY = 2 * 1024**3  # bytes
+STREAM_CHUNK = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +185,17 @@ def _unseen_val(task: Task, meta: dict) -> bool:
     return where(trained_on) == where(task.dataset)
 
 
+TRAIN_POOL = 2048  # training images a task that trains nothing keeps (at least its BatchNorm batches' worth)
+
+
+def train_pool(task: Task) -> int | None:
+    """How many training images ``task`` needs in memory: all of them (None) when it trains (a base net, a
+    fine-tune), else a stratified pool for the calibration batch and BatchNorm re-estimation."""
+    trains = (not task.user_weights or task.finetune.epochs > 0
+              or (task.search is not None and task.search.finetune_epochs > 0))
+    return None if trains else max(TRAIN_POOL, 256 * task.recal_batches)
+
+
 def resolve_checkpoint(task: Task) -> tuple[Task, dict]:
     """``task`` with the image size and stem its checkpoint was trained for, where the task leaves them open,
     and the checkpoint's metadata (empty without one, or for another tool's checkpoint).  Raises ModelError for
@@ -204,7 +220,8 @@ def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cach
     task, meta = resolve_checkpoint(task)
     data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir,
                                   holdout_samples=task.holdout_samples, stem=task.stem,
-                                  unseen_val=_unseen_val(task, meta), classes=task.classes)
+                                  unseen_val=_unseen_val(task, meta), classes=task.classes,
+                                  train_pool=train_pool(task))
     if task.checkpoint is not None:
         model = from_checkpoint(task.model, data, task.checkpoint, task.stem)
     elif task.user_weights:  # a whole-model file holds its weights
@@ -214,6 +231,8 @@ def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cach
     example = data.train.x[:1]
     groups = find_groups(model, example)
     x, y = stratified_batch(data.train.x, data.train.targets, task.calibration_per_class, task.calibration_seed)
-    calibration = Calibration(model, groups, x, y, data.num_classes, consumers=task.prune.domino == "io")
+    chunk = STREAM_CHUNK if feature_bytes(model, groups, example) * len(x) > FEATURE_MEMORY else None
+    calibration = Calibration(model, groups, x, y, data.num_classes, consumers=task.prune.domino == "io",
+                              batch_size=chunk)
     return PreparedTask(task, data, {k: v.clone() for k, v in model.state_dict().items()},
                         top1(model, data.val), groups, calibration, example)

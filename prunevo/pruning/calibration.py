@@ -20,6 +20,17 @@ from prunevo.pruning.cost import MacsEstimator
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.statistics import gather_stats, needed_level
 from prunevo.pruning.streamed import Reductions, stream_reductions
+from prunevo.utils import probe
+
+
+def feature_bytes(model: nn.Module, groups: list[ChannelGroup], example: torch.Tensor) -> int:
+    """Bytes one calibration image's feature maps and their gradients take when a whole batch is kept (float32
+    ``F`` and ``G`` of every member layer): what decides whether a calibration must stream (``batch_size``)."""
+    modules = dict(model.named_modules())
+    hooked = {m.bn or m.layer: modules[m.bn or m.layer] for g in groups for m in g.members}
+    sizes: dict[str, int] = {}
+    probe(model, example[:1], hooked, lambda name, _inputs, output: sizes.__setitem__(name, output[0].numel()))
+    return 2 * 4 * sum(sizes.values())
 
 
 class Calibration:
