@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
 from prunevo.cli_report import (baseline_note, best_classic_text, fitness_text, print_baselines, print_data_roles,
-                                print_entries, print_rescored)
+                                print_entries, print_rescored, shown_name)
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
 from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
@@ -393,7 +393,7 @@ def cmd_score(args) -> int:
         accs = "  ".join(f"{'n/a':>14}" if n in row.not_applicable else f"{row.accuracy.get(n, float('nan')):14.4f}"
                          for n in names)
         gap = f"{row.fitness - best.fitness:+8.4f}" if best is not None and row.comparable else " " * 8
-        print(f"{row.label[:40]:<40} {fitness_text(row.fitness)} {gap}  {accs}{baseline_note(row)}")
+        print(f"{shown_name(row, rows)[:40]:<40} {fitness_text(row.fitness)} {gap}  {accs}{baseline_note(row)}")
     print("base accuracy".ljust(40), " " * 17, "  ".join(f"{t.base_val_accuracy:14.4f}" for t in prepared))
     if best is not None or not args.no_baselines:  # with --no-baselines, only the named classics given compete
         print(best_classic_text(best))

@@ -42,7 +42,12 @@ def print_baselines(rows) -> None:
     print("baselines (same tasks, same budget); " + best_classic_text(best_classic(rows)))
     order = sorted(rows, key=lambda r: (not r.comparable, r.fitness is None, -(r.fitness or 0.0)))
     for row in order:
-        print(f"    {fitness_text(row.fitness)}  {row.label}{baseline_note(row)}")
+        print(f"    {fitness_text(row.fitness)}  {shown_name(row, rows)}{baseline_note(row)}")
+
+
+def shown_name(row, rows) -> str:
+    """A score row's name, with its allocation when rows of several allocations stand side by side."""
+    return row.label if any(r.variant for r in rows) else row.name
 
 
 def print_data_roles(roles: dict[str, dict[str, str]]) -> None:

@@ -32,7 +32,7 @@ def test_show_and_export(run_dir, capsys, tmp_path):
     run = load_run(run_dir)
     assert set(BASELINE_NAMES) <= set(run.baselines)  # the Torch-Pruning importances are evolve's baselines too
     best = best_classic(baselines_from_json(run.baselines))
-    assert f"best classic: {best.name} {best.fitness:.4f}" in out
+    assert f"best classic: {best.label} {best.fitness:.4f}" in out
     top = run.hall_of_fame[0]
     assert f"{top.fitness:8.4f}  {top.fitness - best.fitness:+8.4f}" in out  # the vs-best column
     for fmt, marker in [("json", '"text"'), ("sympy", ""), ("latex", ""), ("python", "def criterion")]:
@@ -44,6 +44,23 @@ def test_show_and_export(run_dir, capsys, tmp_path):
     assert data["rank"] == 1 and data["tasks"] == ["digits-vgg", "digits-resnet"]
 
 
+@pytest.mark.parametrize("argv,expected", [([], ("uniform", "global")),
+                                           (["--baseline-allocations", "none"], ()),
+                                           (["--baseline-allocations", "global"], ("global",))])
+def test_baselines_run_under_each_allocation_unless_told(argv, expected):
+    from prunevo.cli import parse_config
+
+    assert parse_config(["evolve", *argv]).baseline_allocations == expected
+    assert parse_config(["score", "l1", *argv]).baseline_allocations == expected
+
+
+def test_an_unknown_baseline_allocation_is_one_line_naming_the_flag(capsys):
+    assert main(["score", "l1", "--baseline-allocations", "widest"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("prunevo: error: --baseline-allocations 'widest' is unknown; allowed: uniform, global, "
+                   "random-search")
+
+
 @pytest.mark.slow
 def test_score_beside_baselines(capsys, tmp_path):
     from prunevo.pruning.criteria import BASELINE_NAMES
@@ -51,14 +68,14 @@ def test_score_beside_baselines(capsys, tmp_path):
     formula = tmp_path / "f.txt"
     formula.write_text("l1(W) / (std(F) + 0.05)")
     code = main(["score", str(formula), "abs(gamma)", "tp-l2", "--tasks", "digits-lenet5", "digits-vgg",
-                 "--n-jobs", "1", "--prune-ratio", "0.5", "--finetune-epochs", "0"])
+                 "--n-jobs", "1", "--prune-ratio", "0.5", "--finetune-epochs", "0", "--baseline-allocations", "none"])
     out = capsys.readouterr().out
     assert code == 0
     for name in ["l1(W) / (std(F) + 0.05)", "base accuracy"]:
         assert name in out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.split()[0] in (*BASELINE_NAMES, "random")}
     assert set(rows) == {*BASELINE_NAMES, "random"}  # every classic and Torch-Pruning criterion, tp-l2 once
-    assert out.count("\ntp-l2 ") == 1
+    assert out.count("\ntp-l2 ") == 1  # under the tasks' allocation only
     # LeNet-5 has no BatchNorm: BN criteria are n/a there, scored on digits-vgg alone, never shown as 0
     gamma_row = next(line for line in out.splitlines() if line.startswith("abs(gamma)"))
     for line in (rows["bn"], rows["tp-bn"], gamma_row):
@@ -68,7 +85,7 @@ def test_score_beside_baselines(capsys, tmp_path):
     fitness = {n: float(line.split()[1]) for n, line in rows.items()
                if n != "random" and "n/a" not in line and "invalid" not in line}
     best = max(fitness, key=fitness.get)
-    assert f"best classic: {best} {fitness[best]:.4f}" in out
+    assert f"best classic: {best} (uniform) {fitness[best]:.4f}" in out  # the pair: the tasks are uniform
     # the vs-best column: the difference of the unrounded values, so within print precision of the printed ones
     gap = float(rows["l1"].split()[2])
     assert abs(gap - (fitness["l1"] - fitness[best])) <= 1.5e-4, rows["l1"]

@@ -53,6 +53,9 @@ def test_same_seed_same_hall_of_fame_across_processes_workers_resumes_and_kill_9
     _run(tmp_path, 2, str(tmp_path / "b"), "2")
     hall = [(tmp_path / run / "hall_of_fame.json").read_bytes() for run in ("a", "b")]
     assert hall[0] == hall[1]
+    # the baselines too, under the tasks' allocation and under global allocation
+    baselines = [(tmp_path / run / "baselines.json").read_bytes() for run in ("a", "b")]
+    assert baselines[0] == baselines[1] and b"(global)" in baselines[0]
     # a run killed mid-generation, resumed in another process with another hash seed and 2 workers
     # (test_evolve covers the resume after a clean stop, in one process)
     _kill_9_mid_generation_then_resume(tmp_path, hall[0], (tmp_path / "a" / "pareto.json").read_bytes())
