@@ -401,8 +401,9 @@ def cmd_score(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from prunevo.fitness.task_spec import (DEFAULT_TASKS, OPTIONS, available_tasks, dataset_defaults, parse_task,
-                                           split_spec)
+    from prunevo.fitness.task_spec import (DEFAULT_TASKS, DISCOVERY_OPTIONS, OPTIONS, available_tasks,
+                                           dataset_defaults, parse_task, split_spec)
+    from prunevo.pruning.target import DEFAULT_TARGET_MACS
     from prunevo.training.regimes import REGIME_HELP
 
     if args.specs:  # describe the given tasks (their options checked)
@@ -422,6 +423,9 @@ def cmd_tasks(args) -> int:
         mark = " "
         print(f"{mark} {name:<22} = {model + '@' + dataset:<27} {parse_task(name).describe().split(': ', 1)[1]}")
     print(f"default tasks of 'prunevo evolve': {' '.join(DEFAULT_TASKS)}")
+    discovery = ",".join(f"{k}={v}" for k, v in DISCOVERY_OPTIONS.items())
+    print(f"'prunevo evolve --model M --checkpoint C --dataset D' builds M@D:checkpoint=C,{discovery},macs="
+          f"{DEFAULT_TARGET_MACS:g} (--target-macs, --channel-ratio, --allocation, --image-size, --stem change it)")
     colour = dataset_defaults("cifar10")
     print(f"other datasets (cifar10, imagefolder:PATH, fakedata...) default to {colour['image_size']} px, ratio "
           f"{colour['prune'].ratio:g}, {colour['pretrain'].budget.epochs:g} pretraining epochs")
