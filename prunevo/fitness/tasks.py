@@ -34,6 +34,7 @@ RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a tas
 # nets of most fitness tasks keep them whole, which thousands of formulas reuse
 FEATURE_MEMORY = 2 * 1024**3  # bytes
 STREAM_CHUNK = 8
+TRAIN_POOL = 2048  # training images a task that trains nothing keeps (at least its BatchNorm batches' worth)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,9 +184,6 @@ def _unseen_val(task: Task, meta: dict) -> bool:
     def where(name: str) -> str:
         return str(Path(name.split(":", 1)[1]).resolve()) if name.startswith("imagefolder:") else name
     return where(trained_on) == where(task.dataset)
-
-
-TRAIN_POOL = 2048  # training images a task that trains nothing keeps (at least its BatchNorm batches' worth)
 
 
 def train_pool(task: Task) -> int | None:
