@@ -14,6 +14,8 @@ Timing: the panel's selections are measured by two local workers (``--n-jobs``),
 evaluation costs about ``n_jobs x wall / evaluations`` CPU-seconds; calibration statistics (computed once per
 task and shared by every formula of a search) are timed apart.  One evaluation on both cores is also timed
 alone (``one eval on 2 threads``).  Results are saved to ``-o`` after every task; a rerun reuses them.
+``--cost-only`` times the evaluations of a network without a trained checkpoint (any weights: the cost does
+not depend on them), without the panel and rho.
 
     .venv/bin/python benchmarks/large_inputs.py --model resnet50 --checkpoint r50.pt \
         --data-root ../shared/data -o large_inputs_resnet50.json
@@ -46,6 +48,7 @@ PROXIES = {  # name -> task options added to the full-size task
     "112 px, 500 images": "size=112,val=500",
 }
 RANDOM_DRAWS = 3  # random is scored as this many draws, each a panel member
+COST_FORMULA = "abs(mean(F * G))"  # --cost-only: Taylor, whose statistics need the backward pass too
 
 
 def panel() -> list:
@@ -53,11 +56,14 @@ def panel() -> list:
     return [as_criterion(n) for n in BASELINE_NAMES] + [RandomCriterion(s) for s in range(RANDOM_DRAWS)]
 
 
-def measure(spec: str, data_root: str, n_jobs: int) -> dict:
+def measure(spec: str, data_root: str, n_jobs: int, cost_only: bool = False) -> dict:
     """Relative accuracy per panel member (None where n/a or invalid), calibration seconds, and the seconds of
-    the measurements."""
+    the measurements.  ``cost_only`` (for a network without a trained checkpoint): the panel is Taylor
+    (``COST_FORMULA``: its statistics take the forward and backward calibration pass, the dearest) and
+    ``RANDOM_DRAWS`` draws of random; a selection costs the same whatever chose it."""
     prepared = prepare_task(parse_task(spec), data_root)
-    criteria = panel()
+    criteria = ([as_criterion(COST_FORMULA)] + [RandomCriterion(s) for s in range(RANDOM_DRAWS)] if cost_only
+                else panel())
     evaluator = Evaluator([prepared], execution=Execution(n_jobs=n_jobs), threads_per_job=1)
     start = time.perf_counter()
     plans = [evaluator.mask_plan(c) for c in criteria]  # calibration statistics and scores, in this process
@@ -103,6 +109,14 @@ def report(saved: dict) -> None:
     if full is None:
         print("full size: not measured")
         return
+    if saved.get("cost_only"):
+        print(f"\n{saved['model']}, cost only (untrained weights: no ranking, no rho)")
+        print(f"{'proxy':<26} {'images':>6} {'px':>4} {'CPU-s/eval':>10} {'one eval, 2 threads, s':>22} "
+              f"{'calibration s':>13}")
+        for name, t in tasks.items():
+            print(f"{name:<26} {t['images']:>6} {t['size']:>4} {t['cpu_s_per_eval']:>10.1f} "
+                  f"{t['one_eval_2_threads_s']:>22.1f} {t['scoring_s']:>13.1f}")
+        return
     print(f"\n{saved['model']} at {full['size']} px, {saved['macs']:.0%} of the MACs, one-shot: base top-1 "
           f"{full['base']:.4f} on {full['images']} fitness images; one evaluation on 2 threads "
           f"{full['one_eval_2_threads_s']:.1f} s, {full['cpu_s_per_eval']:.1f} CPU-s; calibration statistics of the "
@@ -129,12 +143,15 @@ def main() -> None:
     parser.add_argument("--macs", type=float, default=0.5, help="share of the MACs kept (default: 0.5)")
     parser.add_argument("--n-jobs", type=int, default=2, help="local workers measuring the panel (default: 2)")
     parser.add_argument("--only", nargs="+", choices=list(PROXIES), help="measure only these proxies")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="time the evaluations only (random selections; any weights, e.g. an untrained state "
+                             "dict), without the panel and rho")
     parser.add_argument("-o", "--output", default="large_inputs.json")
     args = parser.parse_args()
     out_path = Path(args.output)
     saved = json.loads(out_path.read_text()) if out_path.exists() else {}
     setting = {"model": args.model, "checkpoint": str(Path(args.checkpoint).resolve()), "macs": args.macs,
-               "dataset": args.dataset}
+               "dataset": args.dataset, "cost_only": args.cost_only}
     if {k: saved.get(k) for k in setting} != setting:
         saved = {**setting, "tasks": {}}
     dataset = args.dataset.format(root=Path(args.data_root).resolve())
@@ -143,7 +160,7 @@ def main() -> None:
         if name in saved["tasks"] or (args.only and name not in args.only):
             continue
         spec = base + (f",{options}" if options else "")
-        saved["tasks"][name] = measure(spec, args.data_root, args.n_jobs)
+        saved["tasks"][name] = measure(spec, args.data_root, args.n_jobs, args.cost_only)
         out_path.write_text(json.dumps(saved, indent=1))
         t = saved["tasks"][name]
         print(f"measured {name}: {t['evaluations']} evaluations, {t['cpu_s_per_eval']:.1f} CPU-s each, calibration "

@@ -80,14 +80,14 @@ def _add_fitness_options(o: ConfigOptions) -> None:
 # evolve's options that build its one task from the user's network (``task_spec.task_for``), by destination
 NETWORK_OPTIONS = {"model": "--model", "checkpoint": "--checkpoint", "dataset": "--dataset",
                    "image_size": "--image-size", "stem": "--stem", "target_macs": "--target-macs",
-                   "channel_ratio": "--channel-ratio"}
+                   "channel_ratio": "--channel-ratio", "no_proxy": "--no-proxy"}
 
 
 def _add_network_options(o: ConfigOptions) -> None:
     """``prunevo evolve --model M --checkpoint C --dataset D``: a search on the user's own network, its task
     built by ``task_spec.task_for`` (apply's setup options, instead of --tasks)."""
     from prunevo.cli_transfer import DATASET_HELP, MODEL_HELP
-    from prunevo.fitness.task_spec import DISCOVERY_OPTIONS
+    from prunevo.fitness.task_spec import DISCOVERY_OPTIONS, LARGE_INPUT_PROXY_TEXT, LARGE_INPUT_PX
     from prunevo.pruning.target import DEFAULT_TARGET_MACS
     from prunevo.zoo.models import SMALL_INPUT_MAX, STEMS
 
@@ -107,6 +107,9 @@ def _add_network_options(o: ConfigOptions) -> None:
                         help=f"with --model: share of the MACs kept (default: {DEFAULT_TARGET_MACS:g})")
     target.add_argument("--channel-ratio", type=float, default=None,
                         help="with --model: share of the channels removed instead")
+    o.plain("data", "--no-proxy", action="store_true", default=None,
+            help=f"with --model: fitness reads the whole task even for inputs of {LARGE_INPUT_PX} px or more, where "
+                 f"it reads a cheaper proxy by default ({LARGE_INPUT_PROXY_TEXT}; the verdict is always at full size)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +262,7 @@ def _network_task(args, values: dict) -> dict:
         raise PrunevoError("give --tasks or --model (a search on your own network), not both")
     spec = task_for(args.model, args.dataset, checkpoint=args.checkpoint, image_size=args.image_size, stem=args.stem,
                     target_macs=args.target_macs, channel_ratio=args.channel_ratio,
-                    allocation=values.pop("overrides.allocation", None))
+                    allocation=values.pop("overrides.allocation", None), proxy=not args.no_proxy)
     return {"tasks": (spec,)}
 
 
@@ -305,7 +308,11 @@ def _shown(value) -> str:
 def cmd_evolve(args) -> int:
     from prunevo.evolve.run import evolve
 
+    from prunevo.fitness.task_spec import proxy_note
+
     config = _resumed_config(args, build_parser()) if args.resume else _config(args)
+    if args.model is not None and not args.resume and proxy_note(config.tasks[0]):
+        print(proxy_note(config.tasks[0]))
     result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
     print_data_roles(result.data_roles)
     print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime}; {result.config.allocation} "
@@ -401,8 +408,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from prunevo.fitness.task_spec import (DEFAULT_TASKS, DISCOVERY_OPTIONS, OPTIONS, available_tasks,
-                                           dataset_defaults, parse_task, split_spec)
+    from prunevo.fitness.task_spec import (DEFAULT_TASKS, DISCOVERY_OPTIONS, LARGE_INPUT_PROXY, LARGE_INPUT_PX,
+                                           OPTIONS, available_tasks, dataset_defaults, parse_task, split_spec)
     from prunevo.pruning.target import DEFAULT_TARGET_MACS
     from prunevo.training.regimes import REGIME_HELP
 
@@ -425,7 +432,9 @@ def cmd_tasks(args) -> int:
     print(f"default tasks of 'prunevo evolve': {' '.join(DEFAULT_TASKS)}")
     discovery = ",".join(f"{k}={v}" for k, v in DISCOVERY_OPTIONS.items())
     print(f"'prunevo evolve --model M --checkpoint C --dataset D' builds M@D:checkpoint=C,{discovery},macs="
-          f"{DEFAULT_TARGET_MACS:g} (--target-macs, --channel-ratio, --allocation, --image-size, --stem change it)")
+          f"{DEFAULT_TARGET_MACS:g} (--target-macs, --channel-ratio, --allocation, --image-size, --stem change it); "
+          f"on inputs of {LARGE_INPUT_PX} px or more its fitness reads a proxy, "
+          f"{','.join(f'{k}={v}' for k, v in LARGE_INPUT_PROXY.items())} (--no-proxy: the whole task)")
     colour = dataset_defaults("cifar10")
     print(f"other datasets (cifar10, imagefolder:PATH, fakedata...) default to {colour['image_size']} px, ratio "
           f"{colour['prune'].ratio:g}, {colour['pretrain'].budget.epochs:g} pretraining epochs")

@@ -12,7 +12,8 @@ from torch import nn
 
 from prunevo.errors import DataError, ModelError, PrunevoError
 from prunevo.fitness.data import load_task_data
-from prunevo.fitness.task_spec import DISCOVERY_OPTIONS, parse_task, task_for
+from prunevo.fitness.task_spec import (DISCOVERY_OPTIONS, LARGE_INPUT_PROXY, LARGE_INPUT_PX, input_size, parse_task,
+                                       proxy_note, task_for)
 from prunevo.fitness.tasks import prepare_task
 from prunevo.utils import load_state
 from prunevo.zoo.checkpoints import save_checkpoint
@@ -189,6 +190,45 @@ def test_task_for_builds_the_search_on_the_users_network(tmp_path):
         task_for("small-vgg", "digits", checkpoint=odd)
     with pytest.raises(PrunevoError, match="one of target_macs and channel_ratio"):
         task_for("small-vgg", "digits", target_macs=0.5, channel_ratio=0.5)
+
+
+def test_large_inputs_search_on_the_proxy_and_say_so(tmp_path, capsys, monkeypatch):
+    """At LARGE_INPUT_PX pixels or more (given, from the checkpoint, or probed from an image folder's files),
+    the task evolve --model builds reads the fitness proxy, and says so; --no-proxy and smaller inputs read the
+    whole task."""
+    from prunevo.cli import main
+
+    large, small = LARGE_INPUT_PX, LARGE_INPUT_PX - 1
+    proxied = task_for("small-vgg", "digits", image_size=large)
+    assert parse_task(proxied).val_samples == int(LARGE_INPUT_PROXY["val"]) and proxy_note(proxied)
+    assert parse_task(proxied).image_size == large  # the proxy reads fewer images, not smaller ones
+    for whole in (task_for("small-vgg", "digits", image_size=large, proxy=False),
+                  task_for("small-vgg", "digits", image_size=small), task_for("small-vgg", "digits")):
+        assert parse_task(whole).val_samples == int(DISCOVERY_OPTIONS["val"]) and proxy_note(whole) is None
+    save_checkpoint(tmp_path / "big.pt", _net(), {"model": "small-vgg", "dataset": "digits", "num_classes": 10,
+                                                   "input_shape": [1, large, large]})
+    assert input_size("digits", checkpoint=tmp_path / "big.pt") == large
+    assert proxy_note(task_for("small-vgg", checkpoint=tmp_path / "big.pt"))
+    photos = write_image_folder(tmp_path / "photos", size=200, per_class=1)
+    thumbnails = write_image_folder(tmp_path / "thumbnails", size=24, per_class=1)
+    assert input_size(f"imagefolder:{photos}") == 224 and input_size(f"imagefolder:{thumbnails}") == 24
+    assert input_size(f"imagefolder:{photos}", image_size=64) == 64
+    assert main(["evolve", "--no-proxy", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "--no-proxy needs --model" in capsys.readouterr().err
+    import importlib
+
+    def stop(config, *args, **kwargs):  # the search itself is tested elsewhere: here, what evolve says first
+        raise PrunevoError(f"stopped: {config.tasks[0]}")
+
+    monkeypatch.setattr(importlib.import_module("prunevo.evolve.run"), "evolve", stop)
+    command = ["evolve", "--model", "small-vgg", "--dataset", "digits", "--image-size", str(large), "--run-dir",
+               str(tmp_path / "run")]
+    assert main(command) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("fitness proxy: ") and f"val={LARGE_INPUT_PROXY['val']}," in err
+    assert main([*command, "--no-proxy"]) == 2
+    out, err = capsys.readouterr()
+    assert "fitness proxy" not in out and f"val={DISCOVERY_OPTIONS['val']}," in err
 
 
 @pytest.mark.slow

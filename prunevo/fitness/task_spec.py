@@ -257,15 +257,63 @@ def build_tasks(specs: tuple[str, ...] | list[str], weights: tuple[float, ...] |
 # also set each layer's width (docs/BENCHMARKS.md, "Discovery on the user's network").
 DISCOVERY_OPTIONS = {"epochs": "0", "recal": "2", "val": "2000", "allocation": "global"}
 
+# Inputs of at least LARGE_INPUT_PX pixels (ImageNet-size): fitness reads a cheaper proxy of the task, the one
+# with the best Spearman rho against the full-size ranking of the criteria per CPU-second among the proxies
+# that change only the fitness images (docs/BENCHMARKS.md, "Searching on ImageNet-size networks"; a smaller
+# input or fewer classes would change the network and data the verdict judges).  The re-scoring and the
+# verdict read the held-out images at the full size.
+LARGE_INPUT_PX = 160
+LARGE_INPUT_PROXY = {"val": "250"}
+LARGE_INPUT_PROXY_TEXT = "250 validation images"
+
+
+def input_size(dataset: str, image_size: int | None = None, checkpoint: str | os.PathLike | None = None) -> int | None:
+    """The image size in pixels a task on ``dataset`` reads: ``image_size``, else the one ``checkpoint`` was
+    trained at (a prunevo checkpoint says it), else the dataset's (an image folder's is probed from its files);
+    None when it cannot be known without loading the data."""
+    if image_size is not None:
+        return image_size
+    if checkpoint is not None:
+        from prunevo.zoo.checkpoints import read_checkpoint
+
+        shape = read_checkpoint(checkpoint)[1].get("input_shape")
+        if shape:
+            return int(shape[-1])
+    if dataset.startswith("imagefolder:"):
+        from prunevo.zoo.images import folder_size
+
+        train = Path(dataset.split(":", 1)[1]).expanduser() / "train"
+        return folder_size(train) if train.is_dir() else None
+    return dataset_defaults(dataset).get("image_size")
+
+
+def large_input_proxy(dataset: str, image_size: int | None = None,
+                      checkpoint: str | os.PathLike | None = None) -> dict[str, str]:
+    """The task options of the fitness proxy for this input (``LARGE_INPUT_PROXY`` at ``LARGE_INPUT_PX`` pixels
+    or more), else none."""
+    size = input_size(dataset, image_size, checkpoint)
+    return dict(LARGE_INPUT_PROXY) if size is not None and size >= LARGE_INPUT_PX else {}
+
+
+def proxy_note(spec: str) -> str | None:
+    """What ``evolve --model`` prints when the task ``spec`` it built reads the large-input proxy, else None."""
+    options = split_spec(spec)[2]
+    if not LARGE_INPUT_PROXY or any(options.get(k) != v for k, v in LARGE_INPUT_PROXY.items()):
+        return None
+    return (f"fitness proxy: {LARGE_INPUT_PROXY_TEXT} (inputs of {LARGE_INPUT_PX} px or more; "
+            f"docs/BENCHMARKS.md, 'Searching on ImageNet-size networks'); the re-scoring and the verdict read the "
+            f"held-out images at full size; --no-proxy searches on the whole task")
+
 
 def task_for(model: str, dataset: str | None = None, *, checkpoint: str | os.PathLike | None = None,
              image_size: int | None = None, stem: str | None = None, target_macs: float | None = None,
-             channel_ratio: float | None = None, allocation: str | None = None) -> str:
+             channel_ratio: float | None = None, allocation: str | None = None, proxy: bool = True) -> str:
     """The fitness task of a search on the user's own network, as a task spec: ``model`` (any name ``prunevo
     apply --model`` accepts) with the weights of ``checkpoint`` on ``dataset`` (default: the dataset a prunevo
     checkpoint names), pruned to ``target_macs`` (default ``DEFAULT_TARGET_MACS``) or by ``channel_ratio``,
-    with ``DISCOVERY_OPTIONS`` (``allocation`` replaces its allocation).  The checkpoint's path is made
-    absolute, so the run reads it from any directory.
+    with ``DISCOVERY_OPTIONS`` (``allocation`` replaces its allocation), and, with ``proxy`` on inputs of
+    ``LARGE_INPUT_PX`` pixels or more, the fitness proxy ``LARGE_INPUT_PROXY`` (``large_input_proxy``).  The
+    checkpoint's path is made absolute, so the run reads it from any directory.
 
     Raises PrunevoError for two targets, a dataset that is not given and not in the checkpoint, or a path that
     a task spec cannot hold (a comma or a colon)."""
@@ -274,16 +322,20 @@ def task_for(model: str, dataset: str | None = None, *, checkpoint: str | os.Pat
 
     if target_macs is not None and channel_ratio is not None:
         raise PrunevoError("give one of {param:target_macs} and {param:channel_ratio}")
-    options = dict(DISCOVERY_OPTIONS)
+    options, meta = dict(DISCOVERY_OPTIONS), {}
     if checkpoint is not None:
         path = str(Path(checkpoint).expanduser().resolve())
         if "," in path or ":" in path:
             raise PrunevoError(f"{{param:checkpoint}} {path} has a comma or a colon, which a task spec cannot hold; "
                                f"allowed: a path without them (copy or link the file)")
-        dataset = dataset or read_checkpoint(path)[1].get("dataset")
+        meta = read_checkpoint(path)[1]
+        dataset = dataset or meta.get("dataset")
         options["checkpoint"] = path
     if not dataset:
         raise PrunevoError("{param:dataset} is needed (the checkpoint does not name the dataset it was trained on)")
+    if proxy:
+        shape = meta.get("input_shape")
+        options.update(large_input_proxy(dataset, image_size or (int(shape[-1]) if shape else None)))
     if channel_ratio is not None:
         options["ratio"] = f"{channel_ratio:g}"
     else:
