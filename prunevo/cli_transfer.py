@@ -49,8 +49,8 @@ def _add_setup(o: ConfigOptions, model_required: bool = True) -> None:
             help="resize images to this many pixels", default=f"the dataset's own size; {FOLDER_SIZE} for image "
                                                               "folders of large photos; a checkpoint's size")
     o.field("data", "--stem", path="setup.stem", choices=STEMS,
-            help=f"torchvision models: cifar = 3x3 stride-1 stem for small images; auto picks it at <= "
-                 f"{SMALL_INPUT_MAX} px")
+            help=f"torchvision models: cifar = 3x3 stride-1 stem for small images; auto = the stem a prunevo "
+                 f"checkpoint was trained with, else cifar at <= {SMALL_INPUT_MAX} px")
     o.field("data", "--cache-dir", path="setup.cache_dir", help="where extracted data is cached",
             default="$PRUNEVO_CACHE or ~/.cache/prunevo")
     o.field("execution", "--device", path="accelerator.device", help="auto (CUDA when present), cpu, cuda or cuda:N")

@@ -192,6 +192,25 @@ def test_task_for_builds_the_search_on_the_users_network(tmp_path):
         task_for("small-vgg", "digits", target_macs=0.5, channel_ratio=0.5)
 
 
+def test_every_reader_of_a_checkpoint_builds_the_stem_it_was_trained_with(tmp_path):
+    """A torchvision network trained with the ImageNet stem at a size where 'auto' means the CIFAR stem ('prunevo
+    train --stem imagenet --image-size 64'): apply, compare and the search's task all build the ImageNet stem
+    and load the weights, without --stem."""
+    from prunevo.fitness.tasks import resolve_checkpoint
+    from prunevo.transfer.setup import Setup, load_setup
+
+    shape = (3, 32, 32)
+    torch.manual_seed(0)
+    net = build_model("resnet18", 10, shape, "imagenet").eval()
+    save_checkpoint(tmp_path / "in.pt", net, {"model": "resnet18", "dataset": "digits", "num_classes": 10,
+                                              "input_shape": list(shape), "stem": "imagenet"})
+    data, model, meta = load_setup(Setup(model="resnet18", checkpoint=str(tmp_path / "in.pt")))
+    assert data.input_shape == shape and meta["stem"] == "imagenet"
+    assert model.conv1.kernel_size == (7, 7) and torch.equal(model.conv1.weight, net.conv1.weight)
+    task, _ = resolve_checkpoint(parse_task(f"resnet18@digits:checkpoint={tmp_path / 'in.pt'},{ONE_SHOT}"))
+    assert task.stem == "imagenet" and task.image_size == shape[-1]
+
+
 def test_large_inputs_search_on_the_proxy_and_say_so(tmp_path, capsys, monkeypatch):
     """At LARGE_INPUT_PX pixels or more (given, from the checkpoint, or probed from an image folder's files),
     the task evolve --model builds reads the fitness proxy, and says so; --no-proxy and smaller inputs read the

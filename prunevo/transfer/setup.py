@@ -24,8 +24,8 @@ class Setup:
     whole-model .pt file (``zoo.models``); ``dataset``: digits, mnist, fashion-mnist, cifar10, cifar100, svhn
     (files under ``data_root``, fetched by torchvision only when ``download``), imagefolder:PATH or fakedata
     (``zoo.images``); ``checkpoint``: weights to start from (``zoo.checkpoints``); ``image_size`` in pixels
-    (None: the dataset's own, 224 for image folders, a checkpoint's); ``stem`` of torchvision models (auto =
-    cifar at <= 64 px); ``cache_dir``: extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
+    (None: a prunevo checkpoint's, else the dataset's own, 224 for image folders); ``stem`` of torchvision
+    models (auto = a prunevo checkpoint's, else cifar at <= 64 px); ``cache_dir``: extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
     """
 
     model: str
@@ -52,22 +52,24 @@ def load_setup(config: Setup, warn_untrained: bool = True,
     """(data, model in eval mode on the CPU, checkpoint metadata).  A model without a checkpoint starts from
     weights drawn with ``init_seed``: the same setup gives the same model in every run.  Raises DataError or
     ModelError."""
+    # a prunevo checkpoint says the size and the stem it was trained at: they are what 'auto' means for it
+    saved = read_checkpoint(config.checkpoint)[1] if config.checkpoint else {}
     image_size = config.image_size
-    if image_size is None and config.checkpoint:
-        shape = read_checkpoint(config.checkpoint)[1].get("input_shape")
-        image_size = shape[-1] if shape else None
+    if image_size is None and saved.get("input_shape"):
+        image_size = saved["input_shape"][-1]
+    chosen_stem = saved["stem"] if config.stem == "auto" and saved.get("stem") else config.stem
     load = dict(data_root=config.data_root, image_size=image_size, download=config.download,
                 cache_dir=config.cache_dir)
     data = load_image_data(config.dataset, channels=needs_channels(config.model), **load)
     with torch.random.fork_rng(devices=[]):  # the global generator is left as it was
         torch.manual_seed(init_seed)
-        model = build_model(config.model, data.num_classes, data.input_shape, config.stem)
+        model = build_model(config.model, data.num_classes, data.input_shape, chosen_stem)
     check_prunable(model, config.model)  # before anything runs it: some refuse small inputs with a traceback
     wanted = input_channels(model, data.input_shape[1])
     if wanted != data.input_shape[0]:  # a user's model that reads another channel count
         data = load_image_data(config.dataset, channels=wanted, **load)
     meta: dict[str, Any] = {}
-    stem = resolved_stem(config.model, config.stem, data.input_shape[1])
+    stem = resolved_stem(config.model, chosen_stem, data.input_shape[1])
     if config.checkpoint:
         meta = load_weights(model, config.checkpoint,
                             {"model": config.model, "num_classes": data.num_classes, "stem": stem})
