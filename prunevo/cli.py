@@ -307,12 +307,12 @@ def _shown(value) -> str:
 
 def cmd_evolve(args) -> int:
     from prunevo.evolve.run import evolve
-
     from prunevo.fitness.task_spec import proxy_note
 
     config = _resumed_config(args, build_parser()) if args.resume else _config(args)
-    if args.model is not None and not args.resume and proxy_note(config.tasks[0]):
-        print(proxy_note(config.tasks[0]))
+    note = proxy_note(config.tasks[0]) if args.model is not None and not args.resume else None
+    if note:
+        print(note)
     result = evolve(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
     print_data_roles(result.data_roles)
     print_entries(f"hall of fame ({result.run_dir}; regime {result.config.regime}; {result.config.allocation} "

@@ -267,7 +267,8 @@ LARGE_INPUT_PROXY = {"val": "250"}
 LARGE_INPUT_PROXY_TEXT = "250 validation images"
 
 
-def input_size(dataset: str, image_size: int | None = None, checkpoint: str | os.PathLike | None = None) -> int | None:
+def input_size(dataset: str, image_size: int | None = None,
+               checkpoint: str | os.PathLike | None = None) -> int | None:
     """The image size in pixels a task on ``dataset`` reads: ``image_size``, else the one ``checkpoint`` was
     trained at (a prunevo checkpoint says it), else the dataset's (an image folder's is probed from its files);
     None when it cannot be known without loading the data."""

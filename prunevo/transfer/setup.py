@@ -25,7 +25,8 @@ class Setup:
     (files under ``data_root``, fetched by torchvision only when ``download``), imagefolder:PATH or fakedata
     (``zoo.images``); ``checkpoint``: weights to start from (``zoo.checkpoints``); ``image_size`` in pixels
     (None: a prunevo checkpoint's, else the dataset's own, 224 for image folders); ``stem`` of torchvision
-    models (auto = a prunevo checkpoint's, else cifar at <= 64 px); ``cache_dir``: extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
+    models (auto = a prunevo checkpoint's, else cifar at <= 64 px); ``cache_dir``: extracted data (None:
+    $PRUNEVO_CACHE or ~/.cache/prunevo).
     """
 
     model: str
