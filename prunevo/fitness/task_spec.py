@@ -275,11 +275,11 @@ def input_size(dataset: str, image_size: int | None = None,
     if image_size is not None:
         return image_size
     if checkpoint is not None:
-        from prunevo.zoo.checkpoints import read_checkpoint
+        from prunevo.zoo.checkpoints import read_checkpoint, trained_input
 
-        shape = read_checkpoint(checkpoint)[1].get("input_shape")
-        if shape:
-            return int(shape[-1])
+        size = trained_input(read_checkpoint(checkpoint)[1])[0]
+        if size:
+            return size
     if dataset.startswith("imagefolder:"):
         from prunevo.zoo.images import folder_size
 
@@ -319,7 +319,7 @@ def task_for(model: str, dataset: str | None = None, *, checkpoint: str | os.Pat
     Raises PrunevoError for two targets, a dataset that is not given and not in the checkpoint, or a path that
     a task spec cannot hold (a comma or a colon)."""
     from prunevo.pruning.target import DEFAULT_TARGET_MACS, check_macs_target
-    from prunevo.zoo.checkpoints import read_checkpoint
+    from prunevo.zoo.checkpoints import read_checkpoint, trained_input
 
     if target_macs is not None and channel_ratio is not None:
         raise PrunevoError("give one of {param:target_macs} and {param:channel_ratio}")
@@ -335,8 +335,7 @@ def task_for(model: str, dataset: str | None = None, *, checkpoint: str | os.Pat
     if not dataset:
         raise PrunevoError("{param:dataset} is needed (the checkpoint does not name the dataset it was trained on)")
     if proxy:
-        shape = meta.get("input_shape")
-        options.update(large_input_proxy(dataset, image_size or (int(shape[-1]) if shape else None)))
+        options.update(large_input_proxy(dataset, image_size or trained_input(meta)[0]))
     if channel_ratio is not None:
         options["ratio"] = f"{channel_ratio:g}"
     else:

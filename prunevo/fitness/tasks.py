@@ -24,7 +24,7 @@ from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import FitConfig, top1
 from prunevo.training.regimes import regime_of
 from prunevo.utils import file_digest, stable_hash, state_hash
-from prunevo.zoo.checkpoints import read_checkpoint
+from prunevo.zoo.checkpoints import read_checkpoint, trained_input
 from prunevo.zoo.models import is_model_file
 
 
@@ -201,12 +201,12 @@ def resolve_checkpoint(task: Task) -> tuple[Task, dict]:
     if task.checkpoint is None:
         return task, {}
     meta = read_checkpoint(task.checkpoint)[1]
-    shape = meta.get("input_shape")
+    size, stem = trained_input(meta)
     changes = {}
-    if task.image_size is None and shape:
-        changes["image_size"] = int(shape[-1])
-    if task.stem == "auto" and meta.get("stem"):
-        changes["stem"] = meta["stem"]
+    if task.image_size is None and size:
+        changes["image_size"] = size
+    if task.stem == "auto" and stem:
+        changes["stem"] = stem
     return replace(task, **changes), meta
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from prunevo.pruning.groups import check_prunable
-from prunevo.zoo.checkpoints import load_weights, read_checkpoint
+from prunevo.zoo.checkpoints import load_weights, read_checkpoint, trained_input
 from prunevo.zoo.images import ImageData, load_image_data
 from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, build_model, input_channels, needs_channels, torchvision_names
 
@@ -54,11 +54,9 @@ def load_setup(config: Setup, warn_untrained: bool = True,
     weights drawn with ``init_seed``: the same setup gives the same model in every run.  Raises DataError or
     ModelError."""
     # a prunevo checkpoint says the size and the stem it was trained at: they are what 'auto' means for it
-    saved = read_checkpoint(config.checkpoint)[1] if config.checkpoint else {}
-    image_size = config.image_size
-    if image_size is None and saved.get("input_shape"):
-        image_size = saved["input_shape"][-1]
-    chosen_stem = saved["stem"] if config.stem == "auto" and saved.get("stem") else config.stem
+    saved_size, saved_stem = trained_input(read_checkpoint(config.checkpoint)[1] if config.checkpoint else {})
+    image_size = config.image_size or saved_size
+    chosen_stem = saved_stem if config.stem == "auto" and saved_stem else config.stem
     load = dict(data_root=config.data_root, image_size=image_size, download=config.download,
                 cache_dir=config.cache_dir)
     data = load_image_data(config.dataset, channels=needs_channels(config.model), **load)

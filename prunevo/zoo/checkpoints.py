@@ -28,6 +28,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     atomic_torch_save(Path(path), {"format": FORMAT, **meta, "state_dict": state})
 
 
+def trained_input(meta: dict[str, Any]) -> tuple[int | None, str | None]:
+    """(image size in pixels, stem) a checkpoint's metadata says its network was trained at; None where it does
+    not say (another tool's checkpoint)."""
+    shape = meta.get("input_shape")
+    return (int(shape[-1]) if shape else None), (meta.get("stem") or None)
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, metadata); metadata is empty for a checkpoint not written by prunevo.
 
