@@ -155,11 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.field("evolution", "--redraw-tries", path="redraw_tries", type=int,
             help="mutate an offspring again when it selects the same channels on every task as a candidate already "
                  "evaluated, up to this many times, so each generation explores new selections (0 = never)")
+    o.field("evolution", "--node-mutation", path="node_mutation", type=float,
+            help="share of mutations that swap one node for another of the same types (a norm for another norm, "
+                 "an operand for another; DEAP's mutNodeReplacement); the rest regrow a subtree (0 = none)")
+    o.field("racing", "--race", path="race", type=int,
+            help="each generation, measure the best this-many new selections again on --race-draws - 1 fresh "
+                 "calibration draws (their own BatchNorm re-estimation too) and rank them on the draws' mean less "
+                 "--race-risk standard deviations; only raced formulas enter the hall of fame, so the winner is not "
+                 "one lucky draw (0 = off)")
+    o.field("racing", "--race-draws", path="race_draws", type=int,
+            help="draws a raced formula is measured on, the first included")
+    o.field("racing", "--race-risk", path="race_risk", type=float,
+            help="a raced formula's fitness is the mean over its draws less this many standard deviations of them: "
+                 "1 prefers a criterion whose selection holds from one calibration batch to the next (0 = the mean)")
     o.field("evolution", "--rescore-seeds", path="rescore_seeds", type=int,
-            help="at the end, re-score the hall of fame and every baseline on this many fresh seeds (each its own "
-                 "calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images (the test split, "
-                 "or half of the validation split); the run's best is the best after re-scoring, compared with the "
-                 "best classic paired by seed, with 95% intervals (0 = skip)")
+            help="at the end, re-score the hall of fame, the best seed and every baseline on this many fresh seeds "
+                 "(each its own calibration batch, BatchNorm re-estimation and fine-tune) and on held-out images "
+                 "(the test split, or half of the validation split): the winner (the hall of fame's first, chosen "
+                 "on validation) against the best classic and against the best seed (the evolution gain), paired "
+                 "by seed, with 95% intervals (0 = skip)")
     o.field("ladder", "--ladder", path="ladder", metavar="SHARES",
             help="fidelity ladder: every new selection is first scored by BatchNorm-recalibrated accuracy without "
                  "fine-tuning on --ladder-subset validation images (rung 0), and only the best share climbs: 0.25 = "
@@ -191,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     plain_option(p, "--format", choices=FORMATS, default=FORMATS[0], help="output format")
     p.add_argument("--rank", type=int, default=None,
-                   help="hall-of-fame rank to export, 1 = best fitness during evolution (default: the run's best: "
-                        "the best after re-scoring when the run was re-scored, else rank 1)")
+                   help="hall-of-fame rank to export (default 1: the run's winner, the best on validation)")
     p.add_argument("--simplified", action="store_true", help="export the SymPy-simplified formula")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
 
@@ -344,18 +357,15 @@ def cmd_show(args) -> int:
 
 def _rescore(run, args):
     from prunevo.evolve.config import EvolutionConfig
-    from prunevo.evolve.hall_of_fame import HallOfFame
     from prunevo.evolve.rundir import RunLock
-    from prunevo.evolve.run import load_run, rescore_run
+    from prunevo.evolve.run import load_run, rescore_saved
 
     seeds = args.rescore_seeds or run.config.rescore_seeds or EvolutionConfig.rescore_seeds
     changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs, "rescore_seeds": seeds}
     config = build(run.config, {k: v for k, v in changes.items() if v is not None})  # range-checked there
-    hof = HallOfFame(run.config.hall_of_fame_size, run.hall_of_fame)
     lock = RunLock(run.run_dir).acquire()  # the re-scoring rewrites the run's files
     try:
-        rescore_run(run.run_dir, config, hof, config.prepare(), config.prepare(config.check_task_list()), seeds,
-                    progress=True)
+        rescore_saved(run.run_dir, config, progress=True)
     finally:
         lock.release()
     return load_run(run.run_dir)

@@ -24,6 +24,7 @@ GROUPS = {
     "criterion": "criterion and its statistics",
     "strategy": "strategy and allocation",
     "evolution": "genetic programming",
+    "racing": "racing (selection robust to calibration noise)",
     "ladder": "fidelity ladder",
     "finetune": "training and fine-tune",
     "latency": "latency",

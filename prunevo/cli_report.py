@@ -77,7 +77,7 @@ def print_rescored(run) -> None:
     print(head + "  criterion")
     order = sorted(rows, key=lambda r: (not r.comparable, -(r.fitness.mean or 0.0)))
     for r in order:
-        mark = {"formula": "*", "variant": "+"}.get(r.kind, " ")
+        mark = {"formula": "*", "variant": "+", "seed": "s"}.get(r.kind, " ")
         note = f"  ({r.reason})" if r.reason else (f"  (n/a on {', '.join(r.not_applicable)})" if r.not_applicable
                                                     else "")
         cell = f"{r.fitness.text():>17}" + (f"  {r.check.text():>17}" if check else "")
@@ -88,13 +88,37 @@ def print_rescored(run) -> None:
     winner, classic = run.best, run.best_rescored_classic
     won = next(r for r in rows if r.kind == "formula" and r.name == winner.text)
     random = next((r for r in rows if r.name == RANDOM and r.allocation == won.allocation), None)
-    parts = [f"best after re-scoring: {winner.formula.simplified.text} {won.fitness.text()}"]
+    parts = [f"winner (the best on validation): {winner.formula.simplified.text} {won.fitness.text()}"]
     if classic is not None:
         parts.append(f"vs best classic {classic.label} {classic.fitness.text()} "
                      f"({won.fitness.mean - classic.fitness.mean:+.4f})")
     if random is not None and random.fitness.mean is not None:
         parts.append(f"vs random {won.fitness.mean - random.fitness.mean:+.4f}")
-    print("; ".join(parts) + "   (* = hall of fame, + = the winner under another allocation)")
+    print("; ".join(parts) + "   (* = hall of fame, + = the winner under another allocation, s = the best seed)")
     print(f"verdict ({run.config.regime}; paired by seed, 95% intervals):")
     for line in verdicts(rows, winner.text):
         print(f"  {line}")
+    print_evolution_gain(run)
+
+
+def print_evolution_gain(run) -> None:
+    """The search's own contribution (the winner against the best seed, both chosen on validation, paired on
+    held-out data) and the winner's curse (what validation promised minus what held-out data paid)."""
+    from prunevo.primitives import Formula
+
+    seed, gain, curse = (run.evolution or {}).get("best_seed"), run.evolution_gain, run.winners_curse
+    if not seed or gain is None:
+        if run.rescored:
+            print("evolution gain: not measured (a run re-scored before prunevo measured it; "
+                  "'prunevo show RUN --rescore' measures it)")
+        return
+    where = f" ({seed['allocation']})" if seed.get("allocation") else ""
+    name = seed["name"] if seed["kind"] == "baseline" else Formula.parse(seed["name"]).simplified.text
+    draws = len(seed.get("draws") or [0])
+    sign = "" if not gain.significant else (" (the search beat its seeds)" if gain.mean > 0 else
+                                            " (the best seed is the better choice)")
+    print(f"evolution gain: winner vs the best seed {name}{where}, chosen on validation as the winner is "
+          f"({draws} draw{'s' if draws != 1 else ''}): {gain.pp()} on held-out data{sign}")
+    if curse:
+        shown = "; ".join(f"{who} {100 * value:+.1f} pp" for who, value in curse.items())
+        print(f"winner's curse (validation fitness - held-out fitness): {shown}")

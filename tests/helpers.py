@@ -28,10 +28,11 @@ def quick_task(name: str, **overrides):
 
 def evolve_config(generations: int, **kw) -> EvolutionConfig:
     """A small evolution on the two cheap digits tasks (the ``prepared_tasks`` fixture); its baselines under the
-    tasks' own allocation only (tests/test_allocations.py covers the others)."""
+    tasks' own allocation only (tests/test_allocations.py covers the others), no racing unless asked
+    (tests/test_racing.py and tests/test_reproducible.py race)."""
     return EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=8, generations=generations,
                            execution=SERIAL, seed=3, elitism=1, hall_of_fame_size=5, random_baseline_seeds=2,
-                           **{"rescore_seeds": 0, "baseline_allocations": (), **kw})
+                           **{"rescore_seeds": 0, "baseline_allocations": (), "race": 0, **kw})
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0, running_mean: bool = False) -> nn.Module:

@@ -25,8 +25,10 @@ resume = "--resume" in sys.argv
 prepared = [prepare_task(quick_task("digits-vgg")), prepare_task(quick_task("digits-resnet"))]
 config = EvolutionConfig(tasks=("digits-vgg", "digits-resnet"), population=10, generations=3,
                          execution=Execution(n_jobs=n_jobs), seed=5,
-                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1, rescore_seeds=0)
-# no re-scoring: it is a function of the hall of fame and its own seeds, and test_winners runs it twice
+                         elitism=1, hall_of_fame_size=8, random_baseline_seeds=1, rescore_seeds=0, race=3,
+                         race_draws=2)
+# no re-scoring: it is a function of the hall of fame and its own seeds, and test_winners runs it twice; racing
+# on: its draws, caches and raced means must survive workers, processes and a kill -9
 
 def interrupt(generation):
     if generation == stop:

@@ -271,6 +271,7 @@ def test_evolve_on_the_users_network_ends_with_the_verdict_and_apply_prunes_it_w
     assert "tp-l2 (uniform)" in out and "tp-l2 (global)" in out
     verdict = out.split("verdict (one-shot")[1]
     assert "winner (global)" in verdict and "winner (uniform)" in verdict  # the winner under both allocations
+    assert "evolution gain: winner vs the best seed" in verdict and "(3 draws)" in verdict  # raced by default
     assert main(["show", "run"]) == 0
     assert "held-out:" in capsys.readouterr().out
     assert main(["apply", "run", "-o", "pruned", "--no-latency", "--no-progress"]) == 0

@@ -126,7 +126,7 @@ def test_verdicts_pair_the_winner_with_the_best_classic_by_seed():
 
 
 @pytest.mark.slow
-def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path, capsys):
+def test_a_run_is_rescored_at_the_end_and_its_winner_is_chosen_on_validation(tmp_path, capsys):
     from prunevo.cli import main
 
     quick = "ratio=0.5,pretrain=2,epochs=0.25,batch=64"
@@ -135,19 +135,24 @@ def test_a_run_is_rescored_at_the_end_and_its_best_is_the_rescored_best(tmp_path
                      tasks=(f"small-vgg@digits:{quick}",))
     result = evolve(config, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "rescored.json").read_text())
-    assert saved["seeds"] == 2 and len(saved["rows"]) == len(result.hall_of_fame) + len(BASELINE_NAMES) + 1
+    seed_rows = [r for r in result.rescored if r.kind == "seed"]  # the best seed, when it is not a baseline
+    assert len(seed_rows) == (result.evolution["best_seed"]["kind"] == "seed")
+    assert saved["seeds"] == 2 and len(saved["rows"]) == (len(result.hall_of_fame) + len(BASELINE_NAMES) + 1
+                                                          + len(seed_rows))
     hof = json.loads((tmp_path / "run" / "hall_of_fame.json").read_text())
     assert all(e["rescored"]["check"]["mean"] is not None or e["rescored"]["reason"] for e in hof)
-    formulas = [r for r in result.rescored if r.kind == "formula" and r.comparable]
-    assert result.best.text == max(formulas, key=lambda r: r.fitness.mean).name
+    # the held-out data only reports: the winner is the best on validation, the hall of fame's first
+    assert result.best.text == result.hall_of_fame[0].text == saved["evolution"]["winner"]
     assert load_run(tmp_path / "run").best.text == result.best.text
+    assert result.evolution_gain is not None and result.best_seed is not None
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0].startswith("generation,evaluations,jobs,selections,new_selections,redrawn")
 
     capsys.readouterr()
     assert main(["show", str(tmp_path / "run")]) == 0  # in this process: the CLI's own process is test_cli's
     show = capsys.readouterr().out
-    assert "best after re-scoring:" in show and "check tasks" in show
+    assert "winner (the best on validation):" in show and "check tasks" in show
+    assert "evolution gain: winner vs the best seed" in show and "(1 draw)" in show
     assert "regime short fine-tune" in show and "verdict (short fine-tune; paired by seed" in show
     assert "over " in show and "on held-out data (relative accuracy)" in show
     assert main(["show", str(tmp_path / "run"), "--rescore", "--rescore-seeds", "2"]) == 0

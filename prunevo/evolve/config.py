@@ -21,8 +21,8 @@ _EXECUTION_FIELDS = tuple(f.name for f in fields(Execution))  # flat in the conf
 @dataclass(frozen=True, kw_only=True)
 class EvolutionConfig(FitnessConfig):
     """A ``FitnessConfig`` (tasks, seed, data, execution) and the genetic programming around it: DEAP's
-    tournament and variation settings, tree heights, elitism, the hall of fame, the end-of-run re-scoring
-    and check tasks, and the fidelity ladder.
+    tournament and variation settings, tree heights, elitism, racing (the leaders measured on fresh calibration
+    draws), the hall of fame, the end-of-run re-scoring and check tasks, and the fidelity ladder.
 
     Raises PrunevoError for a value outside its range (the message names the parameter).
     """
@@ -39,6 +39,12 @@ class EvolutionConfig(FitnessConfig):
     elitism: int = 2
     hall_of_fame_size: int = 10
     seed_classics: bool = True
+    # racing (fitness.racing): each generation the best ``race`` new selections are measured on ``race_draws`` - 1
+    # fresh calibration draws and ranked on the mean; then only raced formulas enter the hall of fame (0: off)
+    race: int = 8
+    race_draws: int = 3
+    race_risk: float = 1.0  # a raced formula's fitness: the mean over its draws less this many standard deviations
+    node_mutation: float = 0.5  # share of mutations that swap one node for another of its type (DEAP's mutNodeReplacement)
     redraw_tries: int = 5  # mutate again an offspring that selects already-evaluated masks, up to this often
     rescore_seeds: int = 3  # replicates (calibration batch, BN re-estimation, fine-tune) of the final re-scoring on held-out data (0: none)
     # tasks never used for fitness, scored at the end like the re-scoring; None: DEFAULT_CHECK_TASKS when the
@@ -71,6 +77,10 @@ class EvolutionConfig(FitnessConfig):
              f"{self.initial_heights[1]}, {self.max_height}"),
             (1.0 <= self.parsimony_size <= 2.0, f"parsimony_size must be in [1, 2], got {self.parsimony_size}"),
             (self.hall_of_fame_size >= 1, f"{{param:hall_of_fame_size}} must be >= 1, got {self.hall_of_fame_size}"),
+            (self.race >= 0, f"{{param:race}} must be >= 0, got {self.race}"),
+            (2 <= self.race_draws <= 16, f"{{param:race_draws}} must be in [2, 16], got {self.race_draws}"),
+            (0.0 <= self.race_risk <= 3.0, f"{{param:race_risk}} must be in [0, 3], got {self.race_risk}"),
+            (0.0 <= self.node_mutation <= 1.0, f"{{param:node_mutation}} must be in [0, 1], got {self.node_mutation}"),
             (self.redraw_tries >= 0, f"{{param:redraw_tries}} must be >= 0, got {self.redraw_tries}"),
             (0 <= self.rescore_seeds <= 16,
              f"{{param:rescore_seeds}} must be in [0, 16], got {self.rescore_seeds}"),
@@ -111,6 +121,10 @@ class EvolutionConfig(FitnessConfig):
             # runs from before allocation variants scored their baselines under the tasks' allocation only
             values["baseline_allocations"] = tuple(values.get("baseline_allocations", ()))
             values["tasks"] = tuple(values["tasks"])
+            # runs from before racing and node mutation ran without them
+            values.setdefault("race", 0)
+            values.setdefault("node_mutation", 0.0)
+            values.setdefault("race_risk", 0.0)  # and runs that raced before the risk penalty, on the mean
             values["check_tasks"] = tuple(values.get("check_tasks", ()))
             values["ladder"] = tuple(values.get("ladder", ()))
             if values.get("task_weights") is not None:

@@ -56,6 +56,16 @@ def cx_one_point(ind1: Individual, ind2: Individual) -> tuple[Individual, Indivi
     return ind1, ind2
 
 
+def mutate(individual: Individual, expr, pset: gp.PrimitiveSetTyped, node_share: float) -> tuple[Individual]:
+    """With probability ``node_share`` DEAP's ``mutNodeReplacement`` (one node becomes another of the same
+    types: a norm another norm, a layer normalization another, an operand another of its type), else DEAP's
+    ``mutUniform`` (a subtree regrown).  With ``node_share`` 0 no extra number is drawn, so runs saved before
+    node mutation existed draw what they drew."""
+    if node_share > 0 and random.random() < node_share:
+        return gp.mutNodeReplacement(individual, pset)
+    return gp.mutUniform(individual, expr, pset)
+
+
 def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.Toolbox:
     toolbox = base.Toolbox()
     toolbox.register("expr_mut", gen_grow, pset=pset, min_=0, max_=2)
@@ -64,7 +74,7 @@ def make_toolbox(config: EvolutionConfig, pset: gp.PrimitiveSetTyped) -> base.To
     # ``vary`` hands these to DEAP's varAnd.  Our crossover, not gp.cxOnePoint: DEAP's draws the shared type
     # in an order that changes between processes, so a seed would not give the same run (see cx_one_point).
     toolbox.register("mate", cx_one_point)
-    toolbox.register("mutate", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
+    toolbox.register("mutate", mutate, expr=toolbox.expr_mut, pset=pset, node_share=config.node_mutation)
     limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=config.max_height)
     toolbox.decorate("mate", limit)
     toolbox.decorate("mutate", limit)

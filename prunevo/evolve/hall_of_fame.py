@@ -25,6 +25,7 @@ class Entry:
     selection: str = ""  # hash of the masks selected on every task ("" when unknown: older runs)
     equivalents: list[str] = field(default_factory=list)  # other formulas that select the same masks
     rescored: dict | None = None  # fresh seeds on data evolution never used (see evolve.rescore)
+    draws: list[float] = field(default_factory=list)  # fitness on each race draw, draw 0 first ([]: not raced)
 
     @property
     def formula(self) -> Formula:

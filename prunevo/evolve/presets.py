@@ -10,7 +10,8 @@ ResNet-20 on Fashion-MNIST and on MNIST, each pruned to 25% and to 50% of the MA
 one-shot proxies in the fidelity benchmark, ResNet-20 tasks ranked criteria most like the held-out networks
 and their best picks lost least there.  Check tasks: a small VGG on Imagenette at 32 px, at 25% and 50% of
 the MACs (a network family and data no fitness task uses).  Population 48, 12 generations, hall of fame 5,
-5 re-scoring seeds, 2 workers: under an hour on a 2-core CPU.
+5 re-scoring seeds, 2 workers: 48 minutes on a 2-core CPU before racing (issue 28), which added 38% to the
+evolution's time of a ResNet-20 search (docs/BENCHMARKS.md, "Does the search beat its seeds?"): about an hour.
 
 ``transfer`` (short fine-tune): LeNet-5 on MNIST (uniform allocation) and a small VGG on Imagenette at 32 px
 (global allocation: the formula also sets each layer's width) are co-evolved, each pruned to 50% of its
@@ -77,7 +78,7 @@ PRESETS: dict[str, Preset] = {
     "oneshot": Preset(
         summary="the one-shot regime (no fine-tune): ResNet-20 on Fashion-MNIST and on MNIST, each pruned to 25% "
                 "and to 50% of the MACs, 2,000 validation images; check tasks: a small VGG on Imagenette at 32 px, "
-                "25% and 50%; under an hour on a 2-core CPU",
+                "25% and 50%; about an hour on a 2-core CPU",
         folders=_REAL_DATA, settings=_oneshot),
     "transfer": Preset(
         summary="short fine-tune: LeNet-5 on MNIST and a small VGG on Imagenette at 32 px (global allocation), "

@@ -21,8 +21,9 @@ from prunevo.evolve.engine import (Scored, evaluate_population, initial_populati
 from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
+from prunevo.evolve.racing import Racing, choose_best_seed
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
-from prunevo.fitness.rescore import RescoredRow, best_rescored, rescore
+from prunevo.fitness.rescore import RescoredRow, best_rescored, evolution_gain, rescore
 from prunevo.fitness.scoring import (ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with,
                                     variant_baselines)
 from prunevo.fitness.tasks import PreparedTask
@@ -43,15 +44,48 @@ class RunResult:
     rescored: list[RescoredRow] = field(default_factory=list)
     # per task: which images each step read (``Task.roles``), as config.json records it
     data_roles: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the winner and the best seed as validation chose them (``rescored.json``'s "evolution"; None: not re-scored,
+    # or a run from before it was measured)
+    evolution: dict | None = None
 
     @property
     def best(self) -> Entry:
-        """The run's winner: the best hall-of-fame entry after re-scoring when the run was re-scored, else the
-        entry with the best fitness during evolution."""
-        winner = best_rescored(self.rescored, "formula")
-        if winner is not None:
-            return next(e for e in self.hall_of_fame if e.text == winner.name)
+        """The run's winner: the hall of fame's first, chosen on validation data (with racing, on the mean over
+        the race's draws); re-scoring on held-out data reports on it and never picks it."""
         return self.hall_of_fame[0]
+
+    @property
+    def best_seed(self) -> RescoredRow | None:
+        """The re-scoring of the best seed (see ``evolve.racing``); None when not measured."""
+        seed = (self.evolution or {}).get("best_seed")
+        if not seed:
+            return None
+        kind = "seed" if seed["kind"] == "seed" else "baseline"
+        return next((r for r in self.rescored if r.kind == kind and r.name == seed["name"]
+                     and (kind == "seed" or r.allocation == seed["allocation"])), None)
+
+    @property
+    def evolution_gain(self):
+        """The search's own contribution: the winner minus the best seed on held-out data, paired by re-scoring
+        seed (a ``verdict.PairedDifference`` of relative accuracy), or None when not measured."""
+        won = next((r for r in self.rescored if r.kind == "formula" and r.name == self.best.text), None)
+        return evolution_gain(won, self.best_seed)
+
+    @property
+    def winners_curse(self) -> dict[str, float] | None:
+        """What selection on validation data promised and held-out data paid: per chosen formula (``winner``,
+        ``best seed``), its mean validation fitness (over its race draws) minus its mean held-out fitness; None
+        when not re-scored."""
+        won = next((r for r in self.rescored if r.kind == "formula" and r.name == self.best.text), None)
+        if won is None or won.fitness.mean is None:
+            return None
+        # the draws' mean, not the raced value a risk penalty lowers: what validation measured
+        validation = statistics.fmean(self.best.draws) if self.best.draws else self.best.fitness
+        out = {"winner": validation - won.fitness.mean}
+        seed, row = (self.evolution or {}).get("best_seed"), self.best_seed
+        if seed and row is not None and row.fitness.mean is not None:
+            out["best seed"] = seed.get("mean", seed["validation"]) - row.fitness.mean
+        return out
 
     @property
     def best_rescored_classic(self) -> RescoredRow | None:
@@ -77,34 +111,66 @@ def evaluate_baselines(evaluator: Evaluator, random_seeds: int, allocations: tup
     return baselines_to_json(rows + variant_baselines(evaluator, allocations, random_seeds))
 
 
-def _entry(text: str, result, generation: int, complexity: int) -> Entry:
+def _entry(text: str, result, generation: int, complexity: int, raced=None) -> Entry:
+    """A hall-of-fame entry from a full measurement, or (``raced``: an ``evolve.racing.Raced``) from its race."""
+    if raced is not None:
+        return Entry(text, raced.fitness, complexity, generation, raced.accuracy, raced.relative,
+                     selection=result.selection or "", draws=[round(d, 6) for d in raced.draws])
     return Entry(text, result.fitness, complexity, generation, result.accuracy, result.relative,
                  selection=result.selection or "")
 
 
 def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepared: list[PreparedTask],
-                check: list[PreparedTask], seeds: int, progress: bool = False) -> list[RescoredRow]:
-    """Re-score the hall of fame and every baseline on fresh seeds and held-out data; writes
-    ``rescored.json``, adds each entry's re-scoring to ``hall_of_fame.json`` and the checkpoint."""
+                check: list[PreparedTask], seeds: int, progress: bool = False,
+                best_seed: dict | None = None) -> tuple[list[RescoredRow], dict]:
+    """Re-score the hall of fame, the best seed (a formula, when it is not a baseline) and every baseline on
+    fresh seeds and held-out data; writes ``rescored.json`` (with the "evolution": the winner and the best seed
+    as validation chose them), adds each entry's re-scoring to ``hall_of_fame.json`` and the checkpoint.
+    Returns the rows and the "evolution"."""
     if progress:
         print(f"re-scoring {len(hof.entries)} formulas and the baselines on {seeds} fresh seeds and held-out "
               f"data{f' (check tasks: {len(check)})' if check else ''}...", flush=True)
     common = dict(seeds=seeds, seed=config.seed, execution=config.execution, allocations=config.baseline_allocations)
-    rows = rescore([e.text for e in hof.entries], prepared, check, progress=progress, **common)
-    winner = best_rescored(rows, "formula")
-    if winner is not None and config.baseline_allocations:  # where its gain comes from: its own widths or not
-        rows += rescore([winner.name], prepared, check, variants_only=True, **common)
+    seed_rows = [best_seed["name"]] if best_seed and best_seed["kind"] == "seed" else []
+    rows = rescore([e.text for e in hof.entries], prepared, check, progress=progress, seed_formulas=seed_rows, **common)
+    winner = hof.entries[0]
+    if config.baseline_allocations:  # where its gain comes from: its own widths or not
+        rows += rescore([winner.text], prepared, check, variants_only=True, **common)
+    evolution = {"winner": winner.text, "winner_validation": winner.fitness, "best_seed": best_seed}
     by_name = {r.name: r for r in rows if r.kind == "formula"}
     for entry in hof.entries:
         entry.rescored = by_name[entry.text].to_json()
     state = rundir.read_checkpoint(run_dir)
     state["hall_of_fame"] = [asdict(e) for e in hof.entries]
     state["rescored"] = {"seeds": seeds, "tasks": list(config.tasks), "check_tasks": list(config.check_tasks),
-                         "rows": [r.to_json() for r in rows]}
+                         "rows": [r.to_json() for r in rows], "evolution": evolution}
     rundir.write_checkpoint(run_dir, state)
     atomic_write_json(run_dir / "rescored.json", state["rescored"])
     atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
-    return rows
+    return rows, evolution
+
+
+def rescore_saved(run_dir: Path, config: EvolutionConfig, progress: bool = False) -> None:
+    """``rescore_run`` on a saved run (``prunevo show RUN --rescore``), ``config`` being its saved config with
+    the re-scoring's settings: the best seed is chosen again from the run's fitness cache and race.  The caller
+    holds the run's lock.  Raises RunError for a run with nothing evaluated, DataError for missing data."""
+    state = rundir.read_checkpoint(run_dir)
+    hof = HallOfFame(config.hall_of_fame_size, [Entry(**e) for e in state.get("hall_of_fame", [])])
+    if not hof.entries:
+        raise RunError(f"{run_dir} has no evaluated formulas yet")
+    prepared = config.prepare(progress=progress)
+    evaluator = Evaluator(prepared, execution=config.execution, seed=config.seed, ladder=config.ladder_spec(),
+                          cache=state.get("cache"))
+    racing = Racing.start(config, evaluator, state.get("race"))
+    try:
+        best_seed = choose_best_seed(config, evaluator, racing.race if racing else None,
+                                     racing.raced if racing else {}, state["baselines"])
+    finally:
+        if racing is not None:
+            racing.race.close()
+        evaluator.close()
+    rescore_run(run_dir, config, hof, prepared, config.prepare(config.check_task_list(), progress), config.rescore_seeds,
+                progress, best_seed)
 
 
 PLOT_EVERY_S = 20.0  # fitness.png is redrawn at most this often (and after the last generation): a plot costs
@@ -221,25 +287,35 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
         population, log, start_gen = initial_population(config, pset), [], 0
         hof, pareto = HallOfFame(config.hall_of_fame_size), ParetoFront()
         baselines = None
+    racing = Racing.start(config, evaluator, state.get("race") if state else None)
     bar = tqdm(total=config.generations + 1, initial=start_gen, desc="evolve", unit="gen", disable=not progress)
+    best_seed = None
     try:
         if baselines is None:
             baselines = evaluate_baselines(evaluator, config.random_baseline_seeds, config.baseline_allocations)
         _generations(config, run_dir, evaluator, toolbox, population, hof, pareto, log, baselines, start_gen, bar,
-                     on_generation)
+                     on_generation, racing)
+        bar.close()
+        if config.rescore_seeds and hof.entries:
+            best_seed = choose_best_seed(config, evaluator, racing.race if racing else None,
+                                         racing.raced if racing else {}, baselines)
     finally:
         bar.close()
+        if racing is not None:
+            racing.race.close()
         evaluator.close()
-    rescored = []
+    rescored, evolution = [], None
     if config.rescore_seeds and hof.entries:
-        rescored = rescore_run(run_dir, config, hof, prepared, check, config.rescore_seeds, progress)
-    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored, roles)
+        rescored, evolution = rescore_run(run_dir, config, hof, prepared, check, config.rescore_seeds, progress,
+                                          best_seed)
+    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored, roles, evolution)
 
 
 def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, toolbox, population, hof: HallOfFame,
                  pareto: ParetoFront, log: list[dict], baselines: dict, start_gen: int, bar,
-                 on_generation: Callable[[int], None] | None) -> None:
-    """Generations ``start_gen`` to ``config.generations``; the run directory is rewritten after each."""
+                 on_generation: Callable[[int], None] | None, racing: Racing | None = None) -> None:
+    """Generations ``start_gen`` to ``config.generations``; the run directory is rewritten after each.  With
+    ``racing`` the generation's leaders are raced and only raced formulas enter the hall of fame."""
     plotted = -math.inf
     for generation in range(start_gen, config.generations + 1):
         t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
@@ -251,13 +327,19 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
         plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
         new_selections = len({p.selection for p in plans if evaluator.is_new(p)})
         fresh = evaluate_population(population, evaluator)
-        for ind, formula, result in fresh:
-            if result.valid and result.complete:  # lower ladder rungs never enter the hall of fame
-                entry = _entry(formula.text, result, generation, len(ind))
-                hof.offer(entry)
-                pareto.offer(entry)
+        if racing is not None:
+            offers = [(ind, _entry(f.text, result, generation, len(ind), raced))
+                      for ind, f, result, raced in racing.run(population, fresh)]
+        else:  # lower ladder rungs never enter the hall of fame
+            offers = [(ind, _entry(f.text, result, generation, len(ind))) for ind, f, result in fresh
+                      if result.valid and result.complete]
+        for _, entry in offers:
+            hof.offer(entry)
+            pareto.offer(entry)
         row = _log_row(generation, population, fresh, evaluator, time.perf_counter() - t0,
                        evaluator.stats.jobs - jobs0, new_selections, redrawn, rungs0)
+        row["raced"] = len(offers) if racing is not None else 0  # formulas raced this generation
+        row["hall_of_fame_best"] = hof.best.fitness if hof.best else None
         log.append(row)
         state = {
             "generation": generation, "population": [asdict(s) for s in snapshot(population)],
@@ -266,6 +348,8 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
             "cache": dict(sorted(evaluator.cache.items())), "log": log, "baselines": baselines,
             "evaluator": asdict(evaluator.stats),
         }
+        if racing is not None:
+            state["race"] = racing.to_json()
         plot = generation == config.generations or time.monotonic() - plotted >= PLOT_EVERY_S
         _write_outputs(run_dir, state, hof, pareto, config, plot)
         plotted = time.monotonic() if plot else plotted
@@ -287,9 +371,10 @@ def load_run(run_dir: str | Path) -> RunResult:
         hof = [Entry(**e) for e in state["hall_of_fame"]]
         pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()}).front
         rescored = [RescoredRow.from_json(r) for r in (state.get("rescored") or {}).get("rows", [])]
+        evolution = (state.get("rescored") or {}).get("evolution")
     except (TypeError, KeyError) as exc:
         raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: {exc}") from None
     if not hof:
         raise RunError(f"{run_dir} has no evaluated formulas yet")
     roles = saved.get("data") if isinstance(saved.get("data"), dict) else {}
-    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored, roles)
+    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored, roles, evolution)

@@ -26,8 +26,8 @@ from prunevo.errors import RunError
 from prunevo.utils import atomic_write_json, atomic_write_text
 
 CHECKPOINT_VERSION = 1
-LOG_FIELDS = ["generation", "evaluations", "jobs", "selections", "new_selections", "redrawn", "rungs", "best", "median",
-              "mean", "valid", "mean_size", "cache_hit_rate", "evals_per_second", "selections_per_second", "seconds",
+LOG_FIELDS = ["generation", "evaluations", "jobs", "selections", "new_selections", "redrawn", "rungs", "raced", "best",
+              "hall_of_fame_best", "median", "mean", "valid", "mean_size", "cache_hit_rate", "evals_per_second", "selections_per_second", "seconds",
               "best_formula"]
 
 

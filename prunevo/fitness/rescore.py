@@ -22,9 +22,7 @@ from prunevo.fitness.evaluator import Evaluator, FitnessResult, weighted_geometr
 from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.scoring import allocation_variants, own_allocation
 from prunevo.fitness.tasks import PreparedTask
-from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_baseline, as_criterion
-from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import top1
 from prunevo.utils import derive_seed, load_state
 
@@ -50,7 +48,8 @@ class Score:
 class RescoredRow:
     """One criterion under one allocation, re-scored.  ``kind``: ``formula`` (a hall-of-fame entry under the
     tasks' own allocation), ``baseline`` (a classic or Torch-Pruning criterion, or random, under any
-    allocation) or ``variant`` (a formula under another allocation than the tasks': where its gain comes from)."""
+    allocation), ``variant`` (a formula under another allocation than the tasks': where its gain comes from) or
+    ``seed`` (an evolution's best seed, a formula of its initial population, under the tasks' allocation)."""
 
     name: str
     kind: str
@@ -95,11 +94,7 @@ def holdout_tasks(prepared: list[PreparedTask], seeds: int) -> list[PreparedTask
 def replicate(held: PreparedTask, seed: int) -> PreparedTask:
     """A held-out task (see ``holdout_tasks``, one fine-tune seed) with its own calibration batch, drawn from
     ``seed``: a task of its own (its identity, so its cache keys and fine-tune seed, differ)."""
-    task = replace(held.task, seeds=1, calibration_seed=seed)
-    x, y = stratified_batch(held.data.train.x, held.data.train.targets, task.calibration_per_class, seed)
-    calibration = Calibration(held.calibration.model, held.groups, x, y, held.data.num_classes,
-                              consumers=task.prune.domino == "io", batch_size=held.calibration.batch_size)
-    return replace(held, task=task, calibration=calibration)
+    return held.redrawn(seed, seeds=1)
 
 
 def _scores(results: list[FitnessResult], tasks: list[str], weights: list[float], base: dict[str, float]) -> Score:
@@ -115,14 +110,15 @@ def _scores(results: list[FitnessResult], tasks: list[str], weights: list[float]
 
 def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTask] | None = None, *,
             seeds: int = 3, seed: int = 0, execution: Execution = SERIAL, baselines: bool = True,
-            allocations: tuple[str, ...] = (), variants_only: bool = False,
+            allocations: tuple[str, ...] = (), variants_only: bool = False, seed_formulas: list = (),
             progress: bool = False) -> list[RescoredRow]:
     """Rows for ``formulas`` (Formula objects or text), then every classic criterion, every Torch-Pruning
     importance and random, each measured on ``seeds`` replicates (see the module docstring) where ``execution``
     says (one backend serves every replicate); re-scoring never uses a fidelity ladder.  The baselines are also
     measured under each of ``allocations`` that changes the tasks' own; with ``variants_only`` the formulas are
-    measured under those allocations only (rows of kind ``variant``, no baselines).  ``progress`` shows a bar
-    over the replicates."""
+    measured under those allocations only (rows of kind ``variant``, no baselines).  ``seed_formulas`` get rows of
+    kind ``seed`` under the tasks' own allocation (the best seed of an evolution, to pair the winner with).
+    ``progress`` shows a bar over the replicates."""
     from tqdm.auto import tqdm
 
     fitness_tasks = holdout_tasks(prepared, 1)
@@ -130,6 +126,8 @@ def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTa
     own = own_allocation(fitness_tasks + check_tasks)
     kind = "variant" if variants_only else "formula"
     named = [(str(getattr(f, "text", f)), kind, as_criterion(f)) for f in formulas]
+    if not variants_only:
+        named += [(str(getattr(f, "text", f)), "seed", as_criterion(f)) for f in seed_formulas]
     with_baselines = baselines and not variants_only
     if with_baselines:
         named += [(name, "baseline", None) for name in BASELINE_NAMES]  # as each allocation runs it (as_baseline)
@@ -174,6 +172,16 @@ def best_rescored(rows: list[RescoredRow], kind: str) -> RescoredRow | None:
     (criterion, allocation) pair."""
     return max((r for r in rows if r.kind == kind and r.comparable and r.name != RANDOM),
                key=lambda r: r.fitness.mean, default=None)
+
+
+def evolution_gain(winner: RescoredRow | None, best_seed: RescoredRow | None):
+    """The search's own contribution: ``winner``'s held-out values minus ``best_seed``'s, paired by re-scoring
+    seed (a ``verdict.PairedDifference``), or None when either is missing or not comparable."""
+    from prunevo.verdict import paired_difference
+
+    if winner is None or best_seed is None or not (winner.comparable and best_seed.comparable):
+        return None
+    return paired_difference(winner.fitness.values, best_seed.fitness.values)
 
 
 def verdicts(rows: list[RescoredRow], winner: str) -> list[str]:

@@ -171,6 +171,17 @@ class PreparedTask:
     def weights_hash(self) -> str:
         return state_hash(self.base_state)
 
+    def redrawn(self, seed: int, seeds: int | None = None) -> "PreparedTask":
+        """The same task, data and base net with its own stratified calibration batch drawn from ``seed``: a
+        task of its own (its identity, so its cache keys, BatchNorm re-estimation batches and fine-tune seed,
+        differ); ``seeds`` replaces the number of fine-tune seeds when given.  Its statistics are computed on
+        first use."""
+        task = replace(self.task, calibration_seed=seed, **({} if seeds is None else {"seeds": seeds}))
+        x, y = stratified_batch(self.data.train.x, self.data.train.targets, task.calibration_per_class, seed)
+        calibration = Calibration(self.calibration.model, self.groups, x, y, self.data.num_classes,
+                                  consumers=task.prune.domino == "io", batch_size=self.calibration.batch_size)
+        return replace(self, task=task, calibration=calibration)
+
 
 def _unseen_val(task: Task, meta: dict) -> bool:
     """Whether the task's weights never trained on its validation split: prunevo trained them (``prunevo train``

@@ -395,7 +395,7 @@ def criteria_from(specs: list, seed: int = 0) -> list:
     out = []
     for spec in specs:
         if isinstance(spec, (str, Path)) and spec not in BASELINE_NAMES and Path(spec).is_dir():
-            best = load_run(spec).best.formula  # the best after re-scoring
+            best = load_run(spec).best.formula  # the winner: the best on validation
             out.append(FormulaCriterion(Formula(best.tree, name=f"best of {Path(spec).name}")))
         else:
             out.append(as_criterion(str(spec) if isinstance(spec, Path) else spec, seed))
