@@ -124,8 +124,9 @@ def test_evolution_with_a_ladder_keeps_partial_results_out_of_the_hall_of_fame(t
                              ladder_subset=100)
     run = evolve(config, tmp_path / "run", progress=False, prepared=prepared_tasks)
     full = Evaluator(prepared_tasks, seed=config.seed)
-    for entry in run.hall_of_fame:
-        assert full.evaluate([FormulaCriterion(entry.formula)])[0].fitness == entry.fitness
+    for entry in run.hall_of_fame:  # raced (the default): its first draw is the full measurement
+        assert full.evaluate([FormulaCriterion(entry.formula)])[0].fitness == pytest.approx(entry.draws[0], abs=1e-6)
+        assert len(entry.draws) == config.race_draws
     assert all(len(row["rungs"].split("/")) == 2 for row in run.log)
     assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0].count("rungs") == 1
 

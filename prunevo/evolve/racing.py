@@ -85,8 +85,7 @@ def race_leaders(population: list[Individual], fresh: list[tuple[Individual, For
     returned), the valid top-rung results of formulas not raced before, best first; formulas sharing a selection
     with a chosen one ride along (their draw 0 is the same; other draws mostly come from the cache).  Then every
     individual of a raced formula (``raced``: text -> Raced, updated) gets its raced fitness (``risk``: see
-    ``fitness.racing.raced_value``).  Returns what was
-    raced now: (individual, formula, draw-0 result, Raced)."""
+    ``fitness.racing.raced_value``).  Returns what was raced now: (individual, formula, draw-0 result, Raced)."""
     chosen: list[tuple[Individual, Formula, FitnessResult]] = []
     texts, selections = set(), set()
     for ind, formula, result in sorted(fresh, key=lambda t: -t[2].fitness):  # stable: ties keep population order
@@ -114,8 +113,10 @@ def choose_best_seed(config: EvolutionConfig, evaluator: Evaluator, race: Race |
                      baselines: dict[str, dict]) -> dict | None:
     """The best seed on validation data, chosen as the winner is (see the module docstring): a dict with its
     ``name``, ``kind`` (``seed``: a formula of the initial population; ``baseline``: a classic or Torch-Pruning
-    criterion), ``allocation``, ``draws`` (fitness per draw) and ``validation`` (their mean).  None when no seed
-    or baseline is valid on every task."""
+    criterion), ``allocation``, ``draws`` (fitness per draw), ``validation`` (the value it was chosen on, as the
+    winner's: ``fitness.racing.raced_value`` with the run's ``race_risk``), ``mean`` (the draws' mean) and
+    ``candidates`` (every seed it was chosen from: name, kind, allocation, draws).  None when no seed or
+    baseline is valid on every task."""
     own = own_allocation(evaluator.tasks)
     candidates = []
     if config.seed_classics:
