@@ -51,7 +51,8 @@ class RunResult:
     @property
     def best(self) -> Entry:
         """The run's winner: the hall of fame's first, chosen on validation data (with racing, on the mean over
-        the race's draws); re-scoring on held-out data reports on it and never picks it."""
+        the race's draws less ``race_risk`` standard deviations); re-scoring on held-out data reports on it and
+        never picks it."""
         return self.hall_of_fame[0]
 
     @property
@@ -327,13 +328,13 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
         plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
         new_selections = len({p.selection for p in plans if evaluator.is_new(p)})
         fresh = evaluate_population(population, evaluator)
-        if racing is not None:
-            offers = [(ind, _entry(f.text, result, generation, len(ind), raced))
+        if racing is not None:  # only raced formulas enter the hall of fame
+            offers = [_entry(f.text, result, generation, len(ind), raced)
                       for ind, f, result, raced in racing.run(population, fresh)]
         else:  # lower ladder rungs never enter the hall of fame
-            offers = [(ind, _entry(f.text, result, generation, len(ind))) for ind, f, result in fresh
+            offers = [_entry(f.text, result, generation, len(ind)) for ind, f, result in fresh
                       if result.valid and result.complete]
-        for _, entry in offers:
+        for entry in offers:
             hof.offer(entry)
             pareto.offer(entry)
         row = _log_row(generation, population, fresh, evaluator, time.perf_counter() - t0,
