@@ -115,8 +115,12 @@ def print_evolution_gain(run) -> None:
     where = f" ({seed['allocation']})" if seed.get("allocation") else ""
     name = seed["name"] if seed["kind"] == "baseline" else Formula.parse(seed["name"]).simplified.text
     draws = len(seed.get("draws") or [0])
-    sign = "" if not gain.significant else (" (the search beat its seeds)" if gain.mean > 0 else
-                                            " (the best seed is the better choice)")
+    if gain.n > 1 and gain.low == gain.high == 0.0:
+        sign = " (the same selection on every seed: the search added nothing)"
+    elif gain.significant:
+        sign = " (the search beat its seeds)" if gain.mean > 0 else " (the best seed is the better choice)"
+    else:
+        sign = " (not significant: the best seed is as good a choice)"
     print(f"evolution gain: winner vs the best seed {name}{where}, chosen on validation as the winner is "
           f"({draws} draw{'s' if draws != 1 else ''}): {gain.pp()} on held-out data{sign}")
     if curse:

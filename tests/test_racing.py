@@ -214,3 +214,26 @@ def _seeds(config):
     from prunevo.evolve.engine import seed_formulas
 
     return seed_formulas(False)[: config.population]
+
+
+@pytest.mark.parametrize("winner, seed, says", [
+    ([0.5, 0.6, 0.55], [0.3, 0.35, 0.32], "(the search beat its seeds)"),
+    ([0.5, 0.2, 0.55], [0.3, 0.35, 0.32], "(not significant: the best seed is as good a choice)"),
+    ([0.2, 0.25, 0.22], [0.5, 0.55, 0.52], "(the best seed is the better choice)"),
+    ([0.3, 0.35, 0.32], [0.3, 0.35, 0.32], "(the same selection on every seed: the search added nothing)"),
+])
+def test_the_gain_line_says_what_the_interval_means(capsys, winner, seed, says):
+    from types import SimpleNamespace
+
+    from prunevo.cli_report import print_evolution_gain
+    from prunevo.fitness.rescore import Score, evolution_gain
+
+    rows = [SimpleNamespace(comparable=True, fitness=Score(statistics.fmean(v), 0.0, v)) for v in (winner, seed)]
+    run = SimpleNamespace(evolution={"best_seed": {"name": "l1", "kind": "baseline", "allocation": "global",
+                                                   "draws": [0.4, 0.41, 0.39]}},
+                          evolution_gain=evolution_gain(*rows), winners_curse={"winner": 0.012}, rescored=rows)
+    print_evolution_gain(run)
+    out = capsys.readouterr().out
+    assert out.startswith("evolution gain: winner vs the best seed l1 (global), chosen on validation as the winner "
+                          "is (3 draws): ") and says in out
+    assert "winner's curse (validation fitness - held-out fitness): winner +1.2 pp" in out
