@@ -46,7 +46,7 @@ def describe(run_dir: Path) -> list[str]:
            f"generation {last}; distinct new selections per generation: "
            f"{' '.join(str(r['new_selections']) for r in run.log)}"]
     seed, gain, curse = (run.evolution or {}).get("best_seed"), run.evolution_gain, run.winners_curse or {}
-    won = next((r for r in run.rescored if r.kind == "formula" and r.name == run.best.text), None)
+    won = run.winner_rescored
     mean = statistics.fmean(run.best.draws) if run.best.draws else run.best.fitness
     out.append(f"    winner    {Formula.parse(run.best.text).simplified.text}: validation {mean:.4f} "
                f"(selected on {run.best.fitness:.4f}), held-out {won.fitness.text() if won else 'not re-scored'}")

@@ -86,7 +86,7 @@ def print_rescored(run) -> None:
         where = f" ({r.allocation})" if r.allocation else ""
         print(f"  {mark} {cell}  {name}{where}{note}")
     winner, classic = run.best, run.best_rescored_classic
-    won = next(r for r in rows if r.kind == "formula" and r.name == winner.text)
+    won = run.winner_rescored
     random = next((r for r in rows if r.name == RANDOM and r.allocation == won.allocation), None)
     parts = [f"winner (the best on validation): {winner.formula.simplified.text} {won.fitness.text()}"]
     if classic is not None:

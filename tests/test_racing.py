@@ -13,7 +13,7 @@ from prunevo.errors import PrunevoError
 from prunevo.evolve.config import EvolutionConfig
 from prunevo.evolve.engine import mutate
 from prunevo.evolve.individuals import build_pset, gen_grow, to_deap
-from prunevo.evolve.racing import Raced, choose_best_seed, race_leaders
+from prunevo.evolve.racing import Raced, Racing, choose_best_seed, race_leaders
 from prunevo.evolve.run import evolve, load_run
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.racing import Race, draw_seed, raced_value
@@ -197,9 +197,9 @@ def test_the_best_seed_is_chosen_on_validation_by_the_winners_rule(one_shot):
         from prunevo.evolve.run import evaluate_baselines
 
         baselines = evaluate_baselines(evaluator, 1, ("global",))
-        unraced = choose_best_seed(replace(config, race=0), evaluator, None, {}, baselines)
+        unraced = choose_best_seed(replace(config, race=0), evaluator, None, baselines)
         race = Race(one_shot, 2, seed=config.seed, backend=evaluator.backend)
-        raced = choose_best_seed(config, evaluator, race, {}, baselines)
+        raced = choose_best_seed(config, evaluator, Racing(race, config.race, risk=config.race_risk), baselines)
     # without racing: the best single draw of every seed and every (baseline, allocation) pair
     singles = [r.fitness for r in evaluator.evaluate([FormulaCriterion(f) for f in _seeds(config)], full=True)
                if r.valid] + [b["fitness"] for b in baselines.values() if b["fitness"] is not None

@@ -62,6 +62,10 @@ class Racing:
         """``race_leaders`` on this race."""
         return race_leaders(population, fresh, self.race, self.raced, self.leaders, self.risk)
 
+    def close(self) -> None:
+        """Release what the race's evaluators hold (the shared backend stays open)."""
+        self.race.close()
+
     def to_json(self) -> dict:
         """What checkpoints keep: the raced formulas and each draw's fitness cache."""
         return {"raced": {t: asdict(r) for t, r in sorted(self.raced.items())}, "caches": self.race.caches}
@@ -109,7 +113,7 @@ def race_leaders(population: list[Individual], fresh: list[tuple[Individual, For
     return out
 
 
-def choose_best_seed(config: EvolutionConfig, evaluator: Evaluator, race: Race | None, raced: dict[str, Raced],
+def choose_best_seed(config: EvolutionConfig, evaluator: Evaluator, racing: Racing | None,
                      baselines: dict[str, dict]) -> dict | None:
     """The best seed on validation data, chosen as the winner is (see the module docstring): a dict with its
     ``name``, ``kind`` (``seed``: a formula of the initial population; ``baseline``: a classic or Torch-Pruning
@@ -117,6 +121,7 @@ def choose_best_seed(config: EvolutionConfig, evaluator: Evaluator, race: Race |
     winner's: ``fitness.racing.raced_value`` with the run's ``race_risk``), ``mean`` (the draws' mean) and
     ``candidates`` (every seed it was chosen from: name, kind, allocation, draws).  None when no seed or
     baseline is valid on every task."""
+    race, raced = (racing.race, racing.raced) if racing is not None else (None, {})
     own = own_allocation(evaluator.tasks)
     candidates = []
     if config.seed_classics:

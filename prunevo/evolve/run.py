@@ -66,18 +66,22 @@ class RunResult:
                      and (kind == "seed" or r.allocation == seed["allocation"])), None)
 
     @property
+    def winner_rescored(self) -> RescoredRow | None:
+        """The re-scoring of the winner; None when the run was not re-scored."""
+        return next((r for r in self.rescored if r.kind == "formula" and r.name == self.best.text), None)
+
+    @property
     def evolution_gain(self):
         """The search's own contribution: the winner minus the best seed on held-out data, paired by re-scoring
         seed (a ``verdict.PairedDifference`` of relative accuracy), or None when not measured."""
-        won = next((r for r in self.rescored if r.kind == "formula" and r.name == self.best.text), None)
-        return evolution_gain(won, self.best_seed)
+        return evolution_gain(self.winner_rescored, self.best_seed)
 
     @property
     def winners_curse(self) -> dict[str, float] | None:
         """What selection on validation data promised and held-out data paid: per chosen formula (``winner``,
         ``best seed``), its mean validation fitness (over its race draws) minus its mean held-out fitness; None
         when not re-scored."""
-        won = next((r for r in self.rescored if r.kind == "formula" and r.name == self.best.text), None)
+        won = self.winner_rescored
         if won is None or won.fitness.mean is None:
             return None
         # the draws' mean, not the raced value a risk penalty lowers: what validation measured
@@ -164,11 +168,10 @@ def rescore_saved(run_dir: Path, config: EvolutionConfig, progress: bool = False
                           cache=state.get("cache"))
     racing = Racing.start(config, evaluator, state.get("race"))
     try:
-        best_seed = choose_best_seed(config, evaluator, racing.race if racing else None,
-                                     racing.raced if racing else {}, state["baselines"])
+        best_seed = choose_best_seed(config, evaluator, racing, state["baselines"])
     finally:
         if racing is not None:
-            racing.race.close()
+            racing.close()
         evaluator.close()
     rescore_run(run_dir, config, hof, prepared, config.prepare(config.check_task_list(), progress), config.rescore_seeds,
                 progress, best_seed)
@@ -298,12 +301,11 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
                      on_generation, racing)
         bar.close()
         if config.rescore_seeds and hof.entries:
-            best_seed = choose_best_seed(config, evaluator, racing.race if racing else None,
-                                         racing.raced if racing else {}, baselines)
+            best_seed = choose_best_seed(config, evaluator, racing, baselines)
     finally:
         bar.close()
         if racing is not None:
-            racing.race.close()
+            racing.close()
         evaluator.close()
     rescored, evolution = [], None
     if config.rescore_seeds and hof.entries:

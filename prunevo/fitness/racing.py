@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 
+from prunevo.errors import PrunevoError
 from prunevo.fitness.backends import Backend
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.execution import SERIAL, Execution
@@ -39,8 +40,6 @@ class Race:
 
     def __init__(self, prepared: list[PreparedTask], draws: int, *, execution: Execution = SERIAL, seed: int = 0,
                  backend: Backend | None = None, caches: list[dict[str, float]] | None = None):
-        from prunevo.errors import PrunevoError
-
         if draws < 2:
             raise PrunevoError(f"{{param:race_draws}} must be at least 2, got {draws}")
         self.draws = draws
