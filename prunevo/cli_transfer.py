@@ -29,8 +29,11 @@ ALLOCATION_HELP = ("uniform = the same share of every group; global = one rankin
                    "configuration with the best BatchNorm-recalibrated validation accuracy (Li et al. 2022)")
 
 MODEL_HELP = ("torchvision classification model (resnet18, resnet50, vgg11_bn, mobilenet_v2, densenet121, "
-              "efficientnet_b0...), a small net (" + ", ".join(sorted(SMALL_NET_NAMES)) + "), module:function or "
-              "path/to/models.py:function (a function returning an nn.Module), or a whole-model .pt file")
+              "efficientnet_b0...), a small net (" + ", ".join(sorted(SMALL_NET_NAMES)) + "), timm:NAME (a timm "
+              "architecture, e.g. timm:resnet50d, timm:efficientnet_b0; needs pip install 'prunevo[timm]'; no "
+              "weights are downloaded), module:function or path/to/models.py:function (a function returning an "
+              "nn.Module), or a whole-model .pt file (torch.save(model), float16/bfloat16 too; 'prunevo apply' "
+              "output's pruned_model.pt or pruned_weights.pt)")
 DATASET_HELP = ("digits (embedded), mnist, fashion-mnist, cifar10, cifar100, svhn (from --data-root), "
                 "imagefolder:PATH (PATH/train, and PATH/val or a held-out tenth of train), or fakedata (random "
                 "images, for smoke tests)")

@@ -168,7 +168,8 @@ def test_vary_is_deaps_var_and_on_the_selected_after_the_elites(monkeypatch):
     assert max(ind.height for ind in ours) <= config.max_height
 
 
-@pytest.mark.parametrize("progress, bar", [(False, False), (True, None)])  # --no-progress: never; else on a terminal
+# --no-progress: never; else a bar on a terminal, plain lines in a log (prunevo.progress)
+@pytest.mark.parametrize("progress, bar", [(False, False), (True, True)])
 def test_no_progress_reaches_base_net_pretraining(tmp_path, monkeypatch, progress, bar):
     import prunevo.fitness.pretrain as pretrain
 

@@ -12,9 +12,9 @@ import prunevo
 
 ROOT = Path(prunevo.__file__).parent
 # lower layers never import higher ones
-LAYERS = {"errors": 0, "utils": 0, "verdict": 0, "configs": 0, "zoo": 1, "training": 2, "primitives": 2, "pruning": 3,
-          "fitness": 4, "evolve": 5, "transfer": 6, "cli_options": 7, "cli_report": 7, "cli_transfer": 7, "cli": 7,
-          "__init__": 8}
+LAYERS = {"errors": 0, "utils": 0, "verdict": 0, "configs": 0, "progress": 0, "zoo": 1, "training": 2, "primitives": 2,
+          "pruning": 3, "fitness": 4, "evolve": 5, "transfer": 6, "cli_options": 7, "cli_report": 7, "cli_transfer": 7,
+          "cli": 7, "__init__": 8}
 
 
 def _module_name(path: Path) -> str:

@@ -391,11 +391,18 @@ class _TrainingOnlyBranch(torch.nn.Module):
         return logits
 
 
-def test_a_branch_that_only_runs_in_training_is_caught_by_the_train_mode_check(tmp_path, monkeypatch, capsys):
-    err = _refused(tmp_path, monkeypatch, capsys, "branchy",
-                   "from tests.test_model_kinds import _TrainingOnlyBranch as build\n", "branchy:build",
-                   "--target-macs", "0.6")
-    assert "in train mode, running the pruned version of the model failed in layer 'aux'" in err, err
+def test_a_branch_that_only_runs_in_training_is_caught_by_the_train_mode_check(tmp_path, monkeypatch, capsys, caplog):
+    """The graph is traced in eval mode, so it misses the branch; trying the groups in training mode too
+    (``pruning.prunable``) leaves the group the branch reads whole, and says so, instead of failing."""
+    (tmp_path / "branchy.py").write_text("from tests.test_model_kinds import _TrainingOnlyBranch as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["apply", "--formula", "l1", "--model", "branchy:build", "--dataset", "digits", "--epochs", "0",
+            "--no-latency", "--no-progress", "--target-macs", "0.8", "-o", str(tmp_path / "out")]
+    assert main(args) == 0, capsys.readouterr().err
+    notes = [r.getMessage() for r in caplog.records if "left whole" in r.getMessage()]
+    assert len(notes) == 1 and "layer 'c1' (16 channels)" in notes[0], notes
+    pruned = torch.load(tmp_path / "out" / "pruned_model.pt", weights_only=False)
+    assert pruned.c1.out_channels == 16 and pruned.c2.out_channels < 24
 
 
 @pytest.mark.parametrize("function", ["Grouped", "TinyResNeXt"])

@@ -9,8 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
-
 from prunevo.errors import RunError
 from prunevo.evolve import rundir
 from prunevo.configs import flatten
@@ -27,6 +25,7 @@ from prunevo.fitness.rescore import RescoredRow, best_rescored, evolution_gain, 
 from prunevo.fitness.scoring import (ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with,
                                     variant_baselines)
 from prunevo.fitness.tasks import PreparedTask
+from prunevo.progress import progress_bar
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.utils import atomic_write_json
 
@@ -292,7 +291,7 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
         hof, pareto = HallOfFame(config.hall_of_fame_size), ParetoFront()
         baselines = None
     racing = Racing.start(config, evaluator, state.get("race") if state else None)
-    bar = tqdm(total=config.generations + 1, initial=start_gen, desc="evolve", unit="gen", disable=not progress)
+    bar = progress_bar(config.generations + 1, "evolve", "gen", progress, initial=start_gen)
     best_seed = None
     try:
         if baselines is None:

@@ -49,11 +49,12 @@ class FitnessConfig:
 
     def prepare(self, tasks: list | None = None, progress: bool = True) -> list:
         """``tasks`` (default: ``task_list()``) as ``PreparedTask`` with their base nets, trained now if not
-        cached; ``progress``: a pretraining bar on a terminal.  Raises DataError when data is missing."""
+        cached; ``progress``: a pretraining bar on a terminal, plain lines in a log.  Raises DataError when data
+        is missing."""
         from prunevo.fitness.tasks import prepare_task  # the data and training stack, only when preparing
 
         cache = Path(self.cache_dir) if self.cache_dir else None
-        return [prepare_task(t, self.data_root, cache_dir=cache, progress=None if progress else False)
+        return [prepare_task(t, self.data_root, cache_dir=cache, progress=progress)
                 for t in (self.task_list() if tasks is None else tasks)]
 
     @property

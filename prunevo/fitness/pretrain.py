@@ -55,7 +55,8 @@ def recipe_hash(model: str, data: TaskData, recipe: PretrainRecipe, **extra) -> 
 def pretrained(model_name: str, data: TaskData, recipe: PretrainRecipe, cache_dir: Path | None = None,
                threads: int | None = None, progress: bool | None = None, stem: str = "auto") -> nn.Module:
     """The base net for (model, dataset, recipe): from the cache, or trained now and cached atomically, with a
-    progress bar (``progress`` None: on a terminal only, so runs logged to a file get none; False: never)."""
+    progress bar (``progress`` True or None: a bar on a terminal, a plain line at most every 30 s in a log;
+    False: nothing)."""
     cache_dir = Path(cache_dir or default_cache_dir())
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(data.name).name}-{Path(model_name).name}")[-60:]
     extra = {} if stem == "auto" else {"stem": stem}  # nets cached before the option keep their name

@@ -22,6 +22,7 @@ from prunevo.fitness.evaluator import Evaluator, FitnessResult, weighted_geometr
 from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.scoring import allocation_variants, own_allocation
 from prunevo.fitness.tasks import PreparedTask
+from prunevo.progress import track
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, RandomCriterion, as_baseline, as_criterion
 from prunevo.training import top1
 from prunevo.utils import derive_seed, load_state
@@ -118,9 +119,7 @@ def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTa
     measured under each of ``allocations`` that changes the tasks' own; with ``variants_only`` the formulas are
     measured under those allocations only (rows of kind ``variant``, no baselines).  ``seed_formulas`` get rows of
     kind ``seed`` under the tasks' own allocation (the best seed of an evolution, to pair the winner with).
-    ``progress`` shows a bar over the replicates."""
-    from tqdm.auto import tqdm
-
+    ``progress`` shows a bar over the replicates (plain lines in a log: ``prunevo.progress``)."""
     fitness_tasks = holdout_tasks(prepared, 1)
     check_tasks = holdout_tasks(check or [], 1)
     own = own_allocation(fitness_tasks + check_tasks)
@@ -134,7 +133,7 @@ def rescore(formulas: list, prepared: list[PreparedTask], check: list[PreparedTa
     backend = Backend(execution.backend, execution.n_jobs, execution.address)
     measured: dict[str, list[tuple[str, str, list[FitnessResult]]]] = {}  # allocation -> rows' results by seed
     try:
-        for i in tqdm(range(seeds), desc="re-score", unit="seed", disable=not progress):
+        for i in track(range(seeds), "re-score", "seed", progress):
             replicate_seed = derive_seed(seed, "rescore", i)
             tasks = [replicate(t, derive_seed(replicate_seed, t.task.identity())) for t in fitness_tasks + check_tasks]
             variants = allocation_variants(tasks, allocations)

@@ -18,7 +18,9 @@ from prunevo.fitness.pretrain import PretrainRecipe, build_for, from_checkpoint,
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.calibration import Calibration, feature_bytes
-from prunevo.pruning.groups import ChannelGroup, find_groups
+from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.prunable import prunable_groups
+from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import FitConfig, top1
@@ -224,7 +226,7 @@ def resolve_checkpoint(task: Task) -> tuple[Task, dict]:
 def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cache_dir: Path | None = None,
                  data: TaskData | None = None, progress: bool | None = None) -> PreparedTask:
     """``task`` with its data, base net (the task's checkpoint, or trained now if not cached; ``progress``: its
-    bar, None = on a terminal only), parameter groups and calibration statistics.  Raises DataError or
+    bar, or plain lines in a log; False: none), parameter groups and calibration statistics.  Raises DataError or
     ModelError."""
     task, meta = resolve_checkpoint(task)
     data = data or load_task_data(task.model, task.dataset, task.image_size, task.val_samples, data_root, cache_dir,
@@ -237,8 +239,9 @@ def prepare_task(task: Task, data_root: str | os.PathLike | None = None, *, cach
         model = build_for(task.model, data.input_shape, data.num_classes, task.stem).eval()
     else:
         model = pretrained(task.model, data, task.pretrain, cache_dir, progress=progress, stem=task.stem)
+    fold_reparametrizations(model)  # weight/spectral normalization: after the checkpoint is loaded
     example = data.train.x[:1]
-    groups = find_groups(model, example)
+    groups, _ = prunable_groups(model, example)
     x, y = stratified_batch(data.train.x, data.train.targets, task.calibration_per_class, task.calibration_seed)
     chunk = STREAM_CHUNK if feature_bytes(model, groups, example) * len(x) > FEATURE_MEMORY else None
     calibration = Calibration(model, groups, x, y, data.num_classes, consumers=task.prune.domino == "io",

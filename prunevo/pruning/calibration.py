@@ -40,10 +40,12 @@ class Calibration:
     ``batch_size``: stream the batch through the network in chunks of this many images and reduce feature
     maps and gradients as they go (memory bounded by one chunk, see ``streamed``); None keeps the whole
     batch's feature maps, which evolution's small tasks reuse across thousands of formulas.
+    ``progress``: a streamed pass shows its chunks (``prunevo.progress``: a bar, or plain lines in a log).
     """
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
-                 num_classes: int, consumers: bool = False, device: str = "cpu", batch_size: int | None = None):
+                 num_classes: int, consumers: bool = False, device: str = "cpu", batch_size: int | None = None,
+                 progress: bool = False):
         self.model = model
         self.groups = groups
         self.x = x
@@ -52,6 +54,7 @@ class Calibration:
         self.consumers = consumers
         self.device = device
         self.batch_size = batch_size
+        self.progress = progress
         self._memo: dict[Any, Any] = {}
         self._reductions = Reductions()
 
@@ -87,7 +90,8 @@ class Calibration:
         todo = [n for n in nodes if n not in self._reductions.nodes]
         if todo:
             with self.on_device() as (model, x, y):
-                new = stream_reductions(model, self.groups, x, y, self.num_classes, todo, self.batch_size)
+                new = stream_reductions(model, self.groups, x, y, self.num_classes, todo, self.batch_size,
+                                        progress=self.progress)
             self._reductions.values.update(new.values)
             self._reductions.nodes.update(todo)
             if any(reads_gradients(n) for n in todo):

@@ -1,11 +1,12 @@
 """Model cost: parameters and MACs counted by Torch-Pruning, and a fast MACs estimate under keep-masks.
 
-The estimate counts convolutions and linear layers only (where nearly all MACs are) from the channel
+The estimate counts convolutions (1-d, 2-d, transposed) and linear layers only (where nearly all MACs are) from the channel
 counts a selection leaves; it lets a MACs target be searched without pruning a copy at every step.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -24,12 +25,14 @@ class ModelCost:
     macs: int
 
 
-def measure_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
-    """Parameters and multiply-accumulates of one forward pass on ``example_input`` (batch 1)."""
+def measure_cost(model: nn.Module, example_input: torch.Tensor, doing: str = "counting the MACs of") -> ModelCost:
+    """Parameters and multiply-accumulates of one forward pass on ``example_input`` (batch 1).  ``doing``: what a
+    failure of that pass is reported as (``naming_failures``): a pruned copy that cannot run is reported as
+    running the pruned version, not as counting."""
     was_training = model.training
     model.eval()
     try:
-        with naming_failures(model, "counting the MACs of"):
+        with naming_failures(model, doing):
             macs, params = tp.utils.count_ops_and_params(model, example_input[:1])
     finally:
         model.train(was_training)
@@ -80,16 +83,21 @@ class MacsEstimator:
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_input: torch.Tensor):
         self.groups = groups
-        spatial: dict[str, int] = {}
-        layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-        probe(model, example_input, layers, lambda n, i, o: spatial.__setitem__(n, o[0, 0].numel()))
+        positions: dict[str, int] = {}  # output positions per sample (input positions for a transposed conv)
+
+        def count(name, inputs, output):
+            transposed = getattr(layers[name], "transposed", False)
+            positions[name] = (inputs[0] if transposed else output)[0, 0].numel()
+
+        layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))}
+        probe(model, example_input, layers, count)
         self.layers = []
         for name, m in model.named_modules():
-            if name not in spatial:
+            if name not in positions:
                 continue
-            if isinstance(m, nn.Conv2d):
-                kk = m.kernel_size[0] * m.kernel_size[1]
-                self.layers.append(_Layer(name, m.out_channels, m.in_channels, m.groups, kk * spatial[name]))
+            if isinstance(m, nn.modules.conv._ConvNd):
+                kk = math.prod(m.kernel_size)
+                self.layers.append(_Layer(name, m.out_channels, m.in_channels, m.groups, kk * positions[name]))
             else:
                 self.layers.append(_Layer(name, m.out_features, m.in_features, 1, 1))
         self.full = self.estimate(None)

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.groups import CONV_TYPES, PRODUCER_TYPES, ChannelGroup
 from prunevo.pruning.physical import prune_model
 from prunevo.utils import load_state
 
@@ -35,13 +35,13 @@ def signature(keep: list[torch.Tensor]) -> tuple[int, ...]:
 
 def _dims(module: nn.Module, kind: str) -> list[tuple[str, int]]:
     """(tensor name, dimension) that a group's channels index in ``module`` for a touch of this kind."""
-    if kind == "out" and isinstance(module, (nn.Conv2d, nn.Linear)):
+    if kind == "out" and isinstance(module, PRODUCER_TYPES):
         return [("weight", 0), ("bias", 0)]
     if kind == "out" and isinstance(module, _BN):
         return [(name, 0) for name in _OUT_TENSORS]
     if kind == "in" and isinstance(module, nn.Linear):
         return [("weight", 1)]
-    if kind == "in" and isinstance(module, nn.Conv2d):
+    if kind == "in" and isinstance(module, CONV_TYPES):
         return [] if module.groups > 1 else [("weight", 1)]  # depthwise: pruned through its output channels
     if kind == "in" and isinstance(module, _BN):
         return []  # Torch-Pruning's BN handler is the same for in and out: counted once as "out"

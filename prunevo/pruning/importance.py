@@ -12,7 +12,7 @@ from torch import nn
 
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import Criterion, as_criterion, score_groups
-from prunevo.pruning.groups import find_groups
+from prunevo.pruning.prunable import prunable_groups
 
 
 class FormulaImportance(tp.importance.Importance):
@@ -22,7 +22,7 @@ class FormulaImportance(tp.importance.Importance):
                  reduction: str = "mean", domino: str = "o", ignored_layers: list[nn.Module] | None = None,
                  calibration_batch: int | None = 32):
         self.criterion: Criterion = as_criterion(criterion)
-        groups = find_groups(model, x[:1], ignored_layers)
+        groups, _ = prunable_groups(model, x[:1], ignored_layers)
         calibration = Calibration(model, groups, x, y, num_classes, domino == "io", batch_size=calibration_batch)
         scores = score_groups(self.criterion, calibration, reduction)
         modules = dict(model.named_modules())

@@ -1,9 +1,10 @@
 """Layer pruning (LayerPrune, Elkerdawy et al. 2020): remove whole residual blocks or plain conv layers.
 
 A *unit* is something that can be replaced by the identity without changing any shape:
-- a residual block with an identity shortcut (torchvision ResNet ``BasicBlock``/``Bottleneck`` without
-  ``downsample``, MobileNetV2/EfficientNet blocks with ``use_res_connect``, ConvNeXt ``CNBlock``, the
-  zoo's ``BasicBlock`` without a projection): the block then passes its input through;
+- a residual block with an identity shortcut, recognised by what it computes (its output is its input
+  added to something, possibly behind an activation: torchvision's and timm's ResNet, MobileNet,
+  EfficientNet and ConvNeXt blocks without a projection, a user's own): the block then passes its input
+  through;
 - a plain ``Conv2d`` inside an ``nn.Sequential`` whose output has its input's shape (same channels,
   stride 1, 'same' padding, not grouped), together with the BatchNorm and activation that follow it.
 
@@ -24,15 +25,48 @@ UNIT_REDUCTIONS = ("mean", "median", "max", "sum")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish)
 
 
-def _residual(module: nn.Module) -> bool:
-    """Whether ``module`` is a residual block whose shortcut is the identity."""
-    kind = type(module).__name__
-    if kind in ("BasicBlock", "Bottleneck"):
-        shortcut = getattr(module, "shortcut", None)
-        return getattr(module, "downsample", None) is None and (shortcut is None or len(shortcut) == 0)
-    if kind in ("InvertedResidual", "MBConv", "FusedMBConv"):
-        return bool(getattr(module, "use_res_connect", False))
-    return kind == "CNBlock"
+# autograd nodes that may follow a block's shortcut add without changing what the shortcut is (the final
+# activation of a ResNet block, an in-place add's copy)
+_AFTER_ADD = ("Relu", "Relu6", "Silu", "Hardswish", "Gelu", "LeakyRelu", "Elu", "Mish", "Clone", "Hardtanh")
+
+
+def _identity_shortcut(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``block`` adds its input, unchanged, to what it computes: ``act(f(x) + x)`` or ``f(x) + x``.
+
+    Read from the autograd graph of one call on ``x`` (the input the block received in the model), so any
+    class -- torchvision's ``BasicBlock``/``InvertedResidual``/``CNBlock``, timm's blocks with ``has_skip``,
+    a user's own -- is recognised by what it computes, not by its attributes."""
+    leaf = x.detach().clone().requires_grad_(True)
+    start = leaf.clone()  # a node of its own: an in-place add on the input still shows as an edge to it
+    was_training = block.training
+    block.eval()
+    try:
+        with torch.enable_grad():
+            out = block(start)
+    except Exception:  # noqa: BLE001  a block that needs more than one tensor is no unit
+        return False
+    finally:
+        block.train(was_training)
+    node = getattr(out, "grad_fn", None)
+    for _ in range(4):  # the add, possibly behind an activation
+        if node is None:
+            return False
+        name = type(node).__name__
+        if name.startswith("AddBackward"):
+            return any(f is start.grad_fn or f is leaf.grad_fn or (f is not None and _is_leaf_edge(f, leaf))
+                       for f, _ in node.next_functions)
+        if not name.startswith(_AFTER_ADD) or not node.next_functions:
+            return False
+        node = node.next_functions[0][0]
+    return False
+
+
+def _is_leaf_edge(node, leaf: torch.Tensor) -> bool:
+    """``node`` is the input itself: its CloneBackward (``start``) or the leaf's AccumulateGrad."""
+    if getattr(node, "variable", None) is leaf:
+        return True
+    return type(node).__name__.startswith("CloneBackward") and any(
+        getattr(f, "variable", None) is leaf for f, _ in node.next_functions if f is not None)
 
 
 @dataclass(frozen=True)
@@ -43,16 +77,20 @@ class Unit:
     layers: tuple[str, ...]  # the convolutions whose filter scores rate the unit
 
 
-def _shapes(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[tuple, tuple]]:
-    """(input shape, output shape) of every module that maps one tensor to one tensor."""
+def _shapes(model: nn.Module, example_input: torch.Tensor) -> tuple[dict[str, tuple[tuple, tuple]],
+                                                                     dict[str, torch.Tensor]]:
+    """(input shape, output shape) of every module that maps one tensor to one tensor, and that input."""
     shapes: dict[str, tuple[tuple, tuple]] = {}
+    inputs_of: dict[str, torch.Tensor] = {}
 
     def record(name, inputs, output):
-        if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
+        if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
             shapes[name] = (tuple(inputs[0].shape), tuple(output.shape))
+            if shapes[name][0] == shapes[name][1]:
+                inputs_of[name] = inputs[0].detach()
 
     probe(model, example_input, {n: m for n, m in model.named_modules() if n}, record)
-    return shapes
+    return shapes, inputs_of
 
 
 def _convs_in(module: nn.Module, prefix: str) -> tuple[str, ...]:
@@ -61,11 +99,13 @@ def _convs_in(module: nn.Module, prefix: str) -> tuple[str, ...]:
 
 def removable_units(model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
     """Every unit of ``model`` that can become the identity, in module order."""
-    shapes = _shapes(model, example_input)
+    shapes, inputs_of = _shapes(model, example_input)
     units: list[Unit] = []
     blocks: list[str] = []
     for name, module in model.named_modules():
-        if name and _residual(module) and name in shapes and shapes[name][0] == shapes[name][1]:
+        if any(name.startswith(b + ".") for b in blocks):
+            continue  # inside a block already found: its parts are not units of their own
+        if name in inputs_of and _convs_in(module, name) and _identity_shortcut(module, inputs_of[name]):
             convs = _convs_in(module, name)
             if convs:
                 units.append(Unit(name, "block", (name,), convs))

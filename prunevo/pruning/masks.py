@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunevo.pruning.groups import ChannelGroup
+from prunevo.pruning.groups import CONV_TYPES, PRODUCER_TYPES, ChannelGroup
 
 
 class MaskSet:
@@ -25,12 +25,12 @@ class MaskSet:
             for name, kind, pairs in group.touches:
                 idx = torch.tensor(sorted({i for i, r in pairs if r in removed_root}), dtype=torch.long)
                 module = modules[name]
-                if kind == "out" and isinstance(module, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+                if kind == "out" and isinstance(module, (*PRODUCER_TYPES, nn.modules.batchnorm._BatchNorm)):
                     self.zeroed.append((name, "weight", idx, 0))
                     if getattr(module, "bias", None) is not None:
                         self.zeroed.append((name, "bias", idx, 0))
-                elif kind == "in" and isinstance(module, (nn.Conv2d, nn.Linear)):
-                    if isinstance(module, nn.Conv2d) and module.groups > 1:
+                elif kind == "in" and isinstance(module, PRODUCER_TYPES):
+                    if isinstance(module, CONV_TYPES) and module.groups > 1:
                         continue  # depthwise: its input channel is its output channel, masked as "out"
                     self.zeroed.append((name, "weight", idx, 1))
 

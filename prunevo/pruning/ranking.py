@@ -6,6 +6,7 @@ or across all groups (``ranking="global"``, with a per-layer cap; Torch-Pruning'
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -64,21 +65,21 @@ def max_removed(size: int, max_layer_ratio: float) -> int:
 
 
 def layerwise_counts(sizes: list[int], ratio: float, max_layer_ratio: float = 1.0) -> list[int]:
-    """Channels to remove per group: ``ratio`` of each, apportioned by largest remainder, at most
+    """Channels to remove per group: ``ratio`` of each, rounded to the nearest channel, at most
     ``max_layer_ratio`` of a group (and never all of it).
 
-    Every group loses floor(ratio * size); the channels still owed to reach round(ratio * total) go one
-    each to the groups with the largest fractional remainders, so the total moves one channel at a time
-    as the ratio grows (fine enough to meet a MACs target) while each group stays within one channel of
-    the uniform ratio.
+    Group g loses its k-th channel once the ratio passes (k - 1/2) / n_g (Webster's rounding of
+    ratio * n_g), nudged by g * 1e-6 (far above the MACs search's 2^-30 steps) so that no two groups step
+    at the same ratio.  So each group stays within half a channel of the uniform ratio, no group ever keeps
+    more channels at a higher ratio (largest-remainder apportionment can give a group back a channel as the
+    total grows: the Alabama paradox, which made a MACs target unreachable between two ratios), and the
+    total moves one channel at a time, fine enough to meet a MACs target.
     """
-    exact = [ratio * n for n in sizes]
-    counts = [int(e) for e in exact]
-    owed = round(ratio * sum(sizes)) - sum(counts)
-    by_remainder = sorted(range(len(sizes)), key=lambda g: (-(exact[g] - counts[g]), g))
-    for g in by_remainder[:max(0, owed)]:
-        counts[g] += 1
-    return [min(c, max_removed(n, max_layer_ratio)) for c, n in zip(counts, sizes)]
+    counts = []
+    for g, n in enumerate(sizes):
+        removed = math.ceil((ratio - g * 1e-6) * n + 0.5) - 1  # the k with (k - 1/2) / n + g * 1e-6 < ratio
+        counts.append(min(max(0, removed), n, max_removed(n, max_layer_ratio)))
+    return counts
 
 
 def select(scores: list[torch.Tensor], spec: PruneSpec) -> list[torch.Tensor]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from prunevo.progress import track
 from prunevo.primitives.accumulators import Accumulator, evaluate_maps, reads_gradients
 from prunevo.primitives.tree import Node
 from prunevo.pruning.groups import ChannelGroup, Member
@@ -50,9 +51,10 @@ def _called_more_than_once(model: nn.Module, hooked: dict[str, nn.Module], x: to
 
 
 def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
-                      num_classes: int, nodes: list[Node], batch_size: int) -> Reductions:
+                      num_classes: int, nodes: list[Node], batch_size: int, progress: bool = False) -> Reductions:
     """Accumulate ``nodes`` (boundary nodes, each with one feature-map argument) over ``x`` in chunks of
-    ``batch_size`` images; one forward pass per chunk, plus a backward pass when a node reads ``G``."""
+    ``batch_size`` images; one forward pass per chunk, plus a backward pass when a node reads ``G``.
+    ``progress``: show the chunks (``prunevo.progress``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     backward = any(reads_gradients(n) for n in nodes)
@@ -127,7 +129,7 @@ def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
     hooks = [(modules[m.bn or m.layer], shared_hook_for(m, calls) if layer in shared else hook_for(m, pending))
              for layer, m in hooked.items()]
     with calibration_pass(model, hooks):
-        for start in range(0, len(x), batch_size):
+        for start in track(range(0, len(x), batch_size), "calibrate", "batch", progress, leave=False):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             chunk["onehot"] = nn.functional.one_hot(yb.long(), num_classes)
             calibration_step(model, xb, yb, backward, len(x))

@@ -59,12 +59,13 @@ def bisect_amount(masks_at: MasksAt, estimator: MacsEstimator, wanted: float, it
 def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: MasksAt, target: float,
                      example_input: torch.Tensor, rounds: int = 4, estimator: MacsEstimator | None = None,
                      full_macs: int | None = None, allocation: str = "uniform",
-                     max_layer_ratio: float | None = None) -> KeepMasks:
+                     max_layer_ratio: float | None = None, left_whole: tuple[str, ...] = ()) -> KeepMasks:
     """Keep-masks whose pruned network has ``target`` x the MACs of ``model`` (within 3%).
 
     ``masks_at`` maps a pruning amount to keep-masks (``allocation.masks_along``); ``estimator`` and
     ``full_macs`` (the unpruned count) may be passed in when pruning one model many times; ``allocation``
-    and ``max_layer_ratio`` (the per-group cap ``masks_at`` obeys) only shape the error's advice.
+    and ``max_layer_ratio`` (the per-group cap ``masks_at`` obeys) only shape the error's advice, as does
+    ``left_whole`` (the root layers of groups that are not pruned, ``pruning.prunable``: their MACs stay).
     Raises TargetUnreachable when no amount comes within 3% of the target.
     """
     check_macs_target(target)
@@ -75,7 +76,7 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: Mas
         ratio = bisect_amount(masks_at, estimator, wanted)
         keep = masks_at(ratio)
         pruned = prune_model(copy.deepcopy(model), groups, keep, example_input)
-        measured = measure_cost(pruned, example_input).macs / full
+        measured = measure_cost(pruned, example_input, doing="running the pruned version of").macs / full
         if best is None or abs(measured - target) < abs(best.macs_fraction - target):
             best = KeepMasks(keep, ratio, measured, pruned)
         if abs(measured - target) <= TOLERANCE * target / 3 or ratio >= MAX_RATIO:
@@ -84,8 +85,18 @@ def meet_macs_target(model: nn.Module, groups: list[ChannelGroup], masks_at: Mas
     if abs(best.macs_fraction - target) > TOLERANCE * target:
         raise TargetUnreachable(f"cannot reach {target:.0%} of the MACs with {allocation} allocation (closest: "
                                 f"{best.macs_fraction:.1%}); " + _advice(best.macs_fraction > target, allocation,
-                                                                        max_layer_ratio))
+                                                                        max_layer_ratio)
+                                + _fixed(left_whole, best.macs_fraction > target))
     return best
+
+
+def _fixed(left_whole: tuple[str, ...], too_many_macs: bool) -> str:
+    if not left_whole or not too_many_macs:
+        return ""
+    many = len(left_whole) > 1
+    return (f"; {len(left_whole)} channel group{'s are' if many else ' is'} left whole and keep"
+            f"{'' if many else 's'} {'their' if many else 'its'} MACs (layer {', '.join(map(repr, left_whole[:3]))}"
+            f"{' ...' if len(left_whole) > 3 else ''}: see the note above)")
 
 
 def _advice(too_many_macs: bool, allocation: str, max_layer_ratio: float | None) -> str:

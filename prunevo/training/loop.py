@@ -14,6 +14,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import Dataset
 
 from prunevo.errors import PrunevoError
+from prunevo.progress import progress_bar
 from prunevo.training.batches import make_loader, seeded_subset
 from prunevo.training.config import Accelerator, FitConfig
 from prunevo.training.schedules import make_scheduler
@@ -38,10 +39,8 @@ def sgd_steps(params: Iterable[torch.Tensor], loss_of: Callable[[torch.Tensor, t
               desc: str = "fine-tune") -> None:
     """``config``'s SGD and LR schedule over seeded batches of ``dataset``: the loop of ``fit``, for any loss.
     ``loss_of(x, y)`` may return one loss per stacked model (``training.stacked``); their sum is
-    back-propagated, so each model gets the gradient of its own loss.  ``progress`` None shows a bar only on
-    a terminal (tqdm's ``disable=None``)."""
-    from tqdm.auto import tqdm
-
+    back-propagated, so each model gets the gradient of its own loss.  ``progress`` True or None shows a bar
+    on a terminal and a plain line at most every 30 s in a log (``prunevo.progress``); False shows nothing."""
     torch.manual_seed(seed)  # augmentation draws from the global generator
     dataset = seeded_subset(dataset, config.max_samples, seed)
     loader = make_loader(dataset, config.batch_size, True, seed, config.workers, accel.device != "cpu")
@@ -52,7 +51,7 @@ def sgd_steps(params: Iterable[torch.Tensor], loss_of: Callable[[torch.Tensor, t
                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
     scheduler = make_scheduler(opt, config.lr_schedule, total, config.original_schedule)
     step = 0
-    bar = tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
+    bar = progress_bar(total, desc, "step", progress is not False, leave=False)
     while step < total:
         for x, y in loader:
             if step >= total:

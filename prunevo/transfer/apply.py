@@ -8,9 +8,14 @@ The output directory gets
 - ``pruned_model.pt``: the whole module pickled by ``torch.save``; ``torch.load(path, weights_only=False)``
   needs torchvision/prunevo importable and trust in the file;
 - ``report.json`` and ``report.md``.
+
+The model files hold the weights in the floating type the user's came in (float16 or bfloat16 weights are
+pruned in float32 and saved as they were given); ``pruned_model.pt2`` stays float32 when torch.export cannot
+export the other type.  Each file but the ``.pt2`` is accepted as ``--model`` again.
 """
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import pickle
@@ -19,26 +24,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunevo.errors import ModelError
-from prunevo.pruning.groups import find_groups
-from prunevo.pruning.layers import remove_units
-from prunevo.pruning.physical import prune_model
+from prunevo.errors import ModelError, first_line
+from prunevo.pruning.saved import PRUNED_FORMAT, READABLE_FORMATS, load_pruned  # noqa: F401  (public here)
 from prunevo.transfer.report import apply_markdown
 from prunevo.transfer.session import ApplyResult, PruneRecord, TransferConfig, TransferSession
 from prunevo.transfer.setup import resolved_stem
 from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, load_state
-from prunevo.zoo.models import build_model, user_module_file
+from prunevo.zoo.models import SOURCE_DTYPE_ATTR, build_model, source_dtype, user_module_file, weights_dtype
 
 log = logging.getLogger(__name__)
-PRUNED_FORMAT = "prunevo-pruned/2"  # /2: channel cycles and removed layers
-READABLE_FORMATS = ("prunevo-pruned/1", PRUNED_FORMAT)
 
 
 def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, record: PruneRecord,
                 export: bool = True) -> list[str]:
     """Write the pruned model in the three forms described above (``export=False``: no .pt2); returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
+    dtype = source_dtype(session.model)
+    model = _as_given(model.cpu().eval(), dtype)
     stem = resolved_stem(session.config.setup.model, session.config.setup.stem, session.input_shape[1])
     atomic_torch_save(out_dir / "pruned_weights.pt", {
         "format": PRUNED_FORMAT, "model": _portable(session.config.setup.model), "module_file": user_module_file(
@@ -56,16 +58,54 @@ def save_pruned(out_dir: Path, model: nn.Module, session: TransferSession, recor
                     "pruned_weights.pt hold it", type(exc).__name__, exc)
     if not export:
         return written
-    try:
-        example = session.example.expand(2, -1, -1, -1).contiguous()  # batch 1 would be specialized
-        program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    program = _export(model, session.example)
+    if program is not None:
         buffer = io.BytesIO()
         torch.export.save(program, buffer)
         atomic_write_bytes(out_dir / "pruned_model.pt2", buffer.getvalue())
         written.append("pruned_model.pt2")
-    except Exception as exc:  # export does not support every model; the other two files still load
-        log.warning("torch.export could not export the pruned model (%s: %s)", type(exc).__name__, exc)
     return written
+
+
+def _as_given(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The model as it is saved: in the user's floating type (a copy, when it is not float32), without
+    prunevo's record of that type."""
+    if dtype == torch.float32 and not hasattr(model, SOURCE_DTYPE_ATTR):
+        return model
+    model = copy.deepcopy(model).to(dtype)
+    model.__dict__.pop(SOURCE_DTYPE_ATTR, None)
+    return model
+
+
+def _export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram | None:
+    """``model`` as a torch.export program in its own floating type, else in float32, else None (each fallback
+    said in a warning)."""
+    dtype = weights_dtype(model.parameters()) or torch.float32
+    try:
+        return _exported(model, example.to(dtype))
+    except Exception as exc:  # export does not support every model or type; the other two files still load
+        failure = exc
+    if dtype != torch.float32:
+        try:
+            program = _exported(copy.deepcopy(model).float(), example)
+        except Exception as exc:  # noqa: BLE001  not the type, then: say the float32 failure
+            failure = exc
+        else:
+            log.warning("pruned_model.pt2 is float32: torch.export could not export the %s model (%s: %s); "
+                        "pruned_model.pt and pruned_weights.pt are %s", _name(dtype), type(failure).__name__,
+                        first_line(failure), _name(dtype))
+            return program
+    log.warning("torch.export could not export the pruned model (%s: %s)", type(failure).__name__, failure)
+    return None
+
+
+def _exported(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    example = example.expand(2, -1, -1, -1).contiguous()  # batch 1 would be specialized
+    return torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _portable(model: str) -> str:
@@ -76,32 +116,6 @@ def _portable(model: str) -> str:
         module, function = model.rsplit(":", 1)
         return f"{Path(module).resolve()}:{function}"
     return model
-
-
-def load_pruned(path: str | Path) -> nn.Module:
-    """Rebuild a pruned model from ``pruned_weights.pt``: weights-only loading, no dataset needed.  Raises
-    ModelError for a missing, corrupt or foreign file."""
-    try:
-        data = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # missing, corrupt or pickled-code files
-        raise ModelError(f"{path} is not a readable pruned-weights file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
-        raise ModelError(f"{path} is not a prunevo pruned-weights file ({PRUNED_FORMAT})")
-    shape = tuple(data["input_shape"])
-    model = build_model(data["model"], data["num_classes"], shape, data["stem"], data.get("module_file")).eval()
-    example = torch.zeros(1, *shape)
-    remove_units(model, data.get("removed", []))
-    cycles = data["cycles"] if "cycles" in data else [data["keep"]]
-    for kept in cycles:  # replay each channel-pruning cycle on the model it was chosen for
-        groups = find_groups(model, example, keep_layers=tuple(data.get("ignore_layers", ())))
-        masks = []
-        for g in groups:
-            mask = torch.zeros(g.size, dtype=torch.bool)
-            mask[torch.as_tensor(kept.get(g.root, list(range(g.size))), dtype=torch.long)] = True
-            masks.append(mask)
-        prune_model(model, groups, masks, example)
-    load_state(model, data["state_dict"])
-    return model.eval()
 
 
 def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, *, seed: int = 0,

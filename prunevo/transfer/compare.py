@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prunevo.errors import NotApplicableError, PrunevoError, TargetUnreachable
+from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetUnreachable
 from prunevo.pruning.criteria import BASELINE_NAMES, as_baseline
 from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
                                     target_text, verdict_lines)
@@ -38,6 +38,7 @@ class CompareResult:
     wall_s: float
     matched_latency: float | None = None  # share of the unpruned latency the channel strategies targeted
     verdicts: list[str] = field(default_factory=list)  # each criterion vs the best classic, paired by seed
+    failed: list[str] = field(default_factory=list)  # "strategy / criterion / seed N: why" of runs that failed
 
 
 def _latency_share(session: TransferSession, runs: list[ApplyResult]) -> float:
@@ -96,7 +97,7 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
     for a setting that fails for every criterion; a criterion that does not apply to the model is a row marked
     n/a, not an error.
     """
-    from tqdm.auto import tqdm
+    from prunevo.progress import track
 
     if not seeds:
         raise PrunevoError(f"{{param:seeds}} must give at least one seed, got {len(seeds)}")
@@ -118,9 +119,11 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
         strategies.sort(key=lambda s: s != "layer")  # layer pruning first: its latency is the one to match
     runs: list[ApplyResult] = []
     unreachable: list[str] = []
+    failed: list[str] = []  # a run the model fails (its selection cannot be pruned): the other rows still count
+    first_failure: ModelError | None = None
     not_applicable: dict[tuple[str, str], str] = {}  # (strategy, criterion) -> why: reported as n/a, not run
     jobs = [(s, n, seed) for s in strategies for n in (["random"] if s == "unstructured" else names) for seed in seeds]
-    for strategy, crit_name, seed in tqdm(jobs, desc=name, disable=not progress):
+    for strategy, crit_name, seed in track(jobs, name, "run", progress):
         if (strategy, _shown(crit_name)) in not_applicable:
             continue
         overrides = dict(changes[strategy])
@@ -142,7 +145,15 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
                 raise
             unreachable.append(f"{strategy} / {_shown(crit_name)} / seed {seed}: {exc}")  # itself a finding: keep going
             continue
+        except ModelError as exc:
+            log.warning("prunevo: %s / %s / seed %d failed, the comparison goes on: %s", strategy, _shown(crit_name),
+                        seed, exc)
+            failed.append(f"{strategy} / {_shown(crit_name)} / seed {seed}: {exc}")
+            first_failure = first_failure or exc
+            continue
         runs.append(result)
+    if not runs and first_failure is not None:
+        raise first_failure  # nothing to compare: the model itself fails, say why as apply would
     rows = summarize(runs, not_applicable)
     title = _title(config, seeds, matched, strategies)
     finetuned = config.finetune.epochs > 0
@@ -152,6 +163,8 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
         markdown += "\n" + "".join(f"- {n}\n" for n in notes)
     if unreachable:
         markdown += "\nNot run (the matched latency is out of reach):\n" + "".join(f"- {u}\n" for u in unreachable)
+    if failed:
+        markdown += "\nFailed (left out of the table):\n" + "".join(f"- {f}\n" for f in failed)
     if len(strategies) > 1:
         markdown += "\n" + grid_markdown(rows, session.base, strategies, session.latency_key if config.latency else None)
     wall = round(time.perf_counter() - start, 1)
@@ -163,7 +176,8 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
                                                  "not_applicable": [{"strategy": s, "criterion": c, "reason": why}
                                                                     for (s, c), why in not_applicable.items()],
                                                  "summary": [asdict(r) for r in rows], "verdicts": verdicts,
+                                                 "failed": failed,
                                                  "wall_s": wall})
         atomic_write_text(out / f"{name}.md", markdown)
         plot_compare(runs, session.base, out / f"{name}.png")
-    return CompareResult(session.base, runs, rows, markdown, wall, matched, verdicts)
+    return CompareResult(session.base, runs, rows, markdown, wall, matched, verdicts, failed)

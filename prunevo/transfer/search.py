@@ -37,7 +37,7 @@ def heldout_subset(session, seed: int) -> Subset:
 def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, target_macs: float) -> KeepMasks:
     """The best of ``search.candidates`` sampled configurations at ``target_macs``, as a ``KeepMasks``
     (TransferConfig refuses random search with a channel ratio, so there is always a MACs target)."""
-    from tqdm.auto import tqdm
+    from prunevo.progress import track
 
     config = session.config
     spec = config.prune_spec()
@@ -45,7 +45,7 @@ def search_configuration(session, stage, scores: list[torch.Tensor], seed: int, 
     sizes = [len(s) for s in scores]
     candidates = sample_configurations(sizes, config.search.candidates, derive_seed(seed, "configurations"), spec)
     best, best_top1, tried = None, -1.0, []
-    for candidate in tqdm(candidates, desc="random search", disable=not session.progress, leave=False):
+    for candidate in track(candidates, "random search", "candidate", session.progress, leave=False):
         try:
             hit = meet_macs_target(stage.model, stage.groups, masks_along(scores, spec, candidate, config.rounding,
                                                                    group_ties(stage.groups)),

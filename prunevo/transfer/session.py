@@ -25,11 +25,13 @@ from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, as_criterion,
                                       rank_problem, score_groups)
 from prunevo.pruning.allocation import RANKING_OF, SearchSpec, check_allocation, masks_along
-from prunevo.pruning.groups import ChannelGroup, find_groups, group_ties
+from prunevo.pruning.groups import ChannelGroup, group_ties
 from prunevo.pruning.latency import LatencySpec, measure_latency
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
+from prunevo.pruning.prunable import functional_dropout_off, prunable_groups, training_copy
+from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_indices
 from prunevo.pruning.target import DEFAULT_TARGET_MACS, KeepMasks, check_macs_target, meet_macs_target
@@ -202,17 +204,6 @@ class Stage:
     macs: int
 
 
-STOCHASTIC = ("Dropout", "StochasticDepth", "DropPath", "DropBlock")  # random in training, drawn per width
-
-
-def _training_copy(model: nn.Module) -> nn.Module:
-    model = copy.deepcopy(model).train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd) or any(k in type(m).__name__ for k in STOCHASTIC):
-            m.eval()
-    return model
-
-
 def _check_same(masked: nn.Module, pruned: nn.Module, x: torch.Tensor, mode: str) -> None:
     """Raises ModelError when the physically pruned model does not compute what the masked one does."""
     with torch.no_grad():
@@ -231,9 +222,11 @@ class TransferSession:
         self.progress = progress
         self.accel = config.accelerator.resolved()
         self.data, self.model, self.meta = load_setup(config.setup)
+        fold_reparametrizations(self.model)  # weight/spectral normalization: after the checkpoint is loaded
         self.input_shape = self.data.input_shape
         self.example = torch.zeros(1, *self.input_shape)
-        self.groups = find_groups(self.model, self.example, keep_layers=config.ignore_layers)
+        # groups whose removal breaks the model are left whole and said so (pruning.prunable)
+        self.groups, self.left_whole = prunable_groups(self.model, self.example, keep_layers=config.ignore_layers)
         self._calibration: dict[int, Calibration] = {}
         self.base = self.measure(self.model)
         self.base_stage = Stage(self.model, self.groups, MacsEstimator(self.model, self.groups, self.example),
@@ -300,10 +293,10 @@ class TransferSession:
     def _calibration_of(self, stage: Stage, x: torch.Tensor, y: torch.Tensor) -> Calibration:
         return Calibration(stage.model, stage.groups, x, y, self.data.num_classes,
                            consumers=self.config.domino == "io", device=self.accel.device,
-                           batch_size=self.config.calibration_chunk)
+                           batch_size=self.config.calibration_chunk, progress=self.progress)
 
     def stage(self, model: nn.Module) -> Stage:
-        groups = find_groups(model, self.example, keep_layers=self.config.ignore_layers)
+        groups, _ = prunable_groups(model, self.example, keep_layers=self.config.ignore_layers)
         return Stage(model, groups, MacsEstimator(model, groups, self.example), measure_cost(model, self.example).macs)
 
     def scores(self, criterion, calibration: Calibration) -> list[torch.Tensor]:
@@ -336,7 +329,8 @@ class TransferSession:
         if target_macs is not None:
             return meet_macs_target(stage.model, stage.groups, masks_at, target_macs, self.example,
                                     estimator=stage.estimator, full_macs=stage.macs,
-                                    allocation=self.config.allocation, max_layer_ratio=spec.max_layer_ratio)
+                                    allocation=self.config.allocation, max_layer_ratio=spec.max_layer_ratio,
+                                    left_whole=tuple(w.root for w in self.left_whole))
         return KeepMasks(masks_at(ratio), ratio)
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
@@ -351,7 +345,8 @@ class TransferSession:
         _check_same(masked, pruned, check_input, "eval")
         # training mode too (BatchNorm on batch statistics, branches that run only in training), on copies so
         # that the returned model's running statistics stay; dropout is off in both: it draws per width
-        _check_same(_training_copy(masked), _training_copy(pruned), check_input, "train")
+        with functional_dropout_off():
+            _check_same(training_copy(masked), training_copy(pruned), check_input, "train")
         return pruned
 
     def recalibrated_top1(self, model: nn.Module, seed: int) -> float:

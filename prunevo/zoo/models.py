@@ -4,29 +4,44 @@
 - a torchvision classification model name (``resnet18``, ``vgg16_bn``, ``mobilenet_v2``...), randomly
   initialized (no weights can be downloaded; train one with ``prunevo train`` or pass ``--checkpoint``);
 - ``small-vgg``, ``small-resnet``, ``lenet5`` (the nets the fitness tasks use);
+- ``timm:NAME``, a timm architecture (``timm:resnet50d``, ``timm:efficientnet_b0``) built by
+  ``timm.create_model(NAME, pretrained=False, num_classes=..., in_chans=...)``: no weights are downloaded,
+  it reads the data's own channel count (or a checkpoint's) and, like every timm model, any input size;
 - ``module:function``, a Python function returning an ``nn.Module`` (called with ``num_classes=`` when it
   accepts it or ``**kwargs``) whose forward returns the logits, or a tuple/list/dict holding them
   (``logits_of``); ``module`` is imported as Python would from the working directory, or given
   as a file, ``path/to/models.py:function``;
 - a whole-model file saved with ``torch.save(model)`` (``.pt``/``.pth``): a pickle, so only load files you trust;
-  the classes it refers to are imported from the Python path, else the working directory or the file's folder.
+  the classes it refers to are imported from the Python path, else the working directory or the file's folder;
+  ``prunevo apply``'s ``pruned_model.pt`` and ``pruned_weights.pt`` (rebuilt by ``pruning.saved.load_pruned``, in
+  ``transfer.setup``) too, not its
+  ``pruned_model.pt2`` (a torch.export graph has no layers left to prune: the refusal names the file to use).
+
+Only classifiers are supported: a model whose output is not logits ``[N, classes]`` (a segmentation model's
+per-pixel map) is refused when it is built.  Weights stored in another floating type (float16, bfloat16, as
+YOLOv5 saves them, or float64) are computed in float32; ``source_dtype`` keeps the type they came in, in which
+``prunevo apply`` saves the pruned model.
 
 The small-input ("cifar") stem adapts ImageNet models to 28-64 px images: 3x3 stride-1 first convolution,
 no stem max-pooling, and a global-average-pooled single linear classifier for VGG.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
+import zipfile
+from collections import Counter
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from torch import nn
 
-from prunevo.errors import ModelError
+from prunevo.errors import ModelError, first_line
 from prunevo.utils import probe
 from prunevo.zoo.nets import SMALL_NETS, build_small_net
 
@@ -34,6 +49,12 @@ STEMS = ("auto", "imagenet", "cifar")
 SMALL_NET_NAMES = {f"small-{k}" if k in ("vgg", "resnet") else k: k for k in SMALL_NETS}
 SMALL_INPUT_MAX = 64  # "auto" picks the cifar stem at or below this many pixels
 AUX_HEAD_MODELS = ("googlenet", "inception_v3")  # built without their training-only auxiliary classifiers
+TIMM_PREFIX = "timm:"  # before module:function: a user module called timm is not looked for
+TIMM_INSTALL = "pip install 'prunevo[timm]'"
+# the model attribute that records the floating type a user's weights came in when it is not float32
+SOURCE_DTYPE_ATTR = "prunevo_source_dtype"
+PRUNED_WEIGHTS_FORMAT = "prunevo-pruned/"  # pruned_weights.pt (transfer.apply), any version
+EXPORT_MARKERS = ("archive_format", "serialized_exported_program.json")  # torch.export archives, new and old
 
 
 def torchvision_names() -> list[str]:
@@ -76,6 +97,32 @@ def _torchvision_model(name: str, num_classes: int, small_input: bool) -> nn.Mod
         raise ModelError(f"torchvision cannot build {name!r} with {num_classes} classes: {exc}") from None
     if small_input:
         model = _cifar_stem(model, name)
+    _disable_inplace(model)
+    return model
+
+
+def is_timm(name: str) -> bool:
+    return name.startswith(TIMM_PREFIX)
+
+
+def _timm_model(name: str, num_classes: int, in_chans: int) -> nn.Module:
+    """timm's architecture ``timm:NAME``, randomly initialized: ``pretrained=False`` downloads nothing."""
+    arch = name[len(TIMM_PREFIX):]
+    try:
+        import timm
+    except ImportError:
+        raise ModelError(f"{{param:model={name}}} needs timm, which is not installed; {TIMM_INSTALL}") from None
+    if not arch or not timm.is_model(arch):
+        close = timm.list_models(f"*{arch}*") if arch else []
+        close = close or difflib.get_close_matches(arch, timm.list_models(), n=8)
+        shown = f"close matches: {', '.join(close[:8])}" if close else "no close match"
+        raise ModelError(f"unknown timm model {arch!r} ({shown}); allowed: timm:NAME with a NAME from "
+                         f"timm.list_models()")
+    try:
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    except Exception as exc:  # builders reject some argument combinations with various types
+        raise ModelError(f"timm cannot build {arch!r} with {num_classes} classes and {in_chans} input channels: "
+                         f"{type(exc).__name__}: {first_line(exc)}") from None
     _disable_inplace(model)
     return model
 
@@ -133,7 +180,7 @@ def _module_from_file(path: Path, name: str | None = None):
 
 def user_module_file(spec: str) -> str | None:
     """The absolute path of the file that defines a ``module:function`` model (None for other models)."""
-    if ":" not in spec or spec in SMALL_NET_NAMES:
+    if ":" not in spec or spec in SMALL_NET_NAMES or is_timm(spec):
         return None
     module_name = spec.rsplit(":", 1)[0]
     if module_name.endswith(".py"):
@@ -195,6 +242,9 @@ def _user_function(spec: str, num_classes: int, module_file: str | None = None) 
 
 
 def _whole_model_file(path: Path) -> nn.Module:
+    if _is_export_archive(path):
+        raise ModelError(f"{path} is a torch.export program: its layers are graph operations, not modules the pruner "
+                         f"can trace; {pruned_alternative(path)}")
     try:
         try:
             model = torch.load(path, map_location="cpu", weights_only=False)  # a pickled module: trusted files only
@@ -208,15 +258,101 @@ def _whole_model_file(path: Path) -> nn.Module:
         raise ModelError(f"{path} is not a loadable whole-model file: {type(exc).__name__}: {exc} (its classes "
                          f"are imported from the Python path, the working directory and {path.resolve().parent})"
                          ) from None
+    if isinstance(model, dict) and str(model.get("format", "")).startswith(PRUNED_WEIGHTS_FORMAT):
+        return _pruned_weights_file(path)
     if not isinstance(model, nn.Module):
+        architecture = model.get("model") if isinstance(model, dict) else None  # a prunevo checkpoint names it
+        architecture = architecture if isinstance(architecture, str) else "NAME"
         raise ModelError(f"{path} holds a {type(model).__name__}, not a whole model; for a state dict use "
-                         f"{{param:model=NAME}} {{param:checkpoint={path}}}")
+                         f"{{param:model={architecture}}} {{param:checkpoint={path}}}")
     return _reads_logits(model)
+
+
+def _is_export_archive(path: Path) -> bool:
+    """Whether ``path`` was written by ``torch.export.save`` (a zip archive without a pickled object)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n.rsplit("/", 1)[-1] for n in archive.namelist()]
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return "data.pkl" not in names and any(marker in names for marker in EXPORT_MARKERS)
+
+
+def pruned_alternative(path: Path) -> str:
+    """What to give instead of a file that cannot be pruned: ``prunevo apply``'s pruned_model.pt beside it, else
+    pruned_weights.pt, else the forms allowed."""
+    for sibling in ("pruned_model.pt", "pruned_weights.pt"):
+        if (path.parent / sibling).is_file() and path.parent / sibling != path:
+            return f"use {path.parent / sibling} instead"
+    return "allowed: a whole-model file saved with torch.save(model), or the architecture with a --checkpoint"
+
+
+def _pruned_weights_file(path: Path) -> nn.Module:
+    """``prunevo apply``'s pruned_weights.pt: rebuilt by ``pruning.saved.load_pruned``, which the pipeline's
+    loaders call before the zoo (``transfer.setup``); reaching the zoo, it is refused with what to give."""
+    raise ModelError(f"{path} holds the weights of a pruned model, which this step does not rebuild; "
+                     f"{pruned_alternative(path)} (or prunevo.load_pruned({str(path)!r}) in Python)")
+
+
+def is_pruned_weights_file(name: str) -> bool:
+    """Whether ``name`` is a pruned_weights.pt that ``prunevo apply`` wrote (read weights-only, not unpickled)."""
+    if not is_model_file(name) or not Path(name).is_file() or _is_export_archive(Path(name)):
+        return False
+    try:
+        data = torch.load(name, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  a pickled module or a foreign file: not a pruned-weights file
+        return False
+    return isinstance(data, dict) and str(data.get("format", "")).startswith(PRUNED_WEIGHTS_FORMAT)
 
 
 def is_model_file(name: str) -> bool:
     """Whether ``--model`` names a whole-model file (which holds its own weights) rather than an architecture."""
-    return name.endswith((".pt", ".pth")) or Path(name).is_file()
+    return not is_timm(name) and (name.endswith((".pt", ".pth", ".pt2")) or Path(name).is_file())
+
+
+def weights_dtype(tensors: Iterable[torch.Tensor]) -> torch.dtype | None:
+    """The floating type most of ``tensors``' elements are stored in (None without floating tensors)."""
+    counts: Counter[torch.dtype] = Counter()
+    for t in tensors:
+        if t.is_floating_point():
+            counts[t.dtype] += t.numel()
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def source_dtype(model: nn.Module) -> torch.dtype:
+    """The floating type the user's weights came in (float32 unless ``in_float32`` converted them)."""
+    return getattr(model, SOURCE_DTYPE_ATTR, torch.float32)
+
+
+def in_float32(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """``model`` computing in float32 (the data's type, and what BatchNorm statistics and tracing need), with
+    the type its weights came in (``dtype``, else their own) recorded for ``source_dtype``."""
+    dtype = dtype or weights_dtype([*model.parameters(), *model.buffers()]) or torch.float32
+    model.float()
+    if dtype == torch.float32:
+        model.__dict__.pop(SOURCE_DTYPE_ATTR, None)  # float32 weights loaded over another type's
+    else:
+        setattr(model, SOURCE_DTYPE_ATTR, dtype)
+    return model
+
+
+def check_classifier(model: nn.Module, input_shape: tuple[int, int, int], name: str = "the model") -> None:
+    """Raises ModelError, in one line, when ``model`` does not return logits ``[N, classes]`` for ``input_shape``
+    (C, H, W) images: a segmentation or detection model.  A model that fails on such images passes: the steps
+    after it say why."""
+    try:
+        output = probe(model, torch.zeros(1, *input_shape), {}, lambda *_: None)
+        logits = logits_of(output)
+    except Exception:  # noqa: BLE001  tracing and evaluation report a model that cannot run, in their own words
+        return
+    if logits.dim() == 2:
+        return
+    shape = "[" + ", ".join(["N", *map(str, logits.shape[1:])]) + "]"
+    if logits.dim() == 4 and logits.shape[2] * logits.shape[3] > 1:
+        kind = f"a per-pixel map of shape {shape} (a segmentation/dense-prediction model)"
+    else:
+        kind = f"an output of shape {shape}"
+    raise ModelError(f"{name} returns {kind}; only classifiers (logits [N, classes]) are supported")
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], stem: str = "auto",
@@ -224,24 +360,36 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], 
     """A model for ``num_classes`` classes and inputs of ``input_shape`` (C, H, W), randomly initialized.
 
     ``module_file``: for a ``module:function`` name, the file to load when ``module`` does not import from
-    here (saved pruned models record it).  Raises ModelError for an unknown name or a model that fails to build."""
+    here (saved pruned models record it).  A user's model computes in float32 (``in_float32``).  Raises
+    ModelError for an unknown name, a model that fails to build, or one that is not a classifier."""
     if stem not in STEMS:
         raise ModelError(f"unknown stem {stem!r}; allowed: {', '.join(STEMS)}")
     if name in SMALL_NET_NAMES:
         c, h, _ = input_shape
         return build_small_net(SMALL_NET_NAMES[name], c, num_classes, h)
+    if is_timm(name):
+        return _timm_model(name, num_classes, input_shape[0])
     if is_model_file(name):
         if not Path(name).is_file():
             raise ModelError(f"model file {name} does not exist")
-        return _whole_model_file(Path(name))
-    if ":" in name:
-        return _user_function(name, num_classes, module_file)
-    if name in torchvision_names():
+        model = in_float32(_whole_model_file(Path(name)))
+    elif ":" in name:
+        model = in_float32(_user_function(name, num_classes, module_file))
+    elif name in torchvision_names():
         small = stem == "cifar" or (stem == "auto" and input_shape[1] <= SMALL_INPUT_MAX)
         return _torchvision_model(name, num_classes, small)
-    raise ModelError(f"unknown {{param:model}} {name!r}; allowed: a torchvision classification model "
-                     f"(e.g. resnet18, vgg16_bn, mobilenet_v2, densenet121, efficientnet_b0), "
-                     f"{', '.join(SMALL_NET_NAMES)}, module:function, or a whole-model .pt file")
+    else:
+        raise ModelError(f"unknown {{param:model}} {name!r}; allowed: a torchvision classification model "
+                         f"(e.g. resnet18, vgg16_bn, mobilenet_v2, densenet121, efficientnet_b0), "
+                         f"{', '.join(SMALL_NET_NAMES)}, timm:NAME, module:function, or a whole-model .pt file")
+    # a user's model may read another channel count than the data has: probe with the one it reads
+    channels = input_channels(model, input_shape[1]) if _has_conv(model) else input_shape[0]
+    check_classifier(model, (channels, *input_shape[1:]), name)
+    return model
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def input_channels(model: nn.Module, size: int | None = None) -> int:
@@ -272,5 +420,6 @@ def _first_conv_run(model: nn.Module, x: torch.Tensor) -> nn.Conv2d | None:
 
 
 def needs_channels(name: str) -> int | None:
-    """Channels a named torchvision model reads (3), or None when the model adapts to the data."""
-    return None if name in SMALL_NET_NAMES else 3
+    """Channels a named torchvision model reads (3), or None when the model adapts to the data (small nets,
+    timm models: ``in_chans``)."""
+    return None if name in SMALL_NET_NAMES or is_timm(name) else 3
