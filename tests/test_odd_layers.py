@@ -477,3 +477,36 @@ def test_layer_pruning_removes_timm_residual_blocks(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     result = json.loads((tmp_path / "out" / "report.json").read_text())["result"]
     assert result["after"]["macs"] < result["before"]["macs"]
+
+
+def test_torch_pruning_warnings_go_to_the_log_not_the_console(caplog):
+    import logging
+    import warnings
+
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level(logging.DEBUG, "prunevo.pruning.groups"):
+        warnings.simplefilter("always")
+        prunable_groups(BiFPN().eval(), torch.zeros(1, 1, 8, 8))  # Torch-Pruning warns of unwrapped parameters
+    assert not [w for w in shown if "torch_pruning" in w.filename], [str(w.message) for w in shown]
+    assert "Torch-Pruning: Unwrapped parameters detected" in caplog.text
+
+
+def test_a_pruned_copy_that_fails_in_the_macs_search_is_reported_as_running_it(monkeypatch):
+    import prunevo.pruning.target as target
+    from prunevo.pruning.allocation import masks_along
+    from prunevo.pruning.ranking import PruneSpec
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)  # the image has 1 channel: fails inside 'conv'
+
+    model, x = Plain().eval(), torch.zeros(1, 1, 8, 8)
+    groups, _ = prunable_groups(model, x)
+    monkeypatch.setattr(target, "prune_model", lambda *args: Broken())
+    masks_at = masks_along([torch.arange(g.size, dtype=torch.float64) for g in groups], PruneSpec())
+    with pytest.raises(ModelError, match=r"^running the pruned version of the model failed in layer 'conv' "
+                                         r"\(Conv2d\): RuntimeError"):
+        target.meet_macs_target(model, groups, masks_at, 0.5, x)
