@@ -510,3 +510,21 @@ def test_a_pruned_copy_that_fails_in_the_macs_search_is_reported_as_running_it(m
     with pytest.raises(ModelError, match=r"^running the pruned version of the model failed in layer 'conv' "
                                          r"\(Conv2d\): RuntimeError"):
         target.meet_macs_target(model, groups, masks_at, 0.5, x)
+
+
+def test_a_dependency_analysis_that_does_not_settle_is_bounded_and_its_group_left_whole(monkeypatch):
+    """ReXNet's partial residuals make Torch-Pruning propagate forever (timm's rexnet_100: more than 10 minutes);
+    the bound is tried here on a small net by lowering it below what its groups need."""
+    import prunevo.pruning.groups as groups_module
+    from torch_pruning.dependency.group import Group
+
+    add = Group.add_dep
+    monkeypatch.setattr(groups_module, "GROUP_STEPS_MIN", 4)
+    monkeypatch.setattr(groups_module, "GROUP_STEPS_PER_NODE", 0)
+    groups = find_groups(ReXNet().eval(), torch.zeros(1, 1, 8, 8))
+    assert Group.add_dep is add  # the bound is lifted after the analysis
+    unsettled = [g for g in groups if g.problem and "did not settle after 4 steps" in g.problem]
+    assert unsettled and all(not g.touches for g in unsettled)
+    with pytest.raises(ModelError, match=r"^no channel group of the model can be pruned: layer 'conv.0' \(32 "
+                                         r"channels\): the dependency analysis of its channels did not settle"):
+        prunable_groups(ReXNet().eval(), torch.zeros(1, 1, 8, 8))  # each group needs more than 4 steps

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -410,6 +411,11 @@ GROUP_STEPS_PER_NODE = 10
 GROUP_STEPS_MIN = 5000
 
 
+# the bound is put on Torch-Pruning's Group class for the time of one analysis: one analysis at a time, so that
+# threads (a threaded evaluator preparing tasks) never see each other's bound or restore the wrong method
+_BOUND_LOCK = threading.Lock()
+
+
 class _Unsettled(Exception):
     def __init__(self, group):
         super().__init__("unsettled")
@@ -433,30 +439,36 @@ def _all_groups(graph: tp.DependencyGraph, ignored: list[nn.Module]) -> tuple[li
         add(self, dep, idxs)
 
     groups, unsettled, visited = [], [], set()
-    Group.add_dep = bounded
-    try:
-        with quiet_torch_pruning():
-            for module in list(graph.module2node):
-                if module in ignored or module in visited or not isinstance(module, CONV_TYPES):
-                    continue
-                try:
-                    group = graph.get_pruning_group(module, tp.prune_conv_out_channels,
-                                                    list(range(module.out_channels)))
-                except _Unsettled as exc:
-                    seen = [c for c in dict.fromkeys(_construct(i.dep.target.module) for i in exc.group.items) if c]
-                    unsettled.append((module, limit, seen))
-                    visited.add(module)
-                    continue
-                prunable = True
-                for dep, _ in group:  # as get_all_groups: a group with an ignored producer is not pruned
-                    if graph.is_out_channel_pruning_fn(dep.handler):
-                        visited.add(dep.target.module)
-                        prunable = prunable and dep.target.module not in ignored
-                if prunable:
-                    groups.append(group)
-    finally:
-        Group.add_dep = add
+    with _BOUND_LOCK:
+        Group.add_dep = bounded
+        try:
+            _bounded_groups(graph, ignored, limit, groups, unsettled, visited)
+        finally:
+            Group.add_dep = add
     return groups, unsettled
+
+
+def _bounded_groups(graph: tp.DependencyGraph, ignored: list[nn.Module], limit: int, groups: list, unsettled: list,
+                    visited: set) -> None:
+    """``_all_groups``' loop, under the bound: fills ``groups``, ``unsettled`` and ``visited``."""
+    with quiet_torch_pruning():
+        for module in list(graph.module2node):
+            if module in ignored or module in visited or not isinstance(module, CONV_TYPES):
+                continue
+            try:
+                group = graph.get_pruning_group(module, tp.prune_conv_out_channels, list(range(module.out_channels)))
+            except _Unsettled as exc:
+                seen = [c for c in dict.fromkeys(_construct(i.dep.target.module) for i in exc.group.items) if c]
+                unsettled.append((module, limit, seen))
+                visited.add(module)
+                continue
+            prunable = True
+            for dep, _ in group:  # as get_all_groups: a group with an ignored producer is not pruned
+                if graph.is_out_channel_pruning_fn(dep.handler):
+                    visited.add(dep.target.module)
+                    prunable = prunable and dep.target.module not in ignored
+            if prunable:
+                groups.append(group)
 
 
 def _trace_groups(model: nn.Module, example_input: torch.Tensor, ignored: list[nn.Module],
