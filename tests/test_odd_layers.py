@@ -209,7 +209,7 @@ class LayerScale(Net):  # a per-channel parameter outside standard layers: prune
         return self.a(x) * self.gamma
 
 
-class ChannelBuffer(Net):  # a per-channel buffer: Torch-Pruning does not shrink buffers
+class ChannelBuffer(Net):  # a per-channel buffer: Torch-Pruning does not shrink buffers, prunevo does
     def __init__(self, num_classes=10):
         super().__init__(num_classes, 24)
         self.a = cbr(16, 24)
@@ -217,6 +217,13 @@ class ChannelBuffer(Net):  # a per-channel buffer: Torch-Pruning does not shrink
 
     def mid(self, x):
         return self.a(x) * self.scale[None, :, None, None]
+
+
+class FusionBuffer(BiFPN):  # fusion weights kept as a buffer (fixed, not learned): one per input, left whole
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        del self.w
+        self.register_buffer("w", torch.tensor([0.7, 1.3]))
 
 
 class Transposed(Net):  # ConvTranspose2d: its output channels are not pruned, its input channels are
@@ -272,7 +279,7 @@ KINDS = {
     "Ghost": "channel slicing", "SliceOnly": "channel slicing", "ReXNet": "channel slicing",
     "TailResidual": "channel slicing", "C2f": "chunk/split", "Split": "chunk/split", "Radix": "view/reshape",
     "RadixSoftmax": "view/reshape", "Shuffle": "PixelShuffle", "Unshuffle": "PixelUnshuffle",
-    "ChannelBuffer": "the tensor 'scale' (shape [24])", "Conv1dTail": None, "Conv1dDepthwise": None,
+    "ChannelBuffer": None, "FusionBuffer": None, "Conv1dTail": None, "Conv1dDepthwise": None,
     "WeightNormHook": None, "WeightNormParam": None, "SpectralNormHook": None, "SpectralNormParam": None,
     "BiFPN": None, "ThreeInputs": None, "LayerScale": None, "Transposed": None,
 }
@@ -332,6 +339,26 @@ def test_a_per_channel_parameter_outside_standard_layers_is_pruned_with_its_chan
     pruned = prune_model(__import__("copy").deepcopy(net), groups, keep, x)
     assert pruned.gamma.shape == (1, 21, 1, 1)
     assert torch.equal(pruned.gamma.flatten(), net.gamma.flatten()[keep[group.index]])
+
+
+@pytest.mark.parametrize("model, shrinks", [(ChannelBuffer, True), (FusionBuffer, False)])
+def test_per_channel_buffers_shrink_with_their_channels_and_stay_buffers(model, shrinks):
+    import copy
+
+    from prunevo.pruning.physical import prune_model
+
+    net, x = model().eval(), torch.zeros(1, 1, 8, 8)
+    groups, left = prunable_groups(net, x)
+    assert not left and ("w" in groups[0].untracked) != shrinks
+    group = next(g for g in groups if "a.0" in {m.layer for m in g.members})
+    keep = [torch.ones(g.size, dtype=torch.bool) for g in groups]
+    keep[group.index][[0, 5, group.size - 1]] = False
+    pruned = prune_model(copy.deepcopy(net), groups, keep, x)
+    name = "scale" if shrinks else "w"
+    assert name in dict(pruned.named_buffers()) and name not in dict(pruned.named_parameters())
+    expected = getattr(net, name)[keep[group.index]] if shrinks else getattr(net, name)
+    assert torch.equal(getattr(pruned, name), expected)
+    assert name in dict(net.named_buffers()) and getattr(net, name).shape == getattr(model(), name).shape
 
 
 @pytest.mark.slow

@@ -226,6 +226,37 @@ def quiet_torch_pruning() -> Iterator[None]:
                 log.debug("Torch-Pruning: %s", first_line(str(w.message)))
 
 
+# layers whose tensors Torch-Pruning shrinks itself (their buffers too: BatchNorm's running statistics)
+_STANDARD = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.PReLU, nn.LayerNorm,
+             nn.GroupNorm, nn.Embedding)
+
+
+@contextlib.contextmanager
+def buffers_as_parameters(model: nn.Module) -> Iterator[None]:
+    """Floating-point buffers of modules outside standard layers (a registered per-channel ``scale``) are
+    parameters for the time inside: Torch-Pruning then traces them as unwrapped parameters and shrinks them
+    with their channels (it ignores buffers); afterwards they are buffers again, in the shape pruning left.
+    A buffer that is not per channel is found as such and left out (``ChannelGroup.untracked``)."""
+    moved: list[tuple[nn.Module, str, bool]] = []
+    for module in model.modules():
+        if isinstance(module, _STANDARD):
+            continue
+        for name, buffer in list(module._buffers.items()):
+            if buffer is None or not buffer.is_floating_point() or buffer.dim() == 0:
+                continue
+            persistent = name not in module._non_persistent_buffers_set
+            del module._buffers[name]
+            module._non_persistent_buffers_set.discard(name)
+            module.register_parameter(name, nn.Parameter(buffer, requires_grad=False))
+            moved.append((module, name, persistent))
+    try:
+        yield
+    finally:
+        for module, name, persistent in moved:
+            value = module._parameters.pop(name)  # the pruned one, when Torch-Pruning replaced it
+            module.register_buffer(name, value.detach().requires_grad_(False), persistent=persistent)
+
+
 def _failed_in(exc: BaseException, function: str) -> bool:
     tb = exc.__traceback__
     while tb is not None:
@@ -359,9 +390,10 @@ def find_groups(model: nn.Module, example_input: torch.Tensor, ignored: list[nn.
         if not mismatched:
             break
         untracked = (*untracked, *mismatched)
+        tensors = {**dict(model.named_buffers()), **dict(model.named_parameters())}
         for name in mismatched:
-            log.info("parameter %r (shape %s) is not per channel: it stays whole when channels go", name,
-                     list(dict(model.named_parameters())[name].shape))
+            log.info("tensor %r (shape %s) is not per channel: it stays whole when channels go", name,
+                     list(tensors[name].shape))
     if not groups:
         raise ModelError("the model has no prunable convolution channels")
     return groups
@@ -475,12 +507,13 @@ def _trace_groups(model: nn.Module, example_input: torch.Tensor, ignored: list[n
                   untracked: tuple[str, ...]) -> tuple[list[ChannelGroup], list[str]]:
     """(groups, parameters outside standard layers that the graph took for per-channel ones but are not)."""
     names = {m: n for n, m in model.named_modules()}
-    param_names = {p: n for n, p in model.named_parameters()}
     modules = dict(model.named_modules())
-    graph = build_dependency_graph(model, example_input, untracked)
+    with buffers_as_parameters(model):
+        param_names = {p: n for n, p in model.named_parameters()}
+        graph = build_dependency_graph(model, example_input, untracked)
+        tp_groups, unsettled = _all_groups(graph, ignored)
     groups: list[ChannelGroup] = []
     mismatched: list[str] = []
-    tp_groups, unsettled = _all_groups(graph, ignored)
     for module, steps, constructs_seen in unsettled:
         name = names[module]
         groups.append(ChannelGroup(len(groups), name, module.out_channels, (Member(name, None),), (), (), None,
