@@ -79,8 +79,8 @@ class ChannelGroup:
     # why the group cannot be pruned, found from the graph alone (None: nothing seen); ``pruning.prunable``
     # leaves such groups whole
     problem: str | None = None
-    # parameters outside standard layers that are not per channel (BiFPN's fusion weights, one per input):
-    # left out of the dependency graph, so removing channels never shrinks them; the same for every group
+    # parameters and buffers outside standard layers that are not per channel (BiFPN's fusion weights, one per
+    # input): left out of the dependency graph, so removing channels never shrinks them; the same for every group
     untracked: tuple[str, ...] = field(default=(), repr=False)
 
     @property
