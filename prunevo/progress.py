@@ -150,7 +150,9 @@ class PlainProgress:
         self.close()
 
     def _counts(self) -> str:
-        return f"{self.n}/{self.total} {self.unit}" if self.total is not None else f"{self.n} {self.unit}"
+        shown = self.total if self.total is not None else self.n
+        unit = self.unit if shown == 1 else _plural(self.unit)
+        return f"{self.n}/{self.total} {unit}" if self.total is not None else f"{self.n} {unit}"
 
     def _tail(self) -> str:
         return f"; {self._postfix}" if self._postfix else ""
@@ -167,3 +169,8 @@ class PlainProgress:
 
     def _write(self, line: str) -> None:
         print(line, file=self._stream, flush=True)
+
+
+def _plural(unit: str) -> str:
+    """``step`` -> ``steps``, ``batch`` -> ``batches``: the unit as a count of more than one reads."""
+    return f"{unit}es" if unit.endswith(("s", "x", "ch", "sh")) else f"{unit}s"

@@ -292,9 +292,13 @@ def test_every_kind_prunes_correctly_or_leaves_its_group_whole_naming_it(model, 
     assert code == 0, err
     assert "Traceback" not in err and "UserWarning" not in err  # Torch-Pruning's warnings go to the log
     # the session checked pruned == masked in eval and training mode before writing anything
-    result = json.loads((out / "report.json").read_text())["result"]
+    report = json.loads((out / "report.json").read_text())
+    result = report["result"]
     assert result["after"]["macs"] / result["before"]["macs"] == pytest.approx(0.7, abs=0.021)
     _reloads(out)
+    assert bool(report["left_whole"]) == (KINDS[model] is not None)  # the report says it too
+    assert all(KINDS[model] in w for w in report["left_whole"])
+    assert ("Left whole (not pruned" in (out / "report.md").read_text()) == (KINDS[model] is not None)
     notes = [r.getMessage() for r in caplog.records if "left whole" in r.getMessage()]  # the console's lines
     if KINDS[model] is None:
         assert not notes, notes

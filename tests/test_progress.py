@@ -44,14 +44,14 @@ def test_a_log_gets_a_line_at_most_every_30_s_with_counts_elapsed_and_remaining(
         if len(lines(log)) > before:
             written_at.append(clock.now)
     assert written_at == [1030.0, 1060.0, 1090.0]
-    assert lines(log) == ["prunevo: pretrain resnet20: 30/300 step (10%), elapsed 30s, remaining ~4m30s",
-                          "prunevo: pretrain resnet20: 60/300 step (20%), elapsed 1m00s, remaining ~4m00s",
-                          "prunevo: pretrain resnet20: 90/300 step (30%), elapsed 1m30s, remaining ~3m30s"]
+    assert lines(log) == ["prunevo: pretrain resnet20: 30/300 steps (10%), elapsed 30s, remaining ~4m30s",
+                          "prunevo: pretrain resnet20: 60/300 steps (20%), elapsed 1m00s, remaining ~4m00s",
+                          "prunevo: pretrain resnet20: 90/300 steps (30%), elapsed 1m30s, remaining ~3m30s"]
     clock.now += 200
     bar.update(200)
     bar.close()
     bar.close()  # a second close (evolve closes in a finally too) writes nothing
-    assert lines(log)[3:] == ["prunevo: pretrain resnet20: done, 300/300 step in 5m00s"]  # the last step: one line
+    assert lines(log)[3:] == ["prunevo: pretrain resnet20: done, 300/300 steps in 5m00s"]  # the last step: one line
 
 
 def test_fast_steps_write_only_the_final_line_and_a_step_cut_short_says_so():
@@ -60,7 +60,7 @@ def test_fast_steps_write_only_the_final_line_and_a_step_cut_short_says_so():
         for _ in range(2900):
             clock.now += 0.01
             bar.update(1)
-    assert lines(log) == ["prunevo: fine-tune: stopped, 2900/10000 step in 29s"]
+    assert lines(log) == ["prunevo: fine-tune: stopped, 2900/10000 steps in 29s"]
 
 
 def test_a_resumed_run_estimates_from_its_own_rate_and_shows_the_postfix():
@@ -69,7 +69,7 @@ def test_a_resumed_run_estimates_from_its_own_rate_and_shows_the_postfix():
     clock.now += 3600
     bar.set_postfix(best="0.9712", new=14)
     bar.update(1)  # one generation in an hour: 30 more to go
-    assert lines(log) == ["prunevo: evolve: 21/51 gen (41%), elapsed 1h00m, remaining ~30h00m; best=0.9712, new=14"]
+    assert lines(log) == ["prunevo: evolve: 21/51 gens (41%), elapsed 1h00m, remaining ~30h00m; best=0.9712, new=14"]
 
 
 def test_track_yields_every_item_and_ends_with_one_line():
@@ -79,9 +79,9 @@ def test_track_yields_every_item_and_ends_with_one_line():
         clock.now += 40
         seen.append(item)
     assert seen == ["a", "b", "c"]
-    assert lines(log) == ["prunevo: re-score: 1/3 seed (33%), elapsed 40s, remaining ~1m20s",
-                          "prunevo: re-score: 2/3 seed (67%), elapsed 1m20s, remaining ~40s",
-                          "prunevo: re-score: done, 3/3 seed in 2m00s"]
+    assert lines(log) == ["prunevo: re-score: 1/3 seeds (33%), elapsed 40s, remaining ~1m20s",
+                          "prunevo: re-score: 2/3 seeds (67%), elapsed 1m20s, remaining ~40s",
+                          "prunevo: re-score: done, 3/3 seeds in 2m00s"]
 
 
 @pytest.mark.parametrize("stream_type", [io.StringIO, Terminal])
@@ -123,8 +123,8 @@ def test_training_logged_to_a_file_prints_plain_lines(progress, capsys, monkeypa
     fit(nn.Linear(4, 2), _tiny_data(), FitConfig(epochs=2, batch_size=16), 0, progress=progress,
         desc="pretrain tiny")
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("prunevo: pretrain tiny: 1/8 step (12%), elapsed ")
-    assert err[-1].startswith("prunevo: pretrain tiny: done, 8/8 step in ")
+    assert err[0].startswith("prunevo: pretrain tiny: 1/8 steps (12%), elapsed ")
+    assert err[-1].startswith("prunevo: pretrain tiny: done, 8/8 steps in ")
     assert len(err) == 8  # steps 1 to 7, then the final line
 
 
@@ -146,4 +146,4 @@ def test_a_streamed_calibration_shows_its_chunks_in_a_log(progress, capsys):
     calibration = Calibration(model, find_groups(model, x[:1]), x, y, 10, batch_size=4, progress=progress)
     calibration.stats_for_formula(Formula.parse("mean(abs(F))"))
     err = capsys.readouterr().err
-    assert ("prunevo: calibrate: done, 3/3 batch" in err) == progress, err
+    assert ("prunevo: calibrate: done, 3/3 batches" in err) == progress, err

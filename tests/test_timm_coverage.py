@@ -1,7 +1,7 @@
 """The smallest member of each timm CNN family, by name (``timm:NAME``, no weights downloaded): it prunes
 (MACs target met within 3%, masked == pruned in eval and training mode, the saved weights reload and compute
 the same) with a weight criterion and a feature-map/gradient one, or it is refused in one line that says why.
-Random weights: only the mechanics are tested.  `python tests/test_timm_coverage.py` prints the README's table."""
+Random weights: only the mechanics are tested.  `python -m tests.test_timm_coverage` prints the README's table."""
 from __future__ import annotations
 
 import sys

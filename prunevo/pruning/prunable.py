@@ -75,12 +75,12 @@ def prunable_groups(model: nn.Module, example_input: torch.Tensor, ignored: list
     for item in whole:
         log.info("left whole (not pruned): %s", item)
     if len(whole) == 1:
-        log.warning("prunevo: note: left whole (not pruned): %s; --ignore-layers %s keeps it so without this "
-                    "check", whole[0], " ".join(whole[0].layers))
+        log.warning("prunevo: note: left whole (not pruned): %s; to leave it whole without this trial, pass "
+                    "--ignore-layers %s", whole[0], " ".join(whole[0].layers))
     elif whole:
         others = ", ".join(repr(w.root) for w in whole[1:4]) + (" ..." if len(whole) > 4 else "")
         log.warning("prunevo: note: %d channel groups are left whole (not pruned), first %s; the others: layer %s "
-                    "(--verbose lists each)", len(whole), whole[0], others)
+                    "('prunevo -v COMMAND' lists each; report.json too)", len(whole), whole[0], others)
     return kept, whole
 
 

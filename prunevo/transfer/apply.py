@@ -139,8 +139,11 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
     if out_dir is not None:
         out = Path(out_dir)
         files = save_pruned(out, model, session, record)
+        left_whole = [str(w) for w in session.left_whole]  # groups not pruned, and why (pruning.prunable)
         report = {"config": config.to_dict(), "result": result.to_dict(), "files": files,
-                  "base_checkpoint": session.meta, "augmentation": session.data.augmentation, "regime_note": note}
+                  "base_checkpoint": session.meta, "augmentation": session.data.augmentation, "regime_note": note,
+                  "left_whole": left_whole}
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict(), session.data.augmentation, note))
+        atomic_write_text(out / "report.md", apply_markdown(result, config.to_dict(), session.data.augmentation, note,
+                                                            left_whole))
     return model, result

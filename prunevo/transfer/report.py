@@ -29,7 +29,8 @@ def target_text(config: dict) -> str:
     return f"{config['channel_ratio']:.0%} of the channels removed{rounded}"
 
 
-def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", note: str | None = None) -> str:
+def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", note: str | None = None,
+                   left_whole: list[str] | tuple[str, ...] = ()) -> str:
     b, a = result.before, result.after
     devices = sorted(set(b.latency_ms) | set(a.latency_ms))
     batches = sorted({k for m in (b, a) for d in m.latency_ms.values() for k in d})
@@ -45,13 +46,13 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
         + (f"; augmentation: {augmentation}" if augmentation else ""),
         *([f"- {note}"] if note else []),
         "",
-        "| | params | MACs | top-1" + (" / top-5" if a.top5 is not None else "") + " | "
-        + " | ".join(f"{d} b{k} ms" for d in devices for k in batches) + " |",
+        "| | params | MACs | top-1" + (" / top-5" if a.top5 is not None else "") + " |"
+        + "".join(f" {d} b{k} ms |" for d in devices for k in batches),
         "|---|---:|---:|---:|" + "---:|" * (len(devices) * len(batches)),
     ]
     for label, m in (("before", b), ("after", a)):
-        lat = " | ".join(_ms(m, d, k) for d in devices for k in batches)
-        lines.append(f"| {label} | {m.params:,} | {m.macs:,} | {_acc(m)} | {lat} |")
+        lat = "".join(f" {_ms(m, d, k)} |" for d in devices for k in batches)
+        lines.append(f"| {label} | {m.params:,} | {m.macs:,} | {_acc(m)} |{lat}")
     lines += [
         "",
         f"MACs kept: {a.macs / max(1, b.macs):.1%}; params kept: {a.params / max(1, b.params):.1%}; "
@@ -59,6 +60,8 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
         "",
         "Channels kept per group: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in result.kept.items()),
         "",
+        *([f"Left whole (not pruned: pruning them does not compute what masking them does, see README \"What is "
+           f"pruned\"): " + "; ".join(left_whole), ""] if left_whole else []),
         *([f"Removed blocks/layers ({len(result.removed)} modules): " + ", ".join(result.removed), ""]
           if result.removed else []),
         *([f"Zero weights: {result.sparsity:.1%} of all conv/linear weights (unstructured: the shapes, MACs and "
