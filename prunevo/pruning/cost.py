@@ -1,7 +1,8 @@
 """Model cost: parameters and MACs counted by Torch-Pruning, and a fast MACs estimate under keep-masks.
 
-The estimate counts convolutions (1-d, 2-d, transposed) and linear layers only (where nearly all MACs are) from the channel
-counts a selection leaves; it lets a MACs target be searched without pruning a copy at every step.
+The estimate counts convolutions (1-d, 2-d, transposed) and linear layers only (where nearly all MACs
+are) from the channel counts a selection leaves; it lets a MACs target be searched without pruning a copy
+at every step.
 """
 from __future__ import annotations
 

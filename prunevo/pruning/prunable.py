@@ -2,9 +2,10 @@
 
 The dependency graph (``groups``) is Torch-Pruning's reading of the model; some constructs it follows
 only partly -- channel slicing ``x[:, :k]``, ``chunk``/``split`` with sizes fixed in ``forward``, a
-``view`` of the channel axis into (radix, C), PixelShuffle, a per-channel buffer -- and then the physically
-pruned network fails to run or computes something else.  Here every group is tried before anything is
-scored: a few channels of each removed from a copy, the copy run and compared with the masked network.
+``view`` of the channel axis into (radix, C), PixelShuffle, a branch that runs only in training -- and
+then the physically pruned network fails to run or computes something else.  Here every group is tried
+before anything is scored: a few channels of each removed from a copy, the copy run and compared with the
+masked network.
 A group that fails is left whole (its layers keep their width, counted as fixed in the MACs target) and
 named with the construct its channels pass through; the rest are pruned as usual.  One trial covers all
 groups when they all pass, and a failing trial is bisected, so the cost is one or a few pruned copies.
@@ -91,14 +92,16 @@ def _reason(model: nn.Module, group: ChannelGroup, problem: str) -> str:
 
 
 def _channel_tensors(model: nn.Module, group: ChannelGroup) -> list[str]:
-    """Buffers and parameters outside standard layers with a dimension of the group's size: per-channel
-    tensors the pruner does not shrink (a registered ``scale`` buffer multiplying the feature map)."""
+    """Buffers and parameters outside standard layers with a dimension of the group's size: what the channels
+    meet, named when the graph shows no construct (such tensors usually shrink with their channels; one used
+    in a way the graph does not see is the suspect)."""
     standard = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
     found = []
     for name, module in model.named_modules():
         if isinstance(module, standard):
             continue
-        tensors = [*module.named_buffers(prefix=name, recurse=False), *module.named_parameters(prefix=name, recurse=False)]
+        tensors = [*module.named_buffers(prefix=name, recurse=False),
+                   *module.named_parameters(prefix=name, recurse=False)]
         found += [f"the tensor {n!r} (shape {list(t.shape)}) outside standard layers" for n, t in tensors
                   if t.is_floating_point() and group.size in t.shape and n not in group.untracked]
     return found[:2]

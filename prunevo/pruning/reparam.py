@@ -43,7 +43,8 @@ def fold_reparametrizations(model: nn.Module) -> list[str]:
             for tensor in list(module.parametrizations.keys()):
                 kinds = {type(p).__name__ for p in module.parametrizations[tensor]}
                 what = ("weight normalization" if "_WeightNorm" in kinds else
-                        "spectral normalization" if "_SpectralNorm" in kinds else f"a parametrization ({', '.join(sorted(kinds))})")
+                        "spectral normalization" if "_SpectralNorm" in kinds else
+                        f"a parametrization ({', '.join(sorted(kinds))})")
                 parametrize.remove_parametrizations(module, tensor, leave_parametrized=True)
                 folded.append(f"{name + '.' if name else ''}{tensor}: {what}")
     for module in model.modules():
