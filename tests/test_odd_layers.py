@@ -472,12 +472,22 @@ class TwoBranches(nn.Module):  # adds two branches, neither of which is its inpu
         return self.a(x) + self.b(x)
 
 
+class PlusConstant(nn.Module):  # adds a buffer (no gradient, no autograd node), not its input: not a unit
+    def __init__(self, c):
+        super().__init__()
+        self.a = cbr(c, c)
+        self.register_buffer("offset", torch.full((1, c, 1, 1), 0.1))
+
+    def forward(self, x):
+        return F.relu(self.a(x) + self.offset)
+
+
 class Residuals(nn.Module):
     def __init__(self, num_classes=10):
         super().__init__()
         self.stem = cbr(1, 16)
         self.blocks = nn.Sequential(UserResidual(16), UserResidual(16, inplace=True), UserResidual(16, projection=True),
-                                    TwoBranches(16))
+                                    TwoBranches(16), PlusConstant(16))
         self.head = Head(16, num_classes)
 
     def forward(self, x):
@@ -488,7 +498,7 @@ def test_identity_shortcuts_are_recognised_by_what_the_block_computes():
     from prunevo.pruning.layers import removable_units
 
     blocks = [u.name for u in removable_units(Residuals().eval(), torch.zeros(1, 1, 8, 8)) if u.kind == "block"]
-    assert blocks == ["blocks.0", "blocks.1"]  # not the projection shortcut, not two added branches
+    assert blocks == ["blocks.0", "blocks.1"]  # not the projection shortcut, two added branches, a constant added
 
 
 @pytest.mark.slow

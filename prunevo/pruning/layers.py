@@ -53,8 +53,8 @@ def _identity_shortcut(block: nn.Module, x: torch.Tensor) -> bool:
             return False
         name = type(node).__name__
         if name.startswith("AddBackward"):
-            return any(f is start.grad_fn or f is leaf.grad_fn or (f is not None and _is_leaf_edge(f, leaf))
-                       for f, _ in node.next_functions)
+            # an operand without a gradient (a constant, a buffer) has no node: None, which is not the input
+            return any(f is not None and (f is start.grad_fn or _is_leaf_edge(f, leaf)) for f, _ in node.next_functions)
         if not name.startswith(_AFTER_ADD) or not node.next_functions:
             return False
         node = node.next_functions[0][0]
