@@ -227,7 +227,7 @@ def quiet_torch_pruning() -> Iterator[None]:
 
 
 # layers whose tensors Torch-Pruning shrinks itself (their buffers too: BatchNorm's running statistics)
-_STANDARD = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.PReLU, nn.LayerNorm,
+STANDARD_LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.PReLU, nn.LayerNorm,
              nn.GroupNorm, nn.Embedding)
 
 
@@ -239,7 +239,7 @@ def buffers_as_parameters(model: nn.Module) -> Iterator[None]:
     A buffer that is not per channel is found as such and left out (``ChannelGroup.untracked``)."""
     moved: list[tuple[nn.Module, str, bool]] = []
     for module in model.modules():
-        if isinstance(module, _STANDARD):
+        if isinstance(module, STANDARD_LAYERS):
             continue
         for name, buffer in list(module._buffers.items()):
             if buffer is None or not buffer.is_floating_point() or buffer.dim() == 0:

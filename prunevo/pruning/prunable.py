@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunevo.errors import ModelError
-from prunevo.pruning.groups import ChannelGroup, find_groups
+from prunevo.pruning.groups import STANDARD_LAYERS, ChannelGroup, find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 
@@ -95,10 +95,9 @@ def _channel_tensors(model: nn.Module, group: ChannelGroup) -> list[str]:
     """Buffers and parameters outside standard layers with a dimension of the group's size: what the channels
     meet, named when the graph shows no construct (such tensors usually shrink with their channels; one used
     in a way the graph does not see is the suspect)."""
-    standard = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
     found = []
     for name, module in model.named_modules():
-        if isinstance(module, standard):
+        if isinstance(module, STANDARD_LAYERS):
             continue
         tensors = [*module.named_buffers(prefix=name, recurse=False),
                    *module.named_parameters(prefix=name, recurse=False)]
@@ -176,15 +175,17 @@ def _compare(model: nn.Module, example_input: torch.Tensor, groups: list[Channel
             return None
         try:
             pruned = prune_model(copy.deepcopy(model).to(dtype).eval(), groups, keep, example_input.to(dtype))
-            if not _same(expected, pruned(x)):
+            if not same_output(expected, pruned(x)):
                 return False
             with functional_dropout_off():
-                return _same(training_copy(masked)(x), training_copy(pruned)(x))
+                return same_output(training_copy(masked)(x), training_copy(pruned)(x))
         except Exception:  # noqa: BLE001  any failure of the pruned copy (a shape error in forward...) is a "no"
             return False
 
 
-def _same(expected, got) -> bool:
+def same_output(expected, got) -> bool:
+    """Whether ``got`` is ``expected`` up to float rounding: the one test of "the pruned network computes what
+    the masked one does" (here and in the session's check of the final pruned model)."""
     if not isinstance(got, torch.Tensor) or not isinstance(expected, torch.Tensor) or got.shape != expected.shape:
         return False
     return bool(torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * (1 + float(expected.abs().max()))))
