@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prunevo.evolve.run import load_run  # noqa: E402
+from prunevo.runs.result import load_run  # noqa: E402
 from prunevo.primitives import Formula  # noqa: E402
 
 

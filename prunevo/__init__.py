@@ -30,8 +30,9 @@ from importlib import metadata as _metadata
 
 from prunevo.errors import (DataError, FormulaError, ModelError, NotApplicableError, PrunevoError, RunError,
                             TargetUnreachable)
-from prunevo.evolve.config import EvolutionConfig, TaskOverrides
-from prunevo.evolve.run import RunResult, evolve, load_run
+from prunevo.runs.config import EvolutionConfig, TaskOverrides
+from prunevo.evolve.run import evolve
+from prunevo.runs.result import RunResult, load_run
 from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.execution import Execution
 from prunevo.fitness.scoring import ScoreRow, score_formulas

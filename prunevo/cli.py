@@ -115,7 +115,7 @@ def _add_network_options(o: ConfigOptions) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``prunevo`` command line: one subcommand per pipeline step, options in argument groups, and each
     default read from the config dataclass whose field the option sets."""
-    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.runs.config import EvolutionConfig
     from prunevo.evolve.presets import DEFAULT_DATA_ROOT, PRESETS
     from prunevo.fitness.config import FitnessConfig
     from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args):
     """EvolutionConfig from what was typed (every other field keeps the dataclass default); ``--model`` and the
     other network options build its one task."""
-    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.runs.config import EvolutionConfig
 
     values = _none_words(config_values(args, EvolutionConfig))
     values.update(_network_task(args, values))
@@ -290,8 +290,8 @@ def _ladder(text: str) -> tuple[float, ...]:
 def _resumed_config(args, parser: argparse.ArgumentParser):
     """The saved run's config with what the command line changes: options that may change on resume are
     applied (and said), any other typed option must agree with the run's value."""
-    from prunevo.evolve.config import RESUMABLE, EvolutionConfig
-    from prunevo.evolve.run import saved_config
+    from prunevo.runs.config import RESUMABLE, EvolutionConfig
+    from prunevo.runs.result import saved_config
 
     saved = saved_config(Path(args.run_dir))
     mine, theirs = flatten(_config(args)), flatten(saved)
@@ -336,7 +336,7 @@ def cmd_evolve(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from prunevo.evolve.run import load_run
+    from prunevo.runs.result import load_run
 
     run = load_run(args.run)
     if args.rescore:
@@ -356,9 +356,10 @@ def cmd_show(args) -> int:
 
 
 def _rescore(run, args):
-    from prunevo.evolve.config import EvolutionConfig
-    from prunevo.evolve.rundir import RunLock
-    from prunevo.evolve.run import load_run, rescore_saved
+    from prunevo.runs.config import EvolutionConfig
+    from prunevo.runs.rundir import RunLock
+    from prunevo.evolve.run import rescore_saved
+    from prunevo.runs.result import load_run
 
     seeds = args.rescore_seeds or run.config.rescore_seeds or EvolutionConfig.rescore_seeds
     changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs, "rescore_seeds": seeds}
@@ -372,7 +373,7 @@ def _rescore(run, args):
 
 
 def cmd_export(args) -> int:
-    from prunevo.evolve.run import load_run
+    from prunevo.runs.result import load_run
     from prunevo.primitives.export import export_formula
     from prunevo.utils import atomic_write_text
 

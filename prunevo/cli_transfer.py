@@ -12,7 +12,7 @@ from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.ranking import DOMINO, REDUCTIONS
 from prunevo.training.schedules import BASE_SCHEDULES, RETRAIN_SCHEDULES
 from prunevo.pruning.target import DEFAULT_TARGET_MACS, TOLERANCE
-from prunevo.transfer.session import CALIBRATION_BATCH, ROUND_TO
+from prunevo.transfer.config import CALIBRATION_BATCH, ROUND_TO
 from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, COMPARE_CRITERIA, STRATEGIES,
                                        STRATEGY_NAMES, variant_name)
 from prunevo.zoo.images import FOLDER_SIZE
@@ -146,7 +146,7 @@ def add_transfer_commands(sub) -> None:
 
     from prunevo.transfer.apply import apply_formula
     from prunevo.transfer.compare import COMPARE_SEEDS
-    from prunevo.transfer.session import TransferConfig
+    from prunevo.transfer.config import TransferConfig
     from prunevo.transfer.train import TrainConfig
 
     p = sub.add_parser("train", help="train a base model on a dataset (no weights can be downloaded)",
@@ -225,7 +225,8 @@ def _transfer_config(args, **fixed):
     """TransferConfig from what was typed (every other field keeps the dataclass default; with apply's RUN_DIR,
     the run's settings) and ``fixed``."""
     from prunevo.zoo.checkpoints import read_checkpoint
-    from prunevo.transfer.session import TransferConfig, run_settings
+    from prunevo.transfer.config import TransferConfig
+    from prunevo.transfer.run_dirs import run_settings
 
     typed = config_values(args, TransferConfig)
     run = getattr(args, "run", None)
@@ -270,7 +271,7 @@ def cmd_apply(args) -> int:
 def _compare_config(args):
     """(the config, the strategy x allocation names): with several strategies and allocations the config holds
     the first of each, and the table has every combination."""
-    from prunevo.transfer.session import TransferConfig
+    from prunevo.transfer.config import TransferConfig
 
     strategies = args.strategy or [field_default(TransferConfig, "strategy")]
     allocations = args.allocation or [field_default(TransferConfig, "allocation")]

@@ -7,7 +7,7 @@ from torch import nn
 
 from prunevo.transfer.setup import Setup
 from prunevo.fitness.execution import SERIAL
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.runs.config import EvolutionConfig
 from prunevo.fitness.pretrain import PretrainRecipe
 from prunevo.fitness.task_spec import make_task
 from prunevo.pruning.ranking import PruneSpec
@@ -51,7 +51,8 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0, running_mean: bool = Fa
 
 def session_for(model: str, **overrides):
     """A transfer session on fake data: MACs target 0.5, no fine-tuning, no latency, BatchNorm randomized."""
-    from prunevo.transfer.session import TransferConfig, TransferSession
+    from prunevo.transfer.config import TransferConfig
+    from prunevo.transfer.session import TransferSession
 
     settings = dict(setup=Setup(model=model, dataset="fakedata"), target_macs=0.5, calibration_samples=20,
                     finetune=FitConfig(epochs=0.0), latency=None)

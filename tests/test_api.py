@@ -11,7 +11,8 @@ from prunevo.pruning.criteria import Criterion, as_criterion, score_groups
 from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.execution import SERIAL
-from prunevo.transfer.session import TransferConfig, TransferSession
+from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.session import TransferSession
 from prunevo.transfer.setup import Setup
 from prunevo.training import FitConfig
 

@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory, prepared_tasks):
 
 @pytest.mark.slow
 def test_show_and_export(run_dir, capsys, tmp_path):
-    from prunevo.evolve.run import load_run
+    from prunevo.runs.result import load_run
     from prunevo.fitness.scoring import baselines_from_json, best_classic
     from prunevo.pruning.criteria import BASELINE_NAMES
 
@@ -167,7 +167,7 @@ def test_a_second_process_or_lock_on_a_run_directory_is_refused_and_a_killed_own
     import socket
 
     from prunevo.errors import RunError
-    from prunevo.evolve.rundir import RunLock
+    from prunevo.runs.rundir import RunLock
 
     lock = RunLock(run_dir).acquire()  # this process holds the run, as a running evolution would
     try:
@@ -183,7 +183,7 @@ def test_a_second_process_or_lock_on_a_run_directory_is_refused_and_a_killed_own
         lock.release()
     RunLock(run_dir).acquire().release()
     # a process killed with SIGKILL while holding the lock: the OS frees it, nothing stale is left to detect
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from prunevo.evolve.rundir import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from prunevo.runs.rundir import RunLock; "
                                f"lock = RunLock({str(run_dir)!r}).acquire(); print('held', flush=True); "
                                "time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
@@ -325,7 +325,8 @@ def test_resume_refuses_contradictions_and_applies_what_may_change(tmp_path, cap
     from dataclasses import replace
 
     from prunevo.errors import RunError
-    from prunevo.evolve.run import evolve, saved_config
+    from prunevo.evolve.run import evolve
+    from prunevo.runs.result import saved_config
 
     run = str(tmp_path / "run")
     start = ["evolve", "--tasks", "lenet5@digits:epochs=0,pretrain=1", "--population", "4", "--generations", "1",

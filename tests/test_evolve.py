@@ -7,9 +7,10 @@ import pytest
 
 from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.errors import PrunevoError, RunError
-from prunevo.evolve.config import EvolutionConfig
-from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
-from prunevo.evolve.run import evolve, load_run
+from prunevo.runs.config import EvolutionConfig
+from prunevo.runs.hall_of_fame import Entry, HallOfFame, ParetoFront
+from prunevo.evolve.run import evolve
+from prunevo.runs.result import load_run
 from tests.helpers import evolve_config
 
 TIMING = {"seconds", "evals_per_second", "selections_per_second"}

@@ -1,7 +1,10 @@
 """The package's dependencies point down the pipeline, and no module imports itself back through others.
 
-Every import counts, including the lazy ones inside functions (they hide cycles rather than remove
-them); only ``if TYPE_CHECKING:`` blocks, which never run, are left out.
+Every import counts, including the lazy ones inside functions (they hide cycles rather than remove them).
+``if TYPE_CHECKING:`` blocks never run, so they may point up a layer, but they count as cycles: a type that
+can only be named by importing the module that calls you is a circle in the design.
+
+``LAYERS`` is also the table of docs/ARCHITECTURE.md, which ``test_architecture_doc_matches`` keeps in step.
 """
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ import prunevo
 ROOT = Path(prunevo.__file__).parent
 # lower layers never import higher ones
 LAYERS = {"errors": 0, "utils": 0, "verdict": 0, "configs": 0, "progress": 0, "zoo": 1, "training": 2, "primitives": 2,
-          "pruning": 3, "fitness": 4, "evolve": 5, "transfer": 6, "cli_options": 7, "cli_report": 7, "cli_transfer": 7,
-          "cli": 7, "__init__": 8}
+          "pruning": 3, "fitness": 4, "runs": 5, "evolve": 6, "transfer": 6, "cli_options": 7, "cli_report": 7,
+          "cli_transfer": 7, "cli": 7, "__init__": 8}
+# packages on one layer of the pipeline are independent: neither imports the other (the CLI modules share layer 7
+# as one front end, and layer 0's helpers may use each other)
+INDEPENDENT_LAYERS = range(1, 7)
 
 
 def _module_name(path: Path) -> str:
@@ -22,11 +28,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, type_checking: bool = False) -> set[str]:
     tree = ast.parse(path.read_text())
     skip = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not type_checking and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip.update(id(n) for n in ast.walk(node))
     found = set()
     for node in ast.walk(tree):
@@ -39,9 +45,10 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(type_checking: bool = False) -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+    return {name: {m for m in _imports(path, type_checking) if m in modules and m != name}
+            for name, path in modules.items()}
 
 
 def _layer(module: str) -> int:
@@ -55,9 +62,24 @@ def test_dependencies_point_down():
     assert not upward, upward
 
 
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_module_has_a_layer():
+    assert not {_package(m) for m in _graph()} - set(LAYERS)
+
+
+def test_packages_on_one_layer_are_independent():
+    across = [f"{a} -> {b}" for a, deps in _graph().items() for b in deps
+              if _package(a) != _package(b) and _layer(a) == _layer(b) and _layer(a) in INDEPENDENT_LAYERS]
+    assert not across, across
+
+
 def test_no_import_cycles():
     graph = {a: {b for b in deps if b.count(".") > 1 or b == "prunevo.utils" or b == "prunevo.errors"}
-             for a, deps in _graph().items()}  # package facades (__init__) re-export; they are not dependencies
+             for a, deps in _graph(type_checking=True).items()}  # package facades (__init__) re-export; they are not dependencies
     state: dict[str, int] = {}
     cycles = []
 

@@ -10,11 +10,12 @@ import pytest
 from deap import gp
 
 from prunevo.errors import PrunevoError
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.engine import mutate
 from prunevo.evolve.individuals import build_pset, gen_grow, to_deap
 from prunevo.evolve.racing import Raced, Racing, choose_best_seed, race_leaders
-from prunevo.evolve.run import evolve, load_run
+from prunevo.evolve.run import evolve
+from prunevo.runs.result import load_run
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.fitness.racing import Race, draw_seed, raced_value
 from prunevo.fitness.tasks import prepare_task

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import sys
 from prunevo.fitness.execution import Execution
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.run import evolve
 from prunevo.fitness.tasks import prepare_task
 from tests.helpers import quick_task

@@ -8,7 +8,7 @@ from prunevo.errors import PrunevoError
 from prunevo.pruning.criteria import as_criterion
 from prunevo.pruning.ranking import round_kept
 from prunevo.transfer.report import target_text
-from prunevo.transfer.session import TransferConfig
+from prunevo.transfer.config import TransferConfig
 from tests.helpers import session_for
 
 

@@ -22,7 +22,8 @@ from prunevo.pruning.ranking import PruneSpec
 from prunevo.pruning.target import meet_macs_target
 from prunevo.transfer.apply import apply_formula, load_pruned
 from prunevo.transfer.compare import compare_criteria
-from prunevo.transfer.session import TransferConfig, TransferSession
+from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.session import TransferSession
 from prunevo.training import FitConfig
 from prunevo.zoo.models import build_model
 
@@ -245,7 +246,7 @@ def test_a_failure_inside_a_target_search_is_not_taken_for_an_unreachable_target
 
 @pytest.mark.slow
 def test_fitness_with_random_configuration_search(prepared_tasks):
-    from prunevo.evolve.config import EvolutionConfig, TaskOverrides
+    from prunevo.runs.config import EvolutionConfig, TaskOverrides
     from prunevo.fitness.evaluator import Evaluator
 
     tasks = EvolutionConfig(tasks=("digits-vgg",), overrides=TaskOverrides(allocation="random-search")).task_list()

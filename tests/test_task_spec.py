@@ -50,9 +50,9 @@ def test_runs_saved_before_the_ranking_rename_load_and_keep_their_cache_keys(tmp
     import json
     from dataclasses import asdict
 
-    from prunevo.evolve.config import EvolutionConfig
-    from prunevo.evolve.hall_of_fame import Entry
-    from prunevo.evolve.run import saved_config
+    from prunevo.runs.config import EvolutionConfig
+    from prunevo.runs.hall_of_fame import Entry
+    from prunevo.runs.result import saved_config
     from prunevo.utils import stable_hash
 
     old = EvolutionConfig(tasks=("digits-lenet5",)).to_json()

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from prunevo.fitness.execution import SERIAL, Execution
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.individuals import build_pset, gen_half_and_half, to_node
 from prunevo.evolve.run import evolve
 from prunevo.fitness.evaluator import Evaluator

@@ -299,7 +299,7 @@ def test_layer_scores_compare_layers_with_raw_group_scores():
 
 @pytest.fixture(scope="module")
 def initial_texts():
-    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.runs.config import EvolutionConfig
     from prunevo.evolve.engine import initial_population
     from prunevo.evolve.individuals import build_pset
 

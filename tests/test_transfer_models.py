@@ -14,7 +14,7 @@ from prunevo.pruning.groups import find_groups
 from prunevo.pruning.importance import FormulaImportance
 from prunevo.pruning.ranking import PruneSpec, select
 from prunevo.transfer.apply import load_pruned, save_pruned
-from prunevo.transfer.session import PruneRecord
+from prunevo.transfer.results import PruneRecord
 from tests.helpers import session_for
 
 EVOLVED = "gamma + mean(abs(Wn)) * lnorm(l1(W)) / (std(F) + 0.05)"

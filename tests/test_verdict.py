@@ -52,7 +52,7 @@ def test_regimes_follow_the_fine_tune_budget():
 def test_tasks_runs_and_transfer_configs_report_their_regime(tmp_path):
     import json
 
-    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.runs.config import EvolutionConfig
     from prunevo.fitness.task_spec import parse_task
     from prunevo.transfer import FitConfig, TransferConfig
 
@@ -110,7 +110,7 @@ def test_compare_prints_one_shot_and_fine_tuned_top1_with_verdicts(tmp_path):
 def test_apply_says_which_regime_a_run_was_evolved_for(tmp_path, caplog):
     import json
 
-    from prunevo.evolve.config import EvolutionConfig
+    from prunevo.runs.config import EvolutionConfig
     from prunevo.evolve.run import evolve
     from prunevo.transfer import FitConfig, TransferConfig, apply_formula
 

@@ -14,8 +14,9 @@ import torch
 from prunevo.errors import PrunevoError
 
 from prunevo.evolve.engine import build_pset, make_toolbox, redraw_repeats, to_deap
-from prunevo.evolve.hall_of_fame import Entry, HallOfFame
-from prunevo.evolve.run import evolve, load_run
+from prunevo.runs.hall_of_fame import Entry, HallOfFame
+from prunevo.evolve.run import evolve
+from prunevo.runs.result import load_run
 from prunevo.fitness.evaluator import Evaluator
 from prunevo.fitness.rescore import holdout_tasks, rescore
 from prunevo.primitives.formula import Formula

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from deap import algorithms, base, gp, tools
 
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.individuals import Individual, build_pset, gen_grow, gen_half_and_half, to_deap
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.primitives import grammar

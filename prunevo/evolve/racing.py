@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from prunevo.evolve.config import EvolutionConfig
+from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.engine import seed_formulas
 from prunevo.evolve.individuals import Individual
 from prunevo.fitness.evaluator import Evaluator, FitnessResult

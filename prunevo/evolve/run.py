@@ -5,106 +5,31 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from prunevo.errors import RunError
-from prunevo.evolve import rundir
+from prunevo.runs import rundir
 from prunevo.configs import flatten
 from prunevo.training.config import resolve_device
-from prunevo.evolve.config import RESUMABLE, EvolutionConfig
+from prunevo.runs.config import RESUMABLE, EvolutionConfig
 from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox,
                                    redraw_repeats, restore, snapshot, vary)
-from prunevo.evolve.hall_of_fame import Entry, HallOfFame, ParetoFront
+from prunevo.runs.hall_of_fame import Entry, HallOfFame, ParetoFront
+from prunevo.runs.result import RunResult, saved_config
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.evolve.racing import Racing, choose_best_seed
 from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
-from prunevo.fitness.rescore import RescoredRow, best_rescored, evolution_gain, rescore
-from prunevo.fitness.scoring import (ScoreRow, baselines_from_json, baselines_to_json, best_classic, score_with,
-                                    variant_baselines)
+from prunevo.fitness.rescore import RescoredRow, rescore
+from prunevo.fitness.scoring import baselines_from_json, baselines_to_json, score_with, variant_baselines
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.progress import progress_bar
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    config: EvolutionConfig
-    hall_of_fame: list[Entry]
-    pareto: list[Entry]
-    baselines: dict[str, dict]
-    log: list[dict]
-    rescored: list[RescoredRow] = field(default_factory=list)
-    # per task: which images each step read (``Task.roles``), as config.json records it
-    data_roles: dict[str, dict[str, str]] = field(default_factory=dict)
-    # the winner and the best seed as validation chose them (``rescored.json``'s "evolution"; None: not re-scored,
-    # or a run from before it was measured)
-    evolution: dict | None = None
-
-    @property
-    def best(self) -> Entry:
-        """The run's winner: the hall of fame's first, chosen on validation data (with racing, on the mean over
-        the race's draws less ``race_risk`` standard deviations); re-scoring on held-out data reports on it and
-        never picks it."""
-        return self.hall_of_fame[0]
-
-    @property
-    def best_seed(self) -> RescoredRow | None:
-        """The re-scoring of the best seed (see ``evolve.racing``); None when not measured."""
-        seed = (self.evolution or {}).get("best_seed")
-        if not seed:
-            return None
-        kind = "seed" if seed["kind"] == "seed" else "baseline"
-        return next((r for r in self.rescored if r.kind == kind and r.name == seed["name"]
-                     and (kind == "seed" or r.allocation == seed["allocation"])), None)
-
-    @property
-    def winner_rescored(self) -> RescoredRow | None:
-        """The re-scoring of the winner; None when the run was not re-scored."""
-        return next((r for r in self.rescored if r.kind == "formula" and r.name == self.best.text), None)
-
-    @property
-    def evolution_gain(self):
-        """The search's own contribution: the winner minus the best seed on held-out data, paired by re-scoring
-        seed (a ``verdict.PairedDifference`` of relative accuracy), or None when not measured."""
-        return evolution_gain(self.winner_rescored, self.best_seed)
-
-    @property
-    def winners_curse(self) -> dict[str, float] | None:
-        """What selection on validation data promised and held-out data paid: per chosen formula (``winner``,
-        ``best seed``), its mean validation fitness (over its race draws) minus its mean held-out fitness; None
-        when not re-scored."""
-        won = self.winner_rescored
-        if won is None or won.fitness.mean is None:
-            return None
-        # the draws' mean, not the raced value a risk penalty lowers: what validation measured
-        validation = statistics.fmean(self.best.draws) if self.best.draws else self.best.fitness
-        out = {"winner": validation - won.fitness.mean}
-        seed, row = (self.evolution or {}).get("best_seed"), self.best_seed
-        if seed and row is not None and row.fitness.mean is not None:
-            out["best seed"] = seed.get("mean", seed["validation"]) - row.fitness.mean
-        return out
-
-    @property
-    def best_rescored_classic(self) -> RescoredRow | None:
-        """The best classic or Torch-Pruning criterion after re-scoring."""
-        return best_rescored(self.rescored, "baseline")
-
-    @property
-    def baseline_rows(self) -> list[ScoreRow]:
-        """Every classic criterion, Torch-Pruning importance and random, with n/a and invalid ones marked."""
-        return baselines_from_json(self.baselines)
-
-    @property
-    def best_classic(self) -> ScoreRow | None:
-        """The best classic or Torch-Pruning criterion that applies to every task of the run."""
-        return best_classic(self.baseline_rows)
 
 
 def evaluate_baselines(evaluator: Evaluator, random_seeds: int, allocations: tuple[str, ...] = ()) -> dict[str, dict]:
@@ -232,11 +157,6 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, *, resume: bool = False
         lock.release()
 
 
-def saved_config(run_dir: Path) -> EvolutionConfig:
-    """The config a run directory was started with.  Raises RunError when it has none or it is unreadable."""
-    return EvolutionConfig.from_json(rundir.read_json(Path(run_dir) / "config.json", "config"))
-
-
 def _resumable(saved: EvolutionConfig, config: EvolutionConfig) -> EvolutionConfig:
     """``config`` for resuming a run saved with ``saved``: only RESUMABLE fields may differ (they are logged);
     any other difference raises RunError naming the parameters (nested ones by path: execution.n_jobs)."""
@@ -360,23 +280,3 @@ def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, t
         bar.update(1)
         if on_generation is not None:
             on_generation(generation)
-
-
-def load_run(run_dir: str | Path) -> RunResult:
-    """A finished or interrupted run, read back from its directory.  Raises RunError when it is not a run
-    directory or its files are malformed."""
-    run_dir = Path(run_dir)
-    saved = rundir.read_json(run_dir / "config.json", "config")
-    config = EvolutionConfig.from_json(saved)
-    state = rundir.read_checkpoint(run_dir)
-    try:
-        hof = [Entry(**e) for e in state["hall_of_fame"]]
-        pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()}).front
-        rescored = [RescoredRow.from_json(r) for r in (state.get("rescored") or {}).get("rows", [])]
-        evolution = (state.get("rescored") or {}).get("evolution")
-    except (TypeError, KeyError) as exc:
-        raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: {exc}") from None
-    if not hof:
-        raise RunError(f"{run_dir} has no evaluated formulas yet")
-    roles = saved.get("data") if isinstance(saved.get("data"), dict) else {}
-    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored, roles, evolution)

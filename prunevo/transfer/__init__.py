@@ -4,7 +4,9 @@
 """
 from prunevo.transfer.apply import apply_formula, load_pruned
 from prunevo.transfer.compare import CompareResult, compare_criteria
-from prunevo.transfer.session import ApplyResult, Measurement, TransferConfig, TransferSession
+from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.results import ApplyResult, Measurement
+from prunevo.transfer.session import TransferSession
 from prunevo.transfer.train import TrainConfig, TrainResult, train_base
 from prunevo.training import FitConfig
 

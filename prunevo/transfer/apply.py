@@ -27,7 +27,9 @@ from torch import nn
 from prunevo.errors import ModelError, first_line
 from prunevo.pruning.saved import PRUNED_FORMAT, READABLE_FORMATS, load_pruned  # noqa: F401  (public here)
 from prunevo.transfer.report import apply_markdown
-from prunevo.transfer.session import ApplyResult, PruneRecord, TransferConfig, TransferSession
+from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.results import ApplyResult, PruneRecord
+from prunevo.transfer.session import TransferSession
 from prunevo.transfer.setup import resolved_stem
 from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, load_state
 from prunevo.zoo.models import SOURCE_DTYPE_ATTR, build_model, source_dtype, user_module_file, weights_dtype
@@ -128,9 +130,9 @@ def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None 
     Raises FormulaError (bad criterion text), DataError, ModelError (a model the pruner cannot handle, or
     physical pruning that does not compute what the masked model does), TargetUnreachable or PrunevoError.
     """
-    from prunevo.transfer.session import criteria_from, regime_note
+    from prunevo.transfer.run_dirs import criteria_from, regime_note
 
-    note = regime_note(criterion, config)
+    note = regime_note(criterion, config.regime, config.finetune.epochs)
     if note is not None and note.startswith("warning"):
         log.warning(note)
     (criterion,) = criteria_from([criterion], seed)  # bad text fails here, before data and model are loaded

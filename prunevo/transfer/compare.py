@@ -21,8 +21,10 @@ from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetU
 from prunevo.pruning.criteria import BASELINE_NAMES, as_baseline
 from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
                                     target_text, verdict_lines)
-from prunevo.transfer.session import (ApplyResult, Measurement, TransferConfig, TransferSession, criteria_from,
-                                     regime_note)
+from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.results import ApplyResult, Measurement
+from prunevo.transfer.run_dirs import criteria_from, regime_note
+from prunevo.transfer.session import TransferSession
 from prunevo.transfer.variants import BASELINES_WORD, strategy_changes
 from prunevo.utils import atomic_write_json, atomic_write_text
 
@@ -105,7 +107,7 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
     strategies = list(dict.fromkeys(strategies or [config.variant]))
     changes = {s: strategy_changes(s) for s in strategies}
     names = _distinct(expand_baselines(criteria))
-    notes = [n for n in (regime_note(c, config) for c in names) if n is not None]
+    notes = [n for n in (regime_note(c, config.regime, config.finetune.epochs) for c in names) if n is not None]
     for note in notes:
         if note.startswith("warning"):
             log.warning(note)

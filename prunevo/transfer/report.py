@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prunevo.pruning.allocation import ALLOCATIONS
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM
-from prunevo.transfer.session import ApplyResult, Measurement
+from prunevo.transfer.results import ApplyResult, Measurement
 from prunevo.utils import save_png
 
 

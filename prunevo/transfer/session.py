@@ -1,4 +1,4 @@
-"""One transfer setting (model, dataset, checkpoint, strategy, prune target, fine-tune budget) and its pipeline.
+"""A transfer session: one setting (``transfer.config.TransferConfig``) and its pruning pipeline.
 
 A session loads the data and the base model once, finds the channel groups, measures the base model,
 and then prunes it with any number of criteria and seeds under identical settings.  The channel
@@ -12,186 +12,34 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from prunevo.errors import ModelError, NotApplicableError, PrunevoError, RunError
-from prunevo.primitives.formula import Formula
+from prunevo.errors import ModelError, NotApplicableError, PrunevoError
 from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import (BASELINE_NAMES, FormulaCriterion, InvalidScores, NotApplicable, as_criterion,
+from prunevo.pruning.criteria import (InvalidScores, NotApplicable, as_criterion,
                                       rank_problem, score_groups)
-from prunevo.pruning.allocation import RANKING_OF, SearchSpec, check_allocation, masks_along
+from prunevo.pruning.allocation import masks_along
 from prunevo.pruning.groups import ChannelGroup, group_ties
-from prunevo.pruning.latency import LatencySpec, measure_latency
-from prunevo.pruning.layers import UNIT_REDUCTIONS
+from prunevo.pruning.latency import measure_latency
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.prunable import functional_dropout_off, prunable_groups, same_output, training_copy
 from prunevo.pruning.reparam import fold_reparametrizations
-from prunevo.pruning.ranking import PruneSpec
 from prunevo.zoo.stratify import stratified_indices
-from prunevo.pruning.target import DEFAULT_TARGET_MACS, KeepMasks, check_macs_target, meet_macs_target
+from prunevo.pruning.target import KeepMasks, meet_macs_target
 from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
+from prunevo.transfer.config import SESSION_FIELDS, TransferConfig
 from prunevo.transfer.search import search_configuration
-from prunevo.transfer.setup import Setup, load_setup
+from prunevo.transfer.setup import load_setup
 from prunevo.transfer.strategies import RUNNERS
-from prunevo.transfer.variants import STRATEGIES, variant_name
-from prunevo.training import Accelerator, FitConfig, evaluate, fit, recalibrate_bn
-from prunevo.training.regimes import regime_of
+from prunevo.training import evaluate, fit, recalibrate_bn
 from prunevo.zoo.images import labels_of
 
 log = logging.getLogger(__name__)
-
-
-# round_to=None: tensor-core kernels want multiples of 8 on CUDA; the CPU gains nothing from rounding
-ROUND_TO = {"cpu": 1, "cuda": 8}
-# calibration_batch=None: ResNet-50 at 224 px stays near 3 GB with 8 on the CPU, no slower than larger chunks
-CALIBRATION_BATCH = {"cpu": 8, "cuda": 32}
-
-# what a session loads or measures once: a variant of it cannot change them
-SESSION_FIELDS = ("setup", "accelerator", "domino", "calibration_samples", "calibration_batch", "latency",
-                  "ignore_layers")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TransferConfig:
-    """Everything that defines a transfer experiment except the criterion and the seed: the model and data
-    (``setup``), where it runs (``accelerator``), the target, the strategy and the fine-tune.
-
-    At most one target (none given: ``target_macs`` = DEFAULT_TARGET_MACS): ``target_macs`` (share of the MACs
-    kept), ``channel_ratio`` (share of the channels removed) or ``target_latency`` (share of the unpruned
-    model's measured latency; channel and layer strategies).  ``strategy``: ``channel`` (one shot),
-    ``layer`` (remove whole blocks/layers), ``iterative`` (``cycles`` prune/retrain cycles; ``finetune.epochs``
-    is the total retraining budget, split evenly) or ``unstructured`` (the IMP baseline: global weight
-    magnitude, ``cycles`` cycles, to a sparsity of ``channel_ratio`` or ``1 - target_macs``).
-    """
-
-    setup: Setup
-    target_macs: float | None = None  # share of the original MACs that remains (DEFAULT_TARGET_MACS when no target)
-    channel_ratio: float | None = None  # or: share of channels removed (layer-wise or globally)
-    target_latency: float | None = None  # or: share of the original latency (device and batch: latency_key)
-    strategy: str = "channel"
-    allocation: str = "uniform"  # uniform | global | random-search (channel and iterative strategies)
-    search: SearchSpec = field(default_factory=SearchSpec)
-    cycles: int = 3
-    layer_reduction: str = "mean"
-    max_layer_ratio: float = PruneSpec.max_layer_ratio  # PruneSpec's defaults: one place for each
-    # layers whose output channels are never pruned besides the output layer (Torch-Pruning's ignored_layers)
-    ignore_layers: tuple[str, ...] = ()
-    # every pruned group keeps a multiple of round_to channels (Torch-Pruning's round_to); None: 8 on CUDA,
-    # whose tensor-core kernels want multiples of 8, and 1 on the CPU
-    round_to: int | None = None
-    group_reduction: str = PruneSpec.group_reduction
-    domino: str = PruneSpec.domino
-    calibration_samples: int = 256
-    # images per calibration pass: feature maps and gradients are reduced chunk by chunk, so memory holds
-    # one chunk's activations whatever calibration_samples is; None: 8 on the CPU (ResNet-50 at 224 px
-    # stays near 3 GB and runs no slower than larger chunks), 32 on CUDA
-    calibration_batch: int | None = None
-    finetune: FitConfig = field(default_factory=FitConfig)  # FitConfig's defaults are the fine-tune's
-    accelerator: Accelerator = field(default_factory=Accelerator)
-    latency: LatencySpec | None = field(default_factory=LatencySpec)
-
-    def __post_init__(self) -> None:
-        targets = [t for t in (self.target_macs, self.channel_ratio, self.target_latency) if t is not None]
-        if not targets:  # no target given: the default one (frozen: set once, here)
-            object.__setattr__(self, "target_macs", DEFAULT_TARGET_MACS)
-            targets = [DEFAULT_TARGET_MACS]
-        if len(targets) != 1:
-            raise PrunevoError("give exactly one of {param:target_macs}, {param:channel_ratio} and "
-                               "{param:target_latency}")
-        if self.strategy not in STRATEGIES:
-            raise PrunevoError(f"unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
-        if self.target_macs is not None:
-            check_macs_target(self.target_macs)  # before any data or weights are loaded
-        if self.channel_ratio is not None and not 0.0 <= self.channel_ratio < 1.0:
-            raise PrunevoError(f"{{param:channel_ratio}} {self.channel_ratio} is out of range; allowed: 0 <= ratio < 1 "
-                               f"(the share of the channels removed)")
-        check_allocation(self.allocation)
-        if self.calibration_samples < 2:
-            raise PrunevoError("calibration_samples must be at least 2")
-        if self.calibration_batch is not None and self.calibration_batch < 1:
-            raise PrunevoError(f"{{param:calibration_batch}} must be at least 1, got {self.calibration_batch}")
-        if self.cycles < 1:
-            raise PrunevoError(f"cycles must be >= 1, got {self.cycles}")
-        if self.layer_reduction not in UNIT_REDUCTIONS:
-            raise PrunevoError(f"unknown layer-score reduction {self.layer_reduction!r}; "
-                               f"allowed: {', '.join(UNIT_REDUCTIONS)}")
-        if self.target_latency is not None:
-            if not 0.0 < self.target_latency <= 1.0:
-                raise PrunevoError(f"latency target {self.target_latency} is out of range; allowed: 0 < target <= 1 "
-                                   f"(the share of the original latency that remains)")
-            if self.latency is None:
-                raise PrunevoError("a latency target needs latency measurement, which is off (latency is None)")
-            if self.strategy not in ("channel", "layer"):
-                raise PrunevoError(f"{{param:target_latency}} works with the channel and layer strategies, not "
-                                   f"{self.strategy}")
-        if self.allocation == "random-search" and self.channel_ratio is not None:
-            raise PrunevoError("random search samples configurations under a MACs budget: give {param:target_macs} or "
-                               "{param:target_latency}, not {param:channel_ratio}")
-        if self.strategy == "layer" and self.channel_ratio is not None:
-            raise PrunevoError("layer pruning removes whole blocks: give {param:target_macs} or "
-                               "{param:target_latency}, not {param:channel_ratio}")
-        self.prune_spec()  # validates the reduction, Domino variant and caps
-        if self.round_to is not None and not 1 <= self.round_to <= 1024:
-            raise PrunevoError(f"round_to must be in [1, 1024], got {self.round_to}")
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, **changes) -> "TransferConfig":
-        """The setting a search on the user's network ran in (``prunevo evolve --model``): its model, checkpoint,
-        data, target, allocation and fine-tune epochs (``run_settings``), with ``changes`` (config paths, as
-        ``configs.build`` takes them: ``{"finetune.epochs": 1}``).  ``apply_formula(run_dir,
-        TransferConfig.from_run(run_dir))`` prunes that network with the run's winner.  Raises RunError."""
-        from prunevo.configs import build
-
-        settings = run_settings(run_dir)
-        if any(k in changes for k in ("target_macs", "channel_ratio", "target_latency")):
-            settings = {k: v for k, v in settings.items() if k not in ("target_macs", "channel_ratio")}
-        return build(cls, {**settings, **changes})
-
-    def to_dict(self) -> dict:
-        """The config as reports store it, with ``round_to`` and ``calibration_batch`` resolved for the device,
-        and the regime."""
-        return {**asdict(self), "round_to": self.rounding, "calibration_batch": self.calibration_chunk,
-                "regime": self.regime}
-
-    @property
-    def regime(self) -> str:
-        """one-shot, short fine-tune or full fine-tune (``training.regimes``), from the fine-tune epochs."""
-        return regime_of(self.finetune.epochs)
-
-    @property
-    def on_cuda(self) -> bool:
-        return self.accelerator.on_cuda
-
-    @property
-    def rounding(self) -> int:
-        """The channel multiple every pruned group keeps (``round_to``, or its default for the device)."""
-        if self.round_to is not None:
-            return self.round_to
-        return ROUND_TO["cuda" if self.on_cuda else "cpu"]
-
-    @property
-    def calibration_chunk(self) -> int:
-        """Images per calibration pass (``calibration_batch``, or its default for the device)."""
-        if self.calibration_batch is not None:
-            return self.calibration_batch
-        return CALIBRATION_BATCH["cuda" if self.on_cuda else "cpu"]
-
-    def prune_spec(self) -> PruneSpec:
-        return PruneSpec(ratio=self.channel_ratio or 0.0, ranking=RANKING_OF.get(self.allocation, "layerwise"),
-                         max_layer_ratio=self.max_layer_ratio, group_reduction=self.group_reduction,
-                         domino=self.domino)
-
-    @property
-    def variant(self) -> str:
-        """The strategy as a table column (a *variant*: strategy plus allocation, see ``transfer.variants``):
-        uniform, global, random-search, layer, iterative..."""
-        return variant_name(self.strategy, self.allocation)
 
 
 @dataclass
@@ -380,63 +228,3 @@ class TransferSession:
                              self.config.variant, list(outcome.record.removed), outcome.sparsity,
                              outcome.search_top1)
         return outcome.model, result, outcome.record
-
-def criteria_from(specs: list, seed: int = 0) -> list:
-    """Criteria from classic names, Torch-Pruning names (``tp-l2``...), ``random``, formula text, .json/.txt
-    exports, run directories (their best formula), Formula objects or criteria."""
-    from prunevo.evolve.run import load_run
-
-    out = []
-    for spec in specs:
-        if isinstance(spec, (str, Path)) and spec not in BASELINE_NAMES and Path(spec).is_dir():
-            best = load_run(spec).best.formula  # the winner: the best on validation
-            out.append(FormulaCriterion(Formula(best.tree, name=f"best of {Path(spec).name}")))
-        else:
-            out.append(as_criterion(str(spec) if isinstance(spec, Path) else spec, seed))
-    return out
-
-
-def run_settings(run_dir: str | Path) -> dict:
-    """TransferConfig values (by path, for ``configs.build``) that prune the network a search ran on the way its
-    fitness did (``prunevo apply RUN_DIR``): its model, checkpoint, data, target, allocation, group reduction
-    and fine-tune epochs.  Raises RunError for a run that is not a search on one user's network."""
-    from prunevo.evolve.run import load_run
-
-    run = load_run(run_dir)
-    tasks = run.config.task_list()
-    if len(tasks) != 1:
-        raise RunError(f"{run_dir} searched on {len(tasks)} tasks; 'prunevo apply RUN_DIR' takes a run on one network "
-                       f"('prunevo evolve --model ...'); allowed: --formula {run_dir} with --model and the other "
-                       f"options")
-    (task,) = tasks
-    if task.checkpoint is None:
-        raise RunError(f"{run_dir}'s task {task.name} trains its own base net, which is not a file to prune; allowed: "
-                       f"--formula {run_dir} with --model and --checkpoint (a model from 'prunevo train')")
-    values = {"setup.model": task.model, "setup.dataset": task.dataset, "setup.checkpoint": task.checkpoint,
-              "setup.stem": task.stem, "setup.image_size": task.image_size, "setup.data_root": run.config.data_root,
-              "allocation": task.allocation, "finetune.epochs": task.finetune.epochs,
-              "group_reduction": task.prune.group_reduction, "domino": task.prune.domino,
-              "max_layer_ratio": task.prune.max_layer_ratio}
-    if task.target_macs is not None:
-        values["target_macs"] = task.target_macs
-    else:
-        values["channel_ratio"] = task.prune.ratio
-    if task.search is not None:
-        values.update({"search.candidates": task.search.candidates, "search.samples": task.search.samples,
-                       "search.finetune_epochs": task.search.finetune_epochs})
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def regime_note(spec, config: TransferConfig) -> str | None:
-    """For a run directory: which regime its formula was evolved for, and a warning when ``config`` applies it in
-    another (a formula evolved one-shot is no evidence about fine-tuning, and vice versa); else None."""
-    from prunevo.evolve.run import load_run
-
-    if not isinstance(spec, (str, Path)) or spec in BASELINE_NAMES or not Path(spec).is_dir():
-        return None
-    evolved = load_run(spec).config.regime
-    note = f"the formula of {spec} was evolved for the {evolved} regime"
-    if evolved != config.regime:
-        return (f"warning: {note}, and is applied here in the {config.regime} regime "
-                f"({config.finetune.epochs:g} fine-tune epochs): its fitness says little about this one")
-    return note

@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
+import torch
 from torch import nn
 
 from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetUnreachable
@@ -25,8 +26,38 @@ from prunevo.pruning.criteria import InvalidScores, NotApplicable, score_layers
 from prunevo.pruning.target import KeepMasks
 from prunevo.transfer.results import PruneRecord, criterion_label
 
-if TYPE_CHECKING:  # the session calls these runners; they only use its methods
-    from prunevo.transfer.session import TransferSession
+
+
+class Session(Protocol):
+    """What a runner needs from the session that calls it (``transfer.session.TransferSession``): the base model
+    and its measurement, calibration batches, selection of keep-masks, physical removal and recovery.  A
+    protocol, so that the session imports its runners and not the other way round."""
+
+    config: Any  # transfer.config.TransferConfig
+    model: nn.Module
+    example: torch.Tensor  # [1, channels, height, width] zeros: the input the MACs are counted on
+    groups: list
+    base: Any  # results.Measurement of the unpruned model
+    base_stage: Any  # session.Stage of the unpruned model
+
+    @property
+    def latency_key(self) -> tuple[str, int]: ...
+
+    def key_latency(self, model: nn.Module) -> float: ...
+
+    def calibration(self, seed: int, stage: Any = None) -> Any: ...
+
+    def stage(self, model: nn.Module) -> Any: ...
+
+    def select(self, criterion, seed: int, stage: Any = None, target_macs: float | None = None,
+               ratio: float | None = None) -> Any: ...
+
+    def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
+              stage: Any = None) -> nn.Module: ...
+
+    def recalibrated_top1(self, model: nn.Module, seed: int) -> float: ...
+
+    def finetune(self, model: nn.Module, seed: int, desc: str, epochs: float | None = None) -> nn.Module: ...
 
 LATENCY_STEPS = 7  # bisection steps on the MACs target when meeting a latency target
 
@@ -46,7 +77,7 @@ def _kept(stage, keep) -> dict[str, list[int]]:
     return {g.root: k.nonzero().flatten().tolist() for g, k in zip(stage.groups, keep)}
 
 
-def _recover(session: TransferSession, pruned: nn.Module, seed: int, name: str, times: dict) -> float:
+def _recover(session: Session, pruned: nn.Module, seed: int, name: str, times: dict) -> float:
     """BatchNorm recalibration and fine-tuning in place; returns the top-1 in between."""
     start = time.perf_counter()
     top1 = session.recalibrated_top1(pruned, seed)
@@ -55,7 +86,7 @@ def _recover(session: TransferSession, pruned: nn.Module, seed: int, name: str, 
     return top1
 
 
-def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: float, hi: float,
+def _at_latency(session: Session, build: Callable[[float], tuple], lo: float, hi: float,
                 steps: int = LATENCY_STEPS):
     """Bisect a knob in [lo, hi] (more = slower) for the largest value whose measured latency meets the
     session's latency target; returns what ``build`` made there."""
@@ -80,7 +111,7 @@ def _at_latency(session: TransferSession, build: Callable[[float], tuple], lo: f
     return best
 
 
-def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+def run_channel(session: Session, criterion, seed: int, times: dict) -> Outcome:
     name = criterion_label(criterion)[0]
     start = time.perf_counter()
     x = session.calibration(seed).x
@@ -99,7 +130,7 @@ def run_channel(session: TransferSession, criterion, seed: int, times: dict) -> 
     return Outcome(pruned, record, chosen.ratio, chosen.macs_fraction, top1, search_top1=chosen.search_top1)
 
 
-def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+def run_layer(session: Session, criterion, seed: int, times: dict) -> Outcome:
     name = criterion_label(criterion)[0]
     start = time.perf_counter()
     units = removable_units(session.model, session.example)
@@ -142,7 +173,7 @@ def run_layer(session: TransferSession, criterion, seed: int, times: dict) -> Ou
     return Outcome(pruned, PruneRecord(removed=names), removed_units / len(units), macs, top1)
 
 
-def run_iterative(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+def run_iterative(session: Session, criterion, seed: int, times: dict) -> Outcome:
     name = criterion_label(criterion)[0]
     config = session.config
     k = config.cycles
@@ -173,7 +204,7 @@ def run_iterative(session: TransferSession, criterion, seed: int, times: dict) -
     return Outcome(pruned, record, removed_share, macs, top1)
 
 
-def run_unstructured(session: TransferSession, criterion, seed: int, times: dict) -> Outcome:
+def run_unstructured(session: Session, criterion, seed: int, times: dict) -> Outcome:
     """Global magnitude IMP; ``criterion`` is not used (the baseline has its own)."""
     config = session.config
     total = config.channel_ratio if config.channel_ratio is not None else 1.0 - config.target_macs
