@@ -9,6 +9,7 @@ can only be named by importing the module that calls you is a circle in the desi
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import prunevo
@@ -96,3 +97,12 @@ def test_no_import_cycles():
         if node not in state:
             visit(node, [node])
     assert not cycles, cycles
+
+
+def test_architecture_doc_matches():
+    """docs/ARCHITECTURE.md's table lists each package of LAYERS once, on its layer."""
+    text = (ROOT.parent / "docs" / "ARCHITECTURE.md").read_text()
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*`([\w]+)`\s*\|", text, flags=re.MULTILINE)
+    documented = {package: int(layer) for layer, package in rows}
+    assert len(rows) == len(documented), "a package is listed twice"
+    assert documented == LAYERS

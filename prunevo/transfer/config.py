@@ -30,15 +30,61 @@ SESSION_FIELDS = ("setup", "accelerator", "domino", "calibration_samples", "cali
 
 @dataclass(frozen=True, kw_only=True)
 class TransferConfig:
-    """Everything that defines a transfer experiment except the criterion and the seed: the model and data
-    (``setup``), where it runs (``accelerator``), the target, the strategy and the fine-tune.
+    """Everything that defines a transfer experiment except the criterion and the seed.
 
-    At most one target (none given: ``target_macs`` = DEFAULT_TARGET_MACS): ``target_macs`` (share of the MACs
-    kept), ``channel_ratio`` (share of the channels removed) or ``target_latency`` (share of the unpruned
-    model's measured latency; channel and layer strategies).  ``strategy``: ``channel`` (one shot),
-    ``layer`` (remove whole blocks/layers), ``iterative`` (``cycles`` prune/retrain cycles; ``finetune.epochs``
-    is the total retraining budget, split evenly) or ``unstructured`` (the IMP baseline: global weight
-    magnitude, ``cycles`` cycles, to a sparsity of ``channel_ratio`` or ``1 - target_macs``).
+    A session (``transfer.session.TransferSession``) loads the model and data once and prunes them with any
+    number of criteria and seeds under these settings; ``apply_formula`` and ``compare_criteria`` take one.
+    Frozen and keyword-only; every default is here (the CLI's options read them, ``cli_options``).
+
+    At most one target; none given means ``target_macs = DEFAULT_TARGET_MACS``.
+
+    Attributes:
+        setup: the model, dataset, checkpoint and image size (``transfer.setup.Setup``).
+        target_macs: share of the unpruned network's MACs that remains, in (0, 1].
+        channel_ratio: or the share of channels removed, in [0, 1) (per layer, or across layers under
+            ``allocation="global"``).
+        target_latency: or the share of the unpruned model's measured latency that remains, in (0, 1], at
+            ``latency``'s first device and batch size (channel and layer strategies).
+        strategy: ``channel`` (one shot), ``layer`` (remove whole blocks or layers), ``iterative`` (``cycles``
+            prune/retrain cycles; ``finetune.epochs`` is the total budget, split evenly) or ``unstructured``
+            (IMP: global weight magnitude with ``torch.nn.utils.prune``, to a sparsity of ``channel_ratio`` or
+            ``1 - target_macs``).
+        allocation: how many channels each layer keeps: ``uniform`` (the same share everywhere), ``global``
+            (one ranking over all layers) or ``random-search`` (the best of ``search.candidates`` random
+            per-layer ratios, EagleEye's adaptive BatchNorm search).
+        search: the random search's candidates, images and fine-tune (``pruning.allocation.SearchSpec``).
+        cycles: prune/retrain cycles of the iterative and unstructured strategies.
+        layer_reduction: how the layer strategy turns a block's filter scores into one (``mean``...).
+        max_layer_ratio: the most of one group's channels any allocation removes, in (0, 1).
+        ignore_layers: layers whose output channels are never pruned, besides the output layer
+            (Torch-Pruning's ``ignored_layers``).
+        round_to: every pruned group keeps a multiple of this many channels (Torch-Pruning's ``round_to``);
+            None: 8 on CUDA, whose tensor-core kernels want multiples of 8, and 1 on the CPU.
+        group_reduction: how coupled layers' scores combine into one per group channel: mean, sum or max.
+        domino: ``o`` (Domino-o: the coupled layers' output-channel scores) or ``io`` (plus the consumers'
+            input-channel scores).
+        calibration_samples: class-stratified images the criterion's statistics are gathered on.
+        calibration_batch: images per calibration pass; memory holds one chunk's activations whatever
+            ``calibration_samples`` is.  None: 8 on the CPU (ResNet-50 at 224 px stays near 3 GB), 32 on CUDA.
+        finetune: the fine-tune after pruning (``training.FitConfig``; ``epochs=0`` is one-shot: BatchNorm
+            re-estimation only).
+        accelerator: device, precision and compilation.
+        latency: what to measure latency on (``pruning.latency.LatencySpec``); None: not measured.
+
+    Raises:
+        PrunevoError: two targets, a target out of range, an unknown strategy, allocation, reduction or
+            Domino variant, a strategy that cannot take the target, or ``round_to`` outside [1, 1024]; raised
+            on construction, before any data or weights are loaded.
+
+    Example:
+        >>> from prunevo import Setup, TransferConfig
+        >>> config = TransferConfig(setup=Setup(model="resnet20", dataset="digits"), target_macs=0.5)
+        >>> config.variant, config.regime, config.rounding  # on the CPU: no rounding
+        ('uniform', 'short fine-tune', 1)
+        >>> TransferConfig(setup=Setup(model="resnet20"), strategy="magic")
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: unknown strategy 'magic'; allowed: channel, layer, iterative, unstructured
     """
 
     setup: Setup
