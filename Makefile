@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/prunevo evolve --run-dir runs/default
 
 test: $(STAMP)
+	$(BIN)/ruff check prunevo
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: $(STAMP)
