@@ -20,11 +20,50 @@ _EXECUTION_FIELDS = tuple(f.name for f in fields(Execution))  # flat in the conf
 
 @dataclass(frozen=True, kw_only=True)
 class EvolutionConfig(FitnessConfig):
-    """A ``FitnessConfig`` (tasks, seed, data, execution) and the genetic programming around it: DEAP's
-    tournament and variation settings, tree heights, elitism, racing (the leaders measured on fresh calibration
-    draws), the hall of fame, the end-of-run re-scoring and check tasks, and the fidelity ladder.
+    """An evolution's settings: a ``FitnessConfig`` (tasks, seed, data, execution) and the genetic programming
+    around it.  Saved as ``config.json`` in every run directory; a resumed run may change only ``RESUMABLE``.
 
-    Raises PrunevoError for a value outside its range (the message names the parameter).
+    The loop follows DEAP's ``eaSimple`` with typed trees (``deap.gp``): tournament selection with a double
+    tournament on size against bloat (Luke & Panait, 2002), one-point crossover and subtree or node mutation
+    (``varAnd``) under a static height limit, elitism, and the classic criteria as seeds of the first generation.
+
+    Attributes:
+        population: individuals per generation (>= 2).
+        generations: generations after the initial one (>= 0); a resumed run may raise it.
+        tournament_size: fitness tournament size (DEAP's ``selDoubleTournament``).
+        parsimony_size: size tournament in [1, 2]: the smaller of two trees wins with probability size/2.
+        crossover_prob: probability that a pair of offspring is crossed over.
+        mutation_prob: probability that an offspring is mutated.
+        max_height: the tallest tree any operator may produce, in [2, 17] (Koza's limit).
+        init_min_height: the initial population's smallest tree height.
+        init_max_height: its tallest; None: ``min(4, max_height)``.
+        elitism: best individuals copied unchanged into the next generation, in [0, population).
+        hall_of_fame_size: distinct best formulas kept (``runs.hall_of_fame.HallOfFame``).
+        seed_classics: start from the classic criteria written as formulas (``primitives.classic``).
+        race: new selections raced each generation on fresh calibration draws (0: no racing).
+        race_draws: measurements of a raced formula, in [2, 16].
+        race_risk: a raced formula's fitness is its mean over the draws less this many standard deviations.
+        node_mutation: share of mutations that replace one node by another of its type.
+        redraw_tries: times an offspring that selects already-evaluated masks is mutated again.
+        rescore_seeds: seeds of the end-of-run re-scoring on held-out images, in [0, 16] (0: none).
+        check_tasks: task specs never used for fitness, scored at the end; None: the default check tasks when
+            the tasks are the defaults and the run is re-scored, else none.
+        random_baseline_seeds: draws the random criterion's baseline fitness is averaged over.
+        ladder: shares of selections promoted past each fidelity rung; () measures every selection in full.
+        ladder_subset: validation images scored at rung 0.
+        ladder_recal: BatchNorm re-estimation batches (of 256 training images) at rung 0.
+
+    Raises:
+        PrunevoError: a value out of its range (the message names it), a malformed task spec or override, or
+            a task given twice.
+
+    Example:
+        >>> from prunevo import EvolutionConfig
+        >>> config = EvolutionConfig(population=8, generations=2)
+        >>> config.tasks, config.regime
+        (('resnet20@digits:size=32,macs=0.25,epochs=0,recal=1',), 'one-shot')
+        >>> EvolutionConfig.from_json(config.to_json()) == config
+        True
     """
 
     population: int = 48
