@@ -66,7 +66,28 @@ def dataset_defaults(dataset: str) -> dict:
 
 @dataclass(frozen=True)
 class TaskOverrides:
-    """Settings applied to every task of a run (None keeps each task's default; a task's own options win)."""
+    """Settings applied to every task of a run, for a task option its spec does not give.
+
+    None keeps each task's default; a task's own options (``MODEL@DATASET:key=value``) win over these.
+
+    Attributes:
+        prune_ratio: share of channels removed, in [0, 1) (the ``ratio=`` option).
+        ranking: ``layerwise`` or ``global`` (``pruning.ranking.PruneSpec.ranking``).
+        group_reduction: how coupled layers' scores combine: ``mean``, ``sum`` or ``max``.
+        finetune_epochs: epochs of fine-tuning after pruning (0: one-shot, BatchNorm re-estimation only).
+        allocation: ``uniform``, ``global`` or ``random-search`` (at the uniform ranking's MACs).
+
+    Raises:
+        PrunevoError: when a config builds its tasks with a value out of range or unknown (the config's
+            construction validates them, before anything is trained).
+
+    Example:
+        >>> from prunevo import EvolutionConfig, TaskOverrides
+        >>> config = EvolutionConfig(overrides=TaskOverrides(allocation="global", finetune_epochs=1))
+        >>> task = config.task_list()[0]  # the default task says epochs=0 itself, which wins
+        >>> task.allocation, task.finetune.epochs
+        ('global', 0.0)
+    """
 
     prune_ratio: float | None = None
     ranking: str | None = None  # layerwise | global (PruneSpec.ranking; "selection" in older runs' config.json)
