@@ -64,6 +64,38 @@ def _check_same(masked: nn.Module, pruned: nn.Module, x: torch.Tensor, mode: str
 
 
 class TransferSession:
+    """One transfer setting loaded once, pruned with any number of criteria and seeds.
+
+    Construction loads the data and the base model, folds weight reparametrizations, traces the channel
+    groups (groups whose removal would break the model are left whole, ``left_whole``) and measures the base
+    model (top-1, MACs, parameters, latency).  ``run`` then prunes a copy with one criterion and seed under
+    ``config``'s strategy; every criterion sees the same calibration batch for the same seed, so results pair
+    by seed (``verdict``).  ``with_settings`` shares all of this with other pruning settings.
+
+    Args:
+        config: the setting (``transfer.config.TransferConfig``).
+        progress: progress bars for fine-tuning.
+
+    Attributes:
+        model: the unpruned model (``nn.Module``, eval mode), never changed by pruning.
+        groups: its prunable channel groups (``pruning.groups.ChannelGroup``).
+        base: the unpruned model's ``Measurement``.
+        example: ``[1, channels, height, width]`` zeros, the input MACs are counted on.
+
+    Raises:
+        DataError: missing or unreadable data.  ModelError: a model that cannot be built, loaded or traced.
+        PrunevoError: settings that do not fit the model.
+
+    Example:
+        >>> from prunevo import FitConfig, Setup, TransferConfig
+        >>> from prunevo.transfer import TransferSession
+        >>> session = TransferSession(TransferConfig(setup=Setup(model="small-vgg", dataset="digits"),
+        ...                           target_macs=0.5, finetune=FitConfig(epochs=0), latency=None))
+        >>> pruned, result, record = session.run("l1", seed=0)
+        >>> round(result.macs_fraction, 2), result.strategy
+        (0.5, 'uniform')
+    """
+
     def __init__(self, config: TransferConfig, progress: bool = False):
         self.config = config
         self.progress = progress
@@ -206,7 +238,23 @@ class TransferSession:
         return fit(model, self.data.train, config, seed, self.accel, progress=self.progress, desc=desc)
 
     def run(self, criterion, seed: int = 0) -> tuple[nn.Module, ApplyResult, PruneRecord]:
-        """(pruned and fine-tuned model, its result, how to rebuild its architecture)."""
+        """Prune a copy of the base model with ``criterion`` under the session's strategy and target, recover it
+        (BatchNorm re-estimation, then ``config.finetune``) and measure it.
+
+        Args:
+            criterion: anything ``pruning.criteria.as_criterion`` takes: a classic name (``l1``, ``tp-lamp``...),
+                ``random``, formula text, a ``Formula`` or a ``Criterion``.
+            seed: picks the calibration batch, BatchNorm re-estimation batches and fine-tune order (and the
+                random criterion's draw), the same for every criterion.
+
+        Returns:
+            (the pruned, recovered model; its ``ApplyResult``; the ``PruneRecord`` that rebuilds its
+            architecture from the unpruned one).
+
+        Raises:
+            FormulaError: formula text that does not parse.  NotApplicableError: a criterion that cannot rank
+            the channels of some group.  TargetUnreachable: a target no allowed widths meet.
+        """
         criterion = as_criterion(criterion, seed)
         if hasattr(criterion, "with_seed"):  # a stochastic criterion draws from the run's seed
             criterion = criterion.with_seed(seed)
