@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
-from prunevo.cli_report import (baseline_note, best_classic_text, fitness_text, print_baselines, print_data_roles,
+from prunevo.evolve.report import (baseline_note, best_classic_text, fitness_text, print_baselines, print_data_roles,
                                 print_entries, print_rescored, shown_name)
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
 from prunevo.configs import build, flatten, is_path

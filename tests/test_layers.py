@@ -17,7 +17,7 @@ import prunevo
 ROOT = Path(prunevo.__file__).parent
 # lower layers never import higher ones
 LAYERS = {"errors": 0, "utils": 0, "verdict": 0, "configs": 0, "progress": 0, "zoo": 1, "training": 2, "primitives": 2,
-          "pruning": 3, "fitness": 4, "runs": 5, "evolve": 6, "transfer": 6, "cli_options": 7, "cli_report": 7,
+          "pruning": 3, "fitness": 4, "runs": 5, "evolve": 6, "transfer": 6, "cli_options": 7,
           "cli_transfer": 7, "cli": 7, "__init__": 8}
 # packages on one layer of the pipeline are independent: neither imports the other (the CLI modules share layer 7
 # as one front end, and layer 0's helpers may use each other)

@@ -226,7 +226,7 @@ def _seeds(config):
 def test_the_gain_line_says_what_the_interval_means(capsys, winner, seed, says):
     from types import SimpleNamespace
 
-    from prunevo.cli_report import print_evolution_gain
+    from prunevo.evolve.report import print_evolution_gain
     from prunevo.fitness.rescore import Score, evolution_gain
 
     rows = [SimpleNamespace(comparable=True, fitness=Score(statistics.fmean(v), 0.0, v)) for v in (winner, seed)]

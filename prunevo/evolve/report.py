@@ -1,4 +1,4 @@
-"""What ``prunevo evolve``, ``show`` and ``score`` print: a run's data roles, hall of fame, baselines (each
+"""Evolution's reports, beside ``transfer/report.py``: what ``prunevo evolve``, ``show`` and ``score`` print: a run's data roles, hall of fame, baselines (each
 with its allocation), re-scoring and verdicts, as plain text on standard output."""
 from __future__ import annotations
 
