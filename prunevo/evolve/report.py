@@ -1,5 +1,5 @@
-"""Evolution's reports, beside ``transfer/report.py``: what ``prunevo evolve``, ``show`` and ``score`` print: a run's data roles, hall of fame, baselines (each
-with its allocation), re-scoring and verdicts, as plain text on standard output."""
+"""Evolution's reports, beside ``transfer/report.py``: what ``prunevo evolve``, ``show`` and ``score`` print (a
+run's data roles, hall of fame, baselines with their allocation, re-scoring and verdicts), as plain text."""
 from __future__ import annotations
 
 
