@@ -419,9 +419,10 @@ def cmd_score(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from prunevo.fitness.task_spec import (DEFAULT_TASKS, DISCOVERY_OPTIONS, LARGE_INPUT_PROXY, LARGE_INPUT_PX,
-                                           OPTIONS, available_tasks, dataset_defaults, parse_task, split_spec)
+    from prunevo.fitness.task_spec import (BUDGET_DEFAULTS, DEFAULT_TASKS, DISCOVERY_OPTIONS, LARGE_INPUT_PROXY,
+                                           LARGE_INPUT_PX, OPTIONS, available_tasks, parse_task, split_spec)
     from prunevo.pruning.target import DEFAULT_TARGET_MACS
+    from prunevo.zoo.registry import dataset_specs
     from prunevo.training.regimes import REGIME_HELP
 
     if args.specs:  # describe the given tasks (their options checked)
@@ -446,8 +447,9 @@ def cmd_tasks(args) -> int:
           f"{DEFAULT_TARGET_MACS:g} (--target-macs, --channel-ratio, --allocation, --image-size, --stem change it); "
           f"on inputs of {LARGE_INPUT_PX} px or more its fitness reads a proxy, "
           f"{','.join(f'{k}={v}' for k, v in LARGE_INPUT_PROXY.items())} (--no-proxy: the whole task)")
-    colour = dataset_defaults("cifar10")
-    print(f"other datasets (cifar10, imagefolder:PATH, fakedata...) default to {colour['image_size']} px, ratio "
+    colour = BUDGET_DEFAULTS["colour"]
+    others = ", ".join(spec.shown for spec in dataset_specs() if spec.budget == "colour")
+    print(f"other datasets ({others}) default to {colour['image_size']} px, ratio "
           f"{colour['prune'].ratio:g}, {colour['pretrain'].budget.epochs:g} pretraining epochs")
     return 0
 

@@ -17,6 +17,7 @@ from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES,
                                        STRATEGY_NAMES, variant_name)
 from prunevo.zoo.images import FOLDER_SIZE
 from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, STEMS
+from prunevo.zoo.registry import datasets_help
 
 BENCHMARK_SEEDS = 2
 
@@ -34,9 +35,7 @@ MODEL_HELP = ("torchvision classification model (resnet18, resnet50, vgg11_bn, m
               "weights are downloaded), module:function or path/to/models.py:function (a function returning an "
               "nn.Module), or a whole-model .pt file (torch.save(model), float16/bfloat16 too; 'prunevo apply' "
               "output's pruned_model.pt or pruned_weights.pt)")
-DATASET_HELP = ("digits (embedded), mnist, fashion-mnist, cifar10, cifar100, svhn (from --data-root), "
-                "imagefolder:PATH (PATH/train, and PATH/val or a held-out tenth of train), or fakedata (random "
-                "images, for smoke tests)")
+DATASET_HELP = datasets_help()  # derived from the dataset registry (zoo.registry)
 
 
 def _add_setup(o: ConfigOptions, model_required: bool = True) -> None:

@@ -4,7 +4,7 @@
 ``resnet18``, ``module:function``...) and ``DATASET`` any dataset it reads (``digits``, ``mnist``,
 ``fashion-mnist``, ``cifar10``, ``imagefolder:PATH``, ``fakedata``...).  Options (see ``OPTIONS``) set the
 prune target, the allocation, the fine-tune budget, the subset sizes, the image size and the weight.
-Defaults come from the dataset (``DATASET_DEFAULTS``); run-wide overrides (``TaskOverrides``) come next,
+Defaults come from the dataset's budget (``BUDGET_DEFAULTS``); run-wide overrides (``TaskOverrides``) come next,
 and a task's own options last.  The names of earlier versions (``digits-vgg``...) are aliases.
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ from prunevo.fitness.tasks import RECAL_BATCHES, Task
 from prunevo.pruning.allocation import ALLOCATIONS, RANKING_OF, SearchSpec, check_allocation
 from prunevo.pruning.ranking import REDUCTIONS, PruneSpec
 from prunevo.training import FitConfig
+from prunevo.zoo.datasets import in_memory_datasets
 from prunevo.zoo.models import STEMS, is_model_file
+from prunevo.zoo.registry import find_dataset
 
 # The default fitness (what `make run` evolves on; embedded data only), chosen by rank fidelity per CPU-second
 # (benchmarks/fidelity.py, docs/BENCHMARKS.md "Fidelity per regime"): of the proxies a fresh machine can
@@ -41,7 +43,6 @@ TASK_SYNTAX_HELP = ("each MODEL@DATASET[:key=value,...] with any model and datas
                     "options and defaults")
 DEFAULT_CHECK_TASKS = ("small-vgg@digits:epochs=0,recal=1",)
 ALIAS_NETS = {"vgg": "small-vgg", "resnet": "small-resnet", "lenet5": "lenet5", "resnet20": "resnet20"}
-ALIAS_DATASETS = ("digits", "mnist", "fashion-mnist")
 
 
 def _defaults(prune_ratio: float, finetune: FitConfig, pretrain: FitConfig, image_size: int | None = None) -> dict:
@@ -56,12 +57,19 @@ _MNIST = _defaults(0.75, FitConfig(epochs=1.0, lr=0.02, batch_size=128, max_samp
                    FitConfig(epochs=2, lr=0.05, batch_size=128, lr_schedule="cosine"))
 _COLOUR = _defaults(0.5, FitConfig(epochs=1.0, lr=0.02, batch_size=128, max_samples=4000, lr_schedule="cosine"),
                     FitConfig(epochs=15, lr=0.05, batch_size=128, lr_schedule="cosine"), image_size=32)
-DATASET_DEFAULTS = {"digits": _DIGITS, "mnist": _MNIST, "fashion-mnist": _MNIST}
+BUDGET_DEFAULTS = {"digits": _DIGITS, "grey": _MNIST, "colour": _COLOUR}  # one per zoo.registry.BUDGETS
 
 
 def dataset_defaults(dataset: str) -> dict:
-    """Task defaults for a dataset: digits and the MNISTs have their own, colour images share one (32 px)."""
-    return DATASET_DEFAULTS.get(dataset, _COLOUR)
+    """Task defaults for a dataset, by the budget it registered (``zoo.registry``): digits and the MNISTs have
+    their own, colour images (and names not registered, which fail later with the allowed ones) share one (32 px)."""
+    spec = find_dataset(dataset)
+    return BUDGET_DEFAULTS[spec.budget if spec is not None else "colour"]
+
+
+def alias_datasets() -> list[str]:
+    """The datasets with short task names (``digits-vgg``): those fitness holds whole in memory."""
+    return in_memory_datasets()
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,7 @@ def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """``MODEL@DATASET[:k=v,...]`` -> (model, dataset, raw options); an alias -> its model and dataset."""
     if "@" not in spec:
         dataset, _, net = spec.rpartition("-")
-        if dataset in ALIAS_DATASETS and net in ALIAS_NETS:
+        if dataset in alias_datasets() and net in ALIAS_NETS:
             return ALIAS_NETS[net], dataset, {}
         raise PrunevoError(f"task {spec!r} is not MODEL@DATASET[:key=value,...] (e.g. lenet5@mnist, "
                            f"small-vgg@imagefolder:PATH:size=32) nor a task name ({', '.join(alias_names())})")
@@ -195,7 +203,7 @@ def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
 
 
 def alias_names() -> list[str]:
-    return [f"{d}-{n}" for d in ALIAS_DATASETS for n in ALIAS_NETS]
+    return [f"{d}-{n}" for d in alias_datasets() for n in ALIAS_NETS]
 
 
 def available_tasks() -> list[str]:

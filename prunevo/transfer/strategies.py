@@ -221,4 +221,6 @@ def run_unstructured(session: Session, criterion, seed: int, times: dict) -> Out
     return Outcome(model, PruneRecord(), total, 1.0, top1, sparsity=round(sparsity(model), 6))
 
 
+# the strategies: one entry each (--strategy's choices and TransferConfig's check derive from it, transfer.variants)
 RUNNERS = {"channel": run_channel, "layer": run_layer, "iterative": run_iterative, "unstructured": run_unstructured}
+USES_ALLOCATION = frozenset({"channel", "iterative"})  # the others remove blocks or weights, not ranked channels

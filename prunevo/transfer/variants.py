@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from prunevo.errors import PrunevoError
 from prunevo.pruning.allocation import ALLOCATIONS
+from prunevo.transfer.strategies import RUNNERS, USES_ALLOCATION
 
-STRATEGIES = ("channel", "layer", "iterative", "unstructured")
+STRATEGIES = tuple(RUNNERS)
 BENCHMARK_STRATEGIES = ("uniform", "global", "random-search", "layer", "iterative")
 BASELINES_WORD = "baselines"  # in a list of criteria: every classic and Torch-Pruning criterion
 COMPARE_CRITERIA = (BASELINES_WORD,)
@@ -26,7 +27,7 @@ def variant_name(strategy: str, allocation: str = "uniform") -> str:
 
 
 # name -> TransferConfig fields; layer and unstructured pruning do not use an allocation
-_CHANGES = {variant_name(s, a): {"strategy": s} if s in ("layer", "unstructured") else {"strategy": s, "allocation": a}
+_CHANGES = {variant_name(s, a): {"strategy": s, "allocation": a} if s in USES_ALLOCATION else {"strategy": s}
             for s in STRATEGIES for a in ALLOCATIONS}
 STRATEGY_NAMES = tuple(_CHANGES)
 

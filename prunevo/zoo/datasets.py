@@ -17,6 +17,7 @@ import torch
 
 from prunevo.errors import DataError
 from prunevo.utils import atomic_write_bytes, default_cache_dir, state_hash
+from prunevo.zoo.registry import dataset_specs, find_dataset
 from prunevo.zoo.stratify import stratified_split
 
 SPLIT_SEED = 0  # splits are part of a dataset's identity, not of a run
@@ -127,14 +128,16 @@ def load_torchvision_digits(name: str, data_root: str | os.PathLike | None, cach
     return _standardize(splits)
 
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+def in_memory_datasets() -> list[str]:
+    """The registered datasets fitness can hold whole in memory (``zoo.registry``: those with ``splits``)."""
+    return [spec.name for spec in dataset_specs() if spec.splits is not None]
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, cache_dir: Path | None = None) -> Splits:
-    if name == "digits":
-        return load_digits()
-    if name in _TORCHVISION_FOLDERS:
-        return load_torchvision_digits(name, data_root, cache_dir)
-    raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    """The in-memory splits of a registered dataset that has them.  Raises DataError naming the allowed ones."""
+    spec = find_dataset(name)
+    if spec is None or spec.splits is None:
+        raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(in_memory_datasets())}")
+    return spec.splits(name, data_root, cache_dir)
 
 

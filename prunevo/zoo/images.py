@@ -1,9 +1,10 @@
 """Image datasets for transfer: train / validation / test ``Dataset`` objects of fixed-size tensors.
 
-Names: ``digits`` (embedded), ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (read from
-``--data-root``; ``download=True`` fetches them with torchvision where a network is available),
-``imagefolder:PATH`` (``PATH/train`` and ``PATH/val`` class folders; without ``val/`` a stratified 10% of
-``train/`` is held out) and ``fakedata`` (random images, for smoke tests).  The validation split picks
+The datasets are registered at the end of this file (``zoo.registry``): ``digits`` (embedded), ``mnist``,
+``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (read from ``--data-root``; ``download=True`` fetches them
+with torchvision where a network is available), ``imagefolder:PATH`` (``PATH/train`` and ``PATH/val`` class
+folders; without ``val/`` a stratified 10% of ``train/`` is held out) and ``fakedata`` (random images, for smoke
+tests).  The validation split picks
 nothing in transfer runs; reports use the test split (for image folders: ``val/``, or ``test/`` if present).
 
 Small datasets live in memory as normalized float tensors; image folders are read lazily with PIL.
@@ -24,9 +25,9 @@ from torch.utils.data import Dataset, Subset
 from prunevo.errors import DataError
 from prunevo.zoo.cifar import load_cifar, load_svhn
 from prunevo.zoo.datasets import load_digits, load_torchvision_digits
+from prunevo.zoo.registry import dataset_spec, register_dataset
 from prunevo.zoo.stratify import stratified_split
 
-IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder:PATH", "fakedata")
 FOLDER_SIZE = 224  # pixels an image folder of large photos is resized to, unless image_size says otherwise
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -88,8 +89,26 @@ def _adapter(in_channels: int, channels: int, size: int | None) -> list[Callable
     return steps
 
 
-def _tensor_data(name: str, num_classes: int, splits: tuple, channels: int | None, size: int | None,
-                 flip: bool, val_carved: bool = False) -> ImageData:
+def tensor_image_data(name: str, num_classes: int, splits: tuple, channels: int | None, size: int | None,
+                      flip: bool, val_carved: bool = False) -> ImageData:
+    """An ``ImageData`` from in-memory tensors, for a registered dataset's loader.
+
+    Args:
+        name: the dataset's name.
+        num_classes: its number of classes.
+        splits: ``((train_x, train_y), (val_x, val_y), (test_x, test_y))``; ``x`` ``[N, C, H, W]`` normalized
+            floats, ``y`` ``[N]`` integer labels.
+        channels: the model's input channels (None: the images'); grey and RGB are converted.
+        size: the model's input size in pixels (None: the images').
+        flip: whether training augmentation flips horizontally (not for digits).
+        val_carved: whether the validation split was carved out of the dataset's training files.
+
+    Returns:
+        The dataset with an augmented (random crop, optional flip) and a plain training split.
+
+    Raises:
+        DataError: images whose channels cannot be adapted to ``channels``.
+    """
     from torchvision.transforms import v2
 
     (trx, tr_y), (vx, vy), (tx, ty) = splits
@@ -283,31 +302,58 @@ def _probed_sides(train_dir: Path) -> list[int]:
 
 def load_image_data(name: str, data_root: str | os.PathLike | None = None, channels: int | None = None,
                     image_size: int | None = None, download: bool = False, cache_dir: Path | None = None) -> ImageData:
-    """Load a dataset by name, adapted to ``channels`` input channels and ``image_size`` pixels."""
-    if name.startswith("imagefolder:"):
-        path = Path(name.split(":", 1)[1]).expanduser()
-        if not path.is_dir():
-            raise DataError(f"image folder {path} does not exist")
-        return _image_folder(path, channels, image_size)
-    if name == "digits":
-        s = load_digits()
-        splits = ((s.train_x, s.train_y), (s.val_x, s.val_y), (s.test_x, s.test_y))
-        return _tensor_data(name, 10, splits, channels, image_size, flip=False)
-    if name in ("mnist", "fashion-mnist"):
-        s = load_torchvision_digits(name, data_root, cache_dir, download=download)
-        splits = ((s.train_x, s.train_y), (s.val_x, s.val_y), (s.test_x, s.test_y))
-        return _tensor_data(name, 10, splits, channels, image_size, flip=name == "fashion-mnist", val_carved=True)
-    if name in ("cifar10", "cifar100", "svhn"):
-        if data_root is None:
-            raise DataError(f"dataset {name!r} needs {{param:data_root}} (and {{param:download}} if its files are not "
-                            f"there yet)")
-        raw = load_svhn(Path(data_root), download) if name == "svhn" else load_cifar(name, Path(data_root), download)
-        (trx, tr_y), (tx, ty) = raw
-        tr, va = stratified_split(tr_y, (0.9, 0.1), 0)
-        trx, vx, tx = _per_channel_standardize(trx[tr], trx[va], tx)
-        splits = ((trx, tr_y[tr]), (vx, tr_y[va]), (tx, ty))
-        return _tensor_data(name, 100 if name == "cifar100" else 10, splits, channels, image_size, flip=name != "svhn",
-                            val_carved=True)
-    if name == "fakedata":
-        return _tensor_data(name, 10, _fakedata(), channels, image_size, flip=True)
-    raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(IMAGE_DATASETS)}")
+    """Load a registered dataset (``zoo.registry``) by name, adapted to ``channels`` input channels and
+    ``image_size`` pixels.  Raises DataError for an unknown name (listing the registered ones) or missing files."""
+    return dataset_spec(name).load(name, data_root, channels, image_size, download, cache_dir)
+
+
+# --- the datasets: one registration each (README, "Adding a dataset") ---------------------------------------------
+def _whole(splits) -> tuple:
+    return (splits.train_x, splits.train_y), (splits.val_x, splits.val_y), (splits.test_x, splits.test_y)
+
+
+@register_dataset("digits", classes=10, help="digits (embedded)", budget="digits",
+                  splits=lambda name, data_root=None, cache_dir=None: load_digits())
+def _digits(name, data_root, channels, image_size, download, cache_dir) -> ImageData:
+    return tensor_image_data(name, 10, _whole(load_digits()), channels, image_size, flip=False)
+
+
+def _load_mnist(name, data_root, channels, image_size, download, cache_dir) -> ImageData:
+    splits = load_torchvision_digits(name, data_root, cache_dir, download=download)
+    return tensor_image_data(name, 10, _whole(splits), channels, image_size, flip=name == "fashion-mnist", val_carved=True)
+
+
+for _name in ("mnist", "fashion-mnist"):
+    register_dataset(_name, classes=10, help=_name, budget="grey", splits=load_torchvision_digits)(_load_mnist)
+
+
+def _load_cifar(name, data_root, channels, image_size, download, cache_dir) -> ImageData:
+    if data_root is None:
+        raise DataError(f"dataset {name!r} needs {{param:data_root}} (and {{param:download}} if its files are not "
+                        f"there yet)")
+    raw = load_svhn(Path(data_root), download) if name == "svhn" else load_cifar(name, Path(data_root), download)
+    (trx, tr_y), (tx, ty) = raw
+    tr, va = stratified_split(tr_y, (0.9, 0.1), 0)
+    trx, vx, tx = _per_channel_standardize(trx[tr], trx[va], tx)
+    splits = ((trx, tr_y[tr]), (vx, tr_y[va]), (tx, ty))
+    return tensor_image_data(name, 100 if name == "cifar100" else 10, splits, channels, image_size, flip=name != "svhn",
+                        val_carved=True)
+
+
+for _name, _classes in (("cifar10", 10), ("cifar100", 100), ("svhn", 10)):
+    register_dataset(_name, classes=_classes, help=_name + (" (from --data-root)" if _name == "svhn" else ""))(
+        _load_cifar)
+
+
+@register_dataset("imagefolder:", parameter="PATH", classes=None,
+                  help="imagefolder:PATH (PATH/train, and PATH/val or a held-out tenth of train)")
+def _folder(name, data_root, channels, image_size, download, cache_dir) -> ImageData:
+    path = Path(name.split(":", 1)[1]).expanduser()
+    if not path.is_dir():
+        raise DataError(f"image folder {path} does not exist")
+    return _image_folder(path, channels, image_size)
+
+
+@register_dataset("fakedata", classes=10, help="fakedata (random images, for smoke tests)")
+def _fake(name, data_root, channels, image_size, download, cache_dir) -> ImageData:
+    return tensor_image_data(name, 10, _fakedata(), channels, image_size, flip=True)
