@@ -6,7 +6,7 @@ import torch
 from prunevo.training import Accelerator
 from prunevo.transfer.setup import Setup
 from prunevo.primitives import Formula
-from prunevo.primitives.accumulators import STREAMED, Accumulator, boundaries
+from prunevo.primitives.accumulators import Accumulator, boundaries, streamed
 from prunevo.primitives.grammar import OPS, Maps
 from prunevo.primitives.tree import op_of
 from prunevo.pruning.calibration import Calibration
@@ -79,7 +79,7 @@ def test_reductions_are_computed_once_per_calibration(monkeypatch):
     assert len(passes) == 2 and len(passes[1]) == 1
 
 
-@pytest.mark.parametrize("name", sorted(STREAMED))
+@pytest.mark.parametrize("name", sorted(streamed()))
 def test_each_accumulator_equals_its_operator_on_uneven_chunks(name):
     torch.manual_seed(1)
     values = torch.randn(6, 17, 9).relu()  # zeros included (sparsity); 17 samples in chunks of 4
@@ -95,7 +95,7 @@ def test_each_accumulator_equals_its_operator_on_uneven_chunks(name):
 
 def test_every_feature_map_boundary_of_the_grammar_streams():
     exits = {op.name for op in OPS if Maps in op.args and op.ret is not Maps}
-    assert exits <= STREAMED
+    assert exits <= streamed()
     tree = Formula.parse("mean(F) + var(cmean(F * G)) * mean(F)").tree
     found = boundaries(tree)
     assert [op_of(n).name for n in found] == ["mean", "cmean"]  # distinct, outermost feature-map exits

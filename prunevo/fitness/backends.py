@@ -4,11 +4,13 @@ joblib's ``parallel_config`` so that the evaluator has one code path.
 ``dask`` connects to a running scheduler (``address``, e.g. from dask-jobqueue's ``SLURMCluster``) or starts a
 local cluster with one single-threaded worker per job; ``ray`` connects to a running cluster
 (``address="auto"`` on a Ray node) or starts a local one.  Fitness does not depend on the backend: every
-job is a pure function of its inputs.
+job is a pure function of its inputs.  Operators and operands registered in this process beyond prunevo's own
+(README, "Adding an operator") travel with the jobs, so workers read the same formulas.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from typing import Any, Callable, Iterable
@@ -16,6 +18,7 @@ from typing import Any, Callable, Iterable
 from joblib import Parallel, delayed, parallel_config
 
 from prunevo.errors import PrunevoError
+from prunevo.primitives.grammar import Extensions, extensions, install
 
 BACKENDS = ("loky", "dask", "ray")
 
@@ -23,6 +26,11 @@ BACKENDS = ("loky", "dask", "ray")
 # so with a generic warning that reads like a crash (joblib#883, loky#641); no job is lost, so users never see it
 warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
                         category=UserWarning)
+
+
+def _with_extensions(extra: Extensions, function: Callable, *args: Any) -> Any:
+    install(extra)
+    return function(*args)
 
 
 class Backend:
@@ -78,6 +86,9 @@ class Backend:
         calls = list(calls)
         if self.name == "loky" and (self.n_jobs == 1 or len(calls) <= 1):
             return [function(*args) for args in calls]  # no pool for serial work
+        extra = extensions()
+        if extra:  # workers imported prunevo only: give them the operators and operands registered here
+            function = functools.partial(_with_extensions, extra, function)
         self._start()
         options = {"scatter": list(shared)} if self.name == "dask" and shared else {}
         with parallel_config(backend=self.name, n_jobs=self.n_jobs if self.name == "loky" else -1, **options):

@@ -5,7 +5,7 @@ elementwise and ``smean`` averages one sample's positions.  So a batch's slice o
 is computed from that batch alone, and only the operators that leave the feature-map type (the
 *boundaries*: ``mean``, ``var``, ``std``, ``l1``, ``l2``, ``max``, ``min``, ``sparsity``, ``fpgm``, ``cmean``,
 ``cvar``, ``rmean``, ``rvar``, ``nmean``) need to see all samples.  Each has an accumulator of fixed size per
-channel:
+channel, registered with the operator (``registry.Streaming``; prunevo's own in ``grammar``):
 
 * ``mean``, ``l1``, ``l2``, ``sparsity``: a sum and a count;
 * ``var``, ``std``: count, mean and sum of squared deviations, merged batch by batch (Chan et al.), which
@@ -22,11 +22,9 @@ whole-tensor evaluation within floating-point rounding.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-from prunevo.primitives.grammar import EPS, Maps, class_moments
+from prunevo.primitives.grammar import OPERAND_SPECS, OPERATORS, Maps, Streaming
 from prunevo.primitives.tree import Node, op_of
 
 
@@ -50,7 +48,9 @@ def boundaries(tree: Node) -> list[Node]:
 
 
 def reads_gradients(node: Node) -> bool:
-    return any(n.name == "G" and not n.args for n in node.walk())
+    """Whether ``node`` reads an operand that needs a backward pass (``G``)."""
+    return any(not n.args and n.name in OPERAND_SPECS and OPERAND_SPECS[n.name].needs == "backward"
+               for n in node.walk())
 
 
 def evaluate_maps(node: Node, operands: dict[str, torch.Tensor], memo: dict[Node, torch.Tensor]) -> torch.Tensor:
@@ -68,12 +68,24 @@ def evaluate_maps(node: Node, operands: dict[str, torch.Tensor], memo: dict[Node
 
 class Accumulator:
     """One boundary node's running state for one layer: ``update`` with each batch of its feature-map
-    argument ([C, n, S]), then ``result`` ([C]; [C, K] for class statistics, [C, S] for ``nmean``)."""
+    argument ([C, n, S]), then ``result`` ([C]; [C, K] for class statistics, [C, S] for ``nmean``).
+
+    What it keeps is the operator's ``Streaming`` (``registry.Operator.streaming``, registered with it).
+
+    Args:
+        name: a registered operator that reduces feature maps.
+        num_classes: K, the classes of the calibration labels.
+
+    Raises:
+        ValueError: an operator without streaming.
+    """
 
     def __init__(self, name: str, num_classes: int):
-        if name not in _FINISH:
+        operator = OPERATORS.get(name)
+        if operator is None or operator.streaming is None:
             raise ValueError(f"no streaming accumulator for {name!r}")
         self.name = name
+        self.streaming: Streaming = operator.streaming
         self.num_classes = num_classes
         self.count = 0
         self.dtype: torch.dtype | None = None
@@ -81,93 +93,18 @@ class Accumulator:
 
     def update(self, values: torch.Tensor, labels_onehot: torch.Tensor) -> None:
         """Add one batch: ``values`` [C, n, S] may be a strided view (reductions run over dims 1 and 2 in
-        place; sums are taken in float64 without a float64 copy of the batch)."""
+        place; sums are taken in float64 without a float64 copy of the batch); ``labels_onehot`` [n, K]."""
         self.dtype = values.dtype
-        if self.name in _CLASS_STATS:
-            self._update_classes(values, labels_onehot)
-            return
-        if self.name == "nmean":
-            _add(self.state, "sum", values.sum(1, dtype=torch.float64))
-            self.count += values.shape[1]
-            return
-        dims, wide = (1, 2), torch.float64
-        n = values.shape[1] * values.shape[2]
-        s = self.state
-        if self.name == "mean":
-            _add(s, "sum", values.sum(dims, dtype=wide))
-        elif self.name in ("var", "std"):
-            mean_b = values.mean(dims, dtype=wide)
-            m2_b = (values - mean_b.to(values.dtype)[:, None, None]).square().sum(dims, dtype=wide)
-            m2_b -= n * (mean_b - mean_b.to(values.dtype).double()).square()  # the rounding of the shift
-            if "mean" not in s:
-                s["mean"], s["m2"] = mean_b, m2_b
-            else:
-                total = self.count + n
-                delta = mean_b - s["mean"]
-                s["mean"] = s["mean"] + delta * (n / total)
-                s["m2"] = s["m2"] + m2_b + delta.square() * (self.count * n / total)
-        elif self.name == "l1":
-            _add(s, "sum", values.abs().sum(dims, dtype=wide))
-        elif self.name == "l2":
-            _add(s, "sum", values.square().sum(dims, dtype=wide))
-        elif self.name == "max":
-            s["value"] = values.amax(dims) if "value" not in s else torch.maximum(s["value"], values.amax(dims))
-        elif self.name == "min":
-            s["value"] = values.amin(dims) if "value" not in s else torch.minimum(s["value"], values.amin(dims))
-        elif self.name == "sparsity":
-            _add(s, "sum", (values.abs() <= EPS).sum(dims, dtype=wide))
-        elif self.name == "fpgm":
-            rows = values.reshape(values.shape[0], -1).double()  # the Gram matrix needs rows (rare: fpgm of maps)
-            _add(s, "gram", rows @ rows.T)
-            _add(s, "norms", rows.square().sum(1))
-        self.count += n
-
-    def _update_classes(self, values: torch.Tensor, labels_onehot: torch.Tensor) -> None:
-        onehot = labels_onehot.to(torch.float64)
-        _add(self.state, "sums", values.mean(2).double() @ onehot)  # [C, K] sums of each sample's mean
-        _add(self.state, "squares", values.square().mean(2).double() @ onehot)
-        _add(self.state, "counts", onehot.sum(0))
-        self.count += values.shape[1]
+        self.streaming.update(self.state, values, labels_onehot, self.count)
+        self.count += values.shape[1] * (1 if self.streaming.per_sample else values.shape[2])
 
     def result(self) -> torch.Tensor:
+        """The reduction over every batch so far, in the batches' dtype.  Raises ValueError before any."""
         if self.count == 0:
             raise ValueError("an accumulator needs at least one batch")
-        return _FINISH[self.name](self.state, self.count).to(self.dtype)
+        return self.streaming.finish(self.state, self.count).to(self.dtype)
 
 
-def _add(state: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
-    state[key] = value if key not in state else state[key] + value
-
-
-def _fpgm(state: dict[str, torch.Tensor], _count: int) -> torch.Tensor:
-    norms, gram = state["norms"], state["gram"]
-    distances = (norms[:, None] + norms[None, :] - 2 * gram).clamp_min(0.0).sqrt()
-    distances.fill_diagonal_(0.0)
-    return distances.sum(1)
-
-
-def _class_stat(index: int, rest: bool) -> Callable[[dict[str, torch.Tensor], int], torch.Tensor]:
-    return lambda s, _n: class_moments(s["sums"], s["squares"], s["counts"], rest=rest)[index]
-
-
-_CLASS_STATS = ("cmean", "cvar", "rmean", "rvar")
-
-
-_FINISH: dict[str, Callable[[dict[str, torch.Tensor], int], torch.Tensor]] = {
-    "mean": lambda s, n: s["sum"] / n,
-    "var": lambda s, n: s["m2"] / n,
-    "std": lambda s, n: (s["m2"] / n).sqrt(),
-    "l1": lambda s, n: s["sum"],
-    "l2": lambda s, n: s["sum"].sqrt(),
-    "max": lambda s, n: s["value"],
-    "min": lambda s, n: s["value"],
-    "sparsity": lambda s, n: s["sum"] / n,
-    "fpgm": _fpgm,
-    "cmean": _class_stat(0, rest=False),
-    "cvar": _class_stat(1, rest=False),
-    "rmean": _class_stat(0, rest=True),
-    "rvar": _class_stat(1, rest=True),
-    "nmean": lambda s, n: s["sum"] / n,
-}
-
-STREAMED: frozenset[str] = frozenset(_FINISH)  # the boundary operators that have an accumulator
+def streamed() -> frozenset[str]:
+    """The operators that have an accumulator (every reduction of feature maps has one)."""
+    return frozenset(name for name, operator in OPERATORS.items() if operator.streaming is not None)

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import sympy
 
-from prunevo.primitives.tree import CONST, Node
+from prunevo.primitives import grammar
 from prunevo.primitives.export_sympy import to_sympy
-
-_OPERAND_TEX = {"W": "W", "Wn": r"W_{\mathrm{next}}", "F": "F", "G": "G", "gamma": r"\gamma", "beta": r"\beta",
-                "macs": r"\mathrm{MACs}"}
+from prunevo.primitives.tree import CONST, Node
 
 
 def node_latex(node: Node) -> str:
@@ -15,16 +13,12 @@ def node_latex(node: Node) -> str:
     if node.name == CONST:
         return sympy.latex(sympy.Rational(repr(node.value)))
     if not node.args:
-        return _OPERAND_TEX[node.name]
-    if node.name == "mul":
-        return rf"{node_latex(node.args[0])} \odot {node_latex(node.args[1])}"
-    if node.name == "div" and len(node.args) == 2:  # class statistics (a score in them is per channel)
-        return rf"\frac{{{node_latex(node.args[0])}}}{{{node_latex(node.args[1])}}}"
-    if node.name in ("add", "sub") and len(node.args) == 2:
-        sign = "+" if node.name == "add" else "-"
-        return rf"\left({node_latex(node.args[0])} {sign} {node_latex(node.args[1])}\right)"
-    inner = ", ".join(node_latex(a) for a in node.args)
-    return rf"\operatorname{{{node.name}}}\left({inner}\right)"
+        return grammar.OPERAND_SPECS[node.name].latex
+    inner = [node_latex(a) for a in node.args]
+    template = grammar.OPERATORS[node.name].latex
+    if template is not None:  # (a score inside class statistics is per channel)
+        return template.format(*inner)
+    return rf"\operatorname{{{node.name}}}\left({', '.join(inner)}\right)"
 
 
 def to_latex(expr: sympy.Expr) -> str:

@@ -1,7 +1,7 @@
 """A standalone Python/torch function for a formula: paste it anywhere, it needs only torch."""
 from __future__ import annotations
 
-
+from prunevo.errors import FormulaError
 from prunevo.primitives import grammar
 from prunevo.primitives.tree import CONST, Node, op_of, type_of
 
@@ -34,37 +34,6 @@ def _class_moments(x, onehot, rest=False):
     return mean, (squares / counts.clamp_min(1.0) - mean * mean).clamp_min(0.0)
 '''
 
-_TENSOR_FN = {
-    "abs": "{0}.abs()",
-    "square": "{0}.square()",
-    "mul": "({0} * {1})",
-    "smean": "{0}.mean(2, keepdim=True)",
-    "nmean": "{0}.mean(1)",
-    "cmean": "_class_moments({0}, onehot)[0]",
-    "cvar": "_class_moments({0}, onehot)[1]",
-    "rmean": "_class_moments({0}, onehot, rest=True)[0]",
-    "rvar": "_class_moments({0}, onehot, rest=True)[1]",
-    "mean": "_rows({0}).mean(1)",
-    "std": "_rows({0}).std(1, unbiased=False)",
-    "var": "_rows({0}).var(1, unbiased=False)",
-    "l1": "_rows({0}).abs().sum(1)",
-    "l2": "_rows({0}).norm(dim=1)",
-    "max": "_rows({0}).amax(1)",
-    "min": "_rows({0}).amin(1)",
-    "sparsity": "(_rows({0}).abs() <= EPS).to({0}.dtype).mean(1)",
-    "fpgm": "torch.cdist(_rows({0})[None], _rows({0})[None])[0].sum(1)",
-    "neg": "(-{0})",
-    "sqrt": "{0}.abs().sqrt()",
-    "log1p": "{0}.abs().log1p()",
-    "lnorm": "({0} / ({0}.abs().mean() + EPS))",
-    "lminmax": "(({0} - {0}.amin()) / ({0}.amax() - {0}.amin() + EPS))",
-    "lzscore": "(({0} - {0}.mean()) / ({0}.std(unbiased={0}.numel() > 1) + EPS))",
-    "lamp": "_lamp({0})",
-    "add": "({0} + {1})",
-    "sub": "({0} - {1})",
-    "div": "_div({0}, {1})",
-}
-
 
 def _expr(node: Node) -> str:
     if node.name == CONST:
@@ -75,17 +44,40 @@ def _expr(node: Node) -> str:
     args = [_expr(a) for a in node.args]
     if op.ret is grammar.ByClass and len(args) == 2:  # a channel's score applies to each of its classes
         args = [f"{a}[:, None]" if t is grammar.Scores else a for a, t in zip(args, op.args)]
-    return _TENSOR_FN[node.name].format(*args)
+    return grammar.OPERATORS[node.name].python.format(*args)
+
+
+def signature() -> str:
+    """The exported function's parameters: the operands in registration order, then the labels one-hot
+    (``onehot``, [N, K]), then the optional operands with default None: ``W, Wn, F, G, gamma, beta, onehot,
+    macs=None`` for prunevo's own."""
+    specs = grammar.OPERAND_SPECS.values()
+    return ", ".join([s.name for s in specs if not s.optional] + ["onehot"]
+                     + [f"{s.name}=None" for s in specs if s.optional])
 
 
 def to_python(node: Node, function_name: str = "criterion", text: str = "") -> str:
-    """Source of ``def criterion(W, Wn, F, G, gamma, beta, onehot, macs=None) -> scores[C]`` (``macs``: the
-    MACs a channel of the layer costs, relative to the network's mean, for formulas that read it)."""
-    assert type_of(node) is grammar.Scores
+    """A standalone Python/torch function for a formula tree.
+
+    Args:
+        node: a tree that returns scores.
+        function_name: the function's name.
+        text: its docstring (the formula's text).
+
+    Returns:
+        The source of ``def criterion(W, Wn, F, G, gamma, beta, onehot, macs=None)`` (``signature``) returning
+        one score per channel ``[C]``; it needs only torch.  ``macs`` is the MACs a channel of the layer costs,
+        relative to the network's mean, for formulas that read it.
+
+    Raises:
+        FormulaError: a tree that does not type-check or does not return scores.
+    """
+    if type_of(node) is not grammar.Scores:
+        raise FormulaError(f"a criterion returns scores, not {grammar.TYPE_WORDS[type_of(node)]}")
     doc = f'    """{text}"""\n' if text else ""
     return (
         _HELPERS.format(eps=grammar.EPS)
-        + f"\n\ndef {function_name}(W, Wn, F, G, gamma, beta, onehot, macs=None):\n{doc}"
+        + f"\n\ndef {function_name}({signature()}):\n{doc}"
         + "    with torch.no_grad():\n"
         + f"        return {_expr(node)}\n"
     )

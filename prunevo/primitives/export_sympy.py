@@ -1,8 +1,10 @@
 """Formula trees <-> SymPy: exact algebra on the score level, reductions as opaque named symbols.
 
-Only the score-level operators (+ - * /, neg, abs, sqrt|x|, log1p|x|, square) are algebra; each
-reduction subtree (``l1(W)``, ``var(cmean(F))``...) is one symbol named by its text, and the layer
-normalizations (``lnorm``, ``lminmax``, ``lzscore``, ``lamp``) are undefined functions.  Constants become exact rationals so that simplification is exact.
+Only the score-level operators with a SymPy form (``registry.Operator.sympy``: + - * /, neg, abs, sqrt|x|,
+log1p|x|, square) are algebra; each reduction subtree (``l1(W)``, ``var(cmean(F))``...) is one symbol named by its
+text, and a score operator without a SymPy form (the layer normalizations ``lnorm``, ``lminmax``, ``lzscore``,
+``lamp``) is an undefined function of its name.  Constants become exact rationals so that simplification is
+exact.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from prunevo.errors import FormulaError
 from prunevo.primitives import grammar
 from prunevo.primitives.tree import CONST, Node, to_text, type_of
 
-LAYER_FUNCTIONS = {name: sympy.Function(name) for name in grammar.LAYER_NORMS}  # opaque: they read the whole layer
 SIMPLIFY_MAX_NODES = 80  # sympy.simplify is super-linear; bigger trees keep SymPy's automatic canonical form
 
 
@@ -22,12 +23,11 @@ def _symbol(name: str) -> sympy.Symbol:
 
 # Identities inside reductions, where SymPy cannot see (a reduction is one opaque symbol).
 _IDEMPOTENT_AFTER = {("abs", "abs"), ("abs", "square"), ("square", "abs")}  # outer(inner(x)) == inner/square
-_SIGN_BLIND = {"l1", "l2", "sparsity"}  # reductions of |x|: abs() inside them changes nothing
 
 
 def canonical_tensor(node: Node) -> Node:
     """Rewrite tensor-level subtrees: abs(abs(x)) = abs(x), abs(square(x)) = square(abs(x)) = square(x),
-    l1/l2/sparsity(abs(x)) = l1/l2/sparsity(x)."""
+    r(abs(x)) = r(x) for a sign-blind reduction r (l1, l2, sparsity)."""
     if not node.args:
         return node
     args = tuple(canonical_tensor(a) for a in node.args)
@@ -35,7 +35,7 @@ def canonical_tensor(node: Node) -> Node:
         inner = args[0]
         if (node.name, inner.name) in _IDEMPOTENT_AFTER:
             return inner if node.name == "abs" else Node("square", inner.args)
-        if node.name in _SIGN_BLIND and inner.name == "abs":
+        if grammar.OPERATORS[node.name].sign_blind and inner.name == "abs":  # a reduction of |x|
             return Node(node.name, inner.args)
     return Node(node.name, args, node.value)
 
@@ -46,28 +46,12 @@ def to_sympy(node: Node) -> sympy.Expr:
     if not node.args or type_of(node) is grammar.Scores and node.args and type_of(node.args[0]) is not grammar.Scores:
         return _symbol(to_text(canonical_tensor(node)))  # an operand (gamma, beta) or a reduction of a tensor
     a = [to_sympy(arg) for arg in node.args]
-    name = node.name
-    if name == "add":
-        return a[0] + a[1]
-    if name == "sub":
-        return a[0] - a[1]
-    if name == "mul":
-        return a[0] * a[1]
-    if name == "div":
-        return a[0] / a[1]
-    if name == "neg":
-        return -a[0]
-    if name == "abs":
-        return sympy.Abs(a[0])
-    if name == "sqrt":
-        return sympy.sqrt(sympy.Abs(a[0]))
-    if name == "log1p":
-        return sympy.log(1 + sympy.Abs(a[0]))
-    if name == "square":
-        return a[0] ** 2
-    if name in LAYER_FUNCTIONS:
-        return LAYER_FUNCTIONS[name](a[0])
-    raise FormulaError(f"no SymPy form for {name!r}")
+    operator = grammar.OPERATORS[node.name]
+    if operator.sympy is not None:
+        return operator.sympy(*a)
+    if len(a) == 1:
+        return sympy.Function(node.name)(a[0])  # opaque (a layer normalization reads the whole layer)
+    raise FormulaError(f"no SymPy form for {node.name!r}")
 
 
 def simplify(expr: sympy.Expr, size: int) -> sympy.Expr:
@@ -144,6 +128,7 @@ def from_sympy(expr: sympy.Expr) -> Node:
         if isinstance(inner, sympy.Abs):
             return Node("log1p", (from_sympy(inner.args[0]),))
         raise FormulaError("log has no form in the grammar")
-    if isinstance(expr, sympy.Function) and expr.func in LAYER_FUNCTIONS.values():
-        return Node(str(expr.func), (from_sympy(expr.args[0]),))
+    name = str(expr.func)
+    if isinstance(expr, sympy.Function) and name in grammar.OPERATORS and len(expr.args) == 1:
+        return Node(name, (from_sympy(expr.args[0]),))  # an opaque score operator
     raise FormulaError(f"{type(expr).__name__} has no form in the grammar")

@@ -1,7 +1,8 @@
 """The design space: every operand and operator a pruning formula may use, with its type and meaning.
 
 A formula maps the statistics of one prunable layer (see ``operands.LayerStats``) to one score per output
-channel.  Values flow through five types, each a tensor whose first axis is the output channel ``c``:
+channel.  Values flow through five types (``registry``), each a tensor whose first axis is the output channel
+``c``:
 
 * ``Weights``   ``[C, D]``     a channel's filter ``W`` or the next layer's weights that read it ``Wn``
 * ``Maps``      ``[C, N, S]``  a channel's feature map ``F`` or its gradient ``G`` (N samples, S positions)
@@ -14,9 +15,12 @@ Class statistics combine with ``+ - * /`` among themselves and with scores (a sc
 class of its channel), so a formula can weigh one class against the rest before reducing over classes, as
 the seed paper's evolved function does (``GECCO22_TEXT`` in ``classic``).
 
-Operators are overloaded by type (``abs`` exists for all four); the pair (name, argument types) is an
-``Op``.  The table below is the single source of truth: the DEAP primitive set, the parser, the SymPy
-and LaTeX exports and the evaluator are all derived from it.
+Operators are overloaded by type (``abs`` exists for all four); the pair (name, argument types) is an ``Op``.
+This module registers prunevo's own operands and operators, each with every back-end in one call
+(``registry.register_operand``, ``registry.register_operator``): that is the single source of truth the DEAP
+primitive set, the parser, the evaluator, the streamed accumulators and the exports read.  The overloads are
+added in the order of prunevo's first releases, which the primitive set and random generation follow, so a
+seed still reproduces a run.  README, "Adding an operator", adds one from outside.
 """
 from __future__ import annotations
 
@@ -24,67 +28,47 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+import sympy
 import torch
 
-EPS = 1e-6  # protects div/lnorm; "≈ 0" threshold of sparsity
-
-
-class Weights:
-    """[C, D]: one filter (or one slice of the next layer's weights) per channel."""
-
-
-class Maps:
-    """[C, N, S]: one feature map (or its gradient) per channel and calibration sample."""
-
-
-class MeanMaps:
-    """[C, S]: a feature map averaged over the calibration samples, one mean map per channel."""
-
-
-class ByClass:
-    """[C, K]: one class-conditional statistic per channel and class."""
-
-
-class Scores:
-    """[C]: one value per channel. Every formula returns this type."""
-
-
-TYPES = (Weights, Maps, MeanMaps, ByClass, Scores)
-TYPE_WORDS = {Weights: "weights", Maps: "feature maps", MeanMaps: "mean feature maps", ByClass: "class statistics",
-              Scores: "scores"}
-
-# Operands: text name -> type.  Constants are Scores too (broadcast over channels).
-OPERANDS: dict[str, type] = {
-    "W": Weights,
-    "Wn": Weights,
-    "F": Maps,
-    "G": Maps,
-    "gamma": Scores,
-    "beta": Scores,
-    # the MACs one channel of the layer costs (what removing it saves, at full width), divided by the mean over
-    # the network's groups: the same for every channel of a layer, it lets a formula weigh importance against
-    # cost, which decides the widths under global allocation with a MACs target (as latency-aware pruning does)
-    "macs": Scores,
-}
+from prunevo.primitives.registry import (  # noqa: F401  (re-exported: the grammar's public names)
+    EPS,
+    FUNCTION_NAMES,
+    LAYER_NORMS,
+    MIN_HEIGHT,
+    OPERAND_SPECS,
+    OPERANDS,
+    OPERATORS,
+    OPS,
+    OPS_BY_KEY,
+    TYPE_WORDS,
+    TYPES,
+    ByClass,
+    Extensions,
+    Maps,
+    MeanMaps,
+    Op,
+    Operand,
+    Operator,
+    Scores,
+    Streaming,
+    Weights,
+    add_overload,
+    extensions,
+    install,
+    ops_returning,
+    register_operand,
+    register_operator,
+    registered,
+    resolve,
+    seal_builtins,
+    signatures,
+    terminals_of,
+    unregister,
+)
 
 # Ephemeral constants are drawn from a short list: few distinct values keep SymPy canonical forms stable.
 CONSTANT_CHOICES = (0.05, 0.1, 0.5, 1.0, 2.0)
-
-
-@dataclass(frozen=True)
-class Op:
-    """One typed operator: ``name(args...) -> ret``, computed by ``fn`` on torch tensors."""
-
-    name: str
-    args: tuple[type, ...]
-    ret: type
-    fn: Callable[..., torch.Tensor]
-    needs_labels: bool = False
-
-    @property
-    def key(self) -> str:
-        """Unique primitive name inside the DEAP primitive set (names are overloaded across types)."""
-        return self.name + "__" + "_".join(t.__name__ for t in self.args)
 
 
 # --- implementations --------------------------------------------------------------------------------
@@ -168,6 +152,134 @@ def _per_channel(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], score
     return lambda a, b: fn(a, b[:, None])
 
 
+# --- streaming: how a reduction of feature maps accumulates over calibration batches (``accumulators``) --------
+_DIMS, _WIDE = (1, 2), torch.float64
+
+
+def _add(state: dict, key: str, value: torch.Tensor) -> None:
+    state[key] = value if key not in state else state[key] + value
+
+
+def _summed(term: Callable[[torch.Tensor], torch.Tensor],
+            finish: Callable[[torch.Tensor, int], torch.Tensor]) -> Streaming:
+    """A reduction that is a function of the sum over samples and positions of ``term(values)``."""
+    return Streaming(lambda s, v, _o, _n: _add(s, "sum", term(v).sum(_DIMS, dtype=_WIDE)),
+                     lambda s, n: finish(s["sum"], n))
+
+
+def _moments_update(s: dict, values: torch.Tensor, _onehot: torch.Tensor, count: int) -> None:
+    # count, mean and sum of squared deviations merged batch by batch (Chan et al.), which avoids the
+    # cancellation of E[x^2] - E[x]^2
+    n = values.shape[1] * values.shape[2]
+    mean_b = values.mean(_DIMS, dtype=_WIDE)
+    m2_b = (values - mean_b.to(values.dtype)[:, None, None]).square().sum(_DIMS, dtype=_WIDE)
+    m2_b -= n * (mean_b - mean_b.to(values.dtype).double()).square()  # the rounding of the shift
+    if "mean" not in s:
+        s["mean"], s["m2"] = mean_b, m2_b
+    else:
+        total = count + n
+        delta = mean_b - s["mean"]
+        s["mean"] = s["mean"] + delta * (n / total)
+        s["m2"] = s["m2"] + m2_b + delta.square() * (count * n / total)
+
+
+def _extreme(pick: Callable[..., torch.Tensor], combine: Callable[..., torch.Tensor]) -> Streaming:
+    def update(s: dict, values: torch.Tensor, _onehot: torch.Tensor, _count: int) -> None:
+        s["value"] = pick(values, _DIMS) if "value" not in s else combine(s["value"], pick(values, _DIMS))
+
+    return Streaming(update, lambda s, _n: s["value"])
+
+
+def _gram_update(s: dict, values: torch.Tensor, _onehot: torch.Tensor, _count: int) -> None:
+    rows = values.reshape(values.shape[0], -1).double()  # the Gram matrix needs rows (rare: fpgm of maps)
+    _add(s, "gram", rows @ rows.T)
+    _add(s, "norms", rows.square().sum(1))
+
+
+def _gram_distances(s: dict, _count: int) -> torch.Tensor:
+    # the [C, C] Gram matrix of the channels' rows and their squared norms give the pairwise distances exactly
+    norms, gram = s["norms"], s["gram"]
+    distances = (norms[:, None] + norms[None, :] - 2 * gram).clamp_min(0.0).sqrt()
+    distances.fill_diagonal_(0.0)
+    return distances.sum(1)
+
+
+def _class_update(s: dict, values: torch.Tensor, onehot: torch.Tensor, _count: int) -> None:
+    onehot = onehot.to(torch.float64)
+    _add(s, "sums", values.mean(2).double() @ onehot)  # [C, K] sums of each sample's mean
+    _add(s, "squares", values.square().mean(2).double() @ onehot)
+    _add(s, "counts", onehot.sum(0))
+
+
+def _class_streaming(index: int, rest: bool) -> Streaming:
+    def finish(s: dict, _count: int) -> torch.Tensor:
+        return class_moments(s["sums"], s["squares"], s["counts"], rest=rest)[index]
+
+    return Streaming(_class_update, finish, per_sample=True)
+
+
+_CLASS_STATS = (("cmean", 0, False), ("cvar", 1, False), ("rmean", 0, True), ("rvar", 1, True))
+_NMEAN_STREAMING = Streaming(lambda s, v, _o, _n: _add(s, "sum", v.sum(1, dtype=_WIDE)), lambda s, n: s["sum"] / n,
+                             per_sample=True)
+
+
+
+# --- operands ---------------------------------------------------------------------------------------------------
+# Constants are Scores too (broadcast over channels).
+register_operand("W", Weights, latex="W")
+register_operand("Wn", Weights, latex=r"W_{\mathrm{next}}",
+                 missing="next-layer weights that read one input row per channel (Wn)")
+register_operand("F", Maps, latex="F", needs="forward")
+register_operand("G", Maps, latex="G", needs="backward", missing="the loss gradient (G)")
+register_operand("gamma", Scores, latex=r"\gamma", missing="BatchNorm (gamma)")
+register_operand("beta", Scores, latex=r"\beta", missing="BatchNorm (beta)")
+# the MACs one channel of the layer costs (what removing it saves, at full width), divided by the mean over the
+# network's groups: the same for every channel of a layer, it lets a formula weigh importance against cost, which
+# decides the widths under global allocation with a MACs target (as latency-aware pruning does)
+register_operand("macs", Scores, latex=r"\mathrm{MACs}", optional=True)
+
+# --- operators: their back-ends -----------------------------------------------------------------------------------
+# elementwise on every type
+register_operator("abs", python="{0}.abs()", sympy=sympy.Abs)
+register_operator("square", python="{0}.square()", sympy=lambda a: a ** 2)
+# reductions of a tensor to one score per channel
+register_operator("mean", python="_rows({0}).mean(1)", streaming=_summed(lambda v: v, lambda t, n: t / n))
+register_operator("std", python="_rows({0}).std(1, unbiased=False)",
+                  streaming=Streaming(_moments_update, lambda s, n: (s["m2"] / n).sqrt()))
+register_operator("var", python="_rows({0}).var(1, unbiased=False)",
+                  streaming=Streaming(_moments_update, lambda s, n: s["m2"] / n))
+register_operator("l1", python="_rows({0}).abs().sum(1)", streaming=_summed(torch.abs, lambda t, _n: t),
+                  sign_blind=True)
+register_operator("l2", python="_rows({0}).norm(dim=1)", streaming=_summed(torch.square, lambda t, _n: t.sqrt()),
+                  sign_blind=True)
+register_operator("max", python="_rows({0}).amax(1)", streaming=_extreme(torch.amax, torch.maximum))
+register_operator("min", python="_rows({0}).amin(1)", streaming=_extreme(torch.amin, torch.minimum))
+register_operator("sparsity", python="(_rows({0}).abs() <= EPS).to({0}.dtype).mean(1)",
+                  streaming=_summed(lambda v: v.abs() <= EPS, lambda t, n: t / n), sign_blind=True)
+# FPGM (He et al., CVPR 2019)
+register_operator("fpgm", python="torch.cdist(_rows({0})[None], _rows({0})[None])[0].sum(1)",
+                  streaming=Streaming(_gram_update, _gram_distances))
+# on feature maps: products, averages over positions or samples, class statistics (the seed paper's P and Q)
+register_operator("mul", python="({0} * {1})", sympy=lambda a, b: a * b, latex=r"{0} \odot {1}")
+register_operator("smean", python="{0}.mean(2, keepdim=True)")  # over positions, per sample
+register_operator("nmean", python="{0}.mean(1)", streaming=_NMEAN_STREAMING)  # over samples, per position
+for _name, _index, _rest in _CLASS_STATS:
+    register_operator(_name, python=f"_class_moments({{0}}, onehot{', rest=True' if _rest else ''})[{_index}]",
+                      streaming=_class_streaming(_index, _rest), needs_labels=True)
+# on scores: arithmetic, and the layer normalizations that set the widths under global allocation
+register_operator("neg", python="(-{0})", sympy=lambda a: -a)
+register_operator("sqrt", python="{0}.abs().sqrt()", sympy=lambda a: sympy.sqrt(sympy.Abs(a)))
+register_operator("log1p", python="{0}.abs().log1p()", sympy=lambda a: sympy.log(1 + sympy.Abs(a)))
+register_operator("lnorm", python="({0} / ({0}.abs().mean() + EPS))", layer_norm=True)
+register_operator("lminmax", python="(({0} - {0}.amin()) / ({0}.amax() - {0}.amin() + EPS))", layer_norm=True)
+register_operator("lzscore", python="(({0} - {0}.mean()) / ({0}.std(unbiased={0}.numel() > 1) + EPS))",
+                  layer_norm=True)
+register_operator("lamp", python="_lamp({0})", layer_norm=True)
+register_operator("add", python="({0} + {1})", sympy=lambda a, b: a + b, latex=r"\left({0} + {1}\right)")
+register_operator("sub", python="({0} - {1})", sympy=lambda a, b: a - b, latex=r"\left({0} - {1}\right)")
+register_operator("div", python="_div({0}, {1})", sympy=lambda a, b: a / b, latex=r"\frac{{{0}}}{{{1}}}")
+
+# --- operators: their typed forms, in the order of the first releases ---------------------------------------------
 _REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda x: _rows(x).mean(1),
     "std": lambda x: _rows(x).std(1, unbiased=False),
@@ -179,100 +291,29 @@ _REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sparsity": _sparsity,
     "fpgm": _fpgm,
 }
-
-_SCORE_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "neg": torch.neg,
-    "abs": torch.abs,
-    "sqrt": lambda x: torch.sqrt(x.abs()),
-    "log1p": lambda x: torch.log1p(x.abs()),
-    "square": torch.square,
-    "lnorm": _lnorm,
-    "lminmax": _lminmax,
-    "lzscore": _lzscore,
-    "lamp": _lamp,
-}
-# score operators computed over the whole layer (not channel by channel): SymPy keeps them opaque
-LAYER_NORMS = ("lnorm", "lminmax", "lzscore", "lamp")
-
-_SCORE_BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "add": torch.add,
-    "sub": torch.sub,
-    "mul": torch.mul,
-    "div": _protected_div,
-}
-
-
-def _build_ops() -> tuple[Op, ...]:
-    ops: list[Op] = []
-    for tensor_type in (Weights, Maps, MeanMaps, ByClass):
-        ops.append(Op("abs", (tensor_type,), tensor_type, torch.abs))
-        ops.append(Op("square", (tensor_type,), tensor_type, torch.square))
-        for name, fn in _REDUCTIONS.items():
-            ops.append(Op(name, (tensor_type,), Scores, fn))
-    ops.append(Op("mul", (Maps, Maps), Maps, torch.mul))
-    ops.append(Op("smean", (Maps,), Maps, lambda x: x.mean(2, keepdim=True)))  # over positions, per sample
-    ops.append(Op("nmean", (Maps,), MeanMaps, lambda x: x.mean(1)))  # over samples, per position
-    ops.append(Op("cmean", (Maps,), ByClass, _class_stat(0, rest=False), needs_labels=True))
-    ops.append(Op("cvar", (Maps,), ByClass, _class_stat(1, rest=False), needs_labels=True))
-    ops.append(Op("rmean", (Maps,), ByClass, _class_stat(0, rest=True), needs_labels=True))
-    ops.append(Op("rvar", (Maps,), ByClass, _class_stat(1, rest=True), needs_labels=True))
-    for name, fn in _SCORE_UNARY.items():
-        ops.append(Op(name, (Scores,), Scores, fn))
-    for name, fn in _SCORE_BINARY.items():
-        ops.append(Op(name, (Scores, Scores), Scores, fn))
-        ops.append(Op(name, (ByClass, ByClass), ByClass, fn))
-        ops.append(Op(name, (ByClass, Scores), ByClass, _per_channel(fn, scores_first=False)))
-        ops.append(Op(name, (Scores, ByClass), ByClass, _per_channel(fn, scores_first=True)))
-    return tuple(ops)
+for _type in (Weights, Maps, MeanMaps, ByClass):
+    add_overload("abs", (_type,), _type, torch.abs)
+    add_overload("square", (_type,), _type, torch.square)
+    for _name, _fn in _REDUCTIONS.items():
+        add_overload(_name, (_type,), Scores, _fn)
+add_overload("mul", (Maps, Maps), Maps, torch.mul)
+add_overload("smean", (Maps,), Maps, lambda x: x.mean(2, keepdim=True))
+add_overload("nmean", (Maps,), MeanMaps, lambda x: x.mean(1))
+for _name, _index, _rest in _CLASS_STATS:
+    add_overload(_name, (Maps,), ByClass, _class_stat(_index, rest=_rest))
+for _name, _fn in {"neg": torch.neg, "abs": torch.abs, "sqrt": lambda x: torch.sqrt(x.abs()),
+                   "log1p": lambda x: torch.log1p(x.abs()), "square": torch.square, "lnorm": _lnorm,
+                   "lminmax": _lminmax, "lzscore": _lzscore, "lamp": _lamp}.items():
+    add_overload(_name, (Scores,), Scores, _fn)
+for _name, _fn in {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": _protected_div}.items():
+    add_overload(_name, (Scores, Scores), Scores, _fn)
+    add_overload(_name, (ByClass, ByClass), ByClass, _fn)
+    add_overload(_name, (ByClass, Scores), ByClass, _per_channel(_fn, scores_first=False))
+    add_overload(_name, (Scores, ByClass), ByClass, _per_channel(_fn, scores_first=True))
+seal_builtins()  # what is registered from here on travels to worker processes (``registry.extensions``)
 
 
-OPS: tuple[Op, ...] = _build_ops()
-OPS_BY_KEY: dict[str, Op] = {op.key: op for op in OPS}
-FUNCTION_NAMES: tuple[str, ...] = tuple(dict.fromkeys(op.name for op in OPS))
-
-
-def resolve(name: str, arg_types: tuple[type, ...]) -> Op | None:
-    """The overload of ``name`` that accepts ``arg_types``, or None."""
-    return OPS_BY_KEY.get(Op(name, arg_types, Scores, torch.abs).key)
-
-
-def signatures(name: str) -> list[str]:
-    """Human-readable overloads of ``name``, for error messages."""
-    return [
-        f"{op.name}({', '.join(TYPE_WORDS[t] for t in op.args)}) -> {TYPE_WORDS[op.ret]}"
-        for op in OPS
-        if op.name == name
-    ]
-
-
-# --- random generation ------------------------------------------------------------------------------
-def _min_heights() -> dict[type, int]:
-    """Smallest subtree height that yields each type; lets generation always close a branch."""
-    heights = {t: 0 for t in set(OPERANDS.values()) | {Scores}}
-    changed = True
-    while changed:
-        changed = False
-        for op in OPS:
-            if all(a in heights for a in op.args):
-                h = 1 + max(heights[a] for a in op.args)
-                if h < heights.get(op.ret, 10**9):
-                    heights[op.ret] = h
-                    changed = True
-    return heights
-
-
-MIN_HEIGHT: dict[type, int] = _min_heights()
-
-
-def terminals_of(type_: type) -> list[str]:
-    names = [n for n, t in OPERANDS.items() if t is type_]
-    return names + (["<const>"] if type_ is Scores else [])
-
-
-def ops_returning(type_: type) -> list[Op]:
-    return [op for op in OPS if op.ret is type_]
-
-
+# --- random generation ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GenNode:
     """A prefix-order token produced by ``generate``: an operator, an operand, or a constant."""

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from prunevo.primitives.registry import OPERAND_SPECS
+
 
 @dataclass
 class LayerStats:
@@ -47,6 +49,14 @@ class LayerStats:
         return self.W.shape[0]
 
     def operand(self, name: str) -> torch.Tensor:
+        """The value of operand ``name``: a field, or computed by its registered ``statistic``.
+
+        Raises:
+            RuntimeError: ``macs`` before calibration sets it, or a streamed ``F``/``G``.
+        """
+        spec = OPERAND_SPECS.get(name)
+        if spec is not None and spec.statistic is not None:
+            return spec.statistic(self)
         if name == "macs" and self.macs is None:
             raise RuntimeError("macs is unknown for statistics gathered without their network's MACs "
                                "(pruning.calibration sets it)")

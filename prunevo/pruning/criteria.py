@@ -17,6 +17,7 @@ import torch
 from prunevo.errors import FormulaError, PrunevoError
 from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.primitives.formula import Formula
+from prunevo.primitives.grammar import OPERAND_SPECS
 from prunevo.pruning.calibration import Calibration
 from prunevo.pruning.scores import InvalidScores, NotApplicable, rank_problem
 from prunevo.pruning.ranking import reduce_members
@@ -26,8 +27,6 @@ RANDOM = "random"
 # the criteria users already run: "best classic" in every report is the best of these
 BASELINE_NAMES: tuple[str, ...] = (*CLASSIC_TEXT, *TP_CRITERIA)
 
-_NEEDS = {"gamma": "BatchNorm (gamma)", "beta": "BatchNorm (beta)", "G": "the loss gradient (G)",
-          "Wn": "next-layer weights that read one input row per channel (Wn)"}
 
 __all__ = ["BASELINE_NAMES", "Criterion", "FormulaCriterion", "InvalidScores", "NotApplicable", "RANDOM",
            "RandomCriterion", "TorchPruningCriterion", "as_baseline", "as_criterion", "criterion_names", "rank_problem",
@@ -98,7 +97,7 @@ class FormulaCriterion:
                 if operand in s.missing:
                     why = (": no loss gradient reaches its output (computed under torch.no_grad() or detached, or "
                            "not leading to the loss)" if operand == "G" else "")
-                    return NotApplicable(f"needs {_NEEDS[operand]}, which the group of layer {group_root!r} does "
+                    return NotApplicable(f"needs {OPERAND_SPECS[operand].missing or operand}, which the group of layer {group_root!r} does "
                                          f"not have{why}")
         return None
 

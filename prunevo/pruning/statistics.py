@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from prunevo.errors import ModelError
+from prunevo.primitives.grammar import OPERAND_SPECS
 from prunevo.primitives.operands import LayerStats
 from prunevo.pruning.groups import ChannelGroup, Member
 
@@ -85,10 +86,10 @@ LEVELS = ("weights", "activations", "gradients")  # what a calibration pass comp
 
 
 def needed_level(operands: frozenset[str]) -> str:
-    """The cheapest pass that yields ``operands``: weights need none, ``F`` a forward pass, ``G`` a backward."""
-    if "G" in operands:
-        return "gradients"
-    return "activations" if "F" in operands else "weights"
+    """The cheapest pass that yields ``operands`` (``LEVELS``), from what each operand needs
+    (``registry.Operand.needs``): weights need none, ``F`` a forward pass, ``G`` a backward one."""
+    needs = {OPERAND_SPECS[name].needs for name in operands if name in OPERAND_SPECS}
+    return "gradients" if "backward" in needs else "activations" if "forward" in needs else "weights"
 
 
 def gather_stats(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
