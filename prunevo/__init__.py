@@ -28,11 +28,16 @@ Everything else (tasks, evaluators, exports, Torch-Pruning names...) is importab
 """
 from importlib import metadata as _metadata
 
-from prunevo.errors import (DataError, FormulaError, ModelError, NotApplicableError, PrunevoError, RunError,
-                            TargetUnreachable)
-from prunevo.runs.config import EvolutionConfig, TaskOverrides
+from prunevo.errors import (
+    DataError,
+    FormulaError,
+    ModelError,
+    NotApplicableError,
+    PrunevoError,
+    RunError,
+    TargetUnreachable,
+)
 from prunevo.evolve.run import evolve
-from prunevo.runs.result import RunResult, load_run
 from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.execution import Execution
 from prunevo.fitness.scoring import ScoreRow, score_formulas
@@ -41,9 +46,21 @@ from prunevo.primitives.formula import Formula
 from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.criteria import Criterion
 from prunevo.pruning.latency import LatencySpec
+from prunevo.runs.config import EvolutionConfig, TaskOverrides
+from prunevo.runs.result import RunResult, load_run
 from prunevo.training import Accelerator
-from prunevo.transfer import (ApplyResult, CompareResult, FitConfig, TrainConfig, TrainResult, TransferConfig,
-                              apply_formula, compare_criteria, load_pruned, train_base)
+from prunevo.transfer import (
+    ApplyResult,
+    CompareResult,
+    FitConfig,
+    TrainConfig,
+    TrainResult,
+    TransferConfig,
+    apply_formula,
+    compare_criteria,
+    load_pruned,
+    train_base,
+)
 from prunevo.transfer.setup import Setup
 
 try:  # one source: the installed package's metadata (pyproject.toml)

@@ -11,17 +11,24 @@ import sys
 from pathlib import Path
 
 from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
-from prunevo.evolve.report import (baseline_note, best_classic_text, fitness_text, print_baselines, print_data_roles,
-                                print_entries, print_rescored, shown_name)
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
 from prunevo.configs import build, flatten, is_path
 from prunevo.errors import PrunevoError
+from prunevo.evolve.report import (
+    baseline_note,
+    best_classic_text,
+    fitness_text,
+    print_baselines,
+    print_data_roles,
+    print_entries,
+    print_rescored,
+    shown_name,
+)
 from prunevo.fitness.backends import BACKENDS
 from prunevo.fitness.execution import BATCHING
 from prunevo.pruning.allocation import ALLOCATIONS, SearchSpec
 from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.ranking import REDUCTIONS
-
 
 
 def _add_fitness_options(o: ConfigOptions) -> None:
@@ -115,12 +122,12 @@ def _add_network_options(o: ConfigOptions) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``prunevo`` command line: one subcommand per pipeline step, options in argument groups, and each
     default read from the config dataclass whose field the option sets."""
-    from prunevo.runs.config import EvolutionConfig
     from prunevo.evolve.presets import DEFAULT_DATA_ROOT, PRESETS
     from prunevo.fitness.config import FitnessConfig
     from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS
     from prunevo.fitness.tasks import RECAL_BATCHES
     from prunevo.primitives.export import FORMATS
+    from prunevo.runs.config import EvolutionConfig
 
     parser = Parser(prog="prunevo", description="Discover channel-pruning criteria by "
                                      "genetic programming, and score them against the classic ones.")
@@ -356,10 +363,10 @@ def cmd_show(args) -> int:
 
 
 def _rescore(run, args):
-    from prunevo.runs.config import EvolutionConfig
-    from prunevo.runs.rundir import RunLock
     from prunevo.evolve.run import rescore_saved
+    from prunevo.runs.config import EvolutionConfig
     from prunevo.runs.result import load_run
+    from prunevo.runs.rundir import RunLock
 
     seeds = args.rescore_seeds or run.config.rescore_seeds or EvolutionConfig.rescore_seeds
     changes = {"data_root": args.data_root, "execution.n_jobs": args.n_jobs, "rescore_seeds": seeds}
@@ -373,8 +380,8 @@ def _rescore(run, args):
 
 
 def cmd_export(args) -> int:
-    from prunevo.runs.result import load_run
     from prunevo.primitives.export import export_formula
+    from prunevo.runs.result import load_run
     from prunevo.utils import atomic_write_text
 
     run = load_run(args.run)
@@ -419,11 +426,20 @@ def cmd_score(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from prunevo.fitness.task_spec import (BUDGET_DEFAULTS, DEFAULT_TASKS, DISCOVERY_OPTIONS, LARGE_INPUT_PROXY,
-                                           LARGE_INPUT_PX, OPTIONS, available_tasks, parse_task, split_spec)
+    from prunevo.fitness.task_spec import (
+        BUDGET_DEFAULTS,
+        DEFAULT_TASKS,
+        DISCOVERY_OPTIONS,
+        LARGE_INPUT_PROXY,
+        LARGE_INPUT_PX,
+        OPTIONS,
+        available_tasks,
+        parse_task,
+        split_spec,
+    )
     from prunevo.pruning.target import DEFAULT_TARGET_MACS
-    from prunevo.zoo.registry import dataset_specs
     from prunevo.training.regimes import REGIME_HELP
+    from prunevo.zoo.registry import dataset_specs
 
     if args.specs:  # describe the given tasks (their options checked)
         for spec in args.specs:

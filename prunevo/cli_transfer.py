@@ -10,11 +10,17 @@ from prunevo.pruning.allocation import ALLOCATIONS
 from prunevo.pruning.criteria import criterion_names
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.ranking import DOMINO, REDUCTIONS
-from prunevo.training.schedules import BASE_SCHEDULES, RETRAIN_SCHEDULES
 from prunevo.pruning.target import DEFAULT_TARGET_MACS, TOLERANCE
+from prunevo.training.schedules import BASE_SCHEDULES, RETRAIN_SCHEDULES
 from prunevo.transfer.config import CALIBRATION_BATCH, ROUND_TO
-from prunevo.transfer.variants import (BENCHMARK_CRITERIA, BENCHMARK_STRATEGIES, COMPARE_CRITERIA, STRATEGIES,
-                                       STRATEGY_NAMES, variant_name)
+from prunevo.transfer.variants import (
+    BENCHMARK_CRITERIA,
+    BENCHMARK_STRATEGIES,
+    COMPARE_CRITERIA,
+    STRATEGIES,
+    STRATEGY_NAMES,
+    variant_name,
+)
 from prunevo.zoo.images import FOLDER_SIZE
 from prunevo.zoo.models import SMALL_INPUT_MAX, SMALL_NET_NAMES, STEMS
 from prunevo.zoo.registry import datasets_help
@@ -223,9 +229,9 @@ def add_transfer_commands(sub) -> None:
 def _transfer_config(args, **fixed):
     """TransferConfig from what was typed (every other field keeps the dataclass default; with apply's RUN_DIR,
     the run's settings) and ``fixed``."""
-    from prunevo.zoo.checkpoints import read_checkpoint
     from prunevo.transfer.config import TransferConfig
     from prunevo.transfer.run_dirs import run_settings
+    from prunevo.zoo.checkpoints import read_checkpoint
 
     typed = config_values(args, TransferConfig)
     run = getattr(args, "run", None)

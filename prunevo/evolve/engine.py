@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from deap import algorithms, base, gp, tools
 
-from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.individuals import Individual, build_pset, gen_grow, gen_half_and_half, to_deap
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
 from prunevo.primitives import grammar
@@ -24,6 +23,7 @@ from prunevo.primitives.classic import classic_formulas
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.pruning.tp_criteria import TP_CRITERIA
+from prunevo.runs.config import EvolutionConfig
 from prunevo.utils import derive_seed
 
 

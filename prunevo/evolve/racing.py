@@ -15,7 +15,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from prunevo.runs.config import EvolutionConfig
 from prunevo.evolve.engine import seed_formulas
 from prunevo.evolve.individuals import Individual
 from prunevo.fitness.evaluator import Evaluator, FitnessResult
@@ -23,6 +22,7 @@ from prunevo.fitness.racing import Race, raced_value
 from prunevo.fitness.scoring import baselines_from_json, own_allocation
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, FormulaCriterion, as_baseline
+from prunevo.runs.config import EvolutionConfig
 
 
 @dataclass

@@ -9,15 +9,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from prunevo.errors import RunError
-from prunevo.runs import rundir
 from prunevo.configs import flatten
-from prunevo.training.config import resolve_device
-from prunevo.runs.config import RESUMABLE, EvolutionConfig
-from prunevo.evolve.engine import (Scored, evaluate_population, initial_population, make_toolbox,
-                                   redraw_repeats, restore, snapshot, vary)
-from prunevo.runs.hall_of_fame import Entry, HallOfFame, ParetoFront
-from prunevo.runs.result import RunResult, saved_config
+from prunevo.errors import RunError
+from prunevo.evolve.engine import (
+    Scored,
+    evaluate_population,
+    initial_population,
+    make_toolbox,
+    redraw_repeats,
+    restore,
+    snapshot,
+    vary,
+)
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.evolve.racing import Racing, choose_best_seed
@@ -27,6 +30,11 @@ from prunevo.fitness.scoring import baselines_from_json, baselines_to_json, scor
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.progress import progress_bar
 from prunevo.pruning.criteria import FormulaCriterion
+from prunevo.runs import rundir
+from prunevo.runs.config import RESUMABLE, EvolutionConfig
+from prunevo.runs.hall_of_fame import Entry, HallOfFame, ParetoFront
+from prunevo.runs.result import RunResult, saved_config
+from prunevo.training.config import resolve_device
 from prunevo.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -97,8 +105,8 @@ def rescore_saved(run_dir: Path, config: EvolutionConfig, progress: bool = False
         if racing is not None:
             racing.close()
         evaluator.close()
-    rescore_run(run_dir, config, hof, prepared, config.prepare(config.check_task_list(), progress), config.rescore_seeds,
-                progress, best_seed)
+    checks = config.prepare(config.check_task_list(), progress)
+    rescore_run(run_dir, config, hof, prepared, checks, config.rescore_seeds, progress, best_seed)
 
 
 PLOT_EVERY_S = 20.0  # fitness.png is redrawn at most this often (and after the last generation): a plot costs

@@ -32,10 +32,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunevo.errors import DataError
-from prunevo.zoo.stratify import stratified_indices, stratified_split
 from prunevo.utils import atomic_torch_save, default_cache_dir, state_hash
 from prunevo.zoo.images import ImageData, TensorImages, labels_of, load_image_data
 from prunevo.zoo.models import build_model, input_channels, needs_channels
+from prunevo.zoo.stratify import stratified_indices, stratified_split
 
 log = logging.getLogger(__name__)
 RENDER_VERSION = 3  # bump when the rendering of image folders changes

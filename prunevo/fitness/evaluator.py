@@ -22,16 +22,16 @@ from prunevo.fitness.execution import SERIAL, Execution
 from prunevo.fitness.jobs import TaskJob, TaskPayload, run_task_job
 from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.tasks import PreparedTask
+from prunevo.pruning.allocation import masks_along, sample_configurations
+from prunevo.pruning.cost import MacsEstimator
+from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable, score_groups
+from prunevo.pruning.groups import group_ties
+from prunevo.pruning.ranking import masks_key, select
+from prunevo.pruning.target import bisect_amount
 from prunevo.training.config import resolve_device
 from prunevo.training.stacked import Recalibration
-from prunevo.pruning.criteria import Criterion, InvalidScores, NotApplicable, score_groups
-from prunevo.pruning.allocation import masks_along, sample_configurations
-from prunevo.pruning.groups import group_ties
-from prunevo.pruning.cost import MacsEstimator
-from prunevo.pruning.ranking import masks_key, select
-from prunevo.zoo.stratify import stratified_indices
-from prunevo.pruning.target import bisect_amount
 from prunevo.utils import derive_seed, stable_hash, torch_threads
+from prunevo.zoo.stratify import stratified_indices
 
 WORST = 0.0
 PLAN_MEMO = 4096  # remembered mask plans; the memo is emptied when full
@@ -321,7 +321,8 @@ class Evaluator:
             # different cost; each chunk carries its task's data once
             chunks = 1 if self.n_jobs == 1 else 2 * self.n_jobs
             per_job = self.stack if self.mode == "fused" else math.ceil(len(keys) / chunks)
-            budget = prepared.task.finetune if rung == self.rungs - 1 else self.ladder.budget(rung, prepared.task.finetune)
+            finetune = prepared.task.finetune
+            budget = finetune if rung == self.rungs - 1 else self.ladder.budget(rung, finetune)
             val_x, val_y = self._rung_val(prepared, rung)
             rung0 = rung == 0 and rung < self.rungs - 1
             recal = Recalibration(self.ladder.recal_batches if rung0 else prepared.task.recal_batches)

@@ -27,11 +27,11 @@ from prunevo.pruning.gather import SkeletonCache, signature
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.masks import masked_states
 from prunevo.pruning.physical import prune_model
-from prunevo.zoo.stratify import stratified_batch
 from prunevo.training import Accelerator, FitConfig, fit, recalibrate_bn, top1
 from prunevo.training.stacked import Recalibration, score_states
 from prunevo.utils import load_state, torch_threads
 from prunevo.zoo.images import TensorImages
+from prunevo.zoo.stratify import stratified_batch
 
 MODES = ("off", "loop", "fused")
 

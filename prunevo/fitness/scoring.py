@@ -62,7 +62,8 @@ def own_allocation(tasks: list[PreparedTask]) -> str:
     return found.pop() if len(found) == 1 else "mixed"
 
 
-def allocation_variants(tasks: list[PreparedTask], allocations: tuple[str, ...]) -> list[tuple[str, list[PreparedTask]]]:
+def allocation_variants(tasks: list[PreparedTask], allocations: tuple[str, ...]
+                        ) -> list[tuple[str, list[PreparedTask]]]:
     """(allocation, the tasks under it) for each of ``allocations`` that changes some task's allocation: every
     task then allocates its widths that way (its own calibration, data and target kept)."""
     out, seen = [], {tuple(t.task.identity() for t in tasks)}

@@ -117,7 +117,8 @@ def _number(kind: type, low: float, high: float | None = None) -> Callable[[str,
         try:
             value = kind(text)
         except ValueError:
-            raise PrunevoError(f"task option {key}={text!r} is not a{'n integer' if kind is int else ' number'}") from None
+            kind_word = "an integer" if kind is int else "a number"
+            raise PrunevoError(f"task option {key}={text!r} is not {kind_word}") from None
         if value < low or (high is not None and value > high):
             bound = f"{low} <= {key}" + (f" <= {high}" if high is not None else "")
             raise PrunevoError(f"task option {key}={text} is out of range; allowed: {bound}")
@@ -143,7 +144,8 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
 OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "macs": (_number(float, 0.01, 1.0), "share of the MACs kept (e.g. 0.5); replaces ratio"),
     "ratio": (_number(float, 0.0, 0.99), "share of the channels removed"),
-    "allocation": (_choice(*ALLOCATIONS), "uniform | global (the formula also sets each layer's width) | random-search"),
+    "allocation": (_choice(*ALLOCATIONS),
+                   "uniform | global (the formula also sets each layer's width) | random-search"),
     "epochs": (_number(float, 0.0), "fine-tune epochs (fractions allowed)"),
     "lr": (_number(float, 1e-6), "fine-tune learning rate"),
     "batch": (_number(int, 2), "fine-tune batch size"),

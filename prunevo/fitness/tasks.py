@@ -20,15 +20,14 @@ from prunevo.pruning.allocation import SearchSpec
 from prunevo.pruning.calibration import Calibration, feature_bytes
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.prunable import prunable_groups
-from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.pruning.ranking import PruneSpec
-from prunevo.zoo.stratify import stratified_batch
+from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.training import FitConfig, top1
 from prunevo.training.regimes import regime_of
 from prunevo.utils import file_digest, stable_hash, state_hash
 from prunevo.zoo.checkpoints import read_checkpoint, trained_input
 from prunevo.zoo.models import is_model_file
-
+from prunevo.zoo.stratify import stratified_batch
 
 RECAL_BATCHES = 8  # BatchNorm recalibration batches of 256 images, unless a task says otherwise
 # A calibration batch whose feature maps and gradients would take more than this is streamed in chunks of

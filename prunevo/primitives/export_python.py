@@ -29,7 +29,8 @@ def _lamp(x):  # LAMP: |x| over the sum of the |x| not below it in the layer (ti
 def _class_moments(x, onehot, rest=False):
     sums, squares, counts = x.mean(2) @ onehot, (x * x).mean(2) @ onehot, onehot.sum(0)
     if rest:  # the samples of every other class
-        sums, squares, counts = sums.sum(1, keepdim=True) - sums, squares.sum(1, keepdim=True) - squares, counts.sum() - counts
+        sums, squares = sums.sum(1, keepdim=True) - sums, squares.sum(1, keepdim=True) - squares
+        counts = counts.sum() - counts
     mean = sums / counts.clamp_min(1.0)
     return mean, (squares / counts.clamp_min(1.0) - mean * mean).clamp_min(0.0)
 '''

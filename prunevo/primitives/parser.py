@@ -141,6 +141,8 @@ def parse(text: str) -> Node:
     if result_type is not grammar.Scores:
         raise FormulaError(
             f"the formula gives {grammar.TYPE_WORDS[result_type]}, not one score per channel; "
-            "reduce it with one of: " + ", ".join(n for n in grammar.FUNCTION_NAMES if grammar.resolve(n, (result_type,)) and grammar.resolve(n, (result_type,)).ret is grammar.Scores)
+            "reduce it with one of: " + ", ".join(n for n in grammar.FUNCTION_NAMES
+                                                  if getattr(grammar.resolve(n, (result_type,)), "ret", None)
+                                                  is grammar.Scores)
         )
     return node

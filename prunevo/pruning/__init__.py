@@ -1,7 +1,13 @@
 """Mechanics shared by fitness and transfer: groups, statistics, criteria, ranking, masks, physical removal."""
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import (Criterion, FormulaCriterion, RandomCriterion, TorchPruningCriterion, as_criterion,
-                                      score_groups)
+from prunevo.pruning.criteria import (
+                                      Criterion,
+                                      FormulaCriterion,
+                                      RandomCriterion,
+                                      TorchPruningCriterion,
+                                      as_criterion,
+                                      score_groups,
+)
 from prunevo.pruning.groups import ChannelGroup, find_groups
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model

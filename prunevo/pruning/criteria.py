@@ -19,8 +19,8 @@ from prunevo.primitives.classic import CLASSIC_TEXT
 from prunevo.primitives.formula import Formula
 from prunevo.primitives.grammar import OPERAND_SPECS
 from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.scores import InvalidScores, NotApplicable, rank_problem
 from prunevo.pruning.ranking import reduce_members
+from prunevo.pruning.scores import InvalidScores, NotApplicable, rank_problem
 from prunevo.pruning.tp_criteria import TP_CRITERIA, tp_group_scores
 
 RANDOM = "random"
@@ -97,8 +97,8 @@ class FormulaCriterion:
                 if operand in s.missing:
                     why = (": no loss gradient reaches its output (computed under torch.no_grad() or detached, or "
                            "not leading to the loss)" if operand == "G" else "")
-                    return NotApplicable(f"needs {OPERAND_SPECS[operand].missing or operand}, which the group of layer {group_root!r} does "
-                                         f"not have{why}")
+                    needs = OPERAND_SPECS[operand].missing or operand
+                    return NotApplicable(f"needs {needs}, which the group of layer {group_root!r} does not have{why}")
         return None
 
     def group_scores(self, calibration: Calibration, reduction: str, strict: bool = True) -> list[torch.Tensor]:

@@ -47,7 +47,8 @@ def apply_masks(model: nn.Module, groups: list[ChannelGroup], keep: list[torch.T
     return masks
 
 
-def masked_states(model: nn.Module, base_state: dict[str, torch.Tensor], groups: list[ChannelGroup], keeps: list[list[torch.Tensor]]
+def masked_states(model: nn.Module, base_state: dict[str, torch.Tensor], groups: list[ChannelGroup],
+                  keeps: list[list[torch.Tensor]]
                   ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """Candidates of different pruned widths on the unpruned shape: each one's base state with its removed
     channels zeroed, and the 0/1 multipliers that keep them zero through fine-tuning (``pruning.masks``)."""

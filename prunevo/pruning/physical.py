@@ -6,8 +6,13 @@ import torch_pruning as tp
 from torch import nn
 
 from prunevo.errors import ModelError, first_line
-from prunevo.pruning.groups import (CONV_TYPES, ChannelGroup, build_dependency_graph, buffers_as_parameters,
-                                    quiet_torch_pruning)
+from prunevo.pruning.groups import (
+    CONV_TYPES,
+    ChannelGroup,
+    buffers_as_parameters,
+    build_dependency_graph,
+    quiet_torch_pruning,
+)
 
 
 def prune_model(model: nn.Module, groups: list[ChannelGroup], keep: list[torch.Tensor],

@@ -17,8 +17,13 @@ from prunevo.pruning.layers import remove_units
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.utils import load_state
-from prunevo.zoo.models import (PRUNED_WEIGHTS_FORMAT, SOURCE_DTYPE_ATTR, build_model, is_pruned_weights_file,
-                                weights_dtype)
+from prunevo.zoo.models import (
+    PRUNED_WEIGHTS_FORMAT,
+    SOURCE_DTYPE_ATTR,
+    build_model,
+    is_pruned_weights_file,
+    weights_dtype,
+)
 
 PRUNED_FORMAT = f"{PRUNED_WEIGHTS_FORMAT}2"  # /2: channel cycles and removed layers
 READABLE_FORMATS = (f"{PRUNED_WEIGHTS_FORMAT}1", PRUNED_FORMAT)

@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from prunevo.progress import track
 from prunevo.primitives.accumulators import Accumulator, evaluate_maps, reads_gradients
 from prunevo.primitives.tree import Node
+from prunevo.progress import track
 from prunevo.pruning.groups import ChannelGroup, Member
+from prunevo.pruning.statistics import (
+    calibration_pass,
+    calibration_step,
+    group_index,
+    has_trainable_weights,
+    pairs_of,
+    tracked,
+)
 from prunevo.utils import probe
-from prunevo.pruning.statistics import (calibration_pass, calibration_step, group_index, has_trainable_weights,
-                                        pairs_of, tracked)
 
 
 @dataclass
@@ -118,7 +124,7 @@ def stream_reductions(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
                     reached.add(layer)
                     grad = torch.cat([record["G"].get(k, torch.zeros_like(f)) for k, f in enumerate(record["F"])], 2)
                 else:
-                    grad = torch.zeros(feature.shape[0], feature.shape[1], 1, device=feature.device, dtype=feature.dtype)
+                    grad = feature.new_zeros(feature.shape[0], feature.shape[1], 1)
                 reduce(hooked[layer], backward_nodes, {"F": feature, "G": grad})
         calls.clear()
 

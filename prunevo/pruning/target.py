@@ -1,8 +1,8 @@
 """Meet a MACs target: search the pruning amount whose selection leaves the wanted share of MACs.
 
 The amount (the channel ratio for uniform/global allocation, the rescaling of a sampled configuration
-otherwise; see ``allocation``) is bisected on the fast conv/linear estimate; the result is then checked on the physically
-pruned copy (Torch-Pruning's count, which also counts BatchNorm, pooling...) and the estimate's target
+otherwise; see ``allocation``) is bisected on the fast conv/linear estimate; the result is then checked on the
+physically pruned copy (Torch-Pruning's count, which also counts BatchNorm, pooling...) and the estimate's target
 is corrected by the measured gap until the real MACs are within tolerance.
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from prunevo.errors import PrunevoError, TargetUnreachable
+from prunevo.pruning.allocation import MasksAt
 from prunevo.pruning.cost import MacsEstimator, measure_cost
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.physical import prune_model
-from prunevo.pruning.allocation import MasksAt
 
 TOLERANCE = 0.03  # relative to the target share
 DEFAULT_TARGET_MACS = 0.5  # share of the MACs kept when no target is given (apply, compare, evolve --model)

@@ -73,7 +73,8 @@ TP_CRITERIA: dict[str, TorchPruningSpec] = {spec.name: spec for spec in (
                                        "(the same ranking as the classic bn)",
         missing="nothing within a group; it does not apply to layers without BatchNorm"),
     TorchPruningSpec(
-        "tp-taylor", "GroupTaylorImportance", lambda r, n: tp.importance.GroupTaylorImportance(group_reduction=r, normalizer=n),
+        "tp-taylor", "GroupTaylorImportance",
+        lambda r, n: tp.importance.GroupTaylorImportance(group_reduction=r, normalizer=n),
         gradients="batch",
         missing="the loss gradient with respect to the weights: the class sums |w * dL/dw| over the channel's "
                 "filter and its consumers' input slices, while the grammar's G is the gradient with respect to "

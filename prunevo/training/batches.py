@@ -32,7 +32,8 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for b in range(len(self)):
             if order is None:
-                yield self.x[b * self.batch_size:(b + 1) * self.batch_size], self.y[b * self.batch_size:(b + 1) * self.batch_size]
+                window = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                yield self.x[window], self.y[window]
             else:
                 idx = order[b * self.batch_size:(b + 1) * self.batch_size]
                 yield self.x[idx], self.y[idx]

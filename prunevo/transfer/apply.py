@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunevo.errors import ModelError, first_line
+from prunevo.errors import first_line
 from prunevo.pruning.saved import PRUNED_FORMAT, READABLE_FORMATS, load_pruned  # noqa: F401  (public here)
-from prunevo.transfer.report import apply_markdown
 from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.report import apply_markdown
 from prunevo.transfer.results import ApplyResult, PruneRecord
 from prunevo.transfer.session import TransferSession
 from prunevo.transfer.setup import resolved_stem
-from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, load_state
-from prunevo.zoo.models import SOURCE_DTYPE_ATTR, build_model, source_dtype, user_module_file, weights_dtype
+from prunevo.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from prunevo.zoo.models import SOURCE_DTYPE_ATTR, source_dtype, user_module_file, weights_dtype
 
 log = logging.getLogger(__name__)
 

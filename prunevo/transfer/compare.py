@@ -19,9 +19,16 @@ from pathlib import Path
 
 from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetUnreachable
 from prunevo.pruning.criteria import BASELINE_NAMES, as_baseline
-from prunevo.transfer.report import (CompareRow, compare_markdown, grid_markdown, plot_compare, summarize,
-                                    target_text, verdict_lines)
 from prunevo.transfer.config import TransferConfig
+from prunevo.transfer.report import (
+    CompareRow,
+    compare_markdown,
+    grid_markdown,
+    plot_compare,
+    summarize,
+    target_text,
+    verdict_lines,
+)
 from prunevo.transfer.results import ApplyResult, Measurement
 from prunevo.transfer.run_dirs import criteria_from, regime_note
 from prunevo.transfer.session import TransferSession
@@ -168,7 +175,8 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
     if failed:
         markdown += "\nFailed (left out of the table):\n" + "".join(f"- {f}\n" for f in failed)
     if len(strategies) > 1:
-        markdown += "\n" + grid_markdown(rows, session.base, strategies, session.latency_key if config.latency else None)
+        latency_key = session.latency_key if config.latency else None
+        markdown += "\n" + grid_markdown(rows, session.base, strategies, latency_key)
     wall = round(time.perf_counter() - start, 1)
     if out_dir is not None:
         out = Path(out_dir)

@@ -17,7 +17,6 @@ from prunevo.transfer.run_dirs import run_settings
 from prunevo.transfer.setup import Setup
 from prunevo.transfer.variants import STRATEGIES, variant_name
 
-
 # round_to=None: tensor-core kernels want multiples of 8 on CUDA; the CPU gains nothing from rounding
 ROUND_TO = {"cpu": 1, "cuda": 8}
 # calibration_batch=None: ResNet-50 at 224 px stays near 3 GB with 8 on the CPU, no slower than larger chunks

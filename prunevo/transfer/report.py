@@ -37,7 +37,8 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
     lines = [
         f"# prunevo apply: {config['setup']['model']} on {config['setup']['dataset']}",
         "",
-        f"- criterion: `{result.criterion}`" + (f" = `{result.formula}`" if result.formula and result.formula != result.criterion else ""),
+        f"- criterion: `{result.criterion}`"
+        + (f" = `{result.formula}`" if result.formula and result.formula != result.criterion else ""),
         "- target: " + target_text(config) + f"; strategy {result.strategy}"
         + (f" ({config['cycles']} cycles)" if config["strategy"] in ("iterative", "unstructured") else "")
         + f", group reduction {config['group_reduction']}, Domino-{config['domino']}",
@@ -60,8 +61,8 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
         "",
         "Channels kept per group: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in result.kept.items()),
         "",
-        *([f"Left whole (not pruned: pruning them does not compute what masking them does, see README \"What is "
-           f"pruned\"): " + "; ".join(left_whole), ""] if left_whole else []),
+        *(["Left whole (not pruned: pruning them does not compute what masking them does, see README \"What is "
+           "pruned\"): " + "; ".join(left_whole), ""] if left_whole else []),
         *([f"Removed blocks/layers ({len(result.removed)} modules): " + ", ".join(result.removed), ""]
           if result.removed else []),
         *([f"Zero weights: {result.sparsity:.1%} of all conv/linear weights (unstructured: the shapes, MACs and "
@@ -294,15 +295,18 @@ def grid_markdown(rows: list[CompareRow], base: Measurement, strategies: list[st
                 continue
             vs = f" ({r.vs_random:+.4f})" if r.vs_random is not None and name != "random" else ""
             ms = r.latency_ms.get(device, {}).get(batch)
-            cells.append(f"{r.top1_mean:.4f}{vs}<br>{r.macs_fraction:.0%}" + (f", {ms:.2f} ms" if ms is not None else ""))
+            latency = f", {ms:.2f} ms" if ms is not None else ""
+            cells.append(f"{r.top1_mean:.4f}{vs}<br>{r.macs_fraction:.0%}{latency}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     columns = [s for s in strategies if s != "unstructured"]
     bests = [best_classic(rows, s) for s in columns]
-    lines.append("| best classic | " + " | ".join(f"{b.criterion} {b.top1_mean:.4f}" if b else "-" for b in bests) + " |")
+    best_cells = (f"{b.criterion} {b.top1_mean:.4f}" if b else "-" for b in bests)
+    lines.append("| best classic | " + " | ".join(best_cells) + " |")
     for r in rows:
         if r.strategy == "unstructured":
-            lines += ["", f"Unstructured IMP baseline (global weight magnitude, same cycles): top-1 {r.top1_mean:.4f} ± "
-                          f"{r.top1_std:.4f} at {r.sparsity:.1%} zero weights; dense shapes, so no MACs or latency gain."]
+            lines += ["", "Unstructured IMP baseline (global weight magnitude, same cycles): "
+                          f"top-1 {r.top1_mean:.4f} ± {r.top1_std:.4f} at {r.sparsity:.1%} zero weights; "
+                          "dense shapes, so no MACs or latency gain."]
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +361,8 @@ def plot_compare(results: list[ApplyResult], base: Measurement, path) -> None:
     if len(strategies) > 1:  # one entry per colour and one per marker, beside the plots, not over the points
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=f"C{i % 10}", marker="s", linestyle="", label=s) for i, s in enumerate(strategies)]
+        handles = [Line2D([], [], color=f"C{i % 10}", marker="s", linestyle="", label=s)
+                   for i, s in enumerate(strategies)]
         handles += [Line2D([], [], color="0.3", marker=markers[i % len(markers)], linestyle="", label=n)
                     for i, n in enumerate(names)]
         handles.append(Line2D([], [], color="grey", linestyle="--", label="unpruned"))
@@ -390,7 +395,8 @@ def _plot_one_target(results: list[ApplyResult], base: Measurement, path) -> Non
         ax.axvline(randoms[0][1], color="0.4", linestyle=":", label=f"random {randoms[0][1]:.4f}")
     ax.axvline(base.top1, color="grey", linestyle="--", label=f"unpruned {base.top1:.4f}")
     low = min(b[1] - b[2] for b in bars)
-    ax.set_xlim(max(0.0, low - 0.1 * (base.top1 - low + 1e-3)), min(1.0, max(base.top1, *(b[1] + b[2] for b in bars)) + 0.01))
+    high = max(base.top1, *(b[1] + b[2] for b in bars))
+    ax.set_xlim(max(0.0, low - 0.1 * (base.top1 - low + 1e-3)), min(1.0, high + 0.01))
     share = statistics.fmean(r.macs_fraction for r in results)
     ax.set(xlabel="top-1 (mean ± std over seeds)", title=f"top-1 at {share:.0%} of the MACs")
     ax.legend(fontsize=8, loc="lower right")

@@ -9,6 +9,7 @@ from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import BASELINE_NAMES, FormulaCriterion, as_criterion
 from prunevo.runs.result import load_run
 
+
 def criteria_from(specs: list, seed: int = 0) -> list:
     """Criteria from classic names, Torch-Pruning names (``tp-l2``...), ``random``, formula text, .json/.txt
     exports, run directories (their best formula), Formula objects or criteria."""

@@ -18,11 +18,11 @@ from torch.utils.data import Subset
 from prunevo.errors import TargetUnreachable
 from prunevo.pruning.allocation import masks_along, sample_configurations
 from prunevo.pruning.groups import group_ties
-from prunevo.zoo.stratify import stratified_indices
 from prunevo.pruning.target import KeepMasks, meet_macs_target
 from prunevo.training import evaluate, fit, recalibrate_bn
 from prunevo.utils import derive_seed
 from prunevo.zoo.images import labels_of
+from prunevo.zoo.stratify import stratified_indices
 
 log = logging.getLogger(__name__)
 

@@ -18,26 +18,25 @@ import torch
 from torch import nn
 
 from prunevo.errors import ModelError, NotApplicableError, PrunevoError
-from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
-from prunevo.pruning.calibration import Calibration
-from prunevo.pruning.criteria import (InvalidScores, NotApplicable, as_criterion,
-                                      rank_problem, score_groups)
 from prunevo.pruning.allocation import masks_along
+from prunevo.pruning.calibration import Calibration
+from prunevo.pruning.cost import MacsEstimator, measure_cost, naming_failures
+from prunevo.pruning.criteria import InvalidScores, NotApplicable, as_criterion, rank_problem, score_groups
 from prunevo.pruning.groups import ChannelGroup, group_ties
 from prunevo.pruning.latency import measure_latency
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.prunable import functional_dropout_off, prunable_groups, same_output, training_copy
 from prunevo.pruning.reparam import fold_reparametrizations
-from prunevo.zoo.stratify import stratified_indices
 from prunevo.pruning.target import KeepMasks, meet_macs_target
-from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
+from prunevo.training import evaluate, fit, recalibrate_bn
 from prunevo.transfer.config import SESSION_FIELDS, TransferConfig
+from prunevo.transfer.results import ApplyResult, Measurement, PruneRecord, criterion_label
 from prunevo.transfer.search import search_configuration
 from prunevo.transfer.setup import load_setup
 from prunevo.transfer.strategies import RUNNERS
-from prunevo.training import evaluate, fit, recalibrate_bn
 from prunevo.zoo.images import labels_of
+from prunevo.zoo.stratify import stratified_indices
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,20 @@ from prunevo.pruning.groups import check_prunable
 from prunevo.pruning.saved import load_pruned
 from prunevo.zoo.checkpoints import load_weights, read_checkpoint, trained_input
 from prunevo.zoo.images import ImageData, load_image_data
-from prunevo.zoo.models import (SMALL_INPUT_MAX, SMALL_NET_NAMES, build_model, in_float32, input_channels,
-                                is_pruned_weights_file, is_timm, needs_channels, pruned_alternative, source_dtype,
-                                torchvision_names, weights_dtype)
+from prunevo.zoo.models import (
+    SMALL_INPUT_MAX,
+    SMALL_NET_NAMES,
+    build_model,
+    in_float32,
+    input_channels,
+    is_pruned_weights_file,
+    is_timm,
+    needs_channels,
+    pruned_alternative,
+    source_dtype,
+    torchvision_names,
+    weights_dtype,
+)
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,11 @@ from torch import nn
 
 from prunevo.errors import ModelError, NotApplicableError, PrunevoError, TargetUnreachable
 from prunevo.pruning.cost import measure_cost
-from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
-from prunevo.pruning.layers import remove_units, removable_units, removal_order, unit_scores
 from prunevo.pruning.criteria import InvalidScores, NotApplicable, score_layers
+from prunevo.pruning.iterative import cycle_fractions, cycle_ratio, magnitude_step, make_permanent, sparsity
+from prunevo.pruning.layers import removable_units, removal_order, remove_units, unit_scores
 from prunevo.pruning.target import KeepMasks
 from prunevo.transfer.results import PruneRecord, criterion_label
-
 
 
 class Session(Protocol):

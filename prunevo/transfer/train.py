@@ -5,11 +5,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 from prunevo.errors import PrunevoError
-from prunevo.zoo.checkpoints import save_checkpoint
-from prunevo.transfer.setup import Setup, load_setup, resolved_stem
 from prunevo.training import Accelerator, FitConfig, evaluate, fit
+from prunevo.transfer.setup import Setup, load_setup, resolved_stem
+from prunevo.zoo.checkpoints import save_checkpoint
 
 
 @dataclass(frozen=True, kw_only=True)

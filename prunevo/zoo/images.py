@@ -120,7 +120,8 @@ def tensor_image_data(name: str, num_classes: int, splits: tuple, channels: int 
     if flip:
         augment.append(v2.RandomHorizontalFlip())
     plain = v2.Compose(adapt) if adapt else None
-    described = f"random crop {out_size} px with padding {max(1, out_size // 8)}" + (", horizontal flip" if flip else "")
+    described = f"random crop {out_size} px with padding {max(1, out_size // 8)}"
+    described += ", horizontal flip" if flip else ""
     return ImageData(
         name, num_classes, (channels, out_size, out_size),
         TensorImages(trx, tr_y, v2.Compose(adapt + augment)),
@@ -173,7 +174,8 @@ def _image_folder(path: Path, channels: int | None, size: int | None) -> ImageDa
         # every image is resized that is not size x size already: a folder may mix sizes beyond the probes
         fit = [_FitSquare(size)]
         pad = max(1, size // 8)
-        train_tf = v2.Compose(grey + fit + [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()] + to_tensor + norm)
+        augment = [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()]
+        train_tf = v2.Compose(grey + fit + augment + to_tensor + norm)
         eval_tf = v2.Compose(grey + fit + to_tensor + norm)
         found = f"{min(sides)}-{native}-px images" if mixed else f"{native}-px images"
         augmentation = (f"{found} (CIFAR convention): every image not {size}x{size} px resized to it, "
@@ -320,7 +322,8 @@ def _digits(name, data_root, channels, image_size, download, cache_dir) -> Image
 
 def _load_mnist(name, data_root, channels, image_size, download, cache_dir) -> ImageData:
     splits = load_torchvision_digits(name, data_root, cache_dir, download=download)
-    return tensor_image_data(name, 10, _whole(splits), channels, image_size, flip=name == "fashion-mnist", val_carved=True)
+    return tensor_image_data(name, 10, _whole(splits), channels, image_size, flip=name == "fashion-mnist",
+                             val_carved=True)
 
 
 for _name in ("mnist", "fashion-mnist"):
