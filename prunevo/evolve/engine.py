@@ -12,7 +12,6 @@ import copy
 import operator
 import random
 from collections import defaultdict
-from dataclasses import dataclass
 
 from deap import algorithms, base, gp, tools
 
@@ -23,17 +22,9 @@ from prunevo.primitives.classic import classic_formulas
 from prunevo.primitives.formula import Formula
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.pruning.tp_criteria import TP_CRITERIA
+from prunevo.runs.checkpoint import Scored
 from prunevo.runs.config import EvolutionConfig
 from prunevo.utils import derive_seed
-
-
-@dataclass
-class Scored:
-    """An evaluated individual as plain data (what checkpoints store)."""
-
-    text: str
-    fitness: float
-    reason: str | None = None
 
 
 def cx_one_point(ind1: Individual, ind2: Individual) -> tuple[Individual, Individual]:

@@ -5,14 +5,13 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from prunevo.configs import flatten
 from prunevo.errors import RunError
 from prunevo.evolve.engine import (
-    Scored,
     evaluate_population,
     initial_population,
     make_toolbox,
@@ -24,13 +23,14 @@ from prunevo.evolve.engine import (
 from prunevo.evolve.individuals import build_pset
 from prunevo.evolve.plot import plot_fitness
 from prunevo.evolve.racing import Racing, choose_best_seed
-from prunevo.fitness.evaluator import Evaluator, EvaluatorStats
+from prunevo.fitness.evaluator import Evaluator
 from prunevo.fitness.rescore import RescoredRow, rescore
 from prunevo.fitness.scoring import baselines_from_json, baselines_to_json, score_with, variant_baselines
 from prunevo.fitness.tasks import PreparedTask
 from prunevo.progress import progress_bar
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.runs import rundir
+from prunevo.runs.checkpoint import Checkpoint
 from prunevo.runs.config import RESUMABLE, EvolutionConfig
 from prunevo.runs.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.runs.result import RunResult, saved_config
@@ -77,12 +77,12 @@ def rescore_run(run_dir: Path, config: EvolutionConfig, hof: HallOfFame, prepare
     by_name = {r.name: r for r in rows if r.kind == "formula"}
     for entry in hof.entries:
         entry.rescored = by_name[entry.text].to_json()
-    state = rundir.read_checkpoint(run_dir)
-    state["hall_of_fame"] = [asdict(e) for e in hof.entries]
-    state["rescored"] = {"seeds": seeds, "tasks": list(config.tasks), "check_tasks": list(config.check_tasks),
-                         "rows": [r.to_json() for r in rows], "evolution": evolution}
-    rundir.write_checkpoint(run_dir, state)
-    atomic_write_json(run_dir / "rescored.json", state["rescored"])
+    state = Checkpoint.read(run_dir, hall_of_fame_size=config.hall_of_fame_size)
+    state.hall_of_fame = hof
+    state.rescored = {"seeds": seeds, "tasks": list(config.tasks), "check_tasks": list(config.check_tasks),
+                      "rows": [r.to_json() for r in rows], "evolution": evolution}
+    state.write(run_dir)
+    atomic_write_json(run_dir / "rescored.json", state.rescored)
     atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
     return rows, evolution
 
@@ -91,16 +91,16 @@ def rescore_saved(run_dir: Path, config: EvolutionConfig, progress: bool = False
     """``rescore_run`` on a saved run (``prunevo show RUN --rescore``), ``config`` being its saved config with
     the re-scoring's settings: the best seed is chosen again from the run's fitness cache and race.  The caller
     holds the run's lock.  Raises RunError for a run with nothing evaluated, DataError for missing data."""
-    state = rundir.read_checkpoint(run_dir)
-    hof = HallOfFame(config.hall_of_fame_size, [Entry(**e) for e in state.get("hall_of_fame", [])])
+    state = Checkpoint.read(run_dir, hall_of_fame_size=config.hall_of_fame_size)
+    hof = state.hall_of_fame
     if not hof.entries:
         raise RunError(f"{run_dir} has no evaluated formulas yet")
     prepared = config.prepare(progress=progress)
     evaluator = Evaluator(prepared, execution=config.execution, seed=config.seed, ladder=config.ladder_spec(),
-                          cache=state.get("cache"))
-    racing = Racing.start(config, evaluator, state.get("race"))
+                          cache=state.cache)
+    racing = Racing.start(config, evaluator, state.race)
     try:
-        best_seed = choose_best_seed(config, evaluator, racing, state["baselines"])
+        best_seed = choose_best_seed(config, evaluator, racing, state.baselines)
     finally:
         if racing is not None:
             racing.close()
@@ -113,17 +113,17 @@ PLOT_EVERY_S = 20.0  # fitness.png is redrawn at most this often (and after the 
 # about as much as a generation of the default run
 
 
-def _write_outputs(run_dir: Path, state: dict, hof: HallOfFame, pareto: ParetoFront, config: EvolutionConfig,
-                   plot: bool = True) -> None:
-    rundir.write_checkpoint(run_dir, state)
-    rundir.write_log(run_dir / "log.csv", state["log"])
-    atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in hof.entries])
-    atomic_write_json(run_dir / "pareto.json", [e.describe() for e in pareto.front])
-    atomic_write_json(run_dir / "baselines.json", state["baselines"])
-    baseline_fitness = {(r.label if r.variant else r.name): r.fitness for r in baselines_from_json(state["baselines"])
+def _write_outputs(run_dir: Path, state: Checkpoint, config: EvolutionConfig, plot: bool = True) -> None:
+    """The run directory after a generation: the checkpoint, then the files people read."""
+    state.write(run_dir)
+    rundir.write_log(run_dir / "log.csv", state.log)
+    atomic_write_json(run_dir / "hall_of_fame.json", [e.describe() for e in state.hall_of_fame.entries])
+    atomic_write_json(run_dir / "pareto.json", [e.describe() for e in state.pareto.front])
+    atomic_write_json(run_dir / "baselines.json", state.baselines)
+    baseline_fitness = {(r.label if r.variant else r.name): r.fitness for r in baselines_from_json(state.baselines)
                         if r.comparable}
     if plot:
-        plot_fitness(state["log"], baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
+        plot_fitness(state.log, baseline_fitness, run_dir / "fitness.png", f"tasks: {', '.join(config.tasks)}")
 
 
 def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, seconds: float, jobs: int,
@@ -184,18 +184,16 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
             on_generation: Callable[[int], None] | None, prepared: list[PreparedTask] | None,
             lock: rundir.RunLock) -> RunResult:
     resolve_device(config.execution.device)  # before base nets train: an unknown or absent device fails now
+    state: Checkpoint | None = None
     if resume:
         config = _resumable(saved_config(run_dir), config)
-        state = rundir.read_checkpoint(run_dir)
-        done = state.get("generation", 0)
-        if config.generations < done:  # before config.json is rewritten: the run keeps what it says it did
-            raise RunError(f"{run_dir} has run {done} generations; a resumed run can only extend it: allowed "
-                           f"{{param:generations}} >= {done}, got {config.generations}")
-    else:
-        if (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
-            raise RunError(f"{run_dir} already holds a run; pass {{param:resume}} to continue it or choose another "
-                           f"{{param:run_dir}}")
-        state = None
+        state = Checkpoint.read(run_dir, hall_of_fame_size=config.hall_of_fame_size)
+        if config.generations < state.generation:  # before config.json is rewritten: the run keeps what it did
+            raise RunError(f"{run_dir} has run {state.generation} generations; a resumed run can only extend it: "
+                           f"allowed {{param:generations}} >= {state.generation}, got {config.generations}")
+    elif (run_dir / "checkpoint.json").exists() or (run_dir / "config.json").exists():
+        raise RunError(f"{run_dir} already holds a run; pass {{param:resume}} to continue it or choose another "
+                       f"{{param:run_dir}}")
     prepared = prepared or config.prepare(progress=progress)  # bad data fails here, before the run directory exists
     check = config.prepare(config.check_task_list(), progress) if config.rescore_seeds else []
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,84 +202,111 @@ def _evolve(config: EvolutionConfig, run_dir: Path, resume: bool, progress: bool
     roles = {p.task.name: p.task.roles(p.data) for p in prepared + check}
     atomic_write_json(run_dir / "config.json", {**config.to_json(), "data": roles})
     evaluator = Evaluator(prepared, execution=config.execution, seed=config.seed, ladder=config.ladder_spec(),
-                          cache=state["cache"] if state else None)
-    if state and "evaluator" in state:
-        evaluator.stats = EvaluatorStats(**state["evaluator"])
+                          cache=state.cache if state else None)
+    if state and state.evaluator is not None:
+        evaluator.stats = state.evaluator
     pset = build_pset()
-    toolbox = make_toolbox(config, pset)
+    loop = _Loop(config, run_dir, evaluator, make_toolbox(config, pset),
+                 Racing.start(config, evaluator, state.race if state else None))
     if state:
-        population = restore([Scored(**s) for s in state["population"]], pset)
-        hof = HallOfFame(config.hall_of_fame_size, [Entry(**e) for e in state["hall_of_fame"]])
-        pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()})
-        log, baselines, start_gen = state["log"], state["baselines"], state["generation"] + 1
+        population, start = restore(state.population, pset), state.generation + 1
     else:
-        population, log, start_gen = initial_population(config, pset), [], 0
-        hof, pareto = HallOfFame(config.hall_of_fame_size), ParetoFront()
-        baselines = None
-    racing = Racing.start(config, evaluator, state.get("race") if state else None)
-    bar = progress_bar(config.generations + 1, "evolve", "gen", progress, initial=start_gen)
+        population, start = initial_population(config, pset), 0
+    bar = progress_bar(config.generations + 1, "evolve", "gen", progress, initial=start)
     best_seed = None
     try:
-        if baselines is None:
+        if state is None:  # generation 0 is written with the baselines, measured once per run
             baselines = evaluate_baselines(evaluator, config.random_baseline_seeds, config.baseline_allocations)
-        _generations(config, run_dir, evaluator, toolbox, population, hof, pareto, log, baselines, start_gen, bar,
-                     on_generation, racing)
+            state = Checkpoint(generation=-1, population=[], hall_of_fame=HallOfFame(config.hall_of_fame_size),
+                               pareto=ParetoFront(), cache={}, log=[], baselines=baselines)
+        _generations(loop, state, population, start, bar, on_generation)
         bar.close()
-        if config.rescore_seeds and hof.entries:
-            best_seed = choose_best_seed(config, evaluator, racing, baselines)
+        if config.rescore_seeds and state.hall_of_fame.entries:
+            best_seed = choose_best_seed(config, evaluator, loop.racing, state.baselines)
     finally:
         bar.close()
-        if racing is not None:
-            racing.close()
+        if loop.racing is not None:
+            loop.racing.close()
         evaluator.close()
-    rescored, evolution = [], None
+    hof, rescored, evolution = state.hall_of_fame, [], None
     if config.rescore_seeds and hof.entries:
         rescored, evolution = rescore_run(run_dir, config, hof, prepared, check, config.rescore_seeds, progress,
                                           best_seed)
-    return RunResult(run_dir, config, hof.entries, pareto.front, baselines, log, rescored, roles, evolution)
+    return RunResult(run_dir, config, hof.entries, state.pareto.front, state.baselines, state.log, rescored, roles,
+                     evolution)
 
 
-def _generations(config: EvolutionConfig, run_dir: Path, evaluator: Evaluator, toolbox, population, hof: HallOfFame,
-                 pareto: ParetoFront, log: list[dict], baselines: dict, start_gen: int, bar,
-                 on_generation: Callable[[int], None] | None, racing: Racing | None = None) -> None:
-    """Generations ``start_gen`` to ``config.generations``; the run directory is rewritten after each.  With
-    ``racing`` the generation's leaders are raced and only raced formulas enter the hall of fame."""
+@dataclass(frozen=True)
+class _Loop:
+    """What every generation uses and does not change: the run's settings and directory, the evaluator, DEAP's
+    toolbox (selection, crossover, mutation), and the race (None when the run does not race)."""
+
+    config: EvolutionConfig
+    run_dir: Path
+    evaluator: Evaluator
+    toolbox: Any
+    racing: Racing | None
+
+
+def _generations(loop: _Loop, state: Checkpoint, population: list, start: int, bar,
+                 on_generation: Callable[[int], None] | None) -> None:
+    """Generations ``start`` to ``config.generations`` of a generational GP loop (after DEAP's ``eaSimple``),
+    updating ``state`` and rewriting the run directory after each.
+
+    Args:
+        loop: the run's fixed parts.
+        state: the checkpoint so far (its hall of fame, Pareto front, log and baselines), updated in place.
+        population: the DEAP individuals of generation ``start - 1`` (or the initial population when 0).
+        start: the first generation to run.
+        bar: the progress bar, advanced once per generation.
+        on_generation: called with each completed generation's number.
+
+    The loop, per generation::
+
+        if generation > 0:
+            population = vary(population)            # tournament, crossover, mutation, elitism
+            redraw offspring whose selection was already measured
+        evaluate every individual without a fitness   # cached by selection, in parallel
+        offer the complete ones (or, racing, the raced leaders) to the hall of fame and Pareto front
+        log the generation, write the checkpoint and the run's files
+    """
+    config, evaluator, racing = loop.config, loop.evaluator, loop.racing
     plotted = -math.inf
-    for generation in range(start_gen, config.generations + 1):
+    for generation in range(start, config.generations + 1):
         t0, jobs0 = time.perf_counter(), evaluator.stats.jobs
         rungs0 = list(evaluator.stats.rung_counts)
+        # vary: offspring of the previous generation, with repeats of measured selections redrawn
         redrawn = 0
         if generation > 0:
-            population = vary(population, config, toolbox, generation)
-            redrawn = redraw_repeats(population, evaluator, toolbox, config.redraw_tries)
+            population = vary(population, config, loop.toolbox, generation)
+            redrawn = redraw_repeats(population, evaluator, loop.toolbox, config.redraw_tries)
+        # evaluate: what is new costs jobs, the rest comes from the cache
         plans = [evaluator.mask_plan(FormulaCriterion(ind.formula)) for ind in population if not ind.fitness.valid]
         new_selections = len({p.selection for p in plans if evaluator.is_new(p)})
         fresh = evaluate_population(population, evaluator)
-        if racing is not None:  # only raced formulas enter the hall of fame
+        # select for the hall of fame: raced formulas only, or complete measurements (never lower ladder rungs)
+        if racing is not None:
             offers = [_entry(f.text, result, generation, len(ind), raced)
                       for ind, f, result, raced in racing.run(population, fresh)]
-        else:  # lower ladder rungs never enter the hall of fame
+        else:
             offers = [_entry(f.text, result, generation, len(ind)) for ind, f, result in fresh
                       if result.valid and result.complete]
         for entry in offers:
-            hof.offer(entry)
-            pareto.offer(entry)
+            state.hall_of_fame.offer(entry)
+            state.pareto.offer(entry)
+        # record: the log row, the checkpoint and the run's files
         row = _log_row(generation, population, fresh, evaluator, time.perf_counter() - t0,
                        evaluator.stats.jobs - jobs0, new_selections, redrawn, rungs0)
         row["raced"] = len(offers) if racing is not None else 0  # formulas raced this generation
-        row["hall_of_fame_best"] = hof.best.fitness if hof.best else None
-        log.append(row)
-        state = {
-            "generation": generation, "population": [asdict(s) for s in snapshot(population)],
-            "hall_of_fame": [asdict(e) for e in hof.entries],
-            "pareto": {str(k): asdict(e) for k, e in pareto.by_complexity.items()},
-            "cache": dict(sorted(evaluator.cache.items())), "log": log, "baselines": baselines,
-            "evaluator": asdict(evaluator.stats),
-        }
-        if racing is not None:
-            state["race"] = racing.to_json()
+        best = state.hall_of_fame.best
+        row["hall_of_fame_best"] = best.fitness if best else None
+        state.log.append(row)
+        state.generation, state.population = generation, snapshot(population)
+        state.cache, state.evaluator = evaluator.cache, evaluator.stats
+        state.race = racing.to_json() if racing is not None else None
+        state.rescored = None  # a re-scoring describes the hall of fame of an earlier generation
         plot = generation == config.generations or time.monotonic() - plotted >= PLOT_EVERY_S
-        _write_outputs(run_dir, state, hof, pareto, config, plot)
+        _write_outputs(loop.run_dir, state, config, plot)
         plotted = time.monotonic() if plot else plotted
         bar.set_postfix(best=f"{row['best']:.4f}", new=row["new_selections"], rungs=row["rungs"],
                         hit=f"{row['cache_hit_rate']:.0%}", evals_s=f"{row['evals_per_second']:.1f}")

@@ -83,15 +83,17 @@ class EvolutionConfig(FitnessConfig):
     race: int = 8
     race_draws: int = 3
     race_risk: float = 1.0  # a raced formula's fitness: the mean over its draws less this many standard deviations
-    node_mutation: float = 0.5  # share of mutations that swap one node for another of its type (DEAP's mutNodeReplacement)
+    # share of mutations that swap one node for another of its type (DEAP's mutNodeReplacement)
+    node_mutation: float = 0.5
     redraw_tries: int = 5  # mutate again an offspring that selects already-evaluated masks, up to this often
-    rescore_seeds: int = 3  # replicates (calibration batch, BN re-estimation, fine-tune) of the final re-scoring on held-out data (0: none)
+    # replicates (calibration batch, BN re-estimation, fine-tune) of the final re-scoring on held-out data (0: none)
+    rescore_seeds: int = 3
     # tasks never used for fitness, scored at the end like the re-scoring; None: DEFAULT_CHECK_TASKS when the
     # tasks are the defaults and the run is re-scored (a network family no default task uses), else none
     check_tasks: tuple[str, ...] | None = None
     random_baseline_seeds: int = 3
     # the fidelity ladder (fitness.ladder): how much of the full measurement each new selection gets
-    ladder: tuple[float, ...] = ()  # shares promoted past each fidelity rung; () = every selection gets the full measurement
+    ladder: tuple[float, ...] = ()  # shares promoted past each rung; () = every selection gets the full measurement
     ladder_subset: int = 500  # validation images scored at rung 0
     ladder_recal: int = 8  # BatchNorm recalibration batches (of 256 training images) at rung 0
 

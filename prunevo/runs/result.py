@@ -13,8 +13,9 @@ from prunevo.errors import RunError
 from prunevo.fitness.rescore import RescoredRow, best_rescored, evolution_gain
 from prunevo.fitness.scoring import ScoreRow, baselines_from_json, best_classic
 from prunevo.runs import rundir
+from prunevo.runs.checkpoint import Checkpoint
 from prunevo.runs.config import EvolutionConfig
-from prunevo.runs.hall_of_fame import Entry, ParetoFront
+from prunevo.runs.hall_of_fame import Entry
 
 
 @dataclass
@@ -103,15 +104,14 @@ def load_run(run_dir: str | Path) -> RunResult:
     run_dir = Path(run_dir)
     saved = rundir.read_json(run_dir / "config.json", "config")
     config = EvolutionConfig.from_json(saved)
-    state = rundir.read_checkpoint(run_dir)
+    state = Checkpoint.read(run_dir, hall_of_fame_size=config.hall_of_fame_size)
     try:
-        hof = [Entry(**e) for e in state["hall_of_fame"]]
-        pareto = ParetoFront({int(k): Entry(**e) for k, e in state["pareto"].items()}).front
-        rescored = [RescoredRow.from_json(r) for r in (state.get("rescored") or {}).get("rows", [])]
-        evolution = (state.get("rescored") or {}).get("evolution")
+        rescored = [RescoredRow.from_json(r) for r in (state.rescored or {}).get("rows", [])]
+        evolution = (state.rescored or {}).get("evolution")
     except (TypeError, KeyError) as exc:
         raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: {exc}") from None
-    if not hof:
+    if not state.hall_of_fame.entries:
         raise RunError(f"{run_dir} has no evaluated formulas yet")
     roles = saved.get("data") if isinstance(saved.get("data"), dict) else {}
-    return RunResult(run_dir, config, hof, pareto, state["baselines"], state["log"], rescored, roles, evolution)
+    return RunResult(run_dir, config, state.hall_of_fame.entries, state.pareto.front, state.baselines, state.log,
+                     rescored, roles, evolution)

@@ -25,10 +25,9 @@ from filelock import FileLock, Timeout
 from prunevo.errors import RunError
 from prunevo.utils import atomic_write_json, atomic_write_text
 
-CHECKPOINT_VERSION = 1
 LOG_FIELDS = ["generation", "evaluations", "jobs", "selections", "new_selections", "redrawn", "rungs", "raced", "best",
-              "hall_of_fame_best", "median", "mean", "valid", "mean_size", "cache_hit_rate", "evals_per_second", "selections_per_second", "seconds",
-              "best_formula"]
+              "hall_of_fame_best", "median", "mean", "valid", "mean_size", "cache_hit_rate", "evals_per_second",
+              "selections_per_second", "seconds", "best_formula"]
 
 
 class RunLock:
@@ -87,18 +86,3 @@ def write_log(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-
-
-def write_checkpoint(run_dir: Path, state: dict) -> None:
-    atomic_write_json(run_dir / "checkpoint.json", {"version": CHECKPOINT_VERSION, **state})
-
-
-def read_checkpoint(run_dir: Path) -> dict:
-    state = read_json(run_dir / "checkpoint.json", "checkpoint")
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise RunError(f"{run_dir / 'checkpoint.json'} has an unknown format (expected version {CHECKPOINT_VERSION})")
-    required = {"generation", "population", "hall_of_fame", "pareto", "cache", "log", "baselines"}
-    missing = required - set(state)
-    if missing:
-        raise RunError(f"{run_dir / 'checkpoint.json'} is corrupt: missing {', '.join(sorted(missing))}")
-    return state
