@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
 from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
-from prunevo.configs import build, flatten, is_path
+from prunevo.configs import build
 from prunevo.errors import PrunevoError
 from prunevo.evolve.report import (
     baseline_note,
@@ -295,30 +295,24 @@ def _ladder(text: str) -> tuple[float, ...]:
 
 
 def _resumed_config(args, parser: argparse.ArgumentParser):
-    """The saved run's config with what the command line changes: options that may change on resume are
-    applied (and said), any other typed option must agree with the run's value."""
-    from prunevo.runs.config import RESUMABLE, EvolutionConfig
+    """The saved run's config with what the command line changes (``runs.config.resume_differences`` on the
+    options typed): changes are applied and said, conflicts refused, both named by their flags."""
+    from prunevo.runs.config import RESUMABLE, resume_differences
     from prunevo.runs.result import saved_config
 
     saved = saved_config(Path(args.run_dir))
-    mine, theirs = flatten(_config(args)), flatten(saved)
     flags = {**_flags(parser, "evolve"), "tasks": "--tasks" if args.model is None else "--model"}
-    changes, conflicts = {}, []
     typed = _typed(args.argv) | ({"tasks"} if args.model is not None else set())  # --model builds the tasks
-    for path in sorted(d for d in typed if is_path(EvolutionConfig, d)):
-        if mine[path] == theirs[path]:
-            continue
-        if path in RESUMABLE:
-            changes[path] = mine[path]
-        else:
-            conflicts.append(f"{flags[path]} ({_shown(mine[path])}; the run has {_shown(theirs[path])})")
-    if conflicts:
+    diff = resume_differences(saved, _config(args), typed)
+    if diff.conflicts:
+        conflicts = [f"{flags[path]} ({_shown(new)}; the run has {_shown(old)})"
+                     for path, (old, new) in diff.conflicts.items()]
         raise PrunevoError(f"--resume continues {args.run_dir} with its own config, and the command line "
                            f"contradicts it: {'; '.join(conflicts)}; allowed on resume: "
                            f"{', '.join(flags[path] for path in RESUMABLE)}")
-    for path, value in changes.items():
-        print(f"resume: {flags[path]} {_shown(theirs[path])} -> {_shown(value)}")
-    return build(saved, changes)
+    for path, (old, new) in diff.changes.items():
+        print(f"resume: {flags[path]} {_shown(old)} -> {_shown(new)}")
+    return build(saved, {path: new for path, (_, new) in diff.changes.items()})
 
 
 def _shown(value) -> str:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from prunevo.configs import flatten
 from prunevo.errors import RunError
 from prunevo.evolve.engine import (
     evaluate_population,
@@ -31,7 +30,7 @@ from prunevo.progress import progress_bar
 from prunevo.pruning.criteria import FormulaCriterion
 from prunevo.runs import rundir
 from prunevo.runs.checkpoint import Checkpoint
-from prunevo.runs.config import RESUMABLE, EvolutionConfig
+from prunevo.runs.config import RESUMABLE, EvolutionConfig, resume_differences
 from prunevo.runs.hall_of_fame import Entry, HallOfFame, ParetoFront
 from prunevo.runs.result import RunResult, saved_config
 from prunevo.training.config import resolve_device
@@ -166,17 +165,15 @@ def evolve(config: EvolutionConfig, run_dir: str | Path, *, resume: bool = False
 
 
 def _resumable(saved: EvolutionConfig, config: EvolutionConfig) -> EvolutionConfig:
-    """``config`` for resuming a run saved with ``saved``: only RESUMABLE fields may differ (they are logged);
-    any other difference raises RunError naming the parameters (nested ones by path: execution.n_jobs)."""
-    before, after = flatten(saved), flatten(config)
-    differ = [path for path in after if before[path] != after[path]]
-    conflicts = [path for path in differ if path not in RESUMABLE]
-    if conflicts:
-        shown = "; ".join(f"{{param:{p}}} {after[p]!r} (the run has {before[p]!r})" for p in conflicts)
+    """``config`` for resuming a run saved with ``saved`` (``runs.config.resume_differences``): the changes are
+    logged; a conflict raises RunError naming the parameters (nested ones by path: execution.n_jobs)."""
+    diff = resume_differences(saved, config)
+    if diff.conflicts:
+        shown = "; ".join(f"{{param:{p}}} {new!r} (the run has {old!r})" for p, (old, new) in diff.conflicts.items())
         raise RunError(f"a resumed run keeps its config, and this one differs: {shown}; allowed to change on "
                        f"resume: {', '.join(f'{{param:{p}}}' for p in RESUMABLE)}")
-    for path in differ:
-        log.info("resume: %s %r -> %r", path, before[path], after[path])
+    for path, (old, new) in diff.changes.items():
+        log.info("resume: %s %r -> %r", path, old, new)
     return config
 
 

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable
 
+from prunevo.configs import flatten
 from prunevo.errors import PrunevoError, RunError
 from prunevo.fitness.config import FitnessConfig
 from prunevo.fitness.execution import Execution
 from prunevo.fitness.ladder import Ladder
 from prunevo.fitness.task_spec import DEFAULT_CHECK_TASKS, DEFAULT_TASKS, TaskOverrides, build_tasks
 
-__all__ = ["EvolutionConfig", "TaskOverrides"]
+__all__ = ["EvolutionConfig", "ResumeDifferences", "TaskOverrides", "resume_differences"]
 
 
 # what a resumed run may change: how long it runs, and where its workers and data are (none changes fitness);
@@ -180,3 +182,42 @@ class EvolutionConfig(FitnessConfig):
             return cls(**values)
         except (KeyError, TypeError) as exc:
             raise RunError(f"run config is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ResumeDifferences:
+    """How a requested config differs from the one a run was saved with (``resume_differences``).
+
+    Attributes:
+        changes: ``{path: (saved value, requested value)}`` of the ``RESUMABLE`` paths that differ: applied on resume.
+        conflicts: the same for every other path that differs: a resumed run refuses them.
+    """
+
+    changes: dict[str, tuple[Any, Any]]
+    conflicts: dict[str, tuple[Any, Any]]
+
+
+def resume_differences(saved: EvolutionConfig, requested: EvolutionConfig,
+                       paths: Iterable[str] | None = None) -> ResumeDifferences:
+    """The one resume policy: what may change when a saved run resumes (``RESUMABLE``) and what may not.
+
+    Args:
+        saved: the run's config (``runs.result.saved_config``).
+        requested: the config asked for.
+        paths: the config paths to compare (``execution.n_jobs``); None: all.  The command line compares only the
+            options a user typed, since the others hold defaults, not requests.
+
+    Returns:
+        The differences, by path in sorted order: the changes a resume applies and the conflicts it refuses.
+
+    Example:
+        >>> saved = EvolutionConfig(generations=5)
+        >>> diff = resume_differences(saved, EvolutionConfig(generations=8, seed=1))
+        >>> diff.changes, diff.conflicts
+        ({'generations': (5, 8)}, {'seed': (0, 1)})
+    """
+    before, after = flatten(saved), flatten(requested)
+    compared = sorted(after if paths is None else set(paths) & set(after))
+    differ = {path: (before[path], after[path]) for path in compared if before[path] != after[path]}
+    return ResumeDifferences({p: v for p, v in differ.items() if p in RESUMABLE},
+                             {p: v for p, v in differ.items() if p not in RESUMABLE})
