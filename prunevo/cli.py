@@ -243,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    """EvolutionConfig from what was typed (every other field keeps the dataclass default); ``--model`` and the
-    other network options build its one task."""
+    """EvolutionConfig from the typed values over the preset's (``--preset``) over the dataclass defaults;
+    ``--model`` and the other network options build its one task."""
+    from prunevo.evolve.presets import preset_defaults
     from prunevo.runs.config import EvolutionConfig
 
-    values = _none_words(config_values(args, EvolutionConfig))
-    values.update(_network_task(args, values))
+    typed = _none_words(config_values(args, EvolutionConfig))
+    typed.update(_network_task(args, typed))
+    values = {**(preset_defaults(args.preset, args.data_root) if args.preset else {}), **typed}
     if isinstance(values.get("ladder"), str):  # typed, or a preset's text
         values["ladder"] = _ladder(values["ladder"])
     return build(EvolutionConfig, values)
@@ -297,12 +299,12 @@ def _ladder(text: str) -> tuple[float, ...]:
 def _resumed_config(args, parser: argparse.ArgumentParser):
     """The saved run's config with what the command line changes (``runs.config.resume_differences`` on the
     options typed): changes are applied and said, conflicts refused, both named by their flags."""
-    from prunevo.runs.config import RESUMABLE, resume_differences
+    from prunevo.runs.config import RESUMABLE, EvolutionConfig, resume_differences
     from prunevo.runs.result import saved_config
 
     saved = saved_config(Path(args.run_dir))
     flags = {**_flags(parser, "evolve"), "tasks": "--tasks" if args.model is None else "--model"}
-    typed = _typed(args.argv) | ({"tasks"} if args.model is not None else set())  # --model builds the tasks
+    typed = set(config_values(args, EvolutionConfig)) | ({"tasks"} if args.model is not None else set())
     diff = resume_differences(saved, _config(args), typed)
     if diff.conflicts:
         conflicts = [f"{flags[path]} ({_shown(new)}; the run has {_shown(old)})"
@@ -507,17 +509,6 @@ def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
     return {**{name: flags[0] for name, flags in names.items() if len(flags) == 1}, **by_path}
 
 
-def _typed(argv: list[str] | None) -> set[str]:
-    """The destinations of the options typed on the command line (argparse cannot tell a default from a typed
-    value equal to it): the same arguments parsed again with every default suppressed."""
-    probe = build_parser()
-    subparsers = _subparser(probe, None).values()
-    for action in [*probe._actions, *(a for sub in subparsers for a in sub._actions)]:
-        if action.dest != "command":
-            action.default = argparse.SUPPRESS
-    return set(vars(probe.parse_args(argv))) - {"command"}
-
-
 def _subparser(parser: argparse.ArgumentParser, command: str | None):
     choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     return choices if command is None else choices[command]
@@ -535,26 +526,6 @@ def _one_line(exc: PrunevoError, flags: dict[str, str] | None = None) -> str:
     return " ".join(line.strip() for line in lines)
 
 
-def _with_preset(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None):
-    """``evolve --preset``: the preset's values become the parser's defaults and the command line is parsed
-    again, so every option typed wins, also one equal to the parser's own default (as mature CLIs do)."""
-    from prunevo.evolve.presets import preset_defaults
-
-    _subparser(parser, "evolve").set_defaults(**preset_defaults(args.preset, args.data_root))
-    return parser.parse_args(argv)
-
-
-def _parse(parser: argparse.ArgumentParser, argv: list[str] | None,
-           args: argparse.Namespace | None = None) -> argparse.Namespace:
-    """``argv`` parsed (``args``: already parsed once), with a preset's values where nothing was typed, and
-    ``argv`` kept for ``--resume``, which asks which options were typed."""
-    args = args if args is not None else parser.parse_args(argv)
-    if args.command == "evolve" and args.preset:
-        args = _with_preset(parser, args, argv)
-    args.argv = argv
-    return args
-
-
 def parse_config(argv: list[str]):
     """The config a command line runs with: ``EvolutionConfig`` for evolve (a preset applied; the run's own
     config for --resume is read at run time), ``FitnessConfig`` for score, ``TrainConfig`` for train,
@@ -562,7 +533,7 @@ def parse_config(argv: list[str]):
 
     Raises PrunevoError for bad values, KeyError for a command without a config, SystemExit (2) for a usage
     error as argparse does."""
-    args = _parse(build_parser(), argv)
+    args = build_parser().parse_args(argv)
     return CONFIGS[args.command](args)
 
 
@@ -571,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return COMMANDS[args.command](_parse(parser, argv, args))
+        return COMMANDS[args.command](args)
     except PrunevoError as exc:
         print(f"prunevo: error: {_one_line(exc, _flags(parser, args.command))}", file=sys.stderr)
         return EXIT_USAGE

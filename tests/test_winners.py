@@ -211,3 +211,18 @@ def test_the_transfer_preset_fills_unset_options_and_needs_its_data(tmp_path):
                            str(tmp_path), "--run-dir", str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode == 2 and "missing: imagenette2" in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_is_config_values_under_the_typed_ones(tmp_path):
+    """Typed values over the preset over the defaults: --model (typed) builds the tasks, the preset the rest."""
+    from prunevo.cli import parse_config
+    from prunevo.evolve.presets import preset_defaults
+
+    for folder in ("MNIST", "FashionMNIST", "imagenette2"):
+        (tmp_path / folder).mkdir()
+    preset = preset_defaults("oneshot", str(tmp_path))
+    config = parse_config(["evolve", "--preset", "oneshot", "--data-root", str(tmp_path), "--model", "small-vgg",
+                           "--dataset", "digits", "--generations", "3"])
+    assert len(config.tasks) == 1 and config.tasks[0].startswith("small-vgg@digits")
+    assert config.generations == 3 and config.population == preset["population"]
+    assert config.check_tasks == tuple(preset["check_tasks"]) and config.data_root == str(tmp_path)
