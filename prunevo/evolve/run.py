@@ -149,11 +149,39 @@ def _log_row(generation: int, population, fresh: list, evaluator: Evaluator, sec
 def evolve(config: EvolutionConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
            on_generation: Callable[[int], None] | None = None,
            prepared: list[PreparedTask] | None = None) -> RunResult:
-    """Run (or resume) an evolution and return its hall of fame, Pareto front, baselines and log.  The run
-    directory is locked while it runs: a second process on it stops with a clear error.
+    """Run (or resume) an evolution of pruning criteria, writing the run directory after every generation.
 
-    Raises RunError (a directory in use, a run already there without ``resume``, a resumed config that changes
-    more than RESUMABLE allows), DataError (missing data), ModelError or PrunevoError (bad settings)."""
+    The run directory is locked while it runs: a second process on it stops with a clear error.  Same config
+    and seed, same run, whatever the workers and however often it was stopped and resumed.
+
+    Args:
+        config: the tasks (fitness), the genetic programming and where jobs run.
+        run_dir: the run's directory: ``config.json``, ``checkpoint.json``, ``log.csv``, ``hall_of_fame.json``,
+            ``pareto.json``, ``baselines.json``, ``fitness.png`` (and ``rescored.json`` when re-scored).
+        resume: continue the run in ``run_dir`` (``config`` may change only ``runs.config.RESUMABLE``).
+        progress: a progress bar per generation (and while base nets train).
+        on_generation: called with each completed generation's number.
+        prepared: the tasks already prepared (``config.prepare()``), to share them between runs.
+
+    Returns:
+        The run: hall of fame, Pareto front, baselines, per-generation log and, with ``config.rescore_seeds``,
+        the re-scoring on fresh seeds and held-out data.
+
+    Raises:
+        RunError: a directory in use, a run already there without ``resume``, a resumed config that changes
+            more than ``RESUMABLE`` allows.
+        DataError: missing data.
+        ModelError, PrunevoError: bad settings.
+
+    Example (one generation of 4 formulas on the embedded digits, one-shot; base net trained on first use):
+        >>> import tempfile
+        >>> from prunevo import EvolutionConfig, Execution, evolve
+        >>> config = EvolutionConfig(tasks=("small-vgg@digits:epochs=0",), population=4, generations=1,
+        ...                          rescore_seeds=0, baseline_allocations=(), execution=Execution(n_jobs=1))
+        >>> result = evolve(config, tempfile.mkdtemp() + "/run", progress=False)
+        >>> len(result.log), result.config.regime, result.best.fitness > 0
+        (2, 'one-shot', True)
+    """
     run_dir = Path(run_dir)
     lock = rundir.RunLock(run_dir)
     if run_dir.is_dir():

@@ -13,13 +13,33 @@ from prunevo.training.regimes import regimes_text
 
 @dataclass(frozen=True, kw_only=True)
 class FitnessConfig:
-    """``tasks`` (``MODEL@DATASET[:key=value,...]`` specs or short names, ``fitness.task_spec``) weighted by
-    ``task_weights`` (None: the tasks' own weight= options, else equal) with run-wide ``overrides``; ``seed``;
-    where data (``data_root``) and base networks (``cache_dir``, None: $PRUNEVO_CACHE or ~/.cache/prunevo)
-    live; where jobs run (``execution``); and the allocations every baseline is also scored under besides
-    the tasks' own (``baseline_allocations``: "best classic" is the best (criterion, allocation) pair).
+    """What fitness measures: the tasks a criterion is scored on, and where (``prunevo score``; the base of
+    ``EvolutionConfig``).
 
-    Raises PrunevoError for a malformed task spec or option, or weights that do not match the tasks.
+    Attributes:
+        tasks: ``MODEL@DATASET[:key=value,...]`` specs or short names (``fitness.task_spec``; ``prunevo tasks``).
+        task_weights: the weights of the geometric mean over tasks (None: the tasks' own ``weight=``, else equal).
+        overrides: run-wide task options (``TaskOverrides``), under each task's own.
+        seed: the seed of calibration images, fine-tunes and random criteria.
+        data_root: where datasets live (MNIST/, FashionMNIST/, image folders).
+        cache_dir: where base networks are cached (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
+        execution: where jobs run (``Execution``).
+        baseline_allocations: the allocations every baseline is also scored under besides the tasks' own, so
+            that "best classic" is the best (criterion, allocation) pair.
+
+    Raises:
+        PrunevoError: a malformed task spec or option, weights that do not match the tasks, an unknown
+            allocation.
+
+    Example:
+        >>> from prunevo import FitnessConfig
+        >>> config = FitnessConfig(tasks=("small-vgg@digits",))
+        >>> config.regime, config.allocation
+        ('short fine-tune', 'uniform')
+        >>> FitnessConfig(tasks=("small-vgg@digits",), task_weights=(1.0, 2.0))
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: task_weights needs one weight per task: 1 tasks, 2 weights
     """
 
     tasks: tuple[str, ...] = DEFAULT_TASKS

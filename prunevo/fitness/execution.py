@@ -16,12 +16,28 @@ BATCHING = ("auto", *MODES)  # auto = fused on CUDA, loop on the CPU
 
 @dataclass(frozen=True, kw_only=True)
 class Execution:
-    """``n_jobs`` parallel workers of ``backend`` (loky = local processes, dask, ray; ``address`` of a running
-    scheduler or cluster, None = start a local one), each running fitness jobs on ``device`` and scoring a job's
-    candidates as ``batching`` says (off, loop, fused with ``stack`` candidates per vmapped pass, auto);
-    ``device`` auto = CUDA when present.
+    """Where fitness jobs run.  Results never depend on it (each job is a pure function of its inputs).
 
-    Raises PrunevoError for a value outside the allowed ones.
+    Attributes:
+        n_jobs: parallel workers.
+        backend: ``loky`` (local processes), ``dask`` or ``ray``.
+        address: a running scheduler or cluster (dask-jobqueue's, ``auto`` on a Ray node); None: start a local one.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present; resolved when the config is made).
+        batching: how a job scores its candidates: ``off``, ``loop``, ``fused`` (``stack`` candidates per vmapped
+            pass) or ``auto`` (fused on CUDA, loop on the CPU).
+        stack: candidates per fused pass, 1 to 1024.
+
+    Raises:
+        PrunevoError: a value outside the allowed ones.
+
+    Example:
+        >>> from prunevo import Execution
+        >>> Execution(n_jobs=4).mode  # on the CPU
+        'loop'
+        >>> Execution(backend="mpi")
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: unknown backend 'mpi'; allowed: loky, dask, ray
     """
 
     n_jobs: int = 2

@@ -19,8 +19,25 @@ from prunevo.pruning.criteria import BASELINE_NAMES, RANDOM, Criterion, RandomCr
 
 @dataclass
 class ScoreRow:
-    """One criterion's fitness as reports show it: ``fitness`` is over the tasks where it applies (None
-    when it applies to none, or when its scores are invalid: ``reason``)."""
+    """One criterion's fitness as reports show it (``score_formulas``, a run's baselines).
+
+    Attributes:
+        name: the criterion's name or formula text.
+        fitness: the weighted geometric mean over the tasks where it applies of pruned accuracy relative to the
+            unpruned network's (1.0 = no loss); None when it applies to none, or its scores are invalid.
+        accuracy: top-1 accuracy (a fraction) on each task's validation images, by task.
+        reason: why ``fitness`` is None.
+        fitness_std: the standard deviation over random's draws (0 for a deterministic criterion).
+        not_applicable: task -> why the criterion does not apply there.
+        allocation: the allocation it was scored under; None in old runs.
+        variant: scored under another allocation than the tasks' own.
+
+    Example:
+        >>> from prunevo import ScoreRow
+        >>> row = ScoreRow("l1", 0.93, {"small-vgg@digits": 0.81}, allocation="global")
+        >>> row.label, row.comparable
+        ('l1 (global)', True)
+    """
 
     name: str
     fitness: float | None
@@ -103,12 +120,30 @@ def variant_baselines(evaluator: Evaluator, allocations: tuple[str, ...], random
 
 def score_formulas(formulas: list, config: FitnessConfig | None = None, *, baselines: bool = True,
                    progress: bool = True) -> list[ScoreRow]:
-    """Score criteria (Formula objects, formula text or files, names: ``l1``, ``tp-l2``, ``random``..., or
-    objects that follow the ``Criterion`` protocol) on the tasks of ``config`` (default: ``FitnessConfig()``,
-    the default tasks) beside the classic criteria, Torch-Pruning's importances and random.  Base nets are
-    trained on first use (``progress``: a bar).
+    """Score criteria on fitness tasks, beside the classic criteria, Torch-Pruning's importances and random
+    (``prunevo score``).
 
-    Raises FormulaError for bad formula text (before any task is prepared), DataError for missing data."""
+    Args:
+        formulas: Formula objects, formula text or files, names (``l1``, ``tp-l2``, ``random``...), or objects
+            that follow the ``Criterion`` protocol.
+        config: the tasks and where jobs run (default: ``FitnessConfig()``, the default tasks).
+        baselines: also score every classic criterion and random.
+        progress: a progress bar while base nets train (on first use; cached).
+
+    Returns:
+        One row per criterion, the given ones first.
+
+    Raises:
+        FormulaError: bad formula text (before any task is prepared).
+        DataError: missing data.
+
+    Example:
+        >>> from prunevo import Execution, FitnessConfig, score_formulas
+        >>> config = FitnessConfig(tasks=("small-vgg@digits:epochs=0",), execution=Execution(n_jobs=1))
+        >>> rows = score_formulas(["l1(W)", "random"], config, baselines=False, progress=False)
+        >>> [(row.name, 0 < row.fitness <= 1.5) for row in rows]
+        [('l1(W)', True), ('random', True)]
+    """
     config = config or FitnessConfig()
     criteria = [as_criterion(f) for f in formulas]
     prepared = config.prepare(progress=progress)

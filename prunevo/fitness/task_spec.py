@@ -340,15 +340,35 @@ def proxy_note(spec: str) -> str | None:
 def task_for(model: str, dataset: str | None = None, *, checkpoint: str | os.PathLike | None = None,
              image_size: int | None = None, stem: str | None = None, target_macs: float | None = None,
              channel_ratio: float | None = None, allocation: str | None = None, proxy: bool = True) -> str:
-    """The fitness task of a search on the user's own network, as a task spec: ``model`` (any name ``prunevo
-    apply --model`` accepts) with the weights of ``checkpoint`` on ``dataset`` (default: the dataset a prunevo
-    checkpoint names), pruned to ``target_macs`` (default ``DEFAULT_TARGET_MACS``) or by ``channel_ratio``,
-    with ``DISCOVERY_OPTIONS`` (``allocation`` replaces its allocation), and, with ``proxy`` on inputs of
-    ``LARGE_INPUT_PX`` pixels or more, the fitness proxy ``LARGE_INPUT_PROXY`` (``large_input_proxy``).  The
-    checkpoint's path is made absolute, so the run reads it from any directory.
+    """The fitness task of a search on the user's own network, as a task spec (``prunevo evolve --model``).
 
-    Raises PrunevoError for two targets, a dataset that is not given and not in the checkpoint, or a path that
-    a task spec cannot hold (a comma or a colon)."""
+    The task prunes one-shot with the discovery options (``DISCOVERY_OPTIONS``: BatchNorm re-estimated, global
+    allocation, 2,000 validation images), and, with ``proxy`` on inputs of ``LARGE_INPUT_PX`` pixels or more,
+    measures on the fitness proxy ``LARGE_INPUT_PROXY`` (``large_input_proxy``).
+
+    Args:
+        model: any name ``prunevo apply --model`` accepts (torchvision, timm:NAME, module:function, a .pt file).
+        dataset: its data (default: the dataset a prunevo checkpoint names).
+        checkpoint: its weights; the path is made absolute, so the run reads it from any directory.
+        image_size: the input size in pixels (default: the checkpoint's, else the dataset's).
+        stem: the stem of torchvision models (``cifar``, ``imagenet``, ``auto``).
+        target_macs: the share of the MACs the pruned network keeps (default ``DEFAULT_TARGET_MACS``).
+        channel_ratio: instead of ``target_macs``, the share of channels removed.
+        allocation: replaces the discovery allocation (``global``).
+        proxy: measure large inputs on the fitness proxy.
+
+    Returns:
+        The task spec, ``MODEL@DATASET:key=value,...``.
+
+    Raises:
+        PrunevoError: two targets, a dataset neither given nor named by the checkpoint, or a path a task spec
+            cannot hold (a comma or a colon).
+
+    Example:
+        >>> from prunevo import task_for
+        >>> task_for("small-vgg", "digits", target_macs=0.5)
+        'small-vgg@digits:epochs=0,recal=2,val=2000,allocation=global,macs=0.5'
+    """
     from prunevo.pruning.target import DEFAULT_TARGET_MACS, check_macs_target
     from prunevo.zoo.checkpoints import read_checkpoint, trained_input
 

@@ -25,7 +25,29 @@ JSON_VERSION = 1
 
 @dataclass(frozen=True)
 class Formula:
-    """A closed-form criterion: higher score = keep the channel."""
+    """A closed-form pruning criterion: one score per output channel of a layer, higher = keep the channel.
+
+    Written in the grammar of ``primitives.grammar`` (operands ``W``, ``Wn``, ``F``, ``G``, ``gamma``,
+    ``beta``, ``macs``; reductions ``l1``, ``std``, ``fpgm``...; ``+ - * /``), parsed by a whitelist, never
+    ``eval``'d; exported as text, simplified text, SymPy, LaTeX and a standalone torch function.
+
+    Attributes:
+        tree: the typed expression tree.
+        name: an optional name (a classic's: ``l1``); not part of equality.
+
+    Raises:
+        FormulaError: from ``parse``/``from_json``, for text outside the grammar, naming the position.
+
+    Example:
+        >>> from prunevo import Formula
+        >>> formula = Formula.parse("l1(W) * gamma / (std(F) + 0.1)")
+        >>> formula.simplified.text, sorted(formula.operands), formula.complexity
+        ('gamma * l1(W) / (0.1 + std(F))', ['F', 'W', 'gamma'], 9)
+        >>> Formula.parse("l1(W")
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.FormulaError: expected ')' at position 4, found end of formula
+    """
 
     tree: Node
     name: str = field(default="", compare=False)
@@ -38,6 +60,11 @@ class Formula:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> "Formula":
+        """The formula of ``to_json``'s object (or its JSON text); only ``text`` and ``name`` are read.
+
+        Raises:
+            FormulaError: malformed JSON, no ``text``, or text outside the grammar.
+        """
         if isinstance(data, str):
             try:
                 data = json.loads(data)
@@ -84,12 +111,16 @@ class Formula:
         return candidate if candidate.complexity <= self.complexity else self
 
     def latex(self) -> str:
+        """LaTeX of the simplified form, reductions as operators (``\\operatorname{l1}\\left(W\\right)``)."""
         return export_latex.to_latex(self.sympy)
 
     def python(self, function_name: str = "criterion") -> str:
+        """Source of a standalone torch function ``criterion(W, Wn, F, G, gamma, beta, onehot, macs=None)``
+        returning one score per channel ``[C]`` (``export_python.to_python``)."""
         return export_python.to_python(self.tree, function_name, self.text)
 
     def to_json(self) -> dict[str, Any]:
+        """Text, simplified text, SymPy, LaTeX and complexity, as ``prunevo export --format json`` writes."""
         return {
             "version": JSON_VERSION,
             "name": self.name,
@@ -106,7 +137,14 @@ class Formula:
         return compile_tree(self.tree)
 
     def score(self, stats: LayerStats) -> torch.Tensor:
-        """One score per output channel of the layer described by ``stats`` (higher = keep)."""
+        """One score per output channel of the layer described by ``stats`` (higher = keep).
+
+        Args:
+            stats: the layer's statistics (``operands.LayerStats``: ``W`` ``[C, D]``, ``F`` ``[C, N, S]``...).
+
+        Returns:
+            ``[C]`` scores in the statistics' dtype.
+        """
         return self._compiled(stats)
 
     def __str__(self) -> str:

@@ -27,8 +27,23 @@ MasksAt = Callable[[float], list[torch.Tensor]]
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """Random configuration search: ``candidates`` sampled configurations, each scored on ``samples``
-    held-out images after BatchNorm recalibration (and ``finetune_epochs`` of training when > 0)."""
+    """Random configuration search (the ``random-search`` allocation, after EagleEye, Li et al., ECCV 2020).
+
+    Attributes:
+        candidates: sampled width configurations at the target.
+        samples: held-out images each candidate is scored on after BatchNorm re-estimation.
+        finetune_epochs: training of each candidate before it is scored (0: none).
+
+    Raises:
+        PrunevoError: a value outside its range.
+
+    Example:
+        >>> from prunevo import SearchSpec
+        >>> SearchSpec(candidates=0)
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: search candidates must be >= 1, got 0
+    """
 
     candidates: int = 16
     samples: int = 1024

@@ -52,11 +52,43 @@ class Criterion(Protocol):
     - ``with_seed(seed) -> Criterion``: the criterion drawn from each run's seed (``random``);
     - ``checks_scores = True``: ``group_scores`` takes a third argument ``strict`` and checks its scores
       itself (otherwise ``score_groups`` does: constant, tied or non-finite scores cannot rank channels).
+
+    The one-method contract follows Torch-Pruning's ``Importance`` (torch_pruning/pruner/importance.py).
+
+    Example (a criterion of your own: the L1 norm of the first member's filters):
+        >>> from prunevo import FitConfig, Setup, TransferConfig, apply_formula
+        >>> class FilterL1:
+        ...     name = "filter-l1"
+        ...     def group_scores(self, calibration, reduction):
+        ...         layers = dict(calibration.model.named_modules())
+        ...         return [layers[group.members[0].layer].weight.detach().abs().flatten(1).sum(1)
+        ...                 for group in calibration.groups]
+        >>> config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), target_macs=0.5,
+        ...                         finetune=FitConfig(epochs=0), latency=None)
+        >>> _, result = apply_formula(FilterL1(), config)
+        >>> result.criterion, round(result.macs_fraction, 2)
+        ('filter-l1', 0.5)
     """
 
     name: str
 
-    def group_scores(self, calibration: Calibration, reduction: str) -> list[torch.Tensor]: ...
+    def group_scores(self, calibration: Calibration, reduction: str) -> list[torch.Tensor]:
+        """One score per channel of every group.
+
+        Args:
+            calibration: the model (``calibration.model``), its channel groups (``calibration.groups``), the
+                calibration batch (``calibration.x`` ``[N, C, H, W]``, ``calibration.y`` ``[N]``) and the
+                per-layer statistics (``calibration.stats_for_formula``).
+            reduction: ``mean``, ``sum`` or ``max``: how prunevo's own criteria combine a group's members.
+
+        Returns:
+            One 1-D tensor ``[group.size]`` per group, in ``calibration.groups``' order; higher = keep.
+
+        Raises:
+            InvalidScores: scores that cannot rank the channels (``prunevo.pruning.scores``).
+            NotApplicable: the network lacks what the criterion reads (BatchNorm, a gradient...).
+        """
+        ...
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,35 @@ class Consumer:
 
 @dataclass(frozen=True)
 class ChannelGroup:
+    """Output channels that must be removed together: a unit of channel pruning (``find_groups``).
+
+    A residual add joins the outputs of several layers, so channel c of each goes (or stays) together; built from
+    Torch-Pruning's dependency graph (``DependencyGraph.get_all_groups``).
+
+    Attributes:
+        index: its position in ``find_groups``' list.
+        root: the layer Torch-Pruning's group starts from (its name in ``model.named_modules()``).
+        size: its number of channels, C.
+        members: the layers that produce the channels (with the BatchNorm right after each); criteria score each
+            and combine the scores.
+        consumers: the layers that read them, with the input columns each channel feeds (``Wn``).
+        touches: every (module, handler kind, index pairs) of the group, for masking.
+        ties: a grouped (not depthwise) convolution reads or writes these channels: ``ties[c]`` is channel c's
+            position in its slice, kept or removed in every slice together (None: no such convolution).
+        constructs: constructs the channels pass through (concatenations, shuffles...), for messages.
+        problem: why the group cannot be pruned, as the graph shows it (None: nothing seen).
+        untracked: parameters outside standard layers that are not per channel, left whole.
+
+    Example:
+        >>> import torch
+        >>> from prunevo.pruning.groups import find_groups
+        >>> from prunevo.zoo.models import build_model
+        >>> groups = find_groups(build_model("small-resnet", 10, (1, 8, 8)).eval(), torch.randn(1, 1, 8, 8))
+        >>> group = groups[0]  # the last residual stage: its shortcut and its second convolution add up
+        >>> group.root, group.size, [member.layer for member in group.members]
+        ('layers.3.shortcut.0', 128, ['layers.3.shortcut.0', 'layers.3.conv2'])
+    """
+
     index: int
     root: str
     size: int

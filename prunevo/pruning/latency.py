@@ -12,14 +12,48 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
+from prunevo.errors import PrunevoError
+
 
 @dataclass(frozen=True)
 class LatencySpec:
+    """How latency is measured: the median milliseconds of a forward pass (``torch.utils.benchmark``'s way).
+
+    Attributes:
+        batch_sizes: the batch sizes timed.
+        warmup: untimed passes first.
+        repeats: at least this many timed blocks (the median is kept).
+        threads: CPU intra-op threads; None: torch's current setting.
+        min_run_time: seconds of timing per batch size, at least.
+
+    Raises:
+        PrunevoError: no batch size, or a value outside its range.
+
+    Example:
+        >>> from prunevo import LatencySpec
+        >>> LatencySpec(batch_sizes=(1,)).repeats
+        10
+        >>> LatencySpec(batch_sizes=())
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: latency batch_sizes must be one or more sizes >= 1, got ()
+    """
+
     batch_sizes: tuple[int, ...] = (1, 64)
     warmup: int = 3
-    repeats: int = 10  # at least this many timed blocks (the median is kept)
-    threads: int | None = None  # CPU intra-op threads; None = torch's current setting
-    min_run_time: float = 0.2  # seconds of timing per batch size, at least
+    repeats: int = 10
+    threads: int | None = None
+    min_run_time: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise PrunevoError(f"latency batch_sizes must be one or more sizes >= 1, got {self.batch_sizes!r}")
+        for name, value, low in (("warmup", self.warmup, 0), ("repeats", self.repeats, 1),
+                                 ("min_run_time", self.min_run_time, 0)):
+            if value < low:
+                raise PrunevoError(f"latency {name} must be >= {low}, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise PrunevoError(f"latency threads must be >= 1 (or None: torch's setting), got {self.threads}")
 
 
 @dataclass

@@ -30,8 +30,31 @@ READABLE_FORMATS = (f"{PRUNED_WEIGHTS_FORMAT}1", PRUNED_FORMAT)
 
 
 def load_pruned(path: str | Path) -> nn.Module:
-    """Rebuild a pruned model from ``pruned_weights.pt``: weights-only loading, no dataset needed; its weights
-    keep the floating type they were saved in.  Raises ModelError for a missing, corrupt or foreign file."""
+    """Rebuild a pruned model from the ``pruned_weights.pt`` that ``apply_formula`` wrote.
+
+    Weights-only loading (``torch.load(weights_only=True)``: no code runs from the file), no dataset needed;
+    the weights keep the floating type they were saved in.
+
+    Args:
+        path: the ``pruned_weights.pt`` file.
+
+    Returns:
+        The pruned model, in eval mode, on the CPU.
+
+    Raises:
+        ModelError: a missing, corrupt or foreign file.
+
+    Example:
+        >>> import tempfile
+        >>> from prunevo import FitConfig, Setup, TransferConfig, apply_formula, load_pruned
+        >>> config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), target_macs=0.5,
+        ...                         finetune=FitConfig(epochs=0), latency=None)
+        >>> out = tempfile.mkdtemp()
+        >>> pruned, _ = apply_formula("l1(W)", config, out)
+        >>> model = load_pruned(out + "/pruned_weights.pt")
+        >>> sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in pruned.parameters())
+        True
+    """
     try:
         data = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # missing, corrupt or pickled-code files

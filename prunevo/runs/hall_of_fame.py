@@ -15,6 +15,23 @@ from prunevo.primitives.formula import Formula
 
 @dataclass
 class Entry:
+    """One formula of a hall of fame or Pareto front, with its measurement.
+
+    Attributes:
+        text: the formula's text.
+        fitness: its fitness (relative accuracy, geometric mean over tasks; with racing, the mean over draws less
+            ``race_risk`` standard deviations).
+        complexity: its tree's node count.
+        generation: the generation that first measured it.
+        accuracy: top-1 (a fraction) by task.
+        relative: accuracy relative to the unpruned network's, by task.
+        key: its SymPy canonical form (formulas SymPy proves equal share it).
+        selection: a hash of the channels it selects on every task ("" in older runs).
+        equivalents: other formulas that select the same channels.
+        rescored: its re-scoring on fresh seeds and held-out data.
+        draws: its fitness on each race draw ([]: not raced).
+    """
+
     text: str
     fitness: float
     complexity: int
@@ -29,16 +46,19 @@ class Entry:
 
     @property
     def formula(self) -> Formula:
+        """The formula, parsed."""
         return Formula.parse(self.text)
 
     def sort_key(self) -> tuple:
-        # best fitness first; among equals the simpler, then the text (deterministic everywhere)
+        """Best fitness first; among equals the simpler, then the text (deterministic everywhere)."""
         return (-self.fitness, self.complexity, self.text)
 
     def simplicity(self) -> tuple:
+        """Which of two formulas that select the same channels is shown: the smaller, then the shorter text."""
         return (self.complexity, len(self.text), self.text)
 
     def describe(self) -> dict:
+        """The entry with its simplified text, SymPy and LaTeX (``hall_of_fame.json``'s rows)."""
         formula = self.formula
         return {**asdict(self), "simplified": formula.simplified.text, "sympy": str(formula.sympy),
                 "latex": formula.latex()}
@@ -48,11 +68,30 @@ MAX_EQUIVALENTS = 10
 
 
 class HallOfFame:
+    """The best ``size`` distinct formulas of a run, best first (DEAP's ``tools.HallOfFame``, made distinct).
+
+    Two formulas are one entry when SymPy proves them equal (the better measurement stays) or when they select
+    the same channels on every task (the simpler stays, the other is listed among its ``equivalents``).
+
+    Args:
+        size: how many entries it keeps.
+        entries: entries to start from (a checkpoint's), sorted on arrival.
+
+    Example:
+        >>> from prunevo.runs.hall_of_fame import Entry, HallOfFame
+        >>> hof = HallOfFame(2)
+        >>> for text, fitness in [("l1(W)", 0.8), ("l1(W) + 0", 0.8), ("l2(W)", 0.9), ("std(W)", 0.7)]:
+        ...     hof.offer(Entry(text, fitness, complexity=len(text), generation=0))
+        >>> [(e.text, e.fitness) for e in hof.entries]
+        [('l2(W)', 0.9), ('l1(W)', 0.8)]
+    """
+
     def __init__(self, size: int, entries: list[Entry] | None = None):
         self.size = size
         self.entries: list[Entry] = sorted(entries or [], key=Entry.sort_key)
 
     def would_enter(self, fitness: float) -> bool:
+        """Whether a formula of this fitness would be kept (before the cost of its canonical form)."""
         return len(self.entries) < self.size or fitness > self.entries[-1].fitness
 
     def offer(self, entry: Entry) -> None:
@@ -80,6 +119,7 @@ class HallOfFame:
 
     @property
     def best(self) -> Entry | None:
+        """The first entry, or None while empty."""
         return self.entries[0] if self.entries else None
 
 
@@ -90,12 +130,14 @@ class ParetoFront:
         self.by_complexity: dict[int, Entry] = dict(by_complexity or {})
 
     def offer(self, entry: Entry) -> None:
+        """Keep the entry if it beats the one of its complexity."""
         old = self.by_complexity.get(entry.complexity)
         if old is None or entry.sort_key() < old.sort_key():
             self.by_complexity[entry.complexity] = entry
 
     @property
     def front(self) -> list[Entry]:
+        """Simplest first, each better than every simpler one."""
         out, best = [], float("-inf")
         for complexity in sorted(self.by_complexity):
             entry = self.by_complexity[complexity]

@@ -20,6 +20,29 @@ from prunevo.runs.hall_of_fame import Entry
 
 @dataclass
 class RunResult:
+    """An evolution run: what ``evolve`` returns and ``load_run`` reads back.
+
+    Attributes:
+        run_dir: its directory.
+        config: its config.
+        hall_of_fame: the best distinct formulas on validation data, best first (``best`` is the winner).
+        pareto: the best formula of each complexity that no simpler one beats, simplest first.
+        baselines: the classic criteria's fitness (``baselines.json``; ``baseline_rows`` as ``ScoreRow``).
+        log: one row per generation (``log.csv``: best, median, evaluations, cache hit rate, seconds...).
+        rescored: the hall of fame, the best seed and the baselines re-scored on fresh seeds and held-out data.
+        data_roles: per task, which images each step read (``config.json``'s "data").
+        evolution: the winner and the best seed as validation chose them (None: not re-scored).
+
+    Example:
+        >>> import tempfile
+        >>> from prunevo import EvolutionConfig, Execution, evolve
+        >>> config = EvolutionConfig(tasks=("small-vgg@digits:epochs=0",), population=4, generations=0,
+        ...                          rescore_seeds=0, baseline_allocations=(), execution=Execution(n_jobs=1))
+        >>> run = evolve(config, tempfile.mkdtemp() + "/run", progress=False)
+        >>> run.best is run.hall_of_fame[0], run.best_classic.name in {row.name for row in run.baseline_rows}
+        (True, True)
+    """
+
     run_dir: Path
     config: EvolutionConfig
     hall_of_fame: list[Entry]
@@ -99,8 +122,26 @@ def saved_config(run_dir: Path) -> EvolutionConfig:
 
 
 def load_run(run_dir: str | Path) -> RunResult:
-    """A finished or interrupted run, read back from its directory.  Raises RunError when it is not a run
-    directory or its files are malformed."""
+    """A finished or interrupted run, read back from its directory (``prunevo show RUN``).
+
+    Args:
+        run_dir: a directory ``evolve`` wrote.
+
+    Returns:
+        The run as ``evolve`` returned it, up to its last completed generation.
+
+    Raises:
+        RunError: not a run directory, nothing evaluated yet, or malformed files.
+
+    Example:
+        >>> import tempfile
+        >>> from prunevo import EvolutionConfig, Execution, evolve, load_run
+        >>> config = EvolutionConfig(tasks=("small-vgg@digits:epochs=0",), population=4, generations=0,
+        ...                          rescore_seeds=0, baseline_allocations=(), execution=Execution(n_jobs=1))
+        >>> run_dir = evolve(config, tempfile.mkdtemp() + "/run", progress=False).run_dir
+        >>> load_run(run_dir).config == config
+        True
+    """
     run_dir = Path(run_dir)
     saved = rundir.read_json(run_dir / "config.json", "config")
     config = EvolutionConfig.from_json(saved)

@@ -12,10 +12,32 @@ from prunevo.training.schedules import BASE_SCHEDULES, SCHEDULES
 
 @dataclass(frozen=True, kw_only=True)
 class FitConfig:
-    """SGD (Nesterov momentum by default) for ``epochs`` with an LR schedule (see ``training.schedules``).
+    """SGD (Nesterov momentum by default) for ``epochs`` with an LR schedule: a fine-tune, or base training.
 
-    ``epochs`` may be fractional: a brief fine-tune sees part of the data.  ``max_samples`` trains on a
-    fixed subset of the training split drawn from the run's seed.
+    Attributes:
+        epochs: passes over the training split; fractional for a brief fine-tune that sees part of the data.
+        lr: the peak learning rate.
+        lr_schedule: ``cosine``, ``step``, ``ft`` (constant small LR), ``slr`` (the original schedule compressed)
+            or ``clr`` (cyclical; ``training.schedules``, after Le & Hua, 2021).
+        original_schedule: what ``slr`` compresses: the schedule the base net was trained with.
+        batch_size: images per step, >= 2 (BatchNorm needs two).
+        weight_decay: L2 penalty.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        workers: DataLoader worker processes.
+        max_samples: train on a fixed subset of this many training images, drawn from the run's seed.
+
+    Raises:
+        PrunevoError: an unknown schedule, or a value outside its range.
+
+    Example:
+        >>> from prunevo import FitConfig
+        >>> FitConfig(epochs=0.25, lr_schedule="cosine").epochs
+        0.25
+        >>> FitConfig(lr_schedule="warp")
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: unknown LR schedule 'warp'; allowed: cosine, step, ft, slr, clr
     """
 
     epochs: float = 1.0
@@ -46,8 +68,25 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class Accelerator:
-    """Where to run: ``device`` (auto = CUDA when present, cpu, cuda, cuda:N) plus bfloat16 mixed precision
-    and the channels_last memory format (None: on for CUDA).  Code that runs models takes ``resolved()``."""
+    """Where models run.  Code that runs models takes ``resolved()``.
+
+    Attributes:
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: bfloat16 mixed precision (None: on for CUDA).
+        channels_last: the channels_last memory format (None: on for CUDA).
+
+    Raises:
+        PrunevoError: from ``resolved``, an unknown or unavailable device.
+
+    Example:
+        >>> from prunevo import Accelerator
+        >>> Accelerator(device="cpu").resolved().use_amp
+        False
+        >>> Accelerator(device="tpu").resolved()
+        Traceback (most recent call last):
+        ...
+        prunevo.errors.PrunevoError: unknown device 'tpu'; allowed: auto, cpu, cuda, cuda:N
+    """
 
     device: str = "auto"
     amp: bool | None = None

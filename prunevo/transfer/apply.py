@@ -122,13 +122,37 @@ def _portable(model: str) -> str:
 
 def apply_formula(criterion, config: TransferConfig, out_dir: str | Path | None = None, *, seed: int = 0,
                   progress: bool = False, session: TransferSession | None = None) -> tuple[nn.Module, ApplyResult]:
-    """Prune ``config.setup.model`` with ``criterion`` (a Formula, formula text or file, a run directory, a
-    classic or Torch-Pruning name, ``random``, or any object that follows the ``Criterion`` protocol) using
-    ``config.strategy``.
+    """Prune ``config.setup.model`` with a criterion, as ``config`` says (``prunevo apply``).
 
-    With ``out_dir``, the pruned model and ``report.json``/``report.md`` are written there.
-    Raises FormulaError (bad criterion text), DataError, ModelError (a model the pruner cannot handle, or
-    physical pruning that does not compute what the masked model does), TargetUnreachable or PrunevoError.
+    Args:
+        criterion: a Formula, formula text or file, a run directory (its winner), a classic or Torch-Pruning
+            name, ``random``, or any object that follows the ``Criterion`` protocol.
+        config: the model and data, the target (MACs share, channel ratio or latency), the strategy and the
+            recovery (BatchNorm re-estimation, fine-tune).
+        out_dir: where to write the pruned model (``pruned_weights.pt``, ``pruned_model.pt``) and
+            ``report.json``/``report.md``; None: nothing is written.
+        seed: the seed of calibration images, random choices and fine-tuning.
+        progress: progress bars.
+        session: a ``TransferSession`` already loaded for ``config`` (to prune one model many times).
+
+    Returns:
+        The pruned model (channels physically removed) and what was measured.
+
+    Raises:
+        FormulaError: bad criterion text.
+        DataError: missing data.
+        ModelError: a model the pruner cannot handle, or a physically pruned model that does not compute what
+            the masked one does.
+        TargetUnreachable: the target cannot be met.
+        NotApplicableError: the criterion cannot rank this model's channels (it reads what the model lacks).
+
+    Example (a small VGG with random weights, no data download, to half its MACs by the L1 norm):
+        >>> from prunevo import FitConfig, Setup, TransferConfig, apply_formula
+        >>> config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), target_macs=0.5,
+        ...                         finetune=FitConfig(epochs=0), latency=None)
+        >>> model, result = apply_formula("l1(W)", config)
+        >>> round(result.macs_fraction, 2), result.after.params < result.before.params
+        (0.5, True)
     """
     from prunevo.transfer.run_dirs import criteria_from, regime_note
 

@@ -40,6 +40,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CompareResult:
+    """What ``compare_criteria`` measured.
+
+    Attributes:
+        base: the unpruned model's ``Measurement``.
+        runs: every pruning, one per (strategy, criterion, seed).
+        rows: one per (criterion, strategy): mean ± std of top-1 over the seeds, its gap to random and to the best
+            classic, MACs share, parameters, latency.
+        markdown: the report (``report.md``).
+        wall_s: seconds in all.
+        matched_latency: the share of the unpruned latency the channel strategies targeted, when matched.
+        verdicts: each criterion against the best classic, paired by seed with a 95% interval.
+        failed: "strategy / criterion / seed N: why" of the runs that failed.
+
+    Example:
+        >>> from prunevo import FitConfig, Setup, TransferConfig, compare_criteria
+        >>> config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), target_macs=0.5,
+        ...                         finetune=FitConfig(epochs=0), latency=None)
+        >>> result = compare_criteria(["l1", "l2"], config, seeds=(0,))  # random is always among them
+        >>> [row.criterion for row in result.rows], result.failed, result.markdown.startswith("#")
+        (['l1', 'l2', 'random'], [], True)
+    """
+
     base: Measurement
     runs: list[ApplyResult]
     rows: list[CompareRow]
@@ -96,15 +118,36 @@ def compare_criteria(criteria: list, config: TransferConfig, *, seeds: tuple[int
                      out_dir: str | Path | None = None, progress: bool = False,
                      session: TransferSession | None = None, strategies: list[str] | None = None,
                      match_latency: bool = True, name: str = "compare") -> CompareResult:
-    """Run ``apply`` for every criterion, strategy and seed; summarize with mean ± std and the gap to random.
+    """Prune with every criterion, strategy and seed; summarize with mean ± std, the gap to random and paired
+    verdicts against the best classic (``prunevo compare``).
 
-    ``criteria``: names, formula text or files, run directories, Formula objects, or any object that follows
-    the ``prunevo.pruning.criteria.Criterion`` protocol; the word ``baselines`` stands for every classic and
-    Torch-Pruning criterion.
+    Args:
+        criteria: names, formula text or files, run directories, Formula objects, or any object that follows
+            the ``Criterion`` protocol; the word ``baselines`` stands for every classic and Torch-Pruning
+            criterion.
+        config: as for ``apply_formula``.
+        seeds: the seeds each criterion is run with (verdicts pair them).
+        out_dir: where to write ``report.md``, ``report.json`` and the plots; None: nothing is written.
+        progress: progress bars.
+        session: a ``TransferSession`` already loaded for ``config``.
+        strategies: the strategies to compare side by side (default: the config's own, ``config.variant``).
+        match_latency: with a latency strategy among them, target the channel strategies at its latency.
+        name: the report's title.
 
-    ``strategies`` default to the config's own (``config.variant``).  Raises what ``apply_formula`` raises
-    for a setting that fails for every criterion; a criterion that does not apply to the model is a row marked
-    n/a, not an error.
+    Returns:
+        Every run, the rows and the verdicts.
+
+    Raises:
+        PrunevoError: what ``apply_formula`` raises, for a setting that fails for every criterion (a criterion
+            that does not apply to the model is a row marked n/a, not an error).
+
+    Example:
+        >>> from prunevo import FitConfig, Setup, TransferConfig, compare_criteria
+        >>> config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), target_macs=0.5,
+        ...                         finetune=FitConfig(epochs=0), latency=None)
+        >>> result = compare_criteria(["l1", "random"], config, seeds=(0, 1))
+        >>> [(row.criterion, row.runs) for row in result.rows]
+        [('l1', 2), ('random', 2)]
     """
     from prunevo.progress import track
 

@@ -23,6 +23,33 @@ class PruneRecord:
 
 @dataclass
 class ApplyResult:
+    """One pruning of one model (``apply_formula``; a row of ``report.json``).
+
+    Attributes:
+        criterion: the criterion's name (or formula text).
+        formula: its formula text when it has one.
+        seed: the seed of calibration images, random choices and fine-tuning.
+        channel_ratio: the share of channels removed (uniform allocation), or the amount the target search found.
+        macs_fraction: the pruned model's MACs over the unpruned one's (Torch-Pruning's count).
+        before: the unpruned model's ``Measurement`` (params, MACs, top-1, top-5, latency in ms).
+        after: the pruned (and fine-tuned) model's.
+        pruned_top1: top-1 (a fraction) after BatchNorm re-estimation, before the (last) fine-tune.
+        kept: group root -> [kept channels, original channels].
+        wall_s: seconds per step (calibration, scoring, pruning, fine-tune...).
+        strategy: the strategy (``TransferConfig.variant``).
+        removed: layer pruning: the removed blocks or layers.
+        sparsity: unstructured pruning: the share of zero conv/linear weights.
+        search_top1: random search: each candidate's held-out top-1.
+
+    Example:
+        >>> from prunevo import FitConfig, Setup, TransferConfig, apply_formula
+        >>> config = TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), target_macs=0.5,
+        ...                         finetune=FitConfig(epochs=0), latency=None)
+        >>> _, result = apply_formula("std(F)", config, seed=1)
+        >>> result.criterion, result.seed, result.after.macs < result.before.macs
+        ('std(F)', 1, True)
+    """
+
     criterion: str
     formula: str | None
     seed: int
@@ -39,6 +66,7 @@ class ApplyResult:
     search_top1: list[float] = field(default_factory=list)  # random search: held-out top-1 of each candidate
 
     def to_dict(self) -> dict:
+        """The result as plain data (``report.json``)."""
         return asdict(self)
 
 

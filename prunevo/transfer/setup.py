@@ -36,13 +36,28 @@ log = logging.getLogger(__name__)
 class Setup:
     """The model and data a command starts from: ``train`` trains it, ``apply``/``compare``/``benchmark`` prune it.
 
-    ``model``: a torchvision classification model name, small-vgg, small-resnet, lenet5, timm:NAME,
-    module:function or a whole-model .pt file (``zoo.models``); ``dataset``: digits, mnist, fashion-mnist,
-    cifar10, cifar100, svhn (files under ``data_root``, fetched by torchvision only when ``download``),
-    imagefolder:PATH or fakedata (``zoo.images``); ``checkpoint``: weights to start from (``zoo.checkpoints``);
-    ``image_size`` in pixels (None: a prunevo checkpoint's, else the dataset's own, 224 for image folders);
-    ``stem`` of torchvision models (auto = a prunevo checkpoint's, else cifar at <= 64 px); ``cache_dir``:
-    extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
+    Attributes:
+        model: a torchvision classification model name, small-vgg, small-resnet, lenet5, timm:NAME,
+            module:function or a whole-model .pt file (``zoo.models``).
+        dataset: a registered dataset (``zoo.registry``): digits, mnist, fashion-mnist, cifar10, cifar100, svhn,
+            imagefolder:PATH or fakedata.
+        data_root: where dataset files are (torchvision's layout).
+        download: let torchvision fetch missing files (never by default).
+        checkpoint: weights to start from (``zoo.checkpoints``; DataParallel/DDP and torch.compile prefixes are
+            read).
+        image_size: input size in pixels (None: a prunevo checkpoint's, else the dataset's own, 224 for image
+            folders).
+        stem: of torchvision models: ``cifar``, ``imagenet`` or ``auto`` (a prunevo checkpoint's, else cifar at
+            <= 64 px).
+        cache_dir: extracted data (None: $PRUNEVO_CACHE or ~/.cache/prunevo).
+
+    Raises:
+        DataError, ModelError: when loaded (``load_setup``), for data or a model that cannot be read.
+
+    Example:
+        >>> from prunevo import Setup
+        >>> Setup(model="resnet18", dataset="imagefolder:/data/imagenette2", image_size=224).stem
+        'auto'
     """
 
     model: str
