@@ -32,6 +32,15 @@ def _doctests() -> list[doctest.DocTest]:
 
 
 DOCTESTS = _doctests()
+# examples that train a base network on first use (cached per test process): one process runs them all, and the
+# development loop (-m "not slow") leaves them out
+TRAINS = ("evolve(", "score_formulas(", "train_base(")
+
+
+def _param(test: doctest.DocTest):
+    trains = any(word in example.source for example in test.examples for word in TRAINS)
+    marks = [pytest.mark.slow, pytest.mark.xdist_group("doctests-train")] if trains else []
+    return pytest.param(test, marks=marks, id=test.name)
 
 
 def test_every_public_object_is_documented():
@@ -53,7 +62,7 @@ def test_the_doctests_are_many():
     assert {t.name.rsplit(".", 1)[-1] for t in DOCTESTS} >= set(PUBLIC)
 
 
-@pytest.mark.parametrize("test", DOCTESTS, ids=lambda t: t.name)
+@pytest.mark.parametrize("test", [_param(t) for t in DOCTESTS])
 def test_docstring_examples_run(test, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an example that writes relative paths writes here
     failures: list[str] = []
