@@ -146,3 +146,13 @@ def test_constant_user_scores_cannot_rank_channels(session):
     with pytest.raises(InvalidScores, match="constant scores in group 0"):
         score_groups(Flat(), session.calibration(0), "mean")
     assert len(score_groups(Flat(), session.calibration(0), "mean", strict=False)) == len(session.groups)
+
+
+@pytest.mark.parametrize("values,word", [({"batch_sizes": (1, -3)}, "batch_sizes"), ({"repeats": 0}, "repeats"),
+                                         ({"warmup": -1}, "warmup"), ({"threads": 0}, "threads")])
+def test_latency_settings_outside_their_range_are_refused(values, word):
+    from prunevo.errors import PrunevoError
+    from prunevo.pruning.latency import LatencySpec
+
+    with pytest.raises(PrunevoError, match=word):
+        LatencySpec(**values)

@@ -22,3 +22,4 @@ def test_the_library_refuses_conflicts_and_keeps_changes():
     assert _resumable(saved, EvolutionConfig(generations=6)).generations == 6
     with pytest.raises(RunError, match=r"differs: seed 5 \(the run has 0\)"):
         _resumable(saved, EvolutionConfig(generations=6, seed=5))
+

@@ -36,7 +36,7 @@ class LatencySpec:
         >>> LatencySpec(batch_sizes=())
         Traceback (most recent call last):
         ...
-        prunevo.errors.PrunevoError: latency batch_sizes must be one or more sizes >= 1, got ()
+        prunevo.errors.PrunevoError: latency.batch_sizes must be one or more sizes >= 1, got ()
     """
 
     batch_sizes: tuple[int, ...] = (1, 64)
@@ -47,7 +47,8 @@ class LatencySpec:
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise PrunevoError(f"latency batch_sizes must be one or more sizes >= 1, got {self.batch_sizes!r}")
+            raise PrunevoError(f"{{param:latency.batch_sizes}} must be one or more sizes >= 1, got "
+                               f"{self.batch_sizes!r}")
         for name, value, low in (("warmup", self.warmup, 0), ("repeats", self.repeats, 1),
                                  ("min_run_time", self.min_run_time, 0)):
             if value < low:
