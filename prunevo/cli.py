@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from prunevo.cli_options import EXIT_USAGE, ConfigOptions, Parser, config_values, plain_option
-from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_transfer_commands
+from prunevo.cli_transfer import TRANSFER_COMMANDS, TRANSFER_CONFIGS, add_reconstruction, add_transfer_commands
 from prunevo.configs import build
 from prunevo.errors import PrunevoError
 from prunevo.evolve.report import (
@@ -62,6 +62,7 @@ def _add_fitness_options(o: ConfigOptions) -> None:
             help="how scores of residual-coupled layers combine into one group score", default="the task's, mean")
     o.field("finetune", "--finetune-epochs", path="overrides.finetune_epochs", type=float,
             help="epochs of fine-tuning after pruning; 0 = BatchNorm recalibration only", default="the task's")
+    add_reconstruction(o, prefix="overrides.")
     o.field("run", "--seed", path="seed", type=int, help="seed of the run: same seed, same result")
     o.field("execution", "--n-jobs", path="execution.n_jobs", type=int,
             help="parallel fitness workers: local processes, or Dask/Ray workers used")
@@ -442,9 +443,10 @@ def cmd_tasks(args) -> int:
             print(f"{spec}\n    {parse_task(spec).describe()}")
         return 0
     print("Tasks are MODEL@DATASET[:key=value,...]: any model and dataset that 'prunevo apply' accepts.")
-    print("regimes (set by epochs=; a formula evolved in one regime is evidence about that regime):")
+    print("regimes (set by epochs= and reconstruct=; a formula evolved in one regime is evidence about that "
+          "regime):")
     for name, text in REGIME_HELP.items():
-        print(f"  {name:<16} {text}")
+        print(f"  {name:<26} {text}")
     print("options:")
     for key, (_, text) in OPTIONS.items():
         print(f"  {key:<11} {text}")

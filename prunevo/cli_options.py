@@ -23,6 +23,7 @@ GROUPS = {
     "target": "pruning target",
     "criterion": "criterion and its statistics",
     "strategy": "strategy and allocation",
+    "reconstruct": "reconstruction (refit what removed channels fed, without training)",
     "evolution": "genetic programming",
     "racing": "racing (selection robust to calibration noise)",
     "ladder": "fidelity ladder",

@@ -132,6 +132,7 @@ def _add_prune(o: ConfigOptions) -> None:
                  "what is left; the fine-tune epochs are split over them")
     o.field("strategy", "--layer-reduction", path="layer_reduction", choices=UNIT_REDUCTIONS,
             help="layer strategy: how a block's filter scores combine into its score")
+    add_reconstruction(o)
     _add_fit(o, "finetune", RETRAIN_SCHEDULES)
     o.field("finetune", "--original-schedule", path="finetune.original_schedule", choices=BASE_SCHEDULES,
             help="the base model's schedule, which SLR compresses",
@@ -144,6 +145,22 @@ def _add_prune(o: ConfigOptions) -> None:
     o.field("latency", "--latency-threads", path="latency.threads", type=int, help="CPU threads while timing",
             default="torch's setting")
     o.plain("latency", "--no-latency", action="store_true", help="skip latency measurement")
+
+
+def add_reconstruction(o: ConfigOptions, prefix: str = "") -> None:
+    """--reconstruct and its settings (``prefix``: the config path they sit under, for fitness tasks' overrides)."""
+    o.field("reconstruct", "--reconstruct", path=f"{prefix}reconstruct", action="store_true",
+            help="before BatchNorm is re-estimated, refit each layer that reads removed channels by ridge least "
+                 "squares so that it reproduces its unpruned output on the calibration images, layer by layer on the "
+                 "pruned network's inputs (He et al. 2017, ThiNet): the regime 'one-shot + reconstruction'; channel "
+                 "and iterative strategies")
+    if prefix:
+        return  # tasks take the settings' defaults
+    o.field("reconstruct", "--reconstruct-ridge", path="reconstruction.ridge", type=float,
+            help="ridge penalty relative to the mean diagonal of each layer's input Gram matrix XᵀX")
+    o.field("reconstruct", "--reconstruct-positions", path="reconstruction.positions", type=int, metavar="P",
+            help="output positions per image each convolution's fit reads (the same random ones for every image; "
+                 "fewer are faster on large inputs)", default="all")
 
 
 def add_transfer_commands(sub) -> None:

@@ -231,3 +231,150 @@ def test_positions_sample_the_same_places_in_every_chunk():
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(PrunevoError, match=match):
         Reconstruction(**kwargs)
+
+
+# --- criteria for the regime: loo and obs ------------------------------------------------------------------------
+def test_loo_is_each_rows_ridge_least_squares_error_from_the_other_rows():
+    import numpy as np
+
+    from prunevo.primitives.grammar import LOO_RIDGE, _loo
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, 5, dtype=torch.float64)
+    rows = x.reshape(6, -1).numpy()
+    lam = LOO_RIDGE * np.trace(rows @ rows.T) / 6
+    expected = []
+    for c in range(6):
+        others = np.delete(rows, c, 0)
+        coef = np.linalg.solve(others @ others.T + lam * np.eye(5), others @ rows[c])
+        residual = rows[c] - coef @ others
+        # the Schur complement of the ridge Gram matrix: the ridge objective's minimum plus the ridge
+        expected.append((residual @ residual + lam * coef @ coef + lam) / rows.shape[1])
+    np.testing.assert_allclose(_loo(x).numpy(), expected, rtol=1e-9)
+    # a channel the others predict exactly costs nothing to remove but the ridge
+    x[5] = x[0] - 2 * x[3]
+    scores = _loo(x)
+    assert scores[5] < 0.02 * scores.max()
+
+
+class _OneByOne(nn.Module):
+    """A convolution read by a 1x1 convolution without bias: the reader's input is the channels' feature maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.reader = nn.Conv2d(6, 4, 1, bias=False)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.reader(torch.relu(self.bn(self.conv(x)))).mean((2, 3)))
+
+
+def test_obs_is_the_reader_error_a_refit_cannot_remove():
+    """``obs`` = ||Wn_c||^2 / [(XᵀX)^-1]_cc (ZipLM's structured OBS): the least-squares error that removing input c
+    of the reader and refitting the rest leaves, per position; checked against a direct computation and against
+    ``reconstruct`` removing each channel in turn."""
+    from prunevo.pruning.calibration import Calibration
+    from prunevo.pruning.criteria import as_criterion, score_groups
+
+    torch.manual_seed(0)
+    model = _OneByOne().eval()
+    randomize = model.bn
+    randomize.running_var.uniform_(0.5, 2)
+    randomize.bias.data.uniform_(0.0, 0.5)
+    x, y = torch.randn(32, 3, 6, 6), torch.arange(32) % 3
+    groups = find_groups(model, x[:1])
+    index = next(i for i, g in enumerate(groups) if g.root == "conv")
+    calibration = Calibration(model, groups, x, y, 3)
+    obs = score_groups(as_criterion("obs"), calibration, "mean")[index].double()
+    with torch.no_grad():
+        maps = torch.relu(model.bn(model.conv(x)))  # what the reader reads
+    features = maps.transpose(0, 1).reshape(6, -1).double()  # [C, N·S]
+    gram = features @ features.T
+    from prunevo.primitives.grammar import LOO_RIDGE
+
+    inverse = torch.linalg.inv(gram + LOO_RIDGE * torch.trace(gram) / 6 * torch.eye(6, dtype=torch.float64))
+    weights = model.reader.weight.detach().double()[:, :, 0, 0]  # [4, 6]
+    direct = weights.square().sum(0) / torch.diagonal(inverse) / features.shape[1]
+    torch.testing.assert_close(obs, direct, rtol=1e-4, atol=1e-9)
+    # the increase of the reader's squared error when channel c goes and the others are refitted
+    increases = []
+    for c in range(6):
+        keep = [torch.ones(g.size, dtype=torch.bool) for g in groups]
+        keep[index][c] = False
+        report = reconstruct(model, copy.deepcopy(model), groups, keep, x, spec=Reconstruction(ridge=0.0))
+        (fit,) = [f for f in report.layers if f.layer == "reader"]
+        increases.append(fit.error_after)
+    increases = torch.tensor(increases, dtype=torch.float64)
+    # the same order (the ridge of loo is small): the channel obs ranks lowest is the cheapest to remove
+    assert torch.argsort(increases).tolist() == torch.argsort(direct).tolist()
+    assert torch.corrcoef(torch.stack([increases, direct]))[0, 1] > 0.99
+
+
+def test_loo_and_obs_are_named_baselines_with_their_sources():
+    from prunevo.primitives.classic import CLASSIC_NOTES, CLASSIC_TEXT
+    from prunevo.pruning.criteria import BASELINE_NAMES
+
+    assert CLASSIC_TEXT["loo"] == "loo(F)" and CLASSIC_TEXT["obs"] == "square(l2(Wn)) * loo(F)"
+    assert {"loo", "obs"} <= set(BASELINE_NAMES)
+    assert "ZipLM" in CLASSIC_NOTES["obs"] and "ThiNet" in CLASSIC_NOTES["loo"]
+
+
+# --- where it is wired in ------------------------------------------------------------------------------------------
+def test_a_session_with_reconstruction_refits_reports_and_stays_equal_to_the_masked_network():
+    from tests.helpers import session_for
+
+    plain = session_for("resnet20", target_macs=0.4)
+    session = plain.with_settings(reconstruct=True)
+    assert session.config.regime == "one-shot + reconstruction"
+    _, without, _ = plain.run("l1", seed=0)
+    model, result, _ = session.run("l1", seed=0)  # session.prune checks it against the masked network
+    assert without.reconstruction is None
+    summary = result.reconstruction
+    assert summary["layers"] > 0 and summary["error_after"] < summary["error_before"]
+    assert "reconstruct" in result.wall_s
+    assert result.kept == without.kept  # the same channels: only the readers' weights change
+    assert result.after.macs == without.after.macs
+
+
+def test_reconstruction_needs_a_strategy_that_removes_channels():
+    from prunevo import Setup, TransferConfig
+
+    with pytest.raises(PrunevoError, match="reconstruct.*layer strategy"):
+        TransferConfig(setup=Setup(model="small-vgg", dataset="digits"), strategy="layer", reconstruct=True)
+
+
+def test_the_task_option_is_a_regime_of_its_own_and_keeps_old_identities():
+    from prunevo.fitness.task_spec import TaskOverrides, parse_task
+
+    plain = parse_task("small-vgg@digits:epochs=0")
+    task = parse_task("small-vgg@digits:epochs=0,reconstruct=1")
+    assert task.reconstruct and task.regime == "one-shot + reconstruction" and plain.regime == "one-shot"
+    assert parse_task("small-vgg@digits:epochs=0,reconstruct=0").identity() == plain.identity()
+    assert task.identity() != plain.identity()
+    assert "refitted" in task.describe() and "reconstruction" in task.roles(type("D", (), {"roles": {}})())
+    assert parse_task("small-vgg@digits:epochs=0", TaskOverrides(reconstruct=True)).reconstruct
+    with pytest.raises(PrunevoError, match="reconstruct='2'.*allowed: 0, 1"):
+        parse_task("small-vgg@digits:reconstruct=2")
+
+
+def test_fitness_with_reconstruction_scores_and_does_not_depend_on_the_mode(prepared_tasks):
+    from dataclasses import replace
+
+    from prunevo.fitness.evaluator import Evaluator
+    from prunevo.fitness.execution import Execution
+    from prunevo.pruning.criteria import as_criterion
+
+    vgg = prepared_tasks[0]
+    oneshot = replace(vgg.task, name="vgg one-shot", finetune=replace(vgg.task.finetune, epochs=0.0))
+    tasks = [replace(vgg, task=oneshot), replace(vgg, task=replace(oneshot, name="vgg refitted", reconstruct=True))]
+    criteria = [as_criterion(c) for c in ("l1", "obs")]
+    results = {}
+    for mode in ("loop", "off"):
+        with Evaluator(tasks, execution=Execution(batching=mode)) as evaluator:
+            results[mode] = [r.accuracy for r in evaluator.evaluate(criteria)]
+    assert results["loop"] == results["off"]
+    for accuracy in results["loop"]:
+        plain, refitted = accuracy[tasks[0].task.name], accuracy[tasks[1].task.name]
+        assert 0 < plain <= 1 and 0 < refitted <= 1

@@ -45,8 +45,11 @@ def test_verdict_lines_say_which_criterion_to_use():
 
 def test_regimes_follow_the_fine_tune_budget():
     assert [regime_of(e) for e in (0, 0.0, 0.25, 1.0, 1.5, 30)] == [ONE_SHOT, ONE_SHOT, SHORT, SHORT, FULL, FULL]
-    assert regimes_text([0, 0]) == ONE_SHOT
-    assert regimes_text([0, 2, 0.5]) == f"mixed ({ONE_SHOT}, {FULL}, {SHORT})"
+    assert regime_of(0, reconstruct=True) == "one-shot + reconstruction"
+    assert regime_of(2, reconstruct=True) == "full fine-tune + reconstruction"
+    assert regimes_text([regime_of(0), regime_of(0)]) == ONE_SHOT
+    assert regimes_text([regime_of(e) for e in (0, 2, 0.5)]) == f"mixed ({ONE_SHOT}, {FULL}, {SHORT})"
+    assert regimes_text([regime_of(0), regime_of(0, True)]) == f"mixed ({ONE_SHOT}, {ONE_SHOT} + reconstruction)"
 
 
 def test_tasks_runs_and_transfer_configs_report_their_regime(tmp_path):

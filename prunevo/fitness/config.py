@@ -86,4 +86,4 @@ class FitnessConfig:
     @property
     def regime(self) -> str:
         """The tasks' regime (one-shot, short or full fine-tune; ``mixed (...)`` when they differ)."""
-        return regimes_text([t.finetune.epochs for t in self.task_list()])
+        return regimes_text([t.regime for t in self.task_list()])

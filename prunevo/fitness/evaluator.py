@@ -331,12 +331,21 @@ class Evaluator:
                 jobs.append((self._payload(prepared), TaskJob(
                     chunk, [work[k] for k in chunk], val_x.numpy(), val_y.numpy(), budget,
                     self.finetune_seed(prepared, index), self.threads_per_job, self.mode, self.stack, self.device,
-                    masked=prepared.task.allocation == "global", recal=recal)))
+                    masked=prepared.task.allocation == "global", recal=recal,
+                    **self._reconstruction(prepared))))
         shared = list({id(p): p for p, _ in jobs}.values())
         for (_, job), accuracies in zip(jobs, self.backend.map(run_task_job, jobs, shared)):
             self.cache.update(zip(job.keys, accuracies))
             self.stats.jobs += len(job.keys)
         self.stats.batches += len(jobs)
+
+    @staticmethod
+    def _reconstruction(prepared: PreparedTask) -> dict:
+        """The job fields of a task that reconstructs: its settings and calibration batch (none otherwise)."""
+        if not prepared.task.reconstruct:
+            return {}
+        return {"reconstruct": prepared.task.reconstruction, "calibration_x": prepared.calibration.x.numpy(),
+                "calibration_batch": prepared.calibration.batch_size}
 
     def _best_result(self, plan: MaskPlan) -> FitnessResult:
         """The result at the highest rung measured for every task."""

@@ -11,6 +11,9 @@ candidate.  Scoring modes:
   size; candidates of different widths (global allocation, and the sampled configurations of a random
   search) run masked on the unpruned shape.
 
+With reconstruction (``reconstruct=1``) every candidate has weights of its own (the layers that read its removed
+channels are refitted, ``pruning.reconstruct``), so each is pruned and scored one by one, whatever the mode.
+
 A job is a pure function of its inputs and runs on a fixed number of threads, so fitness does not depend
 on the worker count, the backend or, in ``loop`` and ``off``, the other candidates of the job.
 """
@@ -27,6 +30,7 @@ from prunevo.pruning.gather import SkeletonCache, signature
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.masks import masked_states
 from prunevo.pruning.physical import prune_model
+from prunevo.pruning.reconstruct import Reconstruction, reconstruct
 from prunevo.training import Accelerator, FitConfig, fit, recalibrate_bn, top1
 from prunevo.training.stacked import Recalibration, score_states
 from prunevo.utils import load_state, torch_threads
@@ -71,6 +75,9 @@ class TaskJob:
     device: str = "cpu"
     masked: bool = False  # fused mode: run candidates masked on the unpruned shape (widths differ)
     recal: Recalibration = Recalibration(batches=8, batch_size=256)
+    reconstruct: Reconstruction | None = None  # refit the layers that read removed channels (None: no)
+    calibration_x: np.ndarray | None = None  # the images reconstruction fits on (the task's calibration batch)
+    calibration_batch: int | None = None  # images per reconstruction pass (None: all at once)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -86,6 +93,11 @@ def _pruned(task: TaskPayload, job: TaskJob, keep: list[torch.Tensor], train: Te
             accel: Accelerator) -> torch.nn.Module:
     model = task.factory()
     load_state(model, task.state)
+    if job.reconstruct is not None:
+        reference = task.factory()
+        load_state(reference, task.state)
+        reconstruct(reference.eval(), model, task.groups, keep, _tensor(job.calibration_x), spec=job.reconstruct,
+                    batch_size=job.calibration_batch, device=accel.device)
     prune_model(model, task.groups, keep, train.x[:1])
     # Running BatchNorm statistics are stale after pruning and far from converged after a few
     # fine-tuning steps; re-estimating them is cheap and removes most of the noise in the fitness.
@@ -125,10 +137,11 @@ def run_task_job(task: TaskPayload, job: TaskJob) -> list[float]:
         out: list[float | None] = [None] * len(job.keys)
         singles = [i for i, c in enumerate(job.candidates) if len(c) == 1]
         searches = [i for i, c in enumerate(job.candidates) if len(c) > 1]
-        if job.mode == "fused" and searches:
+        if job.mode == "fused" and searches and job.reconstruct is None:
             _score_searched(task, job, searches, train, val, accel, out)
+        one_by_one = job.mode == "off" or job.reconstruct is not None
         for i, candidates in enumerate(job.candidates):
-            if out[i] is None and (job.mode == "off" or len(candidates) > 1):
+            if out[i] is None and (one_by_one or len(candidates) > 1):
                 out[i] = _one_by_one(task, job, candidates, train, val, accel)
         if job.mode == "fused" and job.masked:
             singles = [i for i in singles if out[i] is None]

@@ -84,6 +84,8 @@ class TaskOverrides:
         group_reduction: how coupled layers' scores combine: ``mean``, ``sum`` or ``max``.
         finetune_epochs: epochs of fine-tuning after pruning (0: one-shot, BatchNorm re-estimation only).
         allocation: ``uniform``, ``global`` or ``random-search`` (at the uniform ranking's MACs).
+        reconstruct: refit the layers that read removed channels before BatchNorm is re-estimated (the
+            ``reconstruct=1`` option).
 
     Raises:
         PrunevoError: when a config builds its tasks with a value out of range or unknown (the config's
@@ -102,6 +104,7 @@ class TaskOverrides:
     group_reduction: str | None = None
     finetune_epochs: float | None = None
     allocation: str | None = None  # uniform | global | random-search (at the uniform ranking's MACs)
+    reconstruct: bool | None = None  # refit the layers that read removed channels (pruning.reconstruct)
 
     @classmethod
     def from_json(cls, data: dict) -> "TaskOverrides":
@@ -166,6 +169,9 @@ OPTIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
                               "auto)"),
     "weight": (_number(float, 1e-6), "weight in the geometric mean over tasks"),
     "reduction": (_choice(*REDUCTIONS), "how the scores of coupled layers combine"),
+    "reconstruct": (_choice("0", "1"), "1: refit the layers that read removed channels by least squares on the "
+                                       "calibration batch before BatchNorm is re-estimated (the regime 'one-shot + "
+                                       "reconstruction')"),
 }
 
 
@@ -230,6 +236,8 @@ def _apply_overrides(task: Task, o: TaskOverrides) -> Task:
         raise PrunevoError(f"fine-tune epochs must be >= 0, got {o.finetune_epochs}")
     finetune = replace(task.finetune, epochs=o.finetune_epochs) if o.finetune_epochs is not None else task.finetune
     task = replace(task, prune=prune, finetune=finetune)
+    if o.reconstruct is not None:
+        task = replace(task, reconstruct=o.reconstruct)
     return with_allocation(task, o.allocation) if o.allocation is not None else task
 
 
@@ -252,7 +260,8 @@ def _apply_options(task: Task, options: dict[str, str]) -> Task:
                    holdout_samples=v.get("holdout", task.holdout_samples), classes=v.get("classes", task.classes),
                    seeds=v.get("seeds", task.seeds), weight=v.get("weight", task.weight),
                    recal_batches=v.get("recal", task.recal_batches), checkpoint=v.get("checkpoint", task.checkpoint),
-                   stem=v.get("stem", task.stem))
+                   stem=v.get("stem", task.stem), reconstruct=v["reconstruct"] == "1" if "reconstruct" in v
+                   else task.reconstruct)
     return with_allocation(task, v["allocation"]) if "allocation" in v else task
 
 

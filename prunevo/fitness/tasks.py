@@ -21,6 +21,7 @@ from prunevo.pruning.calibration import Calibration, feature_bytes
 from prunevo.pruning.groups import ChannelGroup
 from prunevo.pruning.prunable import prunable_groups
 from prunevo.pruning.ranking import PruneSpec
+from prunevo.pruning.reconstruct import Reconstruction
 from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.training import FitConfig, top1
 from prunevo.training.regimes import regime_of
@@ -67,6 +68,10 @@ class Task:
     calibration_seed: int = 0
     # random configuration search at the target's MACs (None: select with ``prune``)
     search: SearchSpec | None = None
+    # refit the layers that read removed channels by least squares on the calibration batch before BatchNorm is
+    # re-estimated (``pruning.reconstruct``): the regime "one-shot + reconstruction"
+    reconstruct: bool = False
+    reconstruction: Reconstruction = field(default_factory=Reconstruction)
 
     def identity(self) -> str:
         """Everything that determines fitness on this task, hashed (fitness cache keys start with it).  A
@@ -91,6 +96,8 @@ class Task:
             del fields["holdout_samples"]
         if fields["classes"] is None:
             del fields["classes"]
+        if not self.reconstruct:  # tasks from before the option keep their identity
+            del fields["reconstruct"], fields["reconstruction"]
         return stable_hash(fields)
 
     @property
@@ -101,7 +108,7 @@ class Task:
     @property
     def regime(self) -> str:
         """one-shot, short fine-tune or full fine-tune (see ``training.regimes``)."""
-        return regime_of(self.finetune.epochs)
+        return regime_of(self.finetune.epochs, self.reconstruct)
 
     @property
     def allocation(self) -> str:
@@ -118,6 +125,7 @@ class Task:
         val += f" of the first {self.classes} classes" if self.classes else ""
         seeds = f", {self.seeds} seeds" if self.seeds > 1 else ""
         seeds += f", BN recalibration {self.recal_batches} batches" if self.recal_batches != RECAL_BATCHES else ""
+        seeds += ", layers reading removed channels refitted" if self.reconstruct else ""
         budget = (f"fine-tune {self.finetune.epochs:g} ep{train}, lr {self.finetune.lr:g}" if self.finetune.epochs > 0
                   else "no fine-tune")
         weights = f" from {self.checkpoint}" if self.checkpoint else ""
@@ -133,6 +141,8 @@ class Task:
         calibration = f"{self.calibration_per_class} training images per class, stratified, drawn from the seed"
         recal = f"{self.recal_batches} batches of 256 training images"
         roles = {"base net": weights, "calibration statistics": calibration, "BatchNorm re-estimation": recal}
+        if self.reconstruct:
+            roles["reconstruction"] = f"the calibration batch ({calibration})"
         if self.finetune.epochs > 0:
             train = f"{self.finetune.max_samples} " if self.finetune.max_samples else ""
             roles["fine-tune"] = f"{train}training images, {self.finetune.epochs:g} epochs"

@@ -37,6 +37,13 @@ CLASSIC_TEXT: dict[str, str] = {
     # read it (Wn) and its feature map (F), so the channel sums |Wn| * ||F||: l1(Wn) * l2(F)
     "wanda": "l1(Wn) * l2(F)",
     "gecco22": GECCO22_TEXT,
+    # for the regime with reconstruction (the readers of removed channels refitted by least squares,
+    # pruning.reconstruct): a channel's leave-one-out error, what the other channels cannot predict of its maps
+    # (ThiNet; Neuron Merging), and the structured Optimal Brain Surgeon saliency of its readers (ZipLM, Kurtic et
+    # al. 2023; OBC, Frantar & Alistarh 2022): removing input c of a layer y = Wx refitted on H = XᵀX costs
+    # ||W_c||^2 / [H^-1]_cc, with X the channels' maps (the 1x1 form for k x k readers), and 1 / [H^-1]_cc = loo
+    "loo": "loo(F)",
+    "obs": "square(l2(Wn)) * loo(F)",
 }
 
 
@@ -52,6 +59,12 @@ CLASSIC_NOTES: dict[str, str] = {
     "fpgm": "distance from the geometric median of the layer's filters (He et al., CVPR 2019)",
     "wanda": "Wanda (Sun et al., ICLR 2024): the weights that read the channel times its activation norm, the "
              "strongest simple one-shot metric for LLMs",
+    "loo": "leave-one-out reconstruction error: what the other channels' feature maps cannot predict of this "
+           "one by least squares, 1/[(FFᵀ)⁻¹]_cc per position (ThiNet, Luo et al. ICCV 2017; Neuron Merging, Kim "
+           "et al. NeurIPS 2020); for pruning with --reconstruct",
+    "obs": "structured Optimal Brain Surgeon saliency of the layers that read the channel, ||Wn_c||² / [(XᵀX)⁻¹]_cc "
+           "with X the channels' feature maps (ZipLM, Kurtic et al. NeurIPS 2023; OBC, Frantar & Alistarh NeurIPS "
+           "2022): the output error their refit cannot remove; for pruning with --reconstruct",
     "gecco22": "the seed paper's evolved function (Liu, Kung & Wentzlaff, GECCO 2022, Eq. 3, GA_Func2 of the "
                "authors' code): class-vs-rest variance ratios and a mean-map term summed over classes; equal to "
                "the paper's up to the per-layer factor of spatial positions",

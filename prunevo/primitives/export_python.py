@@ -26,6 +26,14 @@ def _lamp(x):  # LAMP: |x| over the sum of the |x| not below it in the layer (ti
     return out
 
 
+def _loo(x):  # each row's least-squares error from the other rows, per column: 1 / [(R R^T + ridge)^-1]_cc / D
+    rows = _rows(x).double()
+    gram = rows @ rows.T
+    ridge = {loo_ridge!r} * torch.trace(gram) / gram.shape[0] + 1e-30
+    inverse = torch.linalg.inv(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device))
+    return (1.0 / torch.diagonal(inverse) / max(1, rows.shape[1])).to(x.dtype)
+
+
 def _class_moments(x, onehot, rest=False):
     sums, squares, counts = x.mean(2) @ onehot, (x * x).mean(2) @ onehot, onehot.sum(0)
     if rest:  # the samples of every other class
@@ -77,7 +85,7 @@ def to_python(node: Node, function_name: str = "criterion", text: str = "") -> s
         raise FormulaError(f"a criterion returns scores, not {grammar.TYPE_WORDS[type_of(node)]}")
     doc = f'    """{text}"""\n' if text else ""
     return (
-        _HELPERS.format(eps=grammar.EPS)
+        _HELPERS.format(eps=grammar.EPS, loo_ridge=grammar.LOO_RIDGE)
         + f"\n\ndef {function_name}({signature()}):\n{doc}"
         + "    with torch.no_grad():\n"
         + f"        return {_expr(node)}\n"

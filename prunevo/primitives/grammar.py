@@ -87,6 +87,29 @@ def _fpgm(x: torch.Tensor) -> torch.Tensor:
     return torch.cdist(rows.unsqueeze(0), rows.unsqueeze(0)).squeeze(0).sum(1)
 
 
+# ridge of ``loo``, relative to the mean diagonal of the rows' Gram matrix: rows that span less than the layer (fewer
+# samples than channels, a first convolution's short filters) still give finite errors; 1e-3 is
+# ``pruning.reconstruct.Reconstruction.ridge``'s default, the refit that ``loo`` anticipates
+LOO_RIDGE = 1e-3
+
+
+def _loo_from_gram(gram: torch.Tensor, count: int) -> torch.Tensor:
+    """Each row's squared error when the other rows predict it by least squares, per column (``loo``), from the
+    rows' ``[C, C]`` Gram matrix (float64) and their length: ``1 / [(RRᵀ + λI)⁻¹]_cc / count``."""
+    size = gram.shape[0]
+    ridge = LOO_RIDGE * torch.trace(gram) / size + 1e-30
+    inverse = torch.linalg.inv(gram + ridge * torch.eye(size, dtype=gram.dtype, device=gram.device))
+    return 1.0 / torch.diagonal(inverse) / max(1, count)
+
+
+def _loo(x: torch.Tensor) -> torch.Tensor:
+    # leave-one-out reconstruction error (Neuron Merging's and ThiNet's idea: a channel the others predict is cheap
+    # to remove once its readers are refitted): regress each channel's row on the other channels' rows; the
+    # residual sum of squares of row c is 1 / [(R Rᵀ)⁻¹]_cc (the Schur complement), here per column
+    rows = _rows(x).double()
+    return _loo_from_gram(rows @ rows.T, rows.shape[1]).to(x.dtype)
+
+
 def _protected_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     safe = torch.where(b.abs() < EPS, torch.where(b < 0, -EPS, EPS) * torch.ones_like(b), b)
     return a / safe
@@ -259,6 +282,10 @@ register_operator("sparsity", python="(_rows({0}).abs() <= EPS).to({0}.dtype).me
 # FPGM (He et al., CVPR 2019)
 register_operator("fpgm", python="torch.cdist(_rows({0})[None], _rows({0})[None])[0].sum(1)",
                   streaming=Streaming(_gram_update, _gram_distances))
+# leave-one-out reconstruction error of a channel's row from the other channels' rows (He et al. 2017, ThiNet,
+# Neuron Merging: what reconstruction cannot recover when the channel goes)
+register_operator("loo", python="_loo({0})",
+                  streaming=Streaming(_gram_update, lambda s, n: _loo_from_gram(s["gram"], n)))
 # on feature maps: products, averages over positions or samples, class statistics (the seed paper's P and Q)
 register_operator("mul", python="({0} * {1})", sympy=lambda a, b: a * b, latex=r"{0} \odot {1}")
 register_operator("smean", python="{0}.mean(2, keepdim=True)")  # over positions, per sample
@@ -310,6 +337,8 @@ for _name, _fn in {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": 
     add_overload(_name, (ByClass, ByClass), ByClass, _fn)
     add_overload(_name, (ByClass, Scores), ByClass, _per_channel(_fn, scores_first=False))
     add_overload(_name, (Scores, ByClass), ByClass, _per_channel(_fn, scores_first=True))
+for _type in (Weights, Maps):  # added after the first releases' overloads: their order is unchanged
+    add_overload("loo", (_type,), Scores, _loo)
 seal_builtins()  # what is registered from here on travels to worker processes (``registry.extensions``)
 
 

@@ -74,9 +74,9 @@ class Reconstruction:
         from prunevo.errors import PrunevoError
 
         if not self.ridge >= 0:
-            raise PrunevoError(f"{{param:reconstruct_ridge}} must be >= 0, got {self.ridge}")
+            raise PrunevoError(f"{{param:reconstruction.ridge}} must be >= 0, got {self.ridge}")
         if self.positions is not None and self.positions < 1:
-            raise PrunevoError(f"{{param:reconstruct_positions}} must be >= 1, got {self.positions}")
+            raise PrunevoError(f"{{param:reconstruction.positions}} must be >= 1, got {self.positions}")
 
 
 @dataclass
@@ -108,6 +108,11 @@ class ReconstructionReport:
 
     def to_dict(self) -> dict:
         return {"seconds": round(self.seconds, 3), "layers": [asdict(f) for f in self.layers]}
+
+    def summary(self) -> dict:
+        """Seconds, layers refitted and their mean relative output error before and after (what reports show)."""
+        return {"seconds": round(self.seconds, 3), "layers": len(self.layers),
+                "error_before": round(self.error_before, 6), "error_after": round(self.error_after, 6)}
 
     @property
     def error_before(self) -> float:
@@ -340,7 +345,8 @@ def _refusal(name: str, module: nn.Module) -> str | None:
     if type(module).forward is not base.forward:
         return (f"layer {name!r} reads removed channels and is a {type(module).__name__}, whose forward is not "
                 f"{base.__name__}'s: reconstruction refits only layers that compute with their weight as it is "
-                f"stored; allowed: keep the channels it reads ({{param:ignore_layers}} with the layers that produce them) or prune without reconstruction")
+                f"stored; allowed: keep the channels it reads ({{param:ignore_layers}} with the layers that produce "
+                f"them) or prune without reconstruction")
     return None
 
 

@@ -10,6 +10,7 @@ from prunevo.pruning.allocation import RANKING_OF, SearchSpec, check_allocation
 from prunevo.pruning.latency import LatencySpec
 from prunevo.pruning.layers import UNIT_REDUCTIONS
 from prunevo.pruning.ranking import PruneSpec
+from prunevo.pruning.reconstruct import Reconstruction
 from prunevo.pruning.target import DEFAULT_TARGET_MACS, check_macs_target
 from prunevo.training import Accelerator, FitConfig
 from prunevo.training.regimes import regime_of
@@ -22,6 +23,8 @@ ROUND_TO = {"cpu": 1, "cuda": 8}
 # calibration_batch=None: ResNet-50 at 224 px stays near 3 GB with 8 on the CPU, no slower than larger chunks
 CALIBRATION_BATCH = {"cpu": 8, "cuda": 32}
 
+# the strategies that remove channels, whose readers reconstruction refits
+RECONSTRUCTS = ("channel", "iterative")
 # what a session loads or measures once: a variant of it cannot change them
 SESSION_FIELDS = ("setup", "accelerator", "domino", "calibration_samples", "calibration_batch", "latency",
                   "ignore_layers")
@@ -67,6 +70,10 @@ class TransferConfig:
             ``calibration_samples`` is.  None: 8 on the CPU (ResNet-50 at 224 px stays near 3 GB), 32 on CUDA.
         finetune: the fine-tune after pruning (``training.FitConfig``; ``epochs=0`` is one-shot: BatchNorm
             re-estimation only).
+        reconstruct: before BatchNorm is re-estimated, refit the layers that read removed channels by least
+            squares so that they reproduce their unpruned outputs on the calibration images
+            (``pruning.reconstruct``; channel and iterative strategies): the regime "one-shot + reconstruction".
+        reconstruction: its ridge penalty and sampled positions (``pruning.reconstruct.Reconstruction``).
         accelerator: device, precision and compilation.
         latency: what to measure latency on (``pruning.latency.LatencySpec``); None: not measured.
 
@@ -109,6 +116,8 @@ class TransferConfig:
     # stays near 3 GB and runs no slower than larger chunks), 32 on CUDA
     calibration_batch: int | None = None
     finetune: FitConfig = field(default_factory=FitConfig)  # FitConfig's defaults are the fine-tune's
+    reconstruct: bool = False  # refit the layers that read removed channels (pruning.reconstruct)
+    reconstruction: Reconstruction = field(default_factory=Reconstruction)
     accelerator: Accelerator = field(default_factory=Accelerator)
     latency: LatencySpec | None = field(default_factory=LatencySpec)
 
@@ -146,6 +155,10 @@ class TransferConfig:
             if self.strategy not in ("channel", "layer"):
                 raise PrunevoError(f"{{param:target_latency}} works with the channel and layer strategies, not "
                                    f"{self.strategy}")
+        if self.reconstruct and self.strategy not in RECONSTRUCTS:
+            raise PrunevoError(f"{{param:reconstruct}} refits the layers that read removed channels, which the "
+                               f"{self.strategy} strategy does not remove; allowed: {{param:strategy}} "
+                               f"{' or '.join(RECONSTRUCTS)}")
         if self.allocation == "random-search" and self.channel_ratio is not None:
             raise PrunevoError("random search samples configurations under a MACs budget: give {param:target_macs} or "
                                "{param:target_latency}, not {param:channel_ratio}")
@@ -178,7 +191,7 @@ class TransferConfig:
     @property
     def regime(self) -> str:
         """one-shot, short fine-tune or full fine-tune (``training.regimes``), from the fine-tune epochs."""
-        return regime_of(self.finetune.epochs)
+        return regime_of(self.finetune.epochs, self.reconstruct)
 
     @property
     def on_cuda(self) -> bool:

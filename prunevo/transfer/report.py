@@ -57,8 +57,10 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
     lines += [
         "",
         f"MACs kept: {a.macs / max(1, b.macs):.1%}; params kept: {a.params / max(1, b.params):.1%}; "
-        f"top-1 right after pruning (BatchNorm recalibrated): {result.pruned_top1:.4f}.",
+        f"top-1 right after pruning ({'reconstructed, ' if result.reconstruction else ''}BatchNorm recalibrated): "
+        f"{result.pruned_top1:.4f}.",
         "",
+        *([_reconstruction_line(result.reconstruction), ""] if result.reconstruction else []),
         "Channels kept per group: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in result.kept.items()),
         "",
         *(["Left whole (not pruned: pruning them does not compute what masking them does, see README \"What is "
@@ -73,6 +75,12 @@ def apply_markdown(result: ApplyResult, config: dict, augmentation: str = "", no
         "",
     ]
     return "\n".join(lines)
+
+
+def _reconstruction_line(summary: dict) -> str:
+    return (f"Reconstruction: {summary['layers']} layers that read removed channels refitted in "
+            f"{summary['seconds']:.1f} s; their output error relative to the unpruned layers' (mean over layers, on "
+            f"the calibration images): {summary['error_before']:.3f} masked, {summary['error_after']:.3f} refitted.")
 
 
 @dataclass

@@ -40,6 +40,8 @@ class ApplyResult:
         removed: layer pruning: the removed blocks or layers.
         sparsity: unstructured pruning: the share of zero conv/linear weights.
         search_top1: random search: each candidate's held-out top-1.
+        reconstruction: with reconstruction, what it did (``ReconstructionReport.summary``: seconds, layers
+            refitted, their mean relative output error before and after); None without.
 
     Example:
         >>> from prunevo import FitConfig, Setup, TransferConfig, apply_formula
@@ -64,6 +66,7 @@ class ApplyResult:
     removed: list[str] = field(default_factory=list)  # layer pruning: the removed blocks/layers
     sparsity: float | None = None  # unstructured pruning: share of zero conv/linear weights
     search_top1: list[float] = field(default_factory=list)  # random search: held-out top-1 of each candidate
+    reconstruction: dict | None = None  # with reconstruction: seconds, layers, errors before and after
 
     def to_dict(self) -> dict:
         """The result as plain data (``report.json``)."""

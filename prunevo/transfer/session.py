@@ -3,7 +3,8 @@
 A session loads the data and the base model once, finds the channel groups, measures the base model,
 and then prunes it with any number of criteria and seeds under identical settings.  The channel
 strategy runs calibration statistics -> group scores -> keep-masks meeting the target -> physical
-removal (checked against the masked network) -> BatchNorm recalibration -> fine-tuning -> measurement;
+removal (checked against the masked network; with ``reconstruct``, the masked network's layers that read
+removed channels refitted first) -> BatchNorm recalibration -> fine-tuning -> measurement;
 layer, iterative and unstructured pruning (``strategies``) reuse the same steps.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prunevo.pruning.latency import measure_latency
 from prunevo.pruning.masks import apply_masks
 from prunevo.pruning.physical import prune_model
 from prunevo.pruning.prunable import functional_dropout_off, prunable_groups, same_output, training_copy
+from prunevo.pruning.reconstruct import ReconstructionReport, reconstruct
 from prunevo.pruning.reparam import fold_reparametrizations
 from prunevo.pruning.target import KeepMasks, meet_macs_target
 from prunevo.training import evaluate, fit, recalibrate_bn
@@ -211,14 +213,29 @@ class TransferSession:
                                     left_whole=tuple(w.root for w in self.left_whole))
         return KeepMasks(masks_at(ratio), ratio)
 
-    def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
-              stage: Stage | None = None) -> nn.Module:
-        """A physically pruned copy of the stage's model, verified against the masked network."""
+    def reconstructed(self, keep: list[torch.Tensor], seed: int, stage: Stage | None = None
+                      ) -> tuple[nn.Module, ReconstructionReport]:
+        """A masked copy of the stage's model whose layers that read removed channels are refitted on the seed's
+        calibration images (``pruning.reconstruct``), and what the refit did."""
         stage = stage or self.base_stage
         masked = copy.deepcopy(stage.model).eval()
-        apply_masks(masked, stage.groups, keep)
+        report = reconstruct(stage.model, masked, stage.groups, keep, self.calibration(seed).x,
+                             spec=self.config.reconstruction, batch_size=self.config.calibration_chunk,
+                             device=self.accel.device, progress=self.progress)
+        return masked, report
+
+    def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
+              stage: Stage | None = None, masked: nn.Module | None = None) -> nn.Module:
+        """A physically pruned copy of the stage's model, verified against the masked network (``masked``: that
+        network when the caller made it, as reconstruction does; ``pruned`` is then ignored)."""
+        stage = stage or self.base_stage
+        if masked is not None:
+            pruned = None
+        else:
+            masked = copy.deepcopy(stage.model).eval()
+            apply_masks(masked, stage.groups, keep)
         if pruned is None:
-            pruned = prune_model(copy.deepcopy(stage.model).eval(), stage.groups, keep, self.example)
+            pruned = prune_model(copy.deepcopy(masked).eval(), stage.groups, keep, self.example)
         pruned.eval()
         _check_same(masked, pruned, check_input, "eval")
         # training mode too (BatchNorm on batch statistics, branches that run only in training), on copies so
@@ -273,5 +290,5 @@ class TransferSession:
         result = ApplyResult(name, text, seed, round(outcome.ratio, 6), round(fraction, 6), self.base, after,
                              outcome.pruned_top1, kept, {k: round(v, 2) for k, v in times.items()},
                              self.config.variant, list(outcome.record.removed), outcome.sparsity,
-                             outcome.search_top1)
+                             outcome.search_top1, outcome.reconstruction)
         return outcome.model, result, outcome.record

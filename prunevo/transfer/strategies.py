@@ -1,7 +1,8 @@
 """The pruning strategies of a transfer session; each returns the pruned, fine-tuned model.
 
 - ``channel``: one shot -- keep-masks meeting the target (uniform, global or searched allocation),
-  physical removal, BatchNorm recalibration, fine-tuning; a latency target is met by bisecting the MACs
+  (with ``reconstruct``: the layers that read removed channels refitted), physical removal, BatchNorm
+  recalibration, fine-tuning; a latency target is met by bisecting the MACs
   target on measured latency;
 - ``layer``: whole blocks/layers, least important first (``pruning.layers``), as few as meet the target;
 - ``iterative``: ``cycles`` channel prune/retrain cycles, each removing ``1 - (1 - s) ** (1 / k)`` of
@@ -52,7 +53,9 @@ class Session(Protocol):
                ratio: float | None = None) -> Any: ...
 
     def prune(self, keep: list[torch.Tensor], check_input: torch.Tensor, pruned: nn.Module | None = None,
-              stage: Any = None) -> nn.Module: ...
+              stage: Any = None, masked: nn.Module | None = None) -> nn.Module: ...
+
+    def reconstructed(self, keep: list[torch.Tensor], seed: int, stage: Any = None) -> tuple[nn.Module, Any]: ...
 
     def recalibrated_top1(self, model: nn.Module, seed: int) -> float: ...
 
@@ -70,6 +73,7 @@ class Outcome:
     pruned_top1: float
     sparsity: float | None = None
     search_top1: list[float] = field(default_factory=list)
+    reconstruction: dict | None = None  # ReconstructionReport.summary of the kept pruning
 
 
 def _kept(stage, keep) -> dict[str, list[int]]:
@@ -115,18 +119,31 @@ def run_channel(session: Session, criterion, seed: int, times: dict) -> Outcome:
     start = time.perf_counter()
     x = session.calibration(seed).x
 
-    def at_macs(target: float | None) -> tuple[KeepMasks, nn.Module]:
+    def at_macs(target: float | None) -> tuple[KeepMasks, dict | None, nn.Module]:
         chosen = session.select(criterion, seed, target_macs=target)  # None: the session's own target
-        return chosen, session.prune(chosen.keep, x[:8], chosen.pruned)
+        masked, report = _reconstructed(session, chosen.keep, seed, None, times)
+        return chosen, report, session.prune(chosen.keep, x[:8], chosen.pruned, masked=masked)
 
     if session.config.target_latency is not None:
-        chosen, pruned = _at_latency(session, at_macs, 0.0, 1.0)
+        chosen, report, pruned = _at_latency(session, at_macs, 0.0, 1.0)
     else:
-        chosen, pruned = at_macs(session.config.target_macs)
-    times["prune"] = time.perf_counter() - start
+        chosen, report, pruned = at_macs(session.config.target_macs)
+    times["prune"] = time.perf_counter() - start - times.get("reconstruct", 0.0)
     top1 = _recover(session, pruned, seed, name, times)
     record = PruneRecord([_kept(session.base_stage, chosen.keep)])
-    return Outcome(pruned, record, chosen.ratio, chosen.macs_fraction, top1, search_top1=chosen.search_top1)
+    return Outcome(pruned, record, chosen.ratio, chosen.macs_fraction, top1, search_top1=chosen.search_top1,
+                   reconstruction=report)
+
+
+def _reconstructed(session: Session, keep: list[torch.Tensor], seed: int, stage, times: dict
+                   ) -> tuple[nn.Module | None, dict | None]:
+    """With ``reconstruct``: the stage's masked model with its readers of removed channels refitted, and the
+    refit's summary (its seconds added to ``times["reconstruct"]``); without: (None, None)."""
+    if not session.config.reconstruct:
+        return None, None
+    masked, report = session.reconstructed(keep, seed, stage)
+    times["reconstruct"] = times.get("reconstruct", 0.0) + report.seconds
+    return masked, report.summary()
 
 
 def run_layer(session: Session, criterion, seed: int, times: dict) -> Outcome:
@@ -188,9 +205,10 @@ def run_iterative(session: Session, criterion, seed: int, times: dict) -> Outcom
         # the cumulative target, as a share of the current model's MACs: rounding errors do not pile up
         target = None if fractions is None else min(1.0, fractions[cycle] * session.base.macs / stage.macs)
         chosen = session.select(criterion, seed, stage, target_macs=target, ratio=ratio)
-        pruned = session.prune(chosen.keep, x[:8], chosen.pruned, stage)
+        masked, report = _reconstructed(session, chosen.keep, seed, stage, times)
+        pruned = session.prune(chosen.keep, x[:8], chosen.pruned, stage, masked=masked)
         record.cycles.append(_kept(stage, chosen.keep))
-        times["prune"] += time.perf_counter() - start
+        times["prune"] += time.perf_counter() - start - (report["seconds"] if report else 0.0)
         start = time.perf_counter()
         top1 = session.recalibrated_top1(pruned, seed)
         session.finetune(pruned, seed + cycle, f"cycle {cycle + 1}/{k} {name} (seed {seed})", per_cycle_epochs)
@@ -200,7 +218,7 @@ def run_iterative(session: Session, criterion, seed: int, times: dict) -> Outcom
     macs = measure_cost(pruned, session.example).macs / session.base.macs
     kept = sum(len(record.cycles[-1].get(g.root, range(g.size))) for g in session.groups)
     removed_share = 1 - kept / sum(g.size for g in session.groups)
-    return Outcome(pruned, record, removed_share, macs, top1)
+    return Outcome(pruned, record, removed_share, macs, top1, reconstruction=report)
 
 
 def run_unstructured(session: Session, criterion, seed: int, times: dict) -> Outcome:
