@@ -64,10 +64,18 @@ def direct():
     # Wanda: the weights that read the channel (the next conv's input slice) times the feature map's norm
     nxt = model.features[7].weight.detach()
     direct["wanda"] = nxt.abs().sum((0, 2, 3)) * act.transpose(0, 1).reshape(act.shape[1], -1).norm(dim=1)
+    # leave-one-out: each channel's ridge least-squares error from the others' maps (the Schur complement), per
+    # position; structured OBS: the squared weights that read it times that error (ZipLM)
+    rows = act.transpose(0, 1).reshape(act.shape[1], -1).double()
+    gram = rows @ rows.T
+    ridge = 1e-3 * torch.trace(gram) / len(gram)
+    loo = 1 / torch.diagonal(torch.linalg.inv(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))) / rows.shape[1]
+    direct["loo"] = loo.float()
+    direct["obs"] = (nxt.double().square().sum((0, 2, 3)) * loo).float()
     return layer, direct
 
 
-CLASSICS = ["l1", "l2", "bn", "taylor", "apoz", "activation", "fpgm", "snr", "wanda"]
+CLASSICS = ["l1", "l2", "bn", "taylor", "apoz", "activation", "fpgm", "snr", "wanda", "loo", "obs"]
 
 
 def test_every_classic_but_gecco22_has_a_direct_implementation(direct):

@@ -171,9 +171,9 @@ def test_grammar_has_every_operand_and_operator_of_the_design():
     assert set(grammar.OPERANDS) == {"W", "Wn", "F", "G", "gamma", "beta", "macs"}
     design = {"abs", "square", "mul", "smean", "nmean", "cmean", "cvar", "rmean", "rvar", "mean", "std", "var",
               "l1", "l2", "max", "min", "sparsity", "fpgm", "add", "sub", "div", "neg", "sqrt", "log1p", "lnorm",
-              "lminmax", "lzscore", "lamp"}
+              "lminmax", "lzscore", "lamp", "loo"}
     assert not design - set(grammar.FUNCTION_NAMES), design - set(grammar.FUNCTION_NAMES)
-    assert len(classic_formulas()) == 10
+    assert len(classic_formulas()) == 12
 
 
 @pytest.mark.parametrize("name", [*grammar.LAYER_NORMS, "macs"])
