@@ -410,6 +410,7 @@ def cmd_score(args) -> int:
                           baselines=not args.no_baselines, allocations=config.baseline_allocations)
     best = best_classic(rows)
     names = [t.task.name for t in prepared]
+    print(f"regime: {config.regime} (a criterion scored in one regime is evidence about that one)")
     print(f"{'criterion':<40} {'fitness':>8} {'vs best':>8}  " + "  ".join(f"{n:>14}" for n in names))
     for row in rows:
         accs = "  ".join(f"{'n/a':>14}" if n in row.not_applicable else f"{row.accuracy.get(n, float('nan')):14.4f}"

@@ -71,7 +71,7 @@ def test_score_beside_baselines(capsys, tmp_path):
                  "--n-jobs", "1", "--prune-ratio", "0.5", "--finetune-epochs", "0", "--baseline-allocations", "none"])
     out = capsys.readouterr().out
     assert code == 0
-    for name in ["l1(W) / (std(F) + 0.05)", "base accuracy"]:
+    for name in ["l1(W) / (std(F) + 0.05)", "base accuracy", "regime: one-shot (a criterion"]:
         assert name in out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.split()[0] in (*BASELINE_NAMES, "random")}
     assert set(rows) == {*BASELINE_NAMES, "random"}  # every classic and Torch-Pruning criterion, tp-l2 once
