@@ -378,3 +378,22 @@ def test_fitness_with_reconstruction_scores_and_does_not_depend_on_the_mode(prep
     for accuracy in results["loop"]:
         plain, refitted = accuracy[tasks[0].task.name], accuracy[tasks[1].task.name]
         assert 0 < plain <= 1 and 0 < refitted <= 1
+
+
+def test_a_strided_dilated_conv1d_reader_is_refitted():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv1d(6, 4, 3, padding=2, dilation=2, stride=2),
+                          nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    x = torch.randn(32, 2, 20)
+    groups = find_groups(model, x[:1])
+    keep = [torch.tensor([True, False, True, True, False, True]) if g.root == "0" else torch.ones(g.size, dtype=torch.bool)
+            for g in groups]
+    masked = copy.deepcopy(model)
+    apply_masks(masked, groups, keep)
+    refitted = copy.deepcopy(model)
+    report = reconstruct(model, refitted, groups, keep, x, batch_size=5)
+    assert [f.layer for f in report.layers] == ["2"] and report.layers[0].rows == 32 * 10
+    assert report.layers[0].error_after < report.layers[0].error_before
+    pruned = prune_model(copy.deepcopy(refitted), groups, keep, x[:1]).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), refitted(x), atol=1e-5, rtol=1e-4)

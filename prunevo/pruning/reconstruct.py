@@ -203,12 +203,7 @@ class _Layer:
             if len(kept_in) == self.in_per or not kept_in or not kept_out:
                 continue  # nothing removed here, nothing left to read with, or nothing left to write
             self.problems.append({"slice": s, "in": kept_in, "out": kept_out, "n": 0})
-        self.positions: torch.Tensor | None = None
-
-    @property
-    def width(self) -> int:
-        """Features per input channel: the kernel's positions."""
-        return int(torch.tensor(self.module.weight.shape[2:]).prod()) if self.is_conv else 1
+        self.positions: dict[int, torch.Tensor] = {}  # output positions L -> the sampled ones
 
     def rows(self, x: torch.Tensor, problem: dict) -> torch.Tensor:
         """``[rows, kept·k]``: the layer's input at the slice's kept channels as regression rows."""
@@ -238,10 +233,11 @@ class _Layer:
         """``t`` ``[n, f, L]`` at the chosen output positions (the same for every image, seeded by the layer)."""
         if self.spec.positions is None or t.shape[2] <= self.spec.positions:
             return t
-        if self.positions is None or len(self.positions) != self.spec.positions:
-            rng = torch.Generator().manual_seed(zlib.crc32(self.consumer.name.encode()))
-            self.positions = torch.randperm(t.shape[2], generator=rng)[:self.spec.positions].sort().values
-        return t[:, :, self.positions.to(t.device)]
+        size = t.shape[2]
+        if size not in self.positions:  # a module called at several sizes (weight sharing) samples each its way
+            rng = torch.Generator().manual_seed(zlib.crc32(f"{self.consumer.name}:{size}".encode()))
+            self.positions[size] = torch.randperm(size, generator=rng)[:self.spec.positions].sort().values
+        return t[:, :, self.positions[size].to(t.device)]
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Accumulate one chunk: ``x`` the pruned network's input to the layer, ``y`` the unpruned layer's output."""
