@@ -198,7 +198,8 @@ class _StandardizedConv(nn.Conv2d):
     """timm's StdConv2d in short: the weight is standardized in the forward pass."""
 
     def forward(self, x):
-        w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / (self.weight.std((1, 2, 3), keepdim=True) + 1e-5)
+        mean, std = self.weight.mean((1, 2, 3), keepdim=True), self.weight.std((1, 2, 3), keepdim=True)
+        w = (self.weight - mean) / (std + 1e-5)
         return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
 
 
@@ -386,8 +387,8 @@ def test_a_strided_dilated_conv1d_reader_is_refitted():
                           nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
     x = torch.randn(32, 2, 20)
     groups = find_groups(model, x[:1])
-    keep = [torch.tensor([True, False, True, True, False, True]) if g.root == "0" else torch.ones(g.size, dtype=torch.bool)
-            for g in groups]
+    keep = [torch.tensor([True, False, True, True, False, True]) if g.root == "0"
+            else torch.ones(g.size, dtype=torch.bool) for g in groups]
     masked = copy.deepcopy(model)
     apply_masks(masked, groups, keep)
     refitted = copy.deepcopy(model)
