@@ -118,7 +118,8 @@ def _add_prune(o: ConfigOptions) -> None:
             help="class-stratified training images used to gather statistics")
     o.field("criterion", "--calibration-batch", path="calibration_batch", type=int,
             help="images per calibration pass: activations and gradients are reduced batch by batch, so memory "
-                 "holds one batch of them",
+                 "holds one batch of them (reconstruction, when not given: as many as keep a layer's regression "
+                 "rows under 256 MB)",
             default=f"{CALIBRATION_BATCH['cpu']} on the CPU, {CALIBRATION_BATCH['cuda']} on CUDA")
     o.field("strategy", "--search-candidates", path="search.candidates", type=int,
             help="random-search allocation: sampled per-layer configurations")

@@ -120,7 +120,7 @@ def test_streamed_equals_whole_batch():
     keep = _random_keep(groups)
     streamed, whole = copy.deepcopy(model), copy.deepcopy(model)
     a = reconstruct(model, streamed, groups, keep, x, batch_size=6)
-    b = reconstruct(model, whole, groups, keep, x, batch_size=None)
+    b = reconstruct(model, whole, groups, keep, x, batch_size=len(x))
     assert [f.layer for f in a.layers] == [f.layer for f in b.layers]
     for fa, fb in zip(a.layers, b.layers):
         assert fa.rows == fb.rows
@@ -221,7 +221,7 @@ def test_positions_sample_the_same_places_in_every_chunk():
     spec = Reconstruction(positions=10)
     a, b = copy.deepcopy(model), copy.deepcopy(model)
     ra = reconstruct(model, a, groups, keep, x, spec=spec, batch_size=5)
-    rb = reconstruct(model, b, groups, keep, x, spec=spec, batch_size=None)
+    rb = reconstruct(model, b, groups, keep, x, spec=spec, batch_size=len(x))
     assert all(f.rows <= 24 * 10 for f in ra.layers) and any(f.rows == 240 for f in ra.layers)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x), atol=1e-5, rtol=1e-5)

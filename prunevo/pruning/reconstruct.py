@@ -45,6 +45,10 @@ from prunevo.utils import probe
 
 _BN = nn.modules.batchnorm._BatchNorm
 _WIDE = torch.float64
+# images per pass when the caller leaves it open: as many as keep one layer's float64 regression rows (patches and
+# targets) under this many bytes; small nets then pass every calibration image at once, which is several times
+# faster on a CPU than chunks of 8, and ResNet-50 at 224 px passes about 16
+ROWS_MEMORY = 256 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -316,18 +320,23 @@ def _followed_by_bn(groups: list[ChannelGroup], modules: dict[str, nn.Module]) -
     return {m.layer: modules[m.bn] for g in groups for m in g.members if m.bn is not None}
 
 
-def _order(model: nn.Module, names: list[str], example: torch.Tensor) -> tuple[list[str], dict[str, int]]:
-    """``names`` in the order a forward pass first calls them, and how many times each runs per pass."""
+def _order(model: nn.Module, names: list[str], example: torch.Tensor) -> tuple[list[str], dict[str, int], int]:
+    """``names`` in the order a forward pass first calls them, how many times each runs per pass, and the most
+    bytes one image's float64 regression rows take in one of them (input patches and outputs, an upper bound)."""
     modules = dict(model.named_modules())
     first: list[str] = []
     counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
 
-    def record(name, _inputs, _output):
+    def record(name, inputs, output):
         if name not in counts:
             first.append(name)
         counts[name] = counts.get(name, 0) + 1
-    probe(model, example, {n: modules[n] for n in names}, record)
-    return first + [n for n in names if n not in counts], counts
+        weight = modules[name].weight
+        kernel = int(torch.tensor(weight.shape[2:]).prod()) if weight.dim() > 2 else 1
+        sizes[name] = sizes.get(name, 0) + 8 * (inputs[0].numel() * kernel + output.numel())
+    probe(model, example[:1], {n: modules[n] for n in names}, record)
+    return first + [n for n in names if n not in counts], counts, max(sizes.values(), default=1)
 
 
 def _refusal(name: str, module: nn.Module) -> str | None:
@@ -360,7 +369,8 @@ def reconstruct(reference: nn.Module, model: nn.Module, groups: list[ChannelGrou
         keep: per group, a ``[C]`` bool mask of the channels kept.
         x: calibration images ``[N, ...]`` (the pruned network's inputs and the targets are computed on them).
         spec: ridge penalty and positions (``Reconstruction``).
-        batch_size: images per pass (memory holds one chunk's activations and the layer's ``XᵀX``); None: all.
+        batch_size: images per pass (memory holds one chunk's activations and regression rows, and the layer's
+            ``XᵀX``); None: as many as keep the rows under ``ROWS_MEMORY``.
         device: where the passes run.
         progress: a bar over the refitted layers.
 
@@ -386,10 +396,10 @@ def reconstruct(reference: nn.Module, model: nn.Module, groups: list[ChannelGrou
         problem = _refusal(c.name, modules[c.name])
         if problem:
             raise ModelError(problem)
-    order, calls = _order(model, [c.name for c in consumers], x[:1])
+    order, calls, row_bytes = _order(model, [c.name for c in consumers], x[:1])
     by_name = {c.name: c for c in consumers}
     bns = _followed_by_bn(groups, modules)
-    step = batch_size or len(x)
+    step = batch_size or max(1, min(len(x), ROWS_MEMORY // row_bytes))
     home = [next(m.parameters()).device for m in (reference, model)]
     modes = [m.training for m in (reference, model)]
     try:

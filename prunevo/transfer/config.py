@@ -67,7 +67,9 @@ class TransferConfig:
             input-channel scores).
         calibration_samples: class-stratified images the criterion's statistics are gathered on.
         calibration_batch: images per calibration pass; memory holds one chunk's activations whatever
-            ``calibration_samples`` is.  None: 8 on the CPU (ResNet-50 at 224 px stays near 3 GB), 32 on CUDA.
+            ``calibration_samples`` is.  None: 8 on the CPU (ResNet-50 at 224 px stays near 3 GB), 32 on CUDA;
+            reconstruction then passes as many as keep a layer's regression rows under
+            ``pruning.reconstruct.ROWS_MEMORY``.
         finetune: the fine-tune after pruning (``training.FitConfig``; ``epochs=0`` is one-shot: BatchNorm
             re-estimation only).
         reconstruct: before BatchNorm is re-estimated, refit the layers that read removed channels by least

@@ -220,7 +220,7 @@ class TransferSession:
         stage = stage or self.base_stage
         masked = copy.deepcopy(stage.model).eval()
         report = reconstruct(stage.model, masked, stage.groups, keep, self.calibration(seed).x,
-                             spec=self.config.reconstruction, batch_size=self.config.calibration_chunk,
+                             spec=self.config.reconstruction, batch_size=self.config.calibration_batch,
                              device=self.accel.device, progress=self.progress)
         return masked, report
 
