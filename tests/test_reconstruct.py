@@ -398,3 +398,23 @@ def test_a_strided_dilated_conv1d_reader_is_refitted():
     pruned = prune_model(copy.deepcopy(refitted), groups, keep, x[:1]).eval()
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), refitted(x), atol=1e-5, rtol=1e-4)
+
+
+def test_the_command_line_sets_reconstruction_and_refuses_it_in_one_line(capsys):
+    from prunevo.cli import main, parse_config
+
+    config = parse_config(["apply", "--formula", "obs", "--model", "small-vgg", "--reconstruct",
+                           "--reconstruct-ridge", "0.01", "--reconstruct-positions", "20"])
+    assert config.reconstruct and config.reconstruction == Reconstruction(ridge=0.01, positions=20)
+    assert config.regime == "one-shot + reconstruction" or config.finetune.epochs > 0
+    assert not parse_config(["compare", "--model", "small-vgg"]).reconstruct
+    fitness = parse_config(["score", "l1", "--tasks", "small-vgg@digits:epochs=0", "--reconstruct"])
+    assert fitness.overrides.reconstruct and fitness.regime == "one-shot + reconstruction"
+    for argv, message in [
+        (["--strategy", "layer"], "--reconstruct refits the layers that read removed channels, which the layer "
+                                  "strategy does not remove; allowed: --strategy channel or iterative"),
+        (["--reconstruct-ridge", "-1"], "--reconstruct-ridge must be >= 0, got -1.0"),
+    ]:
+        code = main(["apply", "--formula", "l1", "--model", "small-vgg", "--reconstruct", *argv, "-o", "unused"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err == f"prunevo: error: {message}", err
