@@ -418,3 +418,19 @@ def test_the_command_line_sets_reconstruction_and_refuses_it_in_one_line(capsys)
         code = main(["apply", "--formula", "l1", "--model", "small-vgg", "--reconstruct", *argv, "-o", "unused"])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err == f"prunevo: error: {message}", err
+
+
+def test_targets_kept_from_one_pass_equal_targets_recomputed_per_layer(monkeypatch):
+    import prunevo.pruning.reconstruct as module
+
+    model = _randomized("small-resnet", (1, 8, 8))
+    x = torch.randn(30, 1, 8, 8)
+    groups = find_groups(model, x[:1])
+    keep = _random_keep(groups)
+    kept, recomputed = copy.deepcopy(model), copy.deepcopy(model)
+    a = reconstruct(model, kept, groups, keep, x, batch_size=7)
+    monkeypatch.setattr(module, "TARGETS_MEMORY", 0)  # too little to keep them: each layer's pass recomputes them
+    b = reconstruct(model, recomputed, groups, keep, x, batch_size=7)
+    assert [(f.layer, f.rows) for f in a.layers] == [(f.layer, f.rows) for f in b.layers]
+    for (name, p), q in zip(kept.state_dict().items(), recomputed.state_dict().values()):
+        assert torch.equal(p, q), name

@@ -49,6 +49,10 @@ _WIDE = torch.float64
 # targets) under this many bytes; small nets then pass every calibration image at once, which is several times
 # faster on a CPU than chunks of 8, and ResNet-50 at 224 px passes about 16
 ROWS_MEMORY = 256 * 2**20
+# the unpruned network's outputs of every layer to refit, for all calibration images, are kept from one pass when
+# they take at most this many bytes (ResNet-20 at 28 px with 256 images: 150 MB), which saves one partial forward
+# pass per layer and chunk; larger ones (ResNet-50 at 224 px) are recomputed layer by layer
+TARGETS_MEMORY = 1024 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,23 +324,52 @@ def _followed_by_bn(groups: list[ChannelGroup], modules: dict[str, nn.Module]) -
     return {m.layer: modules[m.bn] for g in groups for m in g.members if m.bn is not None}
 
 
-def _order(model: nn.Module, names: list[str], example: torch.Tensor) -> tuple[list[str], dict[str, int], int]:
-    """``names`` in the order a forward pass first calls them, how many times each runs per pass, and the most
-    bytes one image's float64 regression rows take in one of them (input patches and outputs, an upper bound)."""
+@dataclass
+class _Plan:
+    """What one probe pass says of the layers to refit: their order, calls per pass and per-image sizes."""
+
+    order: list[str]  # in the order a forward pass first calls them (then those it never calls)
+    calls: dict[str, int]  # how many times each runs per pass
+    row_bytes: int  # the most bytes one image's float64 regression rows take in one of them (an upper bound)
+    target_bytes: int  # one image's float32 outputs of all of them
+
+
+def _plan(model: nn.Module, names: list[str], example: torch.Tensor) -> _Plan:
     modules = dict(model.named_modules())
     first: list[str] = []
     counts: dict[str, int] = {}
-    sizes: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    outputs = 0
 
     def record(name, inputs, output):
+        nonlocal outputs
         if name not in counts:
             first.append(name)
         counts[name] = counts.get(name, 0) + 1
         weight = modules[name].weight
         kernel = int(torch.tensor(weight.shape[2:]).prod()) if weight.dim() > 2 else 1
-        sizes[name] = sizes.get(name, 0) + 8 * (inputs[0].numel() * kernel + output.numel())
+        rows[name] = rows.get(name, 0) + 8 * (inputs[0].numel() * kernel + output.numel())
+        outputs += 4 * output.numel()
     probe(model, example[:1], {n: modules[n] for n in names}, record)
-    return first + [n for n in names if n not in counts], counts, max(sizes.values(), default=1)
+    return _Plan(first + [n for n in names if n not in counts], counts, max(rows.values(), default=1), outputs)
+
+
+def _all_targets(reference: nn.Module, plan: _Plan, x: torch.Tensor, step: int, device: str
+                 ) -> dict[str, list[list[torch.Tensor]]]:
+    """Every layer's unpruned outputs, per chunk of ``step`` images and per call, from one pass of ``reference``."""
+    modules = dict(reference.named_modules())
+    out: dict[str, list[list[torch.Tensor]]] = {name: [] for name in plan.calls}
+    handles = [modules[name].register_forward_hook(lambda _m, _i, o, name=name: out[name][-1].append(o.detach()))
+               for name in plan.calls]
+    try:
+        for first in range(0, len(x), step):
+            for seen in out.values():
+                seen.append([])
+            reference(x[first:first + step].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out
 
 
 def _refusal(name: str, module: nn.Module) -> str | None:
@@ -396,30 +429,37 @@ def reconstruct(reference: nn.Module, model: nn.Module, groups: list[ChannelGrou
         problem = _refusal(c.name, modules[c.name])
         if problem:
             raise ModelError(problem)
-    order, calls, row_bytes = _order(model, [c.name for c in consumers], x[:1])
+    plan = _plan(model, [c.name for c in consumers], x[:1])
+    calls = plan.calls
     by_name = {c.name: c for c in consumers}
     bns = _followed_by_bn(groups, modules)
-    step = batch_size or max(1, min(len(x), ROWS_MEMORY // row_bytes))
+    step = batch_size or max(1, min(len(x), ROWS_MEMORY // plan.row_bytes))
     home = [next(m.parameters()).device for m in (reference, model)]
     modes = [m.training for m in (reference, model)]
     try:
         reference.to(device).eval()
         model.to(device).eval()
-        for name in track(order, "reconstruct", "layer", progress, leave=False):
+        kept = _all_targets(reference, plan, x, step, device) if plan.target_bytes * len(x) <= TARGETS_MEMORY else None
+        for name in track(plan.order, "reconstruct", "layer", progress, leave=False):
             if calls.get(name, 0) == 0:
                 continue  # never runs on this input: nothing to fit
             layer = _Layer(modules[name], by_name[name], bns.get(name), spec)
             if not layer.problems:
                 continue
-            for first in range(0, len(x), step):
+            for chunk, first in enumerate(range(0, len(x), step)):
                 xb = x[first:first + step].to(device)
                 with ExitStack() as stack:
-                    targets = stack.enter_context(_captured(reference, name, calls[name], "output"))
+                    if kept is None:
+                        targets = stack.enter_context(_captured(reference, name, calls[name], "output"))
+                        _run(reference, xb)
+                    else:
+                        targets = kept[name][chunk]
                     inputs = stack.enter_context(_captured(model, name, calls[name], "input"))
-                    _run(reference, xb)
                     _run(model, xb)
                 for xin, yout in zip(inputs, targets):
                     layer.add(xin.double(), yout.double())
+            if kept is not None:
+                del kept[name]  # each layer's targets are read once
             report.layers.append(layer.solve())
         apply_masks(model, groups, keep)  # refitted rows of removed outputs (none are written) stay zero
     finally:
