@@ -77,7 +77,7 @@ class TaskJob:
     recal: Recalibration = Recalibration(batches=8, batch_size=256)
     reconstruct: Reconstruction | None = None  # refit the layers that read removed channels (None: no)
     calibration_x: np.ndarray | None = None  # the images reconstruction fits on (the task's calibration batch)
-    calibration_batch: int | None = None  # images per reconstruction pass (None: all at once)
+    calibration_batch: int | None = None  # images per reconstruction pass (None: reconstruct.ROWS_MEMORY decides)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
