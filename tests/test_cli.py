@@ -245,7 +245,9 @@ def test_options_are_grouped_as_users_look_for_them(capsys):
     text = _help("apply", capsys)
     titles = [line[:-1] for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
     assert titles == ["positional arguments", "options", "run and seeds", "data and model", "pruning target",
-                      "criterion and its statistics", "strategy and allocation", "training and fine-tune", "latency",
+                      "criterion and its statistics", "strategy and allocation",
+                      "reconstruction (refit what removed channels fed, without training)", "training and fine-tune",
+                      "latency",
                       "execution", "output"]  # positional: apply RUN_DIR
     assert _options_without_help("  --bare\n  --next  text\n") == ["--bare"]  # the helper finds a bare option
 

@@ -166,7 +166,10 @@ def test_vary_is_deaps_var_and_on_the_selected_after_the_elites(monkeypatch):
     assert [str(ind) for ind in ours] == [str(ind) for ind in theirs]
     assert [str(ind) for ind in population] == before  # the parents are left as they were
     assert ours[0].fitness.valid and sum(not ind.fitness.valid for ind in ours) > 10  # elite kept, others varied
-    assert max(ind.height for ind in ours) <= config.max_height
+    # nothing new above the height limit: the seeds may be taller (gecco22), and DEAP's staticLimit hands back a
+    # parent whose child would exceed it, so a tall individual is a copy of one of the parents
+    assert all(ind.height <= config.max_height or str(ind) in before for ind in ours)
+    assert sum(ind.height <= config.max_height for ind in ours) > len(ours) // 2
 
 
 # --no-progress: never; else a bar on a terminal, plain lines in a log (prunevo.progress)

@@ -68,6 +68,7 @@ def test_runs_saved_before_the_ranking_rename_load_and_keep_their_cache_keys(tmp
     fields["prune"]["selection"] = fields["prune"].pop("ranking")
     del fields["name"], fields["weight"], fields["recal_batches"], fields["holdout_samples"]
     del fields["checkpoint"], fields["stem"], fields["classes"]  # fields added later, left out while unset
+    del fields["reconstruct"], fields["reconstruction"]
     assert task.identity() == stable_hash(fields)  # the hash written before the rename
     # hall-of-fame entries keep "selection": the masks a formula selects (the word's one meaning)
     entry = {"text": "l1(W)", "fitness": 0.9, "complexity": 2, "generation": 0, "selection": "ab12"}
