@@ -37,6 +37,14 @@ def _random_keep(groups, share: float = 0.5, seed: int = 1) -> list[torch.Tensor
     return keep
 
 
+def _setting(name: str, shape: tuple[int, int, int], images: int):
+    """A randomized network, ``images`` random inputs, its groups and a random selection of half the channels."""
+    model = _randomized(name, shape)
+    x = torch.randn(images, *shape)
+    groups = find_groups(model, x[:1])
+    return model, x, groups, _random_keep(groups)
+
+
 def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).square().mean() / ref.var())
 
@@ -114,10 +122,7 @@ def test_reconstruction_brings_the_output_back_and_masked_equals_pruned(name, sh
 
 
 def test_streamed_equals_whole_batch():
-    model = _randomized("resnet20", (3, 16, 16))
-    x = torch.randn(40, 3, 16, 16)
-    groups = find_groups(model, x[:1])
-    keep = _random_keep(groups)
+    model, x, groups, keep = _setting("resnet20", (3, 16, 16), 40)
     streamed, whole = copy.deepcopy(model), copy.deepcopy(model)
     a = reconstruct(model, streamed, groups, keep, x, batch_size=6)
     b = reconstruct(model, whole, groups, keep, x, batch_size=len(x))
@@ -214,10 +219,7 @@ def test_a_layer_whose_forward_transforms_its_weight_is_refused_by_name():
 
 
 def test_positions_sample_the_same_places_in_every_chunk():
-    model = _randomized("resnet20", (3, 16, 16))
-    x = torch.randn(24, 3, 16, 16)
-    groups = find_groups(model, x[:1])
-    keep = _random_keep(groups)
+    model, x, groups, keep = _setting("resnet20", (3, 16, 16), 24)
     spec = Reconstruction(positions=10)
     a, b = copy.deepcopy(model), copy.deepcopy(model)
     ra = reconstruct(model, a, groups, keep, x, spec=spec, batch_size=5)
@@ -423,10 +425,7 @@ def test_the_command_line_sets_reconstruction_and_refuses_it_in_one_line(capsys)
 def test_targets_kept_from_one_pass_equal_targets_recomputed_per_layer(monkeypatch):
     import prunevo.pruning.reconstruct as module
 
-    model = _randomized("small-resnet", (1, 8, 8))
-    x = torch.randn(30, 1, 8, 8)
-    groups = find_groups(model, x[:1])
-    keep = _random_keep(groups)
+    model, x, groups, keep = _setting("small-resnet", (1, 8, 8), 30)
     kept, recomputed = copy.deepcopy(model), copy.deepcopy(model)
     a = reconstruct(model, kept, groups, keep, x, batch_size=7)
     monkeypatch.setattr(module, "TARGETS_MEMORY", 0)  # too little to keep them: each layer's pass recomputes them
