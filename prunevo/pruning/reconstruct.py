@@ -37,13 +37,12 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from prunevo.errors import ModelError
+from prunevo.errors import ModelError, PrunevoError
 from prunevo.progress import track
 from prunevo.pruning.groups import CONV_TYPES, PRODUCER_TYPES, ChannelGroup
 from prunevo.pruning.masks import apply_masks
 from prunevo.utils import probe
 
-_BN = nn.modules.batchnorm._BatchNorm
 _WIDE = torch.float64
 # images per pass when the caller leaves it open: as many as keep one layer's float64 regression rows (patches and
 # targets) under this many bytes; small nets then pass every calibration image at once, which is several times
@@ -79,8 +78,6 @@ class Reconstruction:
     positions: int | None = None
 
     def __post_init__(self) -> None:
-        from prunevo.errors import PrunevoError
-
         if not self.ridge >= 0:
             raise PrunevoError(f"{{param:reconstruction.ridge}} must be >= 0, got {self.ridge}")
         if self.positions is not None and self.positions < 1:
@@ -196,9 +193,7 @@ class _Layer:
         weight = module.weight
         self.is_conv = isinstance(module, CONV_TYPES)
         self.slices = module.groups if self.is_conv else 1
-        in_total = weight.shape[1] * self.slices
-        out_total = weight.shape[0]
-        self.in_per, self.out_per = in_total // self.slices, out_total // self.slices
+        self.in_per, self.out_per = weight.shape[1], weight.shape[0] // self.slices  # per slice
         self.bn = bn if (bn is not None and getattr(bn, "running_mean", None) is not None) else None
         self.bias = getattr(module, "bias", None) is not None
         self.intercept = self.bias or self.bn is not None
