@@ -424,16 +424,16 @@ def reconstruct(reference: nn.Module, model: nn.Module, groups: list[ChannelGrou
         problem = _refusal(c.name, modules[c.name])
         if problem:
             raise ModelError(problem)
-    plan = _plan(model, [c.name for c in consumers], x[:1])
-    calls = plan.calls
     by_name = {c.name: c for c in consumers}
     bns = _followed_by_bn(groups, modules)
-    step = batch_size or max(1, min(len(x), ROWS_MEMORY // plan.row_bytes))
     home = [next(m.parameters()).device for m in (reference, model)]
     modes = [m.training for m in (reference, model)]
     try:
         reference.to(device).eval()
         model.to(device).eval()
+        plan = _plan(model, [c.name for c in consumers], x[:1].to(device))  # wherever the networks were
+        calls = plan.calls
+        step = batch_size or max(1, min(len(x), ROWS_MEMORY // plan.row_bytes))
         kept = _all_targets(reference, plan, x, step, device) if plan.target_bytes * len(x) <= TARGETS_MEMORY else None
         for name in track(plan.order, "reconstruct", "layer", progress, leave=False):
             if calls.get(name, 0) == 0:
