@@ -9,7 +9,9 @@ samples of the grammar whose selections differ on the default tasks) is scored b
   32 px, each pruned (uniform allocation) to 25% and to 50% of the MACs and measured on 2,000
   class-stratified held-out images (the test split; the half of Imagenette's val/ that fitness never
   reads): **one-shot** (BatchNorm re-estimated on 2 batches of 256 training images, no fine-tune) and, on
-  ResNet-20, after **1 epoch of fine-tuning** on 2,000 training images (the short fine-tune regime);
+  ResNet-20, after **1 epoch of fine-tuning** on 2,000 training images (the short fine-tune regime), and,
+  on ResNet-20 and the VGG on Fashion-MNIST, **one-shot + reconstruction** (``reconstruct=1``: the layers
+  that read removed channels refitted on the task's calibration images before BatchNorm is re-estimated);
 * **proxies**: cheap one-shot tasks that a fitness could use, on other data: the ``make run`` tasks
   before issue 19 (8 px digits), the same networks on the embedded digits upsampled to 32 px (ResNet-20
   at 50% is today's default), and on MNIST; and the ``--preset transfer`` tasks.  Co-evolved proxies
@@ -19,7 +21,9 @@ samples of the grammar whose selections differ on the default tasks) is scored b
 For every proxy and every reference group it prints Spearman's rho over the panel with a 95% bootstrap
 interval (scipy.stats.bootstrap, the panel resampled), the CPU-seconds per criterion evaluation and rho per
 CPU-second; then the matrix of rho between the references themselves (how well one target-like task
-predicts another: the ceiling, and the case for real-data fitness tasks).  Every evaluator runs on one
+predicts another: the ceiling, and the case for real-data fitness tasks); then, per regime, how far apart
+the criteria are (the named classics' best and worst, random) and how each reconstruction reference ranks
+the panel against the same task one-shot (printed also after ``--only``).  Every evaluator runs on one
 thread in this process, so CPU-seconds compare across rows.  Results are saved to ``-o`` after every task,
 and a rerun reuses them (delete the file to measure again).
 
@@ -62,11 +66,14 @@ def _spec(net: str, data: str, options: str) -> str:
 
 
 ONE_SHOT = "epochs=0,recal=2"
+RECONSTRUCT = "reconstruct=1"  # the one-shot + reconstruction regime (issue 31); its twin without it is one-shot
 REFERENCES = {  # group -> task specs; each measured on HELD_OUT held-out images
     "one-shot 25% MACs": [_spec(n, d, f"macs=0.25,{ONE_SHOT}") for d in (FASHION, IMAGENETTE32) for n in NETS.values()],
     "one-shot 50% MACs": [_spec(n, d, f"macs=0.5,{ONE_SHOT}") for d in (FASHION, IMAGENETTE32) for n in NETS.values()],
     "1 epoch 25% MACs": [_spec("resnet20", d, "macs=0.25,epochs=1,train=2000,recal=2") for d in (FASHION, IMAGENETTE32)],
     "1 epoch 50% MACs": [_spec("resnet20", d, "macs=0.5,epochs=1,train=2000,recal=2") for d in (FASHION, IMAGENETTE32)],
+    **{f"reconstruction {int(m * 100)}% MACs": [_spec(n, FASHION, f"macs={m},{ONE_SHOT},{RECONSTRUCT}")
+                                                for n in ("resnet20", "small-vgg")] for m in (0.25, 0.5)},
 }
 
 DIGITS32 = "digits:size=32"
@@ -205,9 +212,9 @@ def main() -> None:
     for spec, reference in todo:
         if not wanted or spec in wanted:
             task(spec, reference)
-    if wanted:
-        return
-    report(saved, names)
+    if not wanted:
+        report(saved, names)
+    regimes(saved, names)
 
 
 def top_regret(values: list, reference: list, k: int = 3) -> float:
@@ -234,7 +241,8 @@ def report(saved: dict, names: list[str]) -> None:
         if any(s not in tasks for s in specs):
             print(f"{proxy}\n    not measured", flush=True)
             continue
-        held = [g for g in references if not (proxy in REAL_DATA_PROXIES and g.startswith("1 epoch"))]
+        held = [g for g in references if proxy not in REAL_DATA_PROXIES
+                or (g.startswith("one-shot") and any("imagenette" in s for s in REFERENCES[g]))]
         values = combine([tasks[s]["relative"] for s in specs])
         per_eval = sum(tasks[s]["cpu_s"] for s in specs) / len(names)
         cells = []
@@ -252,6 +260,34 @@ def report(saved: dict, names: list[str]) -> None:
     for a in specs:
         row = " ".join(f"{rank_rho(tasks[a]['relative'], tasks[b]['relative']):+.2f}" for b in specs)  # no interval
         print(f"  {a[:70]:<70} {tasks[a]['cpu_s'] / len(names):6.2f}  {row}", flush=True)
+
+
+def regimes(saved: dict, names: list[str]) -> None:
+    """Per measured reference task: how far apart the panel's criteria are (relative accuracy of the best and
+    worst named classic, random, the best of the panel), and for each reconstruction task, Spearman's rho
+    with its one-shot twin (the same network, data and target without ``reconstruct=1``)."""
+    tasks = saved["tasks"]
+    named = [i for i, n in enumerate(names) if n in BASELINE_NAMES]
+    at = names.index(RANDOM)
+    print("\nspread of the panel per reference task (relative top-1: pruned / unpruned), "
+          f"{len(named)} named classics:", flush=True)
+    print("| reference | best classic | worst classic | classics' spread | random | best of panel |")
+    print("|---|---|---|---:|---:|---:|")
+    for spec in (s for group in REFERENCES.values() for s in group if s in tasks):
+        values = tasks[spec]["relative"]
+        classics = sorted(((values[i], names[i]) for i in named if values[i] is not None), reverse=True)
+        if not classics:
+            continue
+        best = max(v for v in values if v is not None)
+        rand = "n/a" if values[at] is None else f"{values[at]:.3f}"
+        print(f"| {spec} | {classics[0][1]} {classics[0][0]:.3f} | {classics[-1][1]} {classics[-1][0]:.3f} | "
+              f"{classics[0][0] - classics[-1][0]:.3f} | {rand} | {best:.3f} |", flush=True)
+    for spec in (s for s in tasks if f",{RECONSTRUCT}" in s):
+        twin = spec.replace(f",{RECONSTRUCT}", "")
+        if twin in tasks:
+            rho, low, high, n = rho_interval(tasks[twin]["relative"], tasks[spec]["relative"])
+            print(f"rho(one-shot, reconstruction) on {twin}: {rho:+.2f} [{low:+.2f}, {high:+.2f}] over {n} criteria",
+                  flush=True)
 
 
 # one-shot references on Fashion-MNIST as fitness tasks: scored against the Imagenette references only (a
