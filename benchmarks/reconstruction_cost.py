@@ -33,7 +33,8 @@ def one(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     config = TransferConfig(setup=Setup(model=args.model, dataset="fakedata", image_size=args.image_size),
-                            accelerator=Accelerator(args.device), target_macs=0.5, finetune=FitConfig(epochs=0), latency=None,
+                            accelerator=Accelerator(args.device), target_macs=0.5, finetune=FitConfig(epochs=0),
+                            latency=None,
                             calibration_samples=args.one_samples, calibration_batch=args.batch or None,
                             reconstruct=args.one == "reconstruct")
     session = TransferSession(config)
@@ -56,7 +57,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--samples", type=int, nargs="+", default=[16, 32], help="calibration images per row")
     parser.add_argument("--calibration-batch", dest="batch", type=int, default=8,
-                        help="images per reconstruction pass; 0: as many as 256 MB of rows allow (the default of apply)")
+                        help="images per reconstruction pass; 0: as many as 256 MB of rows allow "
+                             "(the default of apply)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--one", help=argparse.SUPPRESS)

@@ -1,4 +1,5 @@
-"""The fidelity benchmark's statistics: Spearman's rho with a paired, seeded bootstrap interval; the per-regime spread."""
+"""The fidelity benchmark's statistics: Spearman's rho with a paired, seeded bootstrap interval; the
+per-regime spread."""
 from __future__ import annotations
 
 import warnings
