@@ -6,8 +6,9 @@
 # Environment: SIZE (the dataset's), TRAIN_EPOCHS (4), CHECKPOINT (train one), SEEDS (5), TARGETS ("0.25 0.5"),
 #   FORMULAS ("baselines random": every classic, loo and obs included, every Torch-Pruning importance, random),
 #   ALLOCATIONS (uniform global), CALIBRATION (256), MODES ("plain reconstruct"), EXTRA (more compare options),
-#   DEVICE (cpu), WORKERS (DataLoader workers, 0), TRAIN_WORKERS (WORKERS), BATCH (training batch, 128), PARALLEL (1: every target and mode
-#   its own process at once, each logging to OUT_DIR/macsM-MODE.log: for a GPU machine with many cores).
+#   DEVICE (cpu), WORKERS (DataLoader workers, 0), TRAIN_WORKERS (WORKERS), BATCH (training batch, 128),
+#   PARALLEL (1: every target and mode its own process at once, each logging to OUT_DIR/macsM-MODE.log: for a GPU
+#   machine with many cores).
 set -euo pipefail
 MODEL=${1:?model}
 DATASET=${2:?dataset}
