@@ -1,6 +1,7 @@
 """Two 'prunevo compare' runs of one setting side by side, paired by criterion, allocation and seed: the gain of the
 second regime over the first (e.g. one-shot + reconstruction over one-shot) with its 95% interval, each regime's
-best classic, and how far apart the criteria are in each.
+best classic (over all of its own pairs: the two panels may differ; the table holds the pairs both ran), how far apart
+the criteria are in each, and the best of the second against the best of the first, paired by seed.
 
     python benchmarks/paired_regimes.py out/macs0.25-plain/compare.json out/macs0.25-reconstruct/compare.json
 """
@@ -38,8 +39,9 @@ def main() -> None:
     print(f"| criterion | allocation | {names[0]} | {names[1]} | gain (pp) | vs unpruned (pp) | reconstruct s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     means: dict[str, dict[tuple[str, str], float]] = {names[0]: {}, names[1]: {}}
-    for key in sorted(first, key=lambda k: (k[1], -statistics.fmean(r["pruned_top1"] for r in second[k].values()))):
-        seeds = sorted(set(first[key]) & set(second.get(key, {})))
+    both = [k for k in first if k in second]  # the pairs both regimes ran (their panels may differ)
+    for key in sorted(both, key=lambda k: (k[1], -statistics.fmean(r["pruned_top1"] for r in second[k].values()))):
+        seeds = sorted(set(first[key]) & set(second[key]))
         x = [first[key][s]["pruned_top1"] for s in seeds]
         y = [second[key][s]["pruned_top1"] for s in seeds]
         diff = paired_difference(y, x)
@@ -49,14 +51,24 @@ def main() -> None:
         print(f"| {key[0]} | {key[1]} | {statistics.fmean(x):.4f} | {statistics.fmean(y):.4f} | {_pp(diff.mean)}"
               f"{interval} | {_pp(statistics.fmean(y) - base)} | {seconds:.1f} |")
     print()
-    for name, values in means.items():
+    bests = {}
+    for name, runs in zip(names, (first, second)):
+        values = {k: statistics.fmean(r["pruned_top1"] for r in by_seed.values()) for k, by_seed in runs.items()}
         classics = {k: v for k, v in values.items() if k[0] in BASELINE_NAMES}
         best = max(classics, key=classics.get)
         worst = min(classics, key=classics.get)
         randoms = [v for k, v in values.items() if k[0] == RANDOM]
-        print(f"- {name}: best classic {best[0]} ({best[1]}) {classics[best]:.4f}; spread between the classics "
-              f"{100 * (classics[best] - classics[worst]):.1f} pp ({worst[0]}, {worst[1]}, lowest); random "
-              f"{statistics.fmean(randoms):.4f}")
+        over = "" if len(values) == len(means[name]) else f" (over all {len(values)} of its pairs)"
+        print(f"- {name}{over}: best classic {best[0]} ({best[1]}) {classics[best]:.4f}; spread between the "
+              f"classics {100 * (classics[best] - classics[worst]):.1f} pp ({worst[0]}, {worst[1]}, lowest); "
+              f"random {statistics.fmean(randoms):.4f}")
+        bests[name] = runs[best]
+    seeds = sorted(set(bests[names[0]]) & set(bests[names[1]]))
+    diff = paired_difference([bests[names[1]][s]["pruned_top1"] for s in seeds],
+                             [bests[names[0]][s]["pruned_top1"] for s in seeds])
+    interval = f" [{_pp(diff.low)}, {_pp(diff.high)}]" if diff.low is not None else ""
+    print(f"- best classic of {names[1]} against best classic of {names[0]}, paired by seed: {_pp(diff.mean)} pp"
+          f"{interval}")
 
 
 if __name__ == "__main__":
