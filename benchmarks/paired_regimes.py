@@ -27,6 +27,11 @@ def _pp(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
+def _with_interval(diff, unit: str = "") -> str:
+    """A paired difference in pp (``unit`` after the mean), with its 95% interval when there are seeds enough."""
+    return _pp(diff.mean) + unit + (f" [{_pp(diff.low)}, {_pp(diff.high)}]" if diff.low is not None else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first", help="compare.json of the first regime")
@@ -38,18 +43,14 @@ def main() -> None:
     print(f"unpruned top-1 {base:.4f}; {names[1]} against {names[0]}, paired by seed (95% intervals)\n")
     print(f"| criterion | allocation | {names[0]} | {names[1]} | gain (pp) | vs unpruned (pp) | reconstruct s |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    means: dict[str, dict[tuple[str, str], float]] = {names[0]: {}, names[1]: {}}
     both = [k for k in first if k in second]  # the pairs both regimes ran (their panels may differ)
     for key in sorted(both, key=lambda k: (k[1], -statistics.fmean(r["pruned_top1"] for r in second[k].values()))):
         seeds = sorted(set(first[key]) & set(second[key]))
         x = [first[key][s]["pruned_top1"] for s in seeds]
         y = [second[key][s]["pruned_top1"] for s in seeds]
-        diff = paired_difference(y, x)
-        interval = f" [{_pp(diff.low)}, {_pp(diff.high)}]" if diff.low is not None else ""
         seconds = statistics.fmean(second[key][s]["wall_s"].get("reconstruct", 0.0) for s in seeds)
-        means[names[0]][key], means[names[1]][key] = statistics.fmean(x), statistics.fmean(y)
-        print(f"| {key[0]} | {key[1]} | {statistics.fmean(x):.4f} | {statistics.fmean(y):.4f} | {_pp(diff.mean)}"
-              f"{interval} | {_pp(statistics.fmean(y) - base)} | {seconds:.1f} |")
+        print(f"| {key[0]} | {key[1]} | {statistics.fmean(x):.4f} | {statistics.fmean(y):.4f} | "
+              f"{_with_interval(paired_difference(y, x))} | {_pp(statistics.fmean(y) - base)} | {seconds:.1f} |")
     print()
     bests = {}
     for name, runs in zip(names, (first, second)):
@@ -58,7 +59,7 @@ def main() -> None:
         best = max(classics, key=classics.get)
         worst = min(classics, key=classics.get)
         randoms = [v for k, v in values.items() if k[0] == RANDOM]
-        over = "" if len(values) == len(means[name]) else f" (over all {len(values)} of its pairs)"
+        over = "" if len(values) == len(both) else f" (over all {len(values)} of its pairs)"
         print(f"- {name}{over}: best classic {best[0]} ({best[1]}) {classics[best]:.4f}; spread between the "
               f"classics {100 * (classics[best] - classics[worst]):.1f} pp ({worst[0]}, {worst[1]}, lowest); "
               f"random {statistics.fmean(randoms):.4f}")
@@ -66,9 +67,8 @@ def main() -> None:
     seeds = sorted(set(bests[names[0]]) & set(bests[names[1]]))
     diff = paired_difference([bests[names[1]][s]["pruned_top1"] for s in seeds],
                              [bests[names[0]][s]["pruned_top1"] for s in seeds])
-    interval = f" [{_pp(diff.low)}, {_pp(diff.high)}]" if diff.low is not None else ""
-    print(f"- best classic of {names[1]} against best classic of {names[0]}, paired by seed: {_pp(diff.mean)} pp"
-          f"{interval}")
+    print(f"- best classic of {names[1]} against best classic of {names[0]}, paired by seed: "
+          f"{_with_interval(diff, ' pp')}")
 
 
 if __name__ == "__main__":
